@@ -1,0 +1,112 @@
+"""The dataset registry: ``register_dataset``, ``load_dataset``, ``list_datasets``.
+
+A dataset factory takes ``split`` and keyword options and returns a ``torch.utils.data.Dataset``
+whose items are dicts with the batch keys of DESIGN.md (without the batch dimension). Names with a
+prefix, such as ``folder:PATH``, pass the part after the colon to the factory as ``arg``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from torch.utils.data import Dataset
+
+from rnnimg.errors import RnnImgError
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class DatasetEntry:
+    name: str
+    factory: Callable[..., Dataset]
+    description: str
+    prefix: bool  # True for "folder:PATH"-style names
+    task: str  # the batch keys it yields: "generate" (image[, label]), "predict" (frames), ...
+    splits: tuple[str, ...]  # splits the factory makes itself; "val" otherwise comes from the trainer
+
+
+_DATASETS: dict[str, DatasetEntry] = {}
+
+
+def register_dataset(
+    name: str,
+    *,
+    description: str,
+    task: str = "generate",
+    prefix: bool = False,
+    splits: tuple[str, ...] = ("train", "test"),
+):
+    """Function decorator registering a dataset factory ``f(split, **options)`` under ``name``.
+
+    With ``prefix=True`` the name is used as ``name:ARG`` and the factory is ``f(arg, split, ...)``.
+    """
+
+    def wrap(factory):
+        if name in _DATASETS:
+            raise ValueError(f"dataset {name!r} is registered twice")
+        _DATASETS[name] = DatasetEntry(name, factory, description, prefix, task, splits)
+        return factory
+
+    return wrap
+
+
+def _ensure_builtin_datasets() -> None:
+    import rnnimg.data  # noqa: F401  (importing the package registers the built-in datasets)
+
+
+def get_dataset_entry(name: str) -> tuple[DatasetEntry, str | None]:
+    """The registry entry for ``name`` and, for prefixed names, the argument after the colon."""
+    _ensure_builtin_datasets()
+    key, arg = name, None
+    if ":" in name:
+        key, arg = name.split(":", 1)
+    entry = _DATASETS.get(key)
+    if entry is None or entry.prefix != (arg is not None):
+        shown = [f"{e.name}:PATH" if e.prefix else e.name for e in _DATASETS.values()]
+        close = difflib.get_close_matches(name, shown, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise RnnImgError(f"unknown dataset {name!r}.{hint} Available: {', '.join(shown)}.")
+    if entry.prefix and not arg:
+        raise RnnImgError(f"dataset {key}: needs a path after the colon, e.g. {key}:./my_images")
+    return entry, arg
+
+
+def load_dataset(name: str, split: str = "train", **options) -> Dataset:
+    """Load dataset ``name`` (see :func:`list_datasets`) for ``split``.
+
+    Args:
+        name: a registered name, or ``prefix:ARG`` such as ``folder:./images``.
+        split: ``"train"`` or ``"test"`` (and ``"val"`` where the dataset makes one itself).
+        **options: dataset options such as ``image_size``, ``channels``, ``binarize``,
+            ``data_dir``, ``download``, ``strict``; each dataset documents its own.
+
+    Raises:
+        RnnImgError: for an unknown name or option, a missing file or a bad split.
+    """
+    entry, arg = get_dataset_entry(name)
+    if split not in entry.splits:
+        raise RnnImgError(
+            f"dataset {name!r} has no split {split!r}; it has {', '.join(entry.splits)}."
+        )
+    params = inspect.signature(entry.factory).parameters
+    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        unknown = sorted(set(options) - set(params))
+        if unknown:
+            accepted = sorted(k for k in params if k not in ("arg", "split"))
+            raise RnnImgError(
+                f"dataset {entry.name!r} takes no option(s) {', '.join(unknown)}; "
+                f"it takes: {', '.join(accepted) or 'none'}."
+            )
+    if entry.prefix:
+        return entry.factory(arg, split, **options)
+    return entry.factory(split, **options)
+
+
+def list_datasets(task: str | None = None) -> list[DatasetEntry]:
+    """The registered datasets (entries with ``name``, ``description``, ``task``)."""
+    _ensure_builtin_datasets()
+    return [e for e in _DATASETS.values() if task is None or e.task == task]
