@@ -73,6 +73,8 @@ class RnnImgModel(nn.Module):
     presets: ClassVar[dict[str, dict[str, Any]]] = {}
     # Trainer defaults per preset (lr, batch_size, ...); the CLI's flags override them.
     training_presets: ClassVar[dict[str, dict[str, Any]]] = {}
+    # What `rnnimg demo` trains: TrainSettings fields (preset, data, max_steps, batch_size, ...).
+    demo: ClassVar[dict[str, Any] | None] = None
 
     def __init__(self, config: Any) -> None:
         super().__init__()
@@ -180,7 +182,10 @@ def load_pretrained(directory: str | os.PathLike, map_location: str = "cpu") -> 
     try:
         missing, unexpected = load_model(model, weights, strict=False, device=map_location)
     except (SafetensorError, OSError, RuntimeError) as err:
-        raise RnnImgError(f"cannot read {weights}: {str(err).splitlines()[0]}") from None
+        if "size mismatch" in str(err):
+            missing, unexpected = ["(shapes differ)"], []
+        else:
+            raise RnnImgError(f"cannot read {weights}: {str(err).splitlines()[0]}") from None
     if missing or unexpected:
         raise RnnImgError(
             f"{weights} does not fit the config in {CONFIG_FILE} (missing {len(missing)}, "
@@ -260,7 +265,7 @@ class ImageGenerator(RnnImgModel):
     def preview(self, batch: dict[str, Tensor], generator: torch.Generator) -> dict[str, Tensor]:
         from rnnimg.viz import make_grid
 
-        n = 16
+        n = 32
         label = None
         if self.config.num_classes:
             label = torch.arange(n, device=self.device) % self.config.num_classes

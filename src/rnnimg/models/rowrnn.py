@@ -73,6 +73,7 @@ class RowRNN(ImageGenerator):
         "cifar10": dict(image_size=32, channels=3, hidden_size=512),
     }
     training_presets = {"debug": dict(lr=3e-3, batch_size=32), "mnist": dict(lr=1e-3, batch_size=64)}
+    demo = dict(preset="mnist", data="mnist-5k", max_steps=400, batch_size=32, lr=2e-3)
 
     def __init__(self, config: RowRNNConfig) -> None:
         super().__init__(config)
@@ -125,7 +126,7 @@ class RowRNN(ImageGenerator):
             nll = F.binary_cross_entropy_with_logits(logits, image, reduction="none")
         else:
             target = torch.round(image * (self.config.levels - 1)).long()  # (B, C, H, W)
-            nll = F.cross_entropy(logits, target, reduction="none")
+            nll = F.cross_entropy(logits.transpose(1, 2), target, reduction="none")  # K to dim 1
         return nll.flatten(1).sum(1)
 
     def loss(self, batch: dict[str, Tensor]) -> LossOutput:

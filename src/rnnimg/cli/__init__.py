@@ -1,0 +1,50 @@
+"""The ``rnnimg`` command line. Thin: it parses arguments, calls the library and prints results.
+
+A user mistake (an :class:`~rnnimg.errors.RnnImgError`) prints one line and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from rnnimg.cli import generate_cmds, train_cmds
+from rnnimg.errors import RnnImgError
+
+COMMAND_MODULES = [train_cmds, generate_cmds]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from rnnimg import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="rnnimg",
+        description="Generate images with recurrent neural networks: train a model, sample from "
+                    "it, complete occluded images, predict the next frames of a clip.",
+        epilog="Run `rnnimg COMMAND --help` for a command's options. Start with `rnnimg demo`.",
+    )
+    parser.add_argument("--version", action="version", version=f"rnnimg {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module in COMMAND_MODULES:
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from rnnimg.cli.common import quiet_libraries
+
+    quiet_libraries()
+    try:
+        return int(args.run(args) or 0)
+    except RnnImgError as err:
+        print(f"rnnimg: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("rnnimg: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,78 @@
+"""Helpers shared by the CLI commands: argument types, output-file safety, devices."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+from rnnimg.errors import RnnImgError
+
+
+def parse_assignments(items: list[str] | None, flag: str) -> dict[str, Any]:
+    """``["a=1", "b=lstm"]`` -> ``{"a": 1, "b": "lstm"}``; values are JSON where they parse."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        if "=" not in item:
+            raise RnnImgError(f"{flag} takes KEY=VALUE, got {item!r}.")
+        key, value = item.split("=", 1)
+        try:
+            out[key.strip().replace("-", "_")] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key.strip().replace("-", "_")] = value
+    return out
+
+
+def check_output(path: str | os.PathLike, overwrite: bool) -> Path:
+    """Refuse to replace an existing file unless ``--overwrite``; make the parent folder."""
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise RnnImgError(f"{path} already exists; pass --overwrite to replace it or choose another -o.")
+    if path.is_dir():
+        raise RnnImgError(f"{path} is a folder; -o takes a file name such as grid.png.")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def resolve_device(name: str) -> str:
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise RnnImgError("--device cuda was asked for, but no CUDA GPU is visible; use --device cpu.")
+    return name
+
+
+def add_device_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="auto",
+                   help="cpu, cuda, cuda:1, ... (default: auto = cuda if available, else cpu)")
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def quiet_libraries() -> None:
+    """Keep Lightning's banners and known-harmless warnings out of the CLI's output."""
+    for name in ("lightning.pytorch", "lightning.fabric", "pytorch_lightning"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    for pattern in (".*does not have many workers.*", ".*isinstance\\(treespec, LeafSpec\\).*",
+                    ".*smaller than the logging interval.*", ".*litlogger.*",
+                    ".*You defined a `validation_step` but have no `val_dataloader`.*"):
+        warnings.filterwarnings("ignore", message=pattern)
+
+
+def print_table(rows: list[tuple[str, str]], header: tuple[str, str] = ("metric", "value")) -> None:
+    width = max(len(header[0]), *(len(r[0]) for r in rows))
+    print(f"{header[0]:<{width}}  {header[1]}")
+    print(f"{'-' * width}  {'-' * max(5, len(header[1]))}")
+    for key, value in rows:
+        print(f"{key:<{width}}  {value}")

@@ -1,0 +1,82 @@
+"""``rnnimg demo`` / ``make demo``: train every registered model that has a ``demo`` recipe briefly,
+offline, on data rnnimg ships or generates, and write pictures a person can look at:
+
+    runs/demo/MODEL/          the run folder of each model (rnnimg sample / evaluate work on it)
+    runs/demo/MODEL.png|.gif  its samples, completions or predictions after training
+    runs/demo/curves.png      training and validation loss of every model
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import torch
+
+from rnnimg.errors import RnnImgError
+from rnnimg.models.registry import get_model_class, list_models
+
+
+def run_demo(out: str | Path = "runs/demo", overwrite: bool = False, models: list[str] | None = None,
+             steps_scale: float = 1.0, progress: bool = True) -> dict[str, list[Path]]:
+    """Train each model's demo recipe and write its pictures; returns model -> files written."""
+    from rnnimg.data import load_dataset
+    from rnnimg.train import TrainSettings, train
+    from rnnimg.viz import plot_curves, read_metrics_csv, save_image
+
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise RnnImgError(f"{out} already exists; pass --overwrite to replace it (make demo does).")
+        shutil.rmtree(out)
+    names = models or [n for n in list_models() if get_model_class(n).demo]
+    for name in names:
+        if not get_model_class(name).demo:
+            raise RnnImgError(f"model {name!r} has no demo recipe; choose from "
+                              f"{', '.join(n for n in list_models() if get_model_class(n).demo)}.")
+    written: dict[str, list[Path]] = {}
+    train_curves, val_curves = {}, {}
+    for name in names:
+        recipe = dict(get_model_class(name).demo)
+        recipe["max_steps"] = max(1, int(recipe["max_steps"] * steps_scale))
+        start = time.perf_counter()
+        print(f"[demo] training {name} ({recipe.get('preset')}) on {recipe['data']} for "
+              f"{recipe['max_steps']} steps ...", flush=True)
+        run_dir = train(TrainSettings(model=name, out=str(out / name), progress=progress,
+                                      sample_every_n_steps=0, ckpt_every_n_steps=10_000, **recipe))
+        from rnnimg.models.base import load_pretrained
+
+        model = load_pretrained(run_dir).eval()
+        test = load_dataset(recipe["data"], "test", **{**model.dataset_options(),
+                                                       **recipe.get("data_options", {})})
+        batch = torch.utils.data.default_collate([test[i] for i in range(8)])
+        pictures = model.preview(batch, torch.Generator().manual_seed(0))
+        files = []
+        for picture_name, picture in pictures.items():
+            suffix = Path(picture_name).suffix
+            path = out / (f"{name}{suffix}" if len(pictures) == 1 else f"{name}-{picture_name}")
+            if picture.dim() == 4:  # frames: an animation
+                from rnnimg.viz import write_video
+
+                files.append(write_video(picture, path.with_suffix(".gif")))
+            else:
+                files.append(save_image(picture, path, scale=3))
+        written[name] = files
+        series = read_metrics_csv(run_dir / "metrics.csv")
+        if "train/loss" in series:
+            train_curves[name] = series["train/loss"]
+        if "val/loss" in series:
+            val_curves[name] = series["val/loss"]
+        print(f"[demo] {name}: {time.perf_counter() - start:.0f} s -> "
+              f"{', '.join(str(f) for f in files)}", flush=True)
+    if train_curves:
+        curves = plot_curves({"train loss": train_curves, "val loss": val_curves},
+                             out / "curves.png", title="rnnimg demo: loss per model")
+        written["curves"] = [curves]
+    print("\n[demo] done. Look at:")
+    for files in written.values():
+        for f in files:
+            print(f"  {f}")
+    print(f"  {out}/MODEL/  (run folders: try `rnnimg sample {out}/{names[0]} -n 64 -o grid.png`)")
+    return written

@@ -1,0 +1,82 @@
+import json
+
+import pytest
+import torch
+
+from rnnimg import create_model, load_pretrained
+from rnnimg.callbacks import load_checkpoint_file
+from rnnimg.errors import RnnImgError
+
+MARKER = "/tmp/rnnimg-pickle-was-executed"
+
+
+class Payload:
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {MARKER}",))
+
+
+def test_planted_pickle_in_a_resume_checkpoint_is_refused(tmp_path):
+    import os
+
+    if os.path.exists(MARKER):
+        os.unlink(MARKER)
+    ckpt = tmp_path / "last.ckpt"
+    torch.save({"state_dict": {}, "evil": Payload()}, ckpt)
+    with pytest.raises(RnnImgError, match="refused"):
+        load_checkpoint_file(ckpt)
+    assert not os.path.exists(MARKER), "the pickle payload ran"
+    # Sanity check that the payload is real: plain pickle would execute it.
+    with open(ckpt, "rb") as f:
+        data = f.read()
+    assert b"system" in data
+
+
+def test_planted_pickle_stops_resume_before_training(tmp_path):
+    from rnnimg.train import TrainSettings, train
+
+    run = tmp_path / "run"
+    train(TrainSettings("rowrnn", preset="debug", max_steps=2, out=str(run), progress=False,
+                        val_fraction=0))
+    torch.save({"evil": Payload()}, run / "checkpoints" / "last.ckpt")
+    with pytest.raises(RnnImgError, match="refused"):
+        train(TrainSettings("rowrnn", preset="debug", max_steps=4, out=str(run), resume=True,
+                            progress=False))
+
+
+def test_pretrained_folder_is_json_plus_safetensors(tmp_path):
+    model = create_model("rowrnn", "debug", cell="gru")
+    model.save_pretrained(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "model.safetensors"]
+    meta = json.loads((tmp_path / "config.json").read_text())
+    assert meta["model"] == "rowrnn" and meta["config"]["cell"] == "gru"
+    raw = (tmp_path / "model.safetensors").read_bytes()
+    header_len = int.from_bytes(raw[:8], "little")  # safetensors: u64 length, then a JSON header
+    assert json.loads(raw[8 : 8 + header_len])["head.weight"]["dtype"] == "F32"
+    assert b"\x80\x04" not in raw[:2] and b"torch._utils" not in raw  # no pickle stream
+    assert load_pretrained(tmp_path).config.cell == "gru"
+
+
+def test_load_pretrained_errors(tmp_path):
+    with pytest.raises(RnnImgError, match="not a folder"):
+        load_pretrained(tmp_path / "missing")
+    with pytest.raises(RnnImgError, match="config.json is missing"):
+        load_pretrained(tmp_path)
+    create_model("rowrnn", "debug").save_pretrained(tmp_path)
+    (tmp_path / "config.json").write_text("{not json")
+    with pytest.raises(RnnImgError, match="not valid JSON"):
+        load_pretrained(tmp_path)
+    create_model("rowrnn", "debug", hidden_size=8).save_pretrained(tmp_path / "other")
+    meta = json.loads((tmp_path / "other" / "config.json").read_text())
+    meta["config"]["hidden_size"] = 16
+    (tmp_path / "other" / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(RnnImgError, match="does not fit the config"):
+        load_pretrained(tmp_path / "other")
+    (tmp_path / "other" / "model.safetensors").write_bytes(b"garbage")
+    with pytest.raises(RnnImgError, match="cannot read"):
+        load_pretrained(tmp_path / "other")
+    meta["config"]["cell"] = "bogus"
+    (tmp_path / "other" / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(RnnImgError, match="cell must be one of"):
+        load_pretrained(tmp_path / "other")

@@ -1,0 +1,93 @@
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from rnnimg.cli import build_parser, main
+
+RNNIMG = str(Path(sys.executable).with_name("rnnimg"))
+
+
+def run_cli(*args, cwd=None, timeout=120):
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    return subprocess.run([RNNIMG, *args], capture_output=True, text=True, cwd=cwd, env=env,
+                          timeout=timeout)
+
+
+def test_help_works_for_every_command(capsys):
+    commands = build_parser()._subparsers._group_actions[0].choices
+    assert {"list", "train", "sample", "evaluate", "demo"} <= set(commands)
+    for name in commands:
+        with pytest.raises(SystemExit) as exit_info:
+            main([name, "--help"])
+        assert exit_info.value.code == 0
+        assert "usage: rnnimg " + name in capsys.readouterr().out
+
+
+def test_list_shows_models_and_datasets(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "rowrnn" in out and "mnist-5k" in out and "folder:PATH" in out and "debug" in out
+
+
+def test_train_sample_evaluate_end_to_end(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "rowrnn", "--preset", "debug", "--max-steps", "6", "--out", str(run),
+                 "--no-progress", "--batch-size", "16"]) == 0
+    assert (run / "model.safetensors").is_file()
+    grid = tmp_path / "grid.png"
+    assert main(["sample", str(run), "-n", "12", "-o", str(grid), "--seed", "1"]) == 0
+    from PIL import Image
+
+    with Image.open(grid) as img:  # 12 images of 28 px, 8 per row, 2 px padding, scale 2
+        assert img.size == (2 * (8 * 30 + 2), 2 * (2 * 30 + 2))
+    first = grid.read_bytes()
+    capsys.readouterr()
+    # The output file is not overwritten without --overwrite.
+    assert main(["sample", str(run), "-n", "12", "-o", str(grid), "--seed", "2"]) == 2
+    assert "already exists" in capsys.readouterr().err and grid.read_bytes() == first
+    assert main(["sample", str(run), "-n", "12", "-o", str(grid), "--seed", "2", "--overwrite"]) == 0
+    assert grid.read_bytes() != first
+    capsys.readouterr()
+    assert main(["evaluate", str(run), "--json", "--max-batches", "2", "--batch-size", "10"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["num_items"] == 20 and result["metrics"]["nll_nats"] > 0
+    assert main(["evaluate", str(run), "--max-batches", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "bits_per_dim" in out and "binarization: fixed" in out
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", "nosuchmodel"], "unknown model 'nosuchmodel'"),
+    (["train", "rowrnn", "--data", "folder:/no/such/dir", "--max-steps", "1"], "no such folder"),
+    (["train", "rowrnn", "--set", "cell=cnn", "--max-steps", "1"], "cell must be one of"),
+    (["sample", "/no/such/run"], "is not a folder"),
+    (["evaluate", "/no/such/run"], "is not a folder"),
+    (["train", "rowrnn", "--data", "mnist5k"], "unknown dataset"),
+])
+def test_user_mistakes_exit_2_with_one_line(args, message, capsys, tmp_path):
+    args = [*args, "--out", str(tmp_path / "r")] if args[0] == "train" else args
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1 and err.startswith("rnnimg: error:")
+
+
+def test_console_script_exits_2_without_traceback(tmp_path):
+    proc = run_cli("sample", str(tmp_path / "missing"), "-o", str(tmp_path / "x.png"))
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr and proc.stderr.strip().count("\n") == 0
+
+
+def test_ddp_on_two_cpu_processes(tmp_path):
+    """Multi-process training goes through Lightning's DDP engine (gloo on CPU)."""
+    proc = run_cli("train", "rowrnn", "--preset", "debug", "--max-steps", "3", "--batch-size", "8",
+                   "--out", str(tmp_path / "ddp"), "--accelerator", "cpu", "--devices", "2",
+                   "--strategy", "ddp", "--no-progress", cwd=tmp_path, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "MEMBER: 2/2" in proc.stderr + proc.stdout
+    ckpt = torch.load(tmp_path / "ddp" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert ckpt["global_step"] == 3

@@ -1,0 +1,88 @@
+"""The contract every registered model keeps, checked on its ``debug`` preset."""
+
+import dataclasses
+import sys
+
+import pytest
+import torch
+
+from rnnimg import create_model, list_models, load_pretrained
+from rnnimg.models.registry import get_model_class
+
+MODELS = list_models()
+
+
+def make(name, **overrides):
+    torch.manual_seed(0)
+    return create_model(name, "debug", **overrides)
+
+
+def conditional_overrides(name):
+    fields = {f.name for f in dataclasses.fields(get_model_class(name).config_class)}
+    return {"num_classes": 3} if "num_classes" in fields else {}
+
+
+def test_registry_is_not_empty():
+    assert "rowrnn" in MODELS
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_loss_is_finite_and_every_parameter_gets_a_gradient(name):
+    for overrides in ({}, conditional_overrides(name)):
+        model = make(name, **overrides).train()
+        batch = model.example_batch(3, torch.Generator().manual_seed(0))
+        out = model.loss(batch)
+        assert out.loss.dim() == 0 and torch.isfinite(out.loss)
+        out.loss.backward()
+        no_grad = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+        assert not no_grad, f"parameters without gradient: {no_grad}"
+        for value in out.metrics.values():
+            assert torch.isfinite(torch.as_tensor(value)).all()
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_same_seed_same_output_and_save_load_round_trip(name, tmp_path):
+    model = make(name, **conditional_overrides(name)).eval()
+    batch = model.example_batch(2, torch.Generator().manual_seed(1))
+    out = verb_output(model, batch, seed=5)
+    assert torch.equal(out, verb_output(model, batch, seed=5))
+    model.save_pretrained(tmp_path)
+    loaded = load_pretrained(tmp_path)
+    assert type(loaded) is type(model) and loaded.config == model.config
+    assert torch.equal(verb_output(loaded, batch, seed=5), out)
+    with torch.no_grad():
+        assert torch.equal(loaded.loss(batch).loss, model.loss(batch).loss)
+
+
+def verb_output(model, batch, seed):
+    """Run the model's task verb and check its shape and range."""
+    gen = torch.Generator().manual_seed(seed)
+    c = model.config
+    if model.task == "generate":
+        label = torch.tensor([0, 1]) if getattr(c, "num_classes", 0) else None
+        out = model.sample(2, label=label, generator=gen)
+        assert out.shape == (2, c.channels, c.image_size, c.image_size)
+    elif model.task == "predict":
+        frames = batch["frames"]
+        out = model.predict(frames[:, : c.context], c.horizon)
+        assert out.shape == (frames.shape[0], c.horizon, *frames.shape[2:])
+    elif model.task == "segment":
+        out = model.segment(batch["image"])
+        assert out.shape == batch["mask"].shape and out.dtype == torch.long
+        return out
+    elif model.task == "translate":
+        out = model.translate(batch["source"])
+    else:
+        raise AssertionError(f"unknown task {model.task}")
+    assert torch.isfinite(out).all() and out.min() >= 0 and out.max() <= 1
+    return out
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_presets_build_and_configs_validate(name):
+    cls = get_model_class(name)
+    assert "debug" in cls.presets
+    for preset in cls.presets:
+        config = create_model(name, preset).config  # every preset is a valid config
+        assert dataclasses.is_dataclass(config)
+    assert len(sys.modules[cls.__module__].__doc__ or "") > 200, "module docstring must cite the paper"

@@ -1,0 +1,100 @@
+import numpy as np
+import pytest
+import torch
+
+from rnnimg import list_datasets, load_dataset
+from rnnimg.data.images import mnist_5k_arrays, mnist_5k_split_indices
+from rnnimg.data.transforms import quantize
+from rnnimg.errors import RnnImgError
+
+
+def test_mnist_5k_fixed_split():
+    _, labels = mnist_5k_arrays()
+    train, test = mnist_5k_split_indices("train"), mnist_5k_split_indices("test")
+    assert len(train) == 4500 and len(test) == 500
+    assert not set(train) & set(test)
+    assert np.bincount(labels[test]).tolist() == [50] * 10
+    assert np.array_equal(test, mnist_5k_split_indices("test"))  # the same digits every time
+    ds = load_dataset("mnist-5k", "test")
+    item = ds[0]
+    assert item["image"].shape == (1, 28, 28) and item["image"].dtype == torch.float32
+    assert 0 <= item["image"].min() and item["image"].max() <= 1 and item["label"].dtype == torch.long
+    images, _ = mnist_5k_arrays()
+    assert torch.equal(item["image"], torch.from_numpy(images[test[0]]).float().unsqueeze(0) / 255)
+
+
+def test_fixed_binarization_is_stable_and_dynamic_is_not():
+    a = load_dataset("mnist-5k", "test", binarize="fixed")
+    b = load_dataset("mnist-5k", "test", binarize="fixed")
+    assert torch.equal(a[7]["image"], b[7]["image"]) and set(a[7]["image"].unique().tolist()) == {0, 1}
+    c = load_dataset("mnist-5k", "test", binarize="fixed", binarize_seed=1)
+    assert not torch.equal(a[7]["image"], c[7]["image"])
+    d = load_dataset("mnist-5k", "test", binarize="dynamic")
+    assert not torch.equal(d[7]["image"], d[7]["image"])
+    # Binarization follows the grey level: mean of many dynamic draws approaches it.
+    grey = load_dataset("mnist-5k", "test")[7]["image"]
+    mean = torch.stack([d[7]["image"] for _ in range(400)]).mean(0)
+    assert (mean - grey).abs().max() < 0.15
+
+
+def test_quantization_levels():
+    x = torch.linspace(0, 1, 1000)
+    q = quantize(x, 4)
+    assert sorted(q.unique().tolist()) == pytest.approx([0, 1 / 3, 2 / 3, 1])
+    ds = load_dataset("mnist-5k", "test", levels=8)
+    assert len(ds[3]["image"].unique()) <= 8
+
+
+def test_resize_and_channels():
+    ds = load_dataset("mnist-5k", "test", image_size=16, channels=3)
+    assert ds[0]["image"].shape == (3, 16, 16)
+    assert torch.equal(ds[0]["image"][0], ds[0]["image"][2])
+
+
+def test_folder_dataset_with_class_subfolders(image_folder):
+    train = load_dataset(f"folder:{image_folder}", "train")
+    test = load_dataset(f"folder:{image_folder}", "test")
+    assert len(train) == 18 and len(test) == 2
+    assert train[0]["image"].shape == (1, 28, 28)
+    assert set(train.labels.tolist()) == {0, 1}
+    resized = load_dataset(f"folder:{image_folder}", "train", image_size=8, channels=3)
+    assert resized[0]["image"].shape == (3, 8, 8)
+
+
+def test_folder_corrupt_image_is_skipped_with_a_warning_or_fails_with_strict(image_folder):
+    (image_folder / "dogs" / "00.png").write_bytes(b"not a png at all")
+    with pytest.warns(UserWarning, match="skipped 1 unreadable image"):
+        ds = load_dataset(f"folder:{image_folder}", "train")
+    assert len(ds) == 17
+    with pytest.raises(RnnImgError, match="00.png: not a readable image"):
+        load_dataset(f"folder:{image_folder}", "train", strict=True)
+
+
+def test_folder_bad_paths(tmp_path):
+    with pytest.raises(RnnImgError, match="no such folder"):
+        load_dataset(f"folder:{tmp_path / 'nope'}")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(RnnImgError, match="no images found"):
+        load_dataset(f"folder:{tmp_path / 'empty'}")
+    with pytest.raises(RnnImgError, match="needs a path"):
+        load_dataset("folder:")
+
+
+def test_unknown_dataset_name_and_option():
+    with pytest.raises(RnnImgError, match="unknown dataset 'mnist5k'.*mnist-5k"):
+        load_dataset("mnist5k")
+    with pytest.raises(RnnImgError, match="takes no option"):
+        load_dataset("mnist-5k", colour=True)
+    with pytest.raises(RnnImgError, match="no split"):
+        load_dataset("mnist-5k", "validation")
+
+
+def test_torchvision_sets_never_download_unless_asked(tmp_path):
+    with pytest.raises(RnnImgError, match="pass --download"):
+        load_dataset("mnist", data_dir=str(tmp_path))
+    assert not any(tmp_path.rglob("*.gz"))
+
+
+def test_registry_lists_the_shipped_sets():
+    names = {e.name for e in list_datasets()}
+    assert {"mnist-5k", "mnist", "fashion-mnist", "cifar10", "folder"} <= names

@@ -1,0 +1,104 @@
+import csv
+
+import lightning as L
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from rnnimg.errors import NonFiniteLossError, RnnImgError
+from rnnimg.train import TrainSettings, evaluate, train
+
+
+def settings(out, **kw):
+    base = dict(model="rowrnn", preset="debug", max_steps=8, ckpt_every_n_steps=2,
+                sample_every_n_steps=4, progress=False, val_fraction=0.0, batch_size=4,
+                overrides=dict(dropout=0.2), log_every_n_steps=1, out=str(out))
+    base.update(kw)
+    return TrainSettings(**base)
+
+
+class CrashAt(L.Callback):
+    def __init__(self, step):
+        self.step = step
+
+    def on_train_batch_start(self, trainer, *args):
+        if trainer.global_step == self.step:
+            raise RuntimeError("simulated crash")
+
+
+@pytest.mark.parametrize("crash_step", [5, 4])  # mid-epoch and at an epoch boundary (4 steps/epoch)
+def test_interrupted_and_resumed_run_matches_an_uninterrupted_one(image_folder, tmp_path, crash_step):
+    data = f"folder:{image_folder}"
+    full = train(settings(tmp_path / "full", data=data))
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train(settings(tmp_path / "cut", data=data), callbacks=[CrashAt(crash_step)])
+    ckpt = tmp_path / "cut" / "checkpoints" / "last.ckpt"
+    assert torch.load(ckpt, weights_only=True)["global_step"] == 4
+    assert not list((tmp_path / "cut").rglob("*.tmp")), "a temporary checkpoint file was left behind"
+    resumed = train(settings(tmp_path / "cut", data=data, resume=True))
+    assert torch.load(resumed / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 8
+    a, b = load_file(full / "model.safetensors"), load_file(resumed / "model.safetensors")
+    # Same weights, optimizer state and RNG: the resumed run reproduces the uninterrupted one.
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    with open(resumed / "metrics.csv") as f:
+        steps = [int(r["step"]) for r in csv.DictReader(f) if r.get("train/loss")]
+    assert steps == sorted(set(steps)) and steps[-1] == 7  # no duplicated or lost rows
+
+
+def test_run_folder_layout_and_evaluate(tmp_path):
+    run = train(settings(tmp_path / "run", max_steps=6, val_fraction=0.1))
+    for name in ("config.json", "model.safetensors", "checkpoints/last.ckpt", "metrics.csv",
+                 "curves.png", "samples/samples_step0000004.png", "samples/samples_latest.png"):
+        assert (run / name).is_file(), name
+    assert any((run / "tb").rglob("events.out.tfevents*"))
+    result = evaluate(run, max_batches=2, progress=False, batch_size=8)
+    assert result["num_items"] == 16 and result["data_options"]["binarize"] == "fixed"
+    assert result["metrics"]["bits_per_dim"] == pytest.approx(
+        result["metrics"]["nll_nats"] / (784 * 0.6931471805599453))
+
+
+def test_existing_run_is_never_overwritten_without_the_flag(tmp_path):
+    run = train(settings(tmp_path / "run", max_steps=2))
+    before = (run / "model.safetensors").read_bytes()
+    with pytest.raises(RnnImgError, match="already exists.*--overwrite"):
+        train(settings(tmp_path / "run", max_steps=2))
+    assert (run / "model.safetensors").read_bytes() == before
+    train(settings(tmp_path / "run", max_steps=2, overwrite=True, seed=1))
+    assert (run / "model.safetensors").read_bytes() != before
+
+
+def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    from rnnimg.models.rowrnn import RowRNN
+
+    original = RowRNN.loss
+    calls = {"n": 0}
+
+    def poisoned(self, batch):
+        calls["n"] += 1
+        out = original(self, batch)
+        if calls["n"] > 4:
+            out.loss = out.loss * float("nan")
+        return out
+
+    monkeypatch.setattr(RowRNN, "loss", poisoned)
+    with pytest.raises(NonFiniteLossError, match="loss became nan at step 4.*last good checkpoint"):
+        train(settings(tmp_path / "run", max_steps=10))
+    ckpt = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert ckpt["global_step"] == 4
+    weights = load_file(tmp_path / "run" / "model.safetensors")
+    assert all(torch.isfinite(w).all() for w in weights.values())
+
+
+def test_resume_without_a_run_is_a_clear_error(tmp_path):
+    with pytest.raises(RnnImgError, match="config.json is missing|not a folder"):
+        train(settings(tmp_path / "nothing", resume=True))
+
+
+def test_dataset_of_the_wrong_task_is_refused(tmp_path):
+    from rnnimg.data.registry import _DATASETS
+
+    if not any(e.task == "predict" for e in _DATASETS.values()):
+        pytest.skip("no predict-task dataset registered")
+    name = next(e.name for e in _DATASETS.values() if e.task == "predict" and not e.prefix)
+    with pytest.raises(RnnImgError, match="task"):
+        train(settings(tmp_path / "run", data=name))
