@@ -68,23 +68,29 @@ def psnr(pred: Tensor, target: Tensor) -> Tensor:
 
 
 def ssim(pred: Tensor, target: Tensor) -> Tensor:
-    """Structural similarity per time step.
+    """Structural similarity per time step, as scikit-image and OpenSTL compute it.
 
-    ssim[t] = mean over clips b of SSIM(pred[b,t], target[b,t]), where SSIM of two (C, H, W)
-    frames is torchmetrics' ``structural_similarity_index_measure`` with a gaussian window
-    (sigma 1.5, 11x11), K1 = 0.01, K2 = 0.03 and ``data_range=1.0``: the mean of the SSIM map over
-    channels and over the pixels at least 5 from the border. This equals scikit-image's
-    ``structural_similarity(..., gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
-    data_range=1)``. The data range must be given: for floats scikit-image otherwise assumes 2,
-    which inflates SSIM. Frames must be at least 11x11. Returns float32 (T,).
+    ssim[t] = mean over clips b of SSIM(pred[b,t], target[b,t]). SSIM of two (C, H, W) frames is
+    the mean of the SSIM map (Wang et al. 2004: gaussian window sigma 1.5, 11x11, K1 = 0.01,
+    K2 = 0.03, population covariances, data range 1.0) over channels and over the pixels at least
+    5 from the border, i.e. scikit-image's ``structural_similarity(..., gaussian_weights=True,
+    sigma=1.5, use_sample_covariance=False, data_range=1)``. The map comes from torchmetrics'
+    ``structural_similarity_index_measure``; its own reduction (torchmetrics 1.9) averages the
+    whole map including the reflect-padded border, which differs from scikit-image by ~1e-3, so
+    the border is cropped here. The data range must be given: for floats scikit-image otherwise
+    assumes 2, which inflates SSIM. Frames must be at least 11x11. Returns float32 (T,).
     """
-    from torchmetrics.functional import structural_similarity_index_measure
+    from torchmetrics.functional.image import structural_similarity_index_measure
 
     pred, target = _check_clips(pred, target)
     b, t = pred.shape[:2]
-    per_frame = structural_similarity_index_measure(
+    if min(pred.shape[-2:]) < 11:
+        raise ValueError(f"SSIM needs frames of at least 11x11, got {tuple(pred.shape[-2:])}.")
+    _, ssim_map = structural_similarity_index_measure(
         pred.flatten(0, 1), target.flatten(0, 1), gaussian_kernel=True, sigma=1.5, kernel_size=11,
-        data_range=1.0, reduction="none")  # (B*T,)
+        data_range=1.0, reduction="none", return_full_image=True)  # (B*T, C, H, W)
+    pad = 5  # (11 - 1) // 2: where the window sticks out of the frame
+    per_frame = ssim_map[..., pad:-pad, pad:-pad].mean(dim=(1, 2, 3))  # (B*T,)
     return per_frame.view(b, t).mean(0).float()
 
 

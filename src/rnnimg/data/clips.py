@@ -165,7 +165,7 @@ def read_video(path: Path) -> np.ndarray:
         import imageio.v3 as iio
 
         try:
-            frames = iio.imread(path, index=None, plugin="pillow")  # (T, H, W, 3|4)
+            frames = iio.imread(path, index=None, plugin="pillow")  # (T, H, W, 3|4), or (T, H, W) grey
         except Exception as err:  # Pillow raises several types for corrupt files
             raise RnnImgError(f"{path}: not a readable GIF ({err}); re-export the video.") from None
     elif suffix in FFMPEG_SUFFIXES:
@@ -184,6 +184,8 @@ def read_video(path: Path) -> np.ndarray:
     else:
         raise RnnImgError(f"{path}: unknown video type {suffix!r}; use one of "
                           f"{', '.join(sorted(VIDEO_SUFFIXES))}.")
+    if frames.ndim == 3:
+        frames = frames[..., None]
     if frames.ndim != 4 or len(frames) == 0:
         raise RnnImgError(f"{path}: decoded no frames; re-export the video.")
     frames = frames[..., :3]  # drop alpha: a clip has no transparency
