@@ -406,3 +406,39 @@ def test_frames_strip_aligns_short_rows_right():
     assert torch.equal(strip[:, 8:14, 1:7], torch.full((3, 6, 6), 0.5))  # empty slot
     labelled = frames_strip([truth, pred], labels=["truth", "pred"])
     assert labelled.shape[2] > strip.shape[2] and 0 <= labelled.min() and labelled.max() <= 1
+
+
+def _write_idx(path, array: np.ndarray) -> None:
+    """MNIST's idx format: big-endian magic (0x0800 | ndim, ubyte), the sizes, then the bytes."""
+    header = np.array([0x0800 | array.ndim, *array.shape], dtype=">i4").tobytes()
+    path.write_bytes(header + array.astype(np.uint8).tobytes())
+
+
+def test_digits_from_torchvision_mnist(tmp_path):
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    train_images = rng.integers(0, 256, (30, 28, 28), dtype=np.uint8)
+    test_images = rng.integers(0, 256, (20, 28, 28), dtype=np.uint8)
+    _write_idx(raw / "train-images-idx3-ubyte", train_images)
+    _write_idx(raw / "train-labels-idx1-ubyte", np.arange(30) % 10)
+    _write_idx(raw / "t10k-images-idx3-ubyte", test_images)
+    _write_idx(raw / "t10k-labels-idx1-ubyte", np.arange(20) % 10)
+    test = load_dataset("moving-mnist", "test", digits="mnist", data_dir=str(tmp_path), test_clips=5,
+                        num_digits=1)
+    assert np.array_equal(test.pool, test_images)
+    y, x = test.offsets[4, 7, 0]
+    crop = (test[4]["frames"][7, 0, y:y + 28, x:x + 28] * 255).round().byte().numpy()
+    assert any(np.array_equal(crop, d) for d in test_images)
+    train = load_dataset("moving-mnist", "train", digits="mnist", data_dir=str(tmp_path))
+    assert np.array_equal(train.pool, train_images)
+
+
+def test_corrupt_frame_in_a_clip_folder(tmp_path):
+    for c in range(2):
+        _write_frames(tmp_path / f"c{c}", [1, 2, 3])
+    (tmp_path / "c1" / "frame1.png").write_bytes(b"not a png")
+    with pytest.raises(RnnImgError, match="frame1.png"):
+        load_dataset(f"clips:{tmp_path}", "train", strict=True)
+    with pytest.warns(UserWarning, match="skipped 1 bad clip"):
+        assert len(load_dataset(f"clips:{tmp_path}", "train")) == 1
