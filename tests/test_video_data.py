@@ -116,6 +116,9 @@ def test_test_set_is_fixed_and_equals_the_pure_generator():
     again = load_dataset("moving-mnist", "test", test_clips=64)
     assert again is not ds
     assert all(torch.equal(ds[i]["frames"], again[i]["frames"]) for i in (0, 17, 63))
+    assert torch.equal(ds[-1]["frames"], ds[63]["frames"])
+    with pytest.raises(IndexError):
+        ds[64]
 
 
 def test_test_digits_are_held_out_and_val_uses_training_digits():
@@ -139,7 +142,7 @@ def test_test_digits_are_held_out_and_val_uses_training_digits():
 
 def test_train_clips_are_fresh_but_reproducible_under_seed():
     train = load_dataset("moving-mnist", "train", train_clips=8, frames=6)
-    assert len(train) == 8
+    assert len(train) == 8 and len(list(train)) == 8  # iteration stops although clips are random
     torch.manual_seed(123)
     first = [train[i]["frames"] for i in range(4)]
     second_epoch = [train[i]["frames"] for i in range(4)]

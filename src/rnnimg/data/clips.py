@@ -390,9 +390,10 @@ def clips(arg: str, split: str, frames: int | None = None, stride: int | None = 
                                   "lower frames/min_frames or remove the clip.")
             loaded.append(clip)
         except RnnImgError as err:
-            if strict or len(keep) == 1:
-                raise RnnImgError(f"{err} (--strict stops at the first bad clip)" if strict else
-                                  str(err)) from None
+            if len(keep) == 1:
+                raise
+            if strict:
+                raise RnnImgError(f"{err} (--strict stops at the first bad clip)") from None
             skipped.append((entries[i], err))
     if skipped:
         warnings.warn(f"skipped {len(skipped)} bad clip(s) under {root}, e.g. {skipped[0][1]}; "

@@ -165,6 +165,7 @@ class FixedClips(Dataset):
 
     def clip(self, i: int) -> np.ndarray:
         """uint8 (T, canvas, canvas) of clip ``i``."""
+        i = _index(i, len(self))
         return render_clips(self.pool[self.choice[i:i + 1]], self.offsets[i:i + 1], self.canvas)[0]
 
     def __getitem__(self, i: int) -> dict[str, Tensor]:
@@ -184,11 +185,18 @@ class RandomClips(Dataset):
         return self.num_clips
 
     def __getitem__(self, i: int) -> dict[str, Tensor]:
+        _index(i, len(self))  # bounds only: the clip does not depend on i
         # Seeded from torch's global RNG: --seed fixes it, DataLoader workers each get their own.
         seed = int(torch.randint(0, 2**63 - 1, (1,), dtype=torch.int64))
         clip = moving_mnist_clips(self.pool, 1, self.frames, self.num_digits,
                                   np.random.default_rng(seed), self.canvas)[0]
         return {"frames": unit_float(clip[:, None])}  # (T, 1, H, W)
+
+
+def _index(i: int, n: int) -> int:
+    if not -n <= i < n:
+        raise IndexError(f"clip {i} out of range for {n} clips")
+    return i % n
 
 
 def digit_pool(digits: str, split: str, data_dir: str = "data",
