@@ -1,6 +1,8 @@
 """Datasets, registered by name: ``load_dataset(name, split, **options)``, ``list_datasets()``."""
 
-from rnnimg.data import images  # noqa: F401  (registers mnist-5k, mnist, fashion-mnist, cifar10, folder)
+# Importing a dataset module registers its datasets: images (mnist-5k, mnist, fashion-mnist,
+# cifar10, folder), clips (clips), moving_mnist (moving-mnist, mnist-test-seq).
+from rnnimg.data import clips, images, moving_mnist  # noqa: F401
 from rnnimg.data.registry import list_datasets, load_dataset, register_dataset
 
 __all__ = ["list_datasets", "load_dataset", "register_dataset"]

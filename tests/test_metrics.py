@@ -1,0 +1,119 @@
+"""Each metric against an independent numpy / scikit-image computation."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from skimage.metrics import structural_similarity
+
+from rnnimg import metrics
+
+
+def _pair(b=3, t=4, c=1, h=16, w=16, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    target = torch.rand(b, t, c, h, w, generator=gen)
+    pred = (target + 0.2 * torch.randn(b, t, c, h, w, generator=gen)).clamp(0, 1)
+    return pred, target
+
+
+def test_nats_to_bits_per_dim():
+    assert metrics.nats_to_bits_per_dim(784 * math.log(2), 784) == pytest.approx(1.0)
+
+
+def test_mse_and_mae_sum_over_pixels_mean_over_clips():
+    pred, target = _pair(c=3)
+    p, t = pred.double().numpy(), target.double().numpy()
+    mse = np.array([np.mean([((p[b, k] - t[b, k]) ** 2).sum() for b in range(3)]) for k in range(4)])
+    mae = np.array([np.mean([np.abs(p[b, k] - t[b, k]).sum() for b in range(3)]) for k in range(4)])
+    assert metrics.mse_per_frame(pred, target).shape == (4,)
+    np.testing.assert_allclose(metrics.mse_per_frame(pred, target).numpy(), mse, rtol=1e-6)
+    np.testing.assert_allclose(metrics.mae_per_frame(pred, target).numpy(), mae, rtol=1e-6)
+    # Summed over pixels, not averaged: one pixel off by 0.5 in a 16x16 frame costs 0.25.
+    one = target.clone()
+    one[:, 2, 0, 3, 3] += 0.5
+    assert metrics.mse_per_frame(one, target)[2].item() == pytest.approx(0.25)
+    assert metrics.mse_per_frame(one, target)[1].item() == 0.0
+
+
+def test_psnr_per_clip_then_mean():
+    pred, target = _pair()
+    p, t = pred.double().numpy(), target.double().numpy()
+    expected = np.array([np.mean([10 * np.log10(1 / np.mean((p[b, k] - t[b, k]) ** 2))
+                                  for b in range(3)]) for k in range(4)])
+    np.testing.assert_allclose(metrics.psnr(pred, target).numpy(), expected, rtol=1e-6)
+    # A uniform error of 0.1 is 20 dB exactly.
+    base = torch.full((2, 3, 1, 8, 8), 0.5)
+    np.testing.assert_allclose(metrics.psnr(base + 0.1, base).numpy(), 20.0, rtol=1e-6)
+
+
+def test_psnr_in_float_differs_from_wrapped_uint8():
+    target = torch.full((1, 1, 1, 4, 4), 0.3)
+    pred = torch.full((1, 1, 1, 4, 4), 0.2)
+    a = (pred * 255).round().numpy().astype(np.uint8)
+    b = (target * 255).round().numpy().astype(np.uint8)
+    wrapped = np.mean((a - b) ** 2)  # uint8: 51 - 76 wraps to 231
+    assert wrapped != pytest.approx(np.mean((a.astype(float) - b) ** 2))
+    assert metrics.psnr(pred, target).item() == pytest.approx(20.0, abs=1e-4)
+
+
+@pytest.mark.parametrize("channels,size", [(1, 64), (3, 59)])
+def test_ssim_matches_scikit_image(channels, size):
+    pred, target = _pair(b=2, t=3, c=channels, h=size, w=size, seed=1)
+    got = metrics.ssim(pred, target)
+    expected = []
+    for k in range(3):
+        per_clip = []
+        for b in range(2):
+            x = pred[b, k].double().permute(1, 2, 0).numpy()
+            y = target[b, k].double().permute(1, 2, 0).numpy()
+            per_clip.append(structural_similarity(
+                x, y, gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=1.0,
+                channel_axis=2))
+        expected.append(np.mean(per_clip))
+    np.testing.assert_allclose(got.numpy(), expected, rtol=1e-4, atol=1e-5)
+    assert metrics.ssim(target, target).numpy() == pytest.approx(np.ones(3), abs=1e-6)
+
+
+def test_shape_mismatch_is_rejected():
+    pred, target = _pair()
+    with pytest.raises(ValueError):
+        metrics.mse_per_frame(pred, target[:, :3])
+    with pytest.raises(ValueError):
+        metrics.psnr(pred[0], target[0])
+
+
+def _numpy_miou(pred, target, k, ignore):
+    keep = target != ignore
+    p, t = pred[keep], target[keep]
+    ious = []
+    for c in range(k):
+        union = np.sum((p == c) | (t == c))
+        if union:
+            ious.append(np.sum((p == c) & (t == c)) / union)
+    return np.mean(ious)
+
+
+def test_mean_iou_matches_numpy_and_ignores():
+    rng = np.random.default_rng(0)
+    target = rng.integers(0, 5, (4, 12, 12))
+    target[rng.random(target.shape) < 0.1] = 255
+    pred = np.where(rng.random(target.shape) < 0.7, target, rng.integers(0, 5, target.shape))
+    pred[pred == 255] = 0
+    got = metrics.mean_iou(torch.from_numpy(pred), torch.from_numpy(target), num_classes=7)
+    assert got.item() == pytest.approx(_numpy_miou(pred, target, 7, 255), rel=1e-6)
+
+
+def test_mean_iou_hand_example():
+    target = torch.tensor([[0, 0, 1, 255]])
+    pred = torch.tensor([[0, 1, 1, 2]])  # the ignored pixel's prediction (2) does not count
+    # class 0: I=1, U=2; class 1: I=1, U=2; class 2 absent from both once ignored: excluded
+    assert metrics.mean_iou(pred, target, num_classes=4).item() == pytest.approx(0.5)
+    with pytest.raises(ValueError):
+        metrics.mean_iou(pred, torch.tensor([[0, 0, 9, 1]]), num_classes=4)
+    # Pooled over the batch: summing confusion matrices equals scoring the concatenation.
+    c = metrics.confusion_matrix(pred, target, 4) + metrics.confusion_matrix(target.clamp(max=3), target, 4)
+    both = metrics.mean_iou(torch.cat([pred, target.clamp(max=3)]), torch.cat([target, target]), 4)
+    assert metrics.mean_iou_from_confusion(c).item() == pytest.approx(both.item())
