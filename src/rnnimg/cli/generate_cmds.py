@@ -1,4 +1,4 @@
-"""``rnnimg sample``: draw images from a trained generator."""
+"""``rnnimg sample`` and ``rnnimg complete``: draw images, or fill in hidden parts of one."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ def register(sub) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     add_device_arg(p)
     p.set_defaults(run=cmd_sample)
+    register_complete(sub)
 
 
 def cmd_sample(args) -> int:
@@ -42,4 +43,57 @@ def cmd_sample(args) -> int:
     images = model.sample(args.n, label=args.label, temperature=args.temperature, generator=gen)
     save_image(make_grid(images, nrow=args.nrow), out, scale=args.scale)
     print(f"wrote {args.n} samples to {out}")
+    return 0
+
+
+def register_complete(sub) -> None:
+    p = sub.add_parser(
+        "complete", help="fill in the hidden part of an image",
+        description="Hide part of INPUT with --mask and let the model in RUN draw the hidden pixels "
+                    "N times. Writes one grid: the occluded input (hidden part grey), then the N "
+                    "completions. Known pixels come back unchanged. For a model trained on binarized "
+                    "data the input is thresholded at 0.5; otherwise it is quantized to the model's "
+                    "levels.")
+    p.add_argument("run_dir", metavar="RUN", help="run folder of a model that can complete (pixelrnn)")
+    p.add_argument("input", metavar="INPUT", help="image file of the model's size and channels")
+    p.add_argument("--mask", default="bottom-half",
+                   help="bottom-half (default), right-half, box:x,y,w,h (the box is hidden), or a "
+                        "mask PNG of the image's size (white = hidden)")
+    p.add_argument("-n", type=positive_int, default=8, help="number of completions (default 8)")
+    p.add_argument("-o", "--output", default="completions.png", help="grid file")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--temperature", type=float, default=1.0, help="divide the logits by T (> 0)")
+    p.add_argument("--label", type=int, help="class, for a class-conditional model")
+    p.add_argument("--scale", type=positive_int, default=3, help="enlarge pixels (default 3)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    add_device_arg(p)
+    p.set_defaults(run=cmd_complete)
+
+
+def cmd_complete(args) -> int:
+    import torch
+
+    from rnnimg.data.images import read_image
+    from rnnimg.data.masks import completion_grid, parse_mask
+    from rnnimg.errors import RnnImgError
+    from rnnimg.models.base import load_pretrained
+    from rnnimg.viz import save_image
+
+    out = check_output(args.output, args.overwrite)
+    device = resolve_device(args.device)
+    model = load_pretrained(args.run_dir, map_location=device)
+    if "complete" not in model.tasks():
+        raise RnnImgError(f"{args.run_dir} holds a {model.name!r} model, which cannot complete "
+                          "images; train a pixelrnn.")
+    image = read_image(args.input).float().div(255).unsqueeze(0).to(device)  # (1, C, H, W)
+    model.check_image(image, what=str(args.input))
+    c = model.config
+    image = (image > 0.5).float() if c.output == "bernoulli" else \
+        torch.round(image * (c.levels - 1)) / (c.levels - 1)
+    known = parse_mask(args.mask, image.shape[-2], image.shape[-1]).to(device)
+    gen = torch.Generator(device=device).manual_seed(args.seed)
+    grid = completion_grid(model, image, known.unsqueeze(0), args.n, gen,
+                           temperature=args.temperature, label=args.label)
+    save_image(grid, out, scale=args.scale)
+    print(f"wrote the occluded input and {args.n} completions to {out}")
     return 0

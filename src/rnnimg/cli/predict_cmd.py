@@ -1,0 +1,69 @@
+"""``rnnimg predict``: continue a clip with a trained frame predictor."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rnnimg.cli.common import add_device_arg, check_output, positive_int, resolve_device
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "predict", help="predict the next frames of a clip",
+        description="Feed the first --context frames of INPUT to the model in RUN and predict "
+                    "--horizon more. Writes an animation (GIF, or MP4 by extension) with the ground "
+                    "truth beside the prediction where INPUT has those frames (green border: given "
+                    "frames, red: predicted), and a PNG strip beside it.")
+    p.add_argument("run_dir", metavar="RUN", help="run folder of a convlstm or predrnn model")
+    p.add_argument("input", metavar="INPUT",
+                   help="a clip: .npy/.npz array (T, H, W[, C]), a folder of numbered frames, or a "
+                        "video file (gif, mp4)")
+    p.add_argument("--context", type=positive_int, help="frames given to the model (default: the "
+                   "model's context length)")
+    p.add_argument("--horizon", type=int, help="frames to predict (default: the model's training "
+                   "horizon; longer horizons roll out autoregressively)")
+    p.add_argument("-o", "--output", default="prediction.gif", help="animation file (.gif or .mp4)")
+    p.add_argument("--fps", type=float, default=4, help="frames per second (default 4)")
+    p.add_argument("--scale", type=positive_int, default=3, help="enlarge pixels (default 3)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    add_device_arg(p)
+    p.set_defaults(run=cmd_predict)
+
+
+def cmd_predict(args) -> int:
+    from rnnimg.data.clips import read_clip
+    from rnnimg.errors import RnnImgError
+    from rnnimg.models.base import load_pretrained
+    from rnnimg.viz import comparison_frames, frames_strip, save_image, write_video
+
+    out = Path(args.output)
+    if out.suffix.lower() not in (".gif", ".mp4"):
+        raise RnnImgError(f"-o {out}: use a .gif or .mp4 file name.")
+    strip_path = out.with_suffix(".png")
+    check_output(out, args.overwrite)
+    check_output(strip_path, args.overwrite)
+    device = resolve_device(args.device)
+    model = load_pretrained(args.run_dir, map_location=device)
+    if model.task != "predict":
+        raise RnnImgError(f"{args.run_dir} holds a {model.name!r} model ({model.task}), which does "
+                          "not predict frames; train convlstm or predrnn.")
+    context = args.context or model.config.context
+    horizon = args.horizon if args.horizon is not None else model.config.horizon
+    if horizon <= 0:
+        raise RnnImgError(f"--horizon must be >= 1, got {horizon}.")
+    clip = read_clip(args.input, min_frames=context)  # (T, C, H, W)
+    if clip.shape[1] != model.config.channels:
+        raise RnnImgError(f"{args.input} has {clip.shape[1]} channel(s), but the model takes "
+                          f"{model.config.channels}; convert the clip or train on such clips.")
+    given = clip[:context].to(device)
+    prediction = model.predict(given.unsqueeze(0), horizon)[0].cpu()  # (horizon, C, H, W)
+    truth = clip[context:context + horizon]
+    truth = truth if len(truth) else None
+    write_video(comparison_frames(given.cpu(), truth, prediction), out, fps=args.fps,
+                scale=args.scale)
+    rows = [clip[: context + horizon], prediction] if truth is not None else [given.cpu(), prediction]
+    labels = ["truth", "predicted"] if truth is not None else ["given", "predicted"]
+    save_image(frames_strip(rows, labels), strip_path, scale=args.scale)
+    shown = f"beside {len(truth)} true frames" if truth is not None else "(no ground truth in INPUT)"
+    print(f"predicted {horizon} frames from {context} {shown}: {out} and {strip_path}")
+    return 0
