@@ -86,14 +86,13 @@ class RowSampler(_Common):
         super().__init__(model, n, label)
         h, w, L = self.hidden, self.width, self.num_layers
         ref = self.row0
-        self.ss, self.is_w, self.pre_bias, self.res_w, self.res_b = [], [], [], [], []
+        self.is_w, self.pre_bias, self.res_w, self.res_b = [], [], [], []
         for layer, residual, bias in zip(model.layers, model.residuals, self.biases):
             wk = layer.input_to_state.masked_weight()[:, :, 0]  # (4h, 2h, k)
             self.r = wk.shape[-1] // 2  # taps left of the centre; right taps are masked out
             self.is_w.append(wk[:, :, :self.r + 1].permute(2, 1, 0).reshape(-1, 4 * h).contiguous())
             b = layer.input_to_state.bias.expand(n, -1)
             self.pre_bias.append((b if bias is None else b + bias).unsqueeze(1))  # (n, 1, 4h)
-            self.ss.append(layer.state_to_state.weight)
             self.res_w.append(residual.masked_weight()[:, :, 0, 0].t().contiguous())
             self.res_b.append(residual.bias)
         # per layer: its input row (left-padded by r zero columns), gates pre-computed for the row,
@@ -106,8 +105,8 @@ class RowSampler(_Common):
     def start_row(self, i: int) -> None:
         self.start_row_input(i)
         for layer in range(self.num_layers):
-            ss = F.conv1d(self.h_prev[layer].transpose(1, 2), self.ss[layer], padding=1)  # (n, 4h, W)
-            torch.add(ss.transpose(1, 2), self.pre_bias[layer], out=self.pre[layer])
+            ss = self.model.layers[layer].state_to_state_row(self.h_prev[layer])  # (n, W, 4h)
+            torch.add(ss, self.pre_bias[layer], out=self.pre[layer])
 
     def pixel(self, i: int, j: int) -> Tensor:
         r, h = self.r, self.hidden

@@ -61,15 +61,26 @@ class DiagonalLSTM(nn.Module):
         gates_in = self.input_to_state(x)  # (B, 4h, H, W)
         if gate_bias is not None:  # added before skewing: the padded cells stay input-free
             gates_in = gates_in + gate_bias[:, :, None, None]
-        gates_in = skew(gates_in)  # (B, 4h, H, W + H - 1)
-        h = x.new_zeros(b, self.hidden, height)  # (B, h, H): column -1
-        c = x.new_zeros(b, self.hidden, height)
+        gates_in = skew(gates_in).permute(0, 3, 2, 1)  # (B, W + H - 1, H, 4h)
+        h = x.new_zeros(b, height, self.hidden)  # (B, H, h): column -1
+        c = x.new_zeros(b, height, self.hidden)
         columns = []
         for k in range(width + height - 1):  # the recurrence runs over diagonals only
-            state = self.state_to_state(F.pad(h, (1, 0)))  # (B, 4h, H): above + left
-            h, c = lstm_update(gates_in[..., k] + state, c)
+            h, c = lstm_update(gates_in[:, k] + self.state_to_state_column(h), c, dim=-1)
             columns.append(h)
-        return unskew(torch.stack(columns, dim=-1), width)  # (B, h, H, W)
+        out = torch.stack(columns, dim=-1).permute(0, 2, 1, 3)  # (B, H, h, W') -> (B, h, H, W')
+        return unskew(out, width)  # (B, h, H, W)
+
+    def state_to_state_column(self, h_prev: Tensor) -> Tensor:
+        """K_ss over the previous skewed column (B, H, h) -> (B, H, 4h): taps above and left.
+
+        A matrix multiply rather than ``conv1d``: on a CPU the many small convolutions of the scan
+        cost several times more.
+        """
+        windows = F.pad(h_prev, (0, 0, 1, 0)).unfold(1, 2, 1)  # (B, H, h, 2): [above, left]
+        weight = self.state_to_state.weight  # (4h, h, 2)
+        return F.linear(windows.reshape(*h_prev.shape[:2], -1), weight.reshape(weight.shape[0], -1),
+                        self.state_to_state.bias)
 
     def padded_states(self, height: int) -> tuple[Tensor, Tensor]:
         """States (h, c), each (H, hidden), of the skewed cell left of column 0 in every row.
@@ -78,13 +89,13 @@ class DiagonalLSTM(nn.Module):
         only K_ss's bias, so they are the same for every image; the cached sampler needs them.
         """
         w = self.state_to_state.weight
-        h = w.new_zeros(1, self.hidden, height)
-        c = w.new_zeros(1, self.hidden, height)
-        pad_h, pad_c = [h[0, :, 0]], [c[0, :, 0]]
+        h = w.new_zeros(1, height, self.hidden)
+        c = w.new_zeros(1, height, self.hidden)
+        pad_h, pad_c = [h[0, 0]], [c[0, 0]]
         for k in range(height - 1):  # cell (k+1, k) is the left neighbour of (k+1, 0)
-            h, c = lstm_update(self.state_to_state(F.pad(h, (1, 0))), c)
-            pad_h.append(h[0, :, k + 1])
-            pad_c.append(c[0, :, k + 1])
+            h, c = lstm_update(self.state_to_state_column(h), c, dim=-1)
+            pad_h.append(h[0, k + 1])
+            pad_c.append(c[0, k + 1])
         return torch.stack(pad_h), torch.stack(pad_c)
 
 

@@ -61,14 +61,21 @@ class RowLSTM(nn.Module):
         gates_in = self.input_to_state(x)  # (B, 4h, H, W): all rows at once
         if gate_bias is not None:
             gates_in = gates_in + gate_bias[:, :, None, None]
-        h = x.new_zeros(b, self.hidden, width)  # (B, h, W): row -1
-        c = x.new_zeros(b, self.hidden, width)
+        gates_in = gates_in.permute(0, 2, 3, 1)  # (B, H, W, 4h)
+        h = x.new_zeros(b, width, self.hidden)  # (B, W, h): row -1
+        c = x.new_zeros(b, width, self.hidden)
         rows = []
         for i in range(height):  # the recurrence runs over rows only
-            h, c = lstm_update(gates_in[:, :, i] + self.state_to_state(h), c)
+            h, c = lstm_update(gates_in[:, i] + self.state_to_state_row(h), c, dim=-1)
             rows.append(h)
-        return torch.stack(rows, dim=2)  # (B, h, H, W)
+        return torch.stack(rows, dim=1).permute(0, 3, 1, 2)  # (B, H, W, h) -> (B, h, H, W)
 
     def state_to_state_row(self, h_prev: Tensor) -> Tensor:
-        """K_ss applied to a previous row (B, h, W) -> (B, 4h, W); used by the cached sampler."""
-        return F.conv1d(h_prev, self.state_to_state.weight, padding=1)
+        """K_ss (1 x 3, zero padded) over a previous row (B, W, h) -> (B, W, 4h).
+
+        A matrix multiply over the unfolded row rather than ``conv1d``: on a CPU the many small
+        convolutions of the scan cost several times more.
+        """
+        windows = F.pad(h_prev, (0, 0, 1, 1)).unfold(1, 3, 1)  # (B, W, h, 3): columns j-1..j+1
+        weight = self.state_to_state.weight  # (4h, h, 3)
+        return F.linear(windows.reshape(*h_prev.shape[:2], -1), weight.reshape(weight.shape[0], -1))
