@@ -16,6 +16,16 @@ VARIANTS = ("row", "diagonal")
 SIZE = 5
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """These tests run thousands of tiny ops; with 2 threads on a busy 2-core machine the OpenMP
+    workers spin-wait for each other and the file takes over a minute instead of a few seconds."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def tiny(variant: str, channels: int = 1, num_classes: int = 0, size: int = SIZE, seed: int = 0):
     """A small model with large random weights, so that no dependency hides behind a small number
     (the padded skew cells, for one, carry clearly non-zero states)."""
@@ -168,22 +178,22 @@ def test_class_label_changes_logits_and_samples(variant):
 def test_loss_falls_on_a_few_fixed_images(variant):
     from rnnimg.data import load_dataset
 
-    data = load_dataset("mnist-5k", "train", binarize="fixed", image_size=12)
+    data = load_dataset("mnist-5k", "train", binarize="fixed", image_size=10)
     batch = {"image": torch.stack([data[i]["image"] for i in range(4)])}
     torch.manual_seed(0)
-    model = create_model("pixelrnn", "debug", variant=variant, image_size=12)
+    model = create_model("pixelrnn", "debug", variant=variant, image_size=10)
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     first = model.loss(batch)
     assert set(first.metrics) == {"nll_nats", "bits_per_dim"}
-    for _ in range(40):
+    for _ in range(30):
         out = model.loss(batch)
         opt.zero_grad()
         out.loss.backward()
         opt.step()
     last = model.loss(batch)
-    assert last.metrics["nll_nats"] < 0.5 * first.metrics["nll_nats"]
+    assert last.metrics["nll_nats"] < 0.6 * first.metrics["nll_nats"]
     # metrics are the exact NLL: nats per image and bits per dimension of the same number
-    dims = 12 * 12
+    dims = 10 * 10
     expected_bpd = float(last.metrics["nll_nats"]) / dims / torch.log(torch.tensor(2.0))
     assert float(last.metrics["bits_per_dim"]) == pytest.approx(float(expected_bpd), rel=1e-5)
 

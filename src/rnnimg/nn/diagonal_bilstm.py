@@ -61,12 +61,14 @@ class DiagonalLSTM(nn.Module):
         gates_in = self.input_to_state(x)  # (B, 4h, H, W)
         if gate_bias is not None:  # added before skewing: the padded cells stay input-free
             gates_in = gates_in + gate_bias[:, :, None, None]
-        gates_in = skew(gates_in).permute(0, 3, 2, 1)  # (B, W + H - 1, H, 4h)
+        gates_in = skew(gates_in).permute(3, 0, 2, 1).contiguous()  # (W + H - 1, B, H, 4h)
         h = x.new_zeros(b, height, self.hidden)  # (B, H, h): column -1
         c = x.new_zeros(b, height, self.hidden)
         columns = []
-        for k in range(width + height - 1):  # the recurrence runs over diagonals only
-            h, c = lstm_update(gates_in[:, k] + self.state_to_state_column(h), c, dim=-1)
+        # unbind, not gates_in[k]: its backward is one stack instead of a full-size zero
+        # tensor per column
+        for gates_k in gates_in.unbind(0):  # the recurrence runs over diagonals only
+            h, c = lstm_update(gates_k + self.state_to_state_column(h), c, dim=-1)
             columns.append(h)
         out = torch.stack(columns, dim=-1).permute(0, 2, 1, 3)  # (B, H, h, W') -> (B, h, H, W')
         return unskew(out, width)  # (B, h, H, W)

@@ -57,16 +57,18 @@ class RowLSTM(nn.Module):
 
     def forward(self, x: Tensor, gate_bias: Tensor | None = None) -> Tensor:
         """``gate_bias`` (B, 4h), if given, is added to the gates of every pixel (label conditioning)."""
-        b, _, height, width = x.shape
+        b, _, _, width = x.shape
         gates_in = self.input_to_state(x)  # (B, 4h, H, W): all rows at once
         if gate_bias is not None:
             gates_in = gates_in + gate_bias[:, :, None, None]
-        gates_in = gates_in.permute(0, 2, 3, 1)  # (B, H, W, 4h)
+        gates_in = gates_in.permute(2, 0, 3, 1).contiguous()  # (H, B, W, 4h)
         h = x.new_zeros(b, width, self.hidden)  # (B, W, h): row -1
         c = x.new_zeros(b, width, self.hidden)
         rows = []
-        for i in range(height):  # the recurrence runs over rows only
-            h, c = lstm_update(gates_in[:, i] + self.state_to_state_row(h), c, dim=-1)
+        # unbind, not gates_in[i]: its backward is one stack instead of a full-size zero tensor
+        # per row
+        for gates_i in gates_in.unbind(0):  # the recurrence runs over rows only
+            h, c = lstm_update(gates_i + self.state_to_state_row(h), c, dim=-1)
             rows.append(h)
         return torch.stack(rows, dim=1).permute(0, 3, 1, 2)  # (B, H, W, h) -> (B, h, H, W)
 
