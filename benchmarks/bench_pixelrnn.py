@@ -4,9 +4,9 @@ the naive and the state-carrying sampler, and peak memory. Prints a markdown tab
 Each measurement runs in a fresh child process, so that its peak memory can be read from
 ``resource.getrusage(RUSAGE_SELF).ru_maxrss``: the table reports the peak resident set size of the
 child minus its resident set size after the model was built (the memory the phase itself added,
-weights excluded). The naive sampler runs a full forward pass per pixel, so it is timed on the first
-``--naive-pixels`` pixels and extrapolated linearly to the whole image (every pixel costs the same
-forward pass); the table says so.
+weights excluded; for training it includes the optimizer state). The naive sampler runs a full
+forward pass per pixel, so it is timed on the first ``--naive-pixels`` pixels and extrapolated
+linearly to the whole image (every pixel costs the same forward pass); the table says so.
 
     PYTHONPATH=src python benchmarks/bench_pixelrnn.py                      # mnist preset, both variants
     PYTHONPATH=src python benchmarks/bench_pixelrnn.py --variants row --threads 2
@@ -53,8 +53,8 @@ def _measure(args: dict) -> dict:
             out.loss.backward()
             opt.step()
 
-        step()  # warm-up (also allocates the optimizer state)
         base = _rss_mib()
+        step()  # warm-up (also allocates the optimizer state, counted in the memory)
         start = time.perf_counter()
         for _ in range(args["train_steps"]):
             step()
