@@ -10,7 +10,7 @@ from rnnimg.data.masks import completion_grid, parse_mask
 from rnnimg.errors import RnnImgError
 from rnnimg.models import create_model
 from rnnimg.models.pixelrnn_sampling import cached_logits
-from rnnimg.nn import DiagonalLSTM, skew, unskew
+from rnnimg.nn import DiagonalLSTM, MaskedConv2d, skew, unskew
 
 VARIANTS = ("row", "diagonal")
 SIZE = 5
@@ -112,6 +112,25 @@ def test_cached_step_logits_match_full_forward(variant, channels, conditional):
     with torch.no_grad():
         full = model(image, label)
     torch.testing.assert_close(cached_logits(model, image, label), full, atol=1e-5, rtol=1e-5)
+
+
+def test_masked_conv_masks_the_future_and_the_colour_order():
+    grey = MaskedConv2d(1, 1, 3, "A").mask[0, 0]
+    assert torch.equal(grey, torch.tensor([[1.0, 1, 1], [1, 0, 0], [0, 0, 0]]))
+    assert MaskedConv2d(1, 1, 3, "B").mask[0, 0, 1, 1] == 1
+    centre_a = MaskedConv2d(3, 3, 3, "A", groups=3).mask[:, :, 1, 1]  # [out, in], R G B
+    assert torch.equal(centre_a, torch.tensor([[0.0, 0, 0], [1, 0, 0], [1, 1, 0]]))  # G<-R, B<-R,G
+    centre_b = MaskedConv2d(6, 3, 1, "B", groups=3).mask[:, :, 0, 0]  # 2 input features a group
+    assert torch.equal(centre_b, torch.tensor([[1.0, 1, 0, 0, 0, 0], [1, 1, 1, 1, 0, 0], [1] * 6]))
+
+
+def test_masked_conv_leaves_its_weights_alone():
+    conv = MaskedConv2d(3, 6, 5, "A", groups=3)
+    before = conv.weight.detach().clone()
+    conv(torch.randn(2, 3, 6, 6)).sum().backward()
+    assert torch.equal(conv.weight, before)
+    assert torch.equal(conv.weight.grad * (1 - conv.mask), torch.zeros_like(before))
+    assert "mask" not in conv.state_dict()  # rebuilt from the config, not stored in checkpoints
 
 
 def test_padded_skew_cells_are_not_zero_states():
