@@ -289,11 +289,16 @@ def test_parse_mask_specs(tmp_path):
 
 
 def test_completion_grid_shows_input_then_completions():
-    model = tiny("diagonal")
+    model = tiny("diagonal", num_classes=3)
     image = random_image(model, n=1)
     known = parse_mask("right-half", SIZE, SIZE)
-    grid = completion_grid(model, image, known, n=3, generator=torch.Generator().manual_seed(0))
+    gen = torch.Generator().manual_seed(0)
+    grid = completion_grid(model, image, known.unsqueeze(0), n=3, generator=gen, label=1)
     assert grid.shape == (3, SIZE + 4, 4 * (SIZE + 2) + 2)
-    first = grid[:, 2:2 + SIZE, 2:2 + SIZE]  # the occluded input: unknown half tinted red
-    assert (first[0, :, SIZE // 2:] > first[1, :, SIZE // 2:]).all()
+    first = grid[:, 2:2 + SIZE, 2:2 + SIZE]  # the occluded input: the unknown half mid-grey
+    assert torch.equal(first[:, :, SIZE // 2:], torch.full((3, SIZE, SIZE - SIZE // 2), 0.5))
     assert torch.equal(first[:, :, :SIZE // 2], image[0, :, :, :SIZE // 2].expand(3, -1, -1))
+    expected = model.complete(image.expand(3, -1, -1, -1), known.expand(3, 1, -1, -1), label=1,
+                              generator=torch.Generator().manual_seed(0))
+    second = grid[:, 2:2 + SIZE, SIZE + 4:2 * SIZE + 4]  # the first completion, binary
+    assert torch.equal(second, expected[0].expand(3, -1, -1))

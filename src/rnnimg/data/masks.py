@@ -15,8 +15,9 @@ from torch import Tensor
 from rnnimg.errors import RnnImgError
 
 MASK_SPECS = "bottom-half, right-half, box:x,y,w,h or the path of a mask image (white = unknown)"
-# how the unknown region of the input is shown in a completion grid: a red tint
-UNKNOWN_TINT = (0.9, 0.15, 0.15)
+# how the unknown region of the input is shown in a completion grid: mid-grey, which no binarized
+# image contains
+UNKNOWN_FILL = 0.5
 
 
 def _parse_box(spec: str, height: int, width: int) -> Tensor:
@@ -76,24 +77,25 @@ def parse_mask(spec: str, height: int, width: int) -> Tensor:
 
 
 def occlude(image: Tensor, known: Tensor) -> Tensor:
-    """(C, H, W) in [0, 1] with (1, H, W) ``known`` -> RGB (3, H, W), the unknown part tinted red."""
+    """(C, H, W) in [0, 1] with (1, H, W) ``known`` -> RGB (3, H, W), the unknown part mid-grey."""
     rgb = image.float().expand(3, -1, -1) if image.shape[0] == 1 else image.float()
-    tint = torch.tensor(UNKNOWN_TINT, device=rgb.device).view(3, 1, 1)
-    return torch.where(known.to(rgb.device), rgb, 0.35 * rgb + 0.65 * tint)
+    return torch.where(known.to(rgb.device), rgb, torch.full_like(rgb, UNKNOWN_FILL))
 
 
 def completion_grid(model, image: Tensor, known: Tensor, n: int = 8,
                     generator: torch.Generator | None = None, temperature: float = 1.0,
-                    nrow: int | None = None) -> Tensor:
+                    label: int | Tensor | None = None, nrow: int | None = None) -> Tensor:
     """One picture: the occluded input first, then ``n`` completions of it.
 
     Args:
-        model: a model with ``complete(image, known, generator=, temperature=)`` (e.g. pixelrnn).
+        model: a model with ``complete(image, known, label=, generator=, temperature=)``
+            (e.g. pixelrnn).
         image: (C, H, W) or (1, C, H, W) in [0, 1].
         known: (1, H, W) or (1, 1, H, W) bool, True where the pixel is kept.
         n: number of completions.
         generator: for reproducible completions.
         temperature: passed to ``model.complete``.
+        label: class index for a class-conditional model (one for all completions).
         nrow: pictures per grid row (default: all n + 1 in one row).
 
     Returns:
@@ -105,7 +107,8 @@ def completion_grid(model, image: Tensor, known: Tensor, n: int = 8,
     known = known[0] if known.dim() == 4 else known  # (1, H, W)
     batch = image.unsqueeze(0).expand(n, -1, -1, -1).to(model.device)  # (n, C, H, W)
     masks = known.unsqueeze(0).expand(n, -1, -1, -1).to(model.device)  # (n, 1, H, W)
-    completions = model.complete(batch, masks, generator=generator, temperature=temperature).cpu()
+    completions = model.complete(batch, masks, label=label, generator=generator,
+                                 temperature=temperature).cpu()
     rgb = completions.expand(-1, 3, -1, -1) if completions.shape[1] == 1 else completions
     pictures = torch.cat([occlude(image.cpu(), known.cpu()).unsqueeze(0), rgb])  # (n + 1, 3, H, W)
     return make_grid(pictures, nrow=nrow or n + 1)
