@@ -17,8 +17,10 @@ output, so pixel (i, j) sees the right-to-left state of (i-1, j) and nothing of 
 right. The skew pads cells left of column 0; they have no input but still carry K_ss's bias, so
 they are learned constant states, not zeros (the cached sampler computes them once).
 
-Known property (the paper's too): a small blind spot, e.g. (i-1, W-1) is not seen from (i, j) for
-j < W - 4 in a single layer.
+Known property (the paper's design has it too): a small blind spot. Pixel (i-1, W-1) is not seen
+from (i, j) with j < W - 4, however many layers: only the 7x7 input convolution at (i, j >= W - 4)
+or features at (i-1, W-1) itself could carry it, and the latter are causal (checked with gradients
+on a 9x9 model: logit (4, 0) depends on every earlier pixel except (3, 8)).
 """
 
 from __future__ import annotations
