@@ -82,6 +82,8 @@ def _cell(gates: Tensor, c_prev: Tensor, h_out: Tensor, c_out: Tensor, hidden: i
 
 
 class RowSampler(_Common):
+    """Row LSTM stack, one pixel at a time: K_ss once per row, K_is's taps and the cell per pixel."""
+
     def __init__(self, model, n: int, label: Tensor | None) -> None:
         super().__init__(model, n, label)
         h, w, L = self.hidden, self.width, self.num_layers
@@ -127,6 +129,9 @@ class RowSampler(_Common):
 
 
 class DiagonalSampler(_Common):
+    """Diagonal BiLSTM stack, one pixel at a time: the left-to-right cell per pixel, the
+    right-to-left scans of a finished row for all layers at once."""
+
     def __init__(self, model, n: int, label: Tensor | None) -> None:
         super().__init__(model, n, label)
         h, w, L, H = self.hidden, self.width, self.num_layers, self.height
