@@ -1,6 +1,6 @@
 """Models, one per file; importing this package registers every built-in model."""
 
-from rnnimg.models import rowrnn  # noqa: F401
+from rnnimg.models import pixelrnn, rowrnn  # noqa: F401
 from rnnimg.models.base import LossOutput, RnnImgModel, load_pretrained
 from rnnimg.models.registry import create_model, list_models, register_model
 

@@ -1,0 +1,273 @@
+"""``pixelrnn``: PixelRNN (van den Oord, Kalchbrenner, Kavukcuoglu 2016, "Pixel Recurrent Neural
+Networks", ICML), with its two recurrent layers, Row LSTM and Diagonal BiLSTM.
+
+The image is modelled pixel by pixel in raster order, and in colour channel by channel (R, then G
+given R, then B given R and G). The network (section 3 and figure 2 of the paper):
+
+    7x7 mask-A convolution -> 2h features
+    num_layers x [Row LSTM | Diagonal BiLSTM] (h units) -> 1x1 mask-B convolution to 2h, added to
+        its input (the residual connection of section 3.3)
+    ReLU -> 1x1 mask-B convolution (head_hidden) -> ReLU -> 1x1 mask-B convolution to the logits
+
+The output is a Bernoulli logit per pixel on binarized data, or a softmax over ``levels`` (256)
+intensities per channel on 8-bit data. ``model(image, label)`` returns (B, C, H, W) or
+(B, C, K, H, W) logits, so causality can be checked from outside.
+
+Departures from the paper:
+  - Class conditioning (not in the PixelRNN paper; as in conditional PixelCNN, van den Oord et al.
+    2016b): a learned per-class vector is added to the gates of every recurrent layer.
+  - The input image is scaled to [-1, 1] before the first convolution.
+  - The colour groups of a feature map are contiguous blocks, so h need not be divisible by 3.
+  - Sampling carries the recurrent state (``pixelrnn_sampling.py``) instead of running the whole
+    network once per pixel; ``sample_naive`` keeps the straightforward sampler as the reference.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from rnnimg.errors import RnnImgError
+from rnnimg.metrics import nats_to_bits_per_dim
+from rnnimg.models.base import ImageGenerator, LossOutput, check_labels, check_temperature
+from rnnimg.models.registry import register_model
+from rnnimg.nn.diagonal_bilstm import DiagonalBiLSTM
+from rnnimg.nn.masked import MaskedConv2d, colour_groups
+from rnnimg.nn.row_lstm import RowLSTM
+
+VARIANTS = ("row", "diagonal")
+
+
+@dataclass
+class PixelRNNConfig:
+    variant: str = "diagonal"  # "row" (Row LSTM) | "diagonal" (Diagonal BiLSTM)
+    image_size: int = 28  # square images, side in pixels
+    channels: int = 1  # 1 (grey) or 3 (colour, modelled R then G then B)
+    hidden: int = 16  # h: LSTM units per layer (and direction); the residual stream has 2h features
+    num_layers: int = 7  # recurrent layers
+    head_hidden: int = 32  # features of the hidden 1x1 output convolution (paper: 1024 on CIFAR)
+    output: str = "bernoulli"  # "bernoulli" (binarized data) | "categorical" (softmax over levels)
+    levels: int = 256  # intensity levels of the softmax (categorical output only)
+    binarization: str = "fixed"  # "fixed" | "dynamic" binarization of the data (bernoulli only)
+    num_classes: int = 0  # > 0 adds a learned per-class offset to every layer's gates
+
+    def __post_init__(self):
+        if self.variant not in VARIANTS:
+            raise ValueError(f"variant must be one of {VARIANTS}, got {self.variant!r}")
+        if self.output not in ("categorical", "bernoulli"):
+            raise ValueError(f"output must be 'categorical' or 'bernoulli', got {self.output!r}")
+        if self.binarization not in ("fixed", "dynamic"):
+            raise ValueError(f"binarization must be 'fixed' or 'dynamic', got {self.binarization!r}")
+        if self.channels not in (1, 3):
+            raise ValueError(f"channels must be 1 or 3, got {self.channels}")
+        if not 2 <= self.levels <= 256:
+            raise ValueError(f"levels must be in 2..256, got {self.levels}")
+        for name in ("image_size", "num_layers"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("hidden", "head_hidden"):  # every colour group needs at least one feature
+            if getattr(self, name) < self.channels:
+                raise ValueError(f"{name} must be >= channels ({self.channels}), "
+                                 f"got {getattr(self, name)}")
+        if self.num_classes < 0:
+            raise ValueError(f"num_classes must be >= 0, got {self.num_classes}")
+
+
+@register_model("pixelrnn")
+class PixelRNN(ImageGenerator):
+    extra_tasks = ("complete",)
+    config_class = PixelRNNConfig
+    presets = {
+        # tiny and fast: Row LSTM (one step per row), binarized 28x28
+        "debug": dict(variant="row", hidden=8, num_layers=2, head_hidden=16),
+        # the paper's binarized-MNIST model: Diagonal BiLSTM, 7 layers, h = 16
+        "mnist": dict(variant="diagonal", hidden=16, num_layers=7, head_hidden=32),
+        # the paper's CIFAR-10 models: 12 layers, h = 128, 1024 output features, 256-way softmax
+        "cifar10": dict(variant="diagonal", image_size=32, channels=3, hidden=128, num_layers=12,
+                        head_hidden=1024, output="categorical"),
+    }
+    training_presets = {
+        "debug": dict(lr=3e-3, batch_size=32),
+        "mnist": dict(lr=1e-3, batch_size=16),
+        "cifar10": dict(lr=1e-3, batch_size=16),
+    }
+
+    def __init__(self, config: PixelRNNConfig) -> None:
+        super().__init__(config)
+        c = config
+        h, groups = c.hidden, c.channels
+        self.k = c.levels if c.output == "categorical" else 1
+        self.input_conv = MaskedConv2d(c.channels, 2 * h, 7, "A", groups)
+        layer = RowLSTM if c.variant == "row" else DiagonalBiLSTM
+        self.layers = nn.ModuleList(layer(2 * h, h, groups) for _ in range(c.num_layers))
+        self.residuals = nn.ModuleList(MaskedConv2d(h, 2 * h, 1, "B", groups)
+                                       for _ in range(c.num_layers))
+        self.head_hidden = MaskedConv2d(2 * h, c.head_hidden, 1, "B", groups)
+        # logits laid out (C, K): feature f is channel f // K
+        self.head_out = MaskedConv2d(c.head_hidden, c.channels * self.k, 1, "B", groups,
+                                     out_groups=colour_groups(c.channels * self.k, groups))
+        self.gates_per_layer = 4 * h * (1 if c.variant == "row" else 2)
+        self.label_embedding = (nn.Embedding(c.num_classes, c.num_layers * self.gates_per_layer)
+                                if c.num_classes else None)
+        if self.label_embedding is not None:
+            nn.init.zeros_(self.label_embedding.weight)  # start as the unconditional model
+
+    # --- network ------------------------------------------------------------------------------
+    def gate_biases(self, label: Tensor | None) -> list[Tensor | None]:
+        """Per-layer gate offsets (B, gates_per_layer) from the labels, or Nones."""
+        if self.label_embedding is None or label is None:
+            return [None] * self.config.num_layers
+        return list(self.label_embedding(label).split(self.gates_per_layer, dim=1))
+
+    def logits_from_features(self, x: Tensor) -> Tensor:
+        """Residual stream (B, 2h, H, W) -> logits (B, C, K, H, W), or (B, C, H, W) for Bernoulli."""
+        c = self.config
+        out = self.head_out(F.relu(self.head_hidden(F.relu(x))))  # (B, C*K, H, W)
+        b, _, height, width = out.shape
+        out = out.view(b, c.channels, self.k, height, width)  # (B, C, K, H, W)
+        return out[:, :, 0] if c.output == "bernoulli" else out
+
+    def forward(self, image: Tensor, label: Tensor | None = None) -> Tensor:
+        """Per-pixel logits: (B, C, K, H, W) for a softmax, (B, C, H, W) for Bernoulli.
+
+        The logit of channel c at pixel (i, j) depends only on pixels before (i, j) in raster order,
+        on channels < c of (i, j) itself, and on the label.
+        """
+        x = self.input_conv(image * 2 - 1)  # (B, 2h, H, W)
+        for layer, residual, bias in zip(self.layers, self.residuals, self.gate_biases(label)):
+            x = x + residual(layer(x, bias))
+        return self.logits_from_features(x)
+
+    # --- training -----------------------------------------------------------------------------
+    def nll_per_image(self, image: Tensor, label: Tensor | None = None) -> Tensor:
+        """Negative log-likelihood in nats of each image (B,), exact for this model."""
+        logits = self(image, label)
+        if self.config.output == "bernoulli":
+            nll = F.binary_cross_entropy_with_logits(logits, image, reduction="none")
+        else:
+            target = torch.round(image * (self.config.levels - 1)).long()  # (B, C, H, W)
+            nll = F.cross_entropy(logits, target, reduction="none")
+        return nll.flatten(1).sum(1)
+
+    def loss(self, batch: dict[str, Tensor]) -> LossOutput:
+        image = batch["image"]
+        nll = self.nll_per_image(image, batch.get("label"))
+        nats = nll.mean()
+        dims = image[0].numel()
+        return LossOutput(nats / dims, {"nll_nats": nats.detach(),
+                                        "bits_per_dim": nats_to_bits_per_dim(nats.detach(), dims)})
+
+    # --- inference ----------------------------------------------------------------------------
+    def draw(self, logits: Tensor, u: Tensor, temperature: float) -> Tensor:
+        """Values in [0, 1] from logits (n,) or (n, K) by inverse CDF on uniforms ``u`` (n,).
+
+        Both samplers call this, so equal logits and uniforms give equal pixels.
+        """
+        logits = logits / temperature
+        if self.config.output == "bernoulli":
+            return (u < torch.sigmoid(logits)).float()
+        cdf = logits.softmax(dim=-1).cumsum(dim=-1)  # (n, K)
+        level = (cdf < u.unsqueeze(-1)).sum(dim=-1).clamp(max=self.config.levels - 1)
+        return level.float() / (self.config.levels - 1)
+
+    def _uniforms(self, n: int, generator: torch.Generator | None) -> Tensor:
+        """One uniform per pixel and channel, drawn in raster then channel order: (H, W, C, n)."""
+        c = self.config
+        return torch.rand(c.image_size, c.image_size, c.channels, n, generator=generator,
+                          device=self.device)
+
+    def _prepare(self, n: int, label, text, temperature: float) -> Tensor | None:
+        if text is not None:
+            raise RnnImgError("pixelrnn is not conditioned on text; drop --text.")
+        check_temperature(temperature)
+        return check_labels(label, n, self.config.num_classes, self.device)
+
+    @torch.inference_mode()
+    def sample(self, n: int, *, label=None, text=None, temperature: float = 1.0,
+               generator: torch.Generator | None = None) -> Tensor:
+        """Draw ``n`` images pixel by pixel, carrying the recurrent state (constant work per pixel).
+
+        Args:
+            n: number of images.
+            label: class index (int or (n,) tensor) for a conditional model.
+            text: unsupported by this model (must be None).
+            temperature: logits are divided by it; > 0.
+            generator: a ``torch.Generator`` on the model's device, for reproducible draws.
+
+        Returns:
+            (n, C, H, W) in [0, 1]; equal to :meth:`sample_naive` under the same generator state.
+        """
+        from rnnimg.models.pixelrnn_sampling import generate_cached
+
+        label = self._prepare(n, label, text, temperature)
+        c = self.config
+        canvas = torch.zeros(n, c.channels, c.image_size, c.image_size, device=self.device)
+        return generate_cached(self, canvas, None, label, temperature, self._uniforms(n, generator))
+
+    @torch.inference_mode()
+    def sample_naive(self, n: int, *, label=None, text=None, temperature: float = 1.0,
+                     generator: torch.Generator | None = None, max_pixels: int | None = None
+                     ) -> Tensor:
+        """The reference sampler: one full forward pass per pixel and channel (slow).
+
+        ``max_pixels`` stops after that many pixels (the rest stay 0); benchmarks use it to time a
+        few pixels and extrapolate.
+        """
+        label = self._prepare(n, label, text, temperature)
+        c = self.config
+        canvas = torch.zeros(n, c.channels, c.image_size, c.image_size, device=self.device)
+        return self._generate_naive(canvas, None, label, temperature, self._uniforms(n, generator),
+                                    max_pixels)
+
+    def _generate_naive(self, canvas: Tensor, known: Tensor | None, label: Tensor | None,
+                        temperature: float, u: Tensor, max_pixels: int | None = None) -> Tensor:
+        c = self.config
+        for p in range(c.image_size * c.image_size if max_pixels is None else max_pixels):
+            i, j = divmod(p, c.image_size)
+            for ch in range(c.channels):
+                logits = self(canvas, label)[:, ch, ..., i, j]  # (n,) or (n, K)
+                value = self.draw(logits, u[i, j, ch], temperature)
+                if known is not None:
+                    value = torch.where(known[:, 0, i, j], canvas[:, ch, i, j], value)
+                canvas[:, ch, i, j] = value
+        return canvas
+
+    def check_completion_inputs(self, image: Tensor, known: Tensor) -> None:
+        self.check_image(image)
+        if known.dtype != torch.bool:
+            raise RnnImgError(f"the known mask must be a bool tensor, got {known.dtype}.")
+        want = (image.shape[0], 1, *image.shape[2:])
+        if tuple(known.shape) != want:
+            raise RnnImgError(f"the known mask has shape {tuple(known.shape)}, but the image needs "
+                              f"{want}; make the mask the same size as the image.")
+        if bool(known.all()):
+            raise RnnImgError("the mask leaves no pixel unknown, so there is nothing to complete; "
+                              "mark the region to fill (e.g. --mask bottom-half).")
+
+    @torch.inference_mode()
+    def complete(self, image: Tensor, known: Tensor, *, label=None,
+                 generator: torch.Generator | None = None, temperature: float = 1.0) -> Tensor:
+        """Fill the unknown pixels of ``image`` in raster order, given every known pixel before them.
+
+        Args:
+            image: (B, C, H, W) in [0, 1] (binary for a Bernoulli model).
+            known: (B, 1, H, W) bool, True where the pixel is kept.
+            label: class index (int or (B,) tensor) for a conditional model.
+            generator: for reproducible draws.
+            temperature: logits are divided by it; > 0.
+
+        Returns:
+            (B, C, H, W): known pixels exactly as given, unknown ones sampled.
+        """
+        from rnnimg.models.pixelrnn_sampling import generate_cached
+
+        self.check_completion_inputs(image, known)
+        label = self._prepare(image.shape[0], label, None, temperature)
+        canvas = image.to(self.device, torch.float32).clone()
+        known = known.to(self.device)
+        u = self._uniforms(image.shape[0], generator)
+        out = generate_cached(self, canvas, known, label, temperature, u)
+        return torch.where(known, image.to(out), out)  # known pixels bit for bit

@@ -1,0 +1,304 @@
+"""PixelRNN: causality (grey and colour, both variants), the cached sampler against the full forward
+and the naive sampler, completion, class conditioning, a tiny overfit, user errors and masks."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from rnnimg.data.masks import completion_grid, parse_mask
+from rnnimg.errors import RnnImgError
+from rnnimg.models import create_model
+from rnnimg.models.pixelrnn_sampling import cached_logits
+from rnnimg.nn import DiagonalLSTM, MaskedConv2d, skew, unskew
+
+VARIANTS = ("row", "diagonal")
+SIZE = 5
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """These tests run thousands of tiny ops; with 2 threads on a busy 2-core machine the OpenMP
+    workers spin-wait for each other and the file takes over a minute instead of a few seconds."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny(variant: str, channels: int = 1, num_classes: int = 0, size: int = SIZE, seed: int = 0):
+    """A small model with large random weights, so that no dependency hides behind a small number
+    (the padded skew cells, for one, carry clearly non-zero states)."""
+    torch.manual_seed(seed)
+    output = "categorical" if channels == 3 else "bernoulli"
+    model = create_model("pixelrnn", "debug", variant=variant, image_size=size, channels=channels,
+                         hidden=6, num_layers=2, head_hidden=12, output=output, levels=4,
+                         num_classes=num_classes)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0, 0.5)
+    return model.eval()
+
+
+def random_image(model, n: int = 2, seed: int = 1):
+    c = model.config
+    gen = torch.Generator().manual_seed(seed)
+    top = c.levels - 1 if c.output == "categorical" else 1
+    shape = (n, c.channels, c.image_size, c.image_size)
+    return torch.randint(0, top + 1, shape, generator=gen).float() / top
+
+
+def order(model):
+    """Positions (i, j, channel) in the model's generation order: raster, then R, G, B."""
+    c = model.config
+    return [(p // c.image_size, p % c.image_size, ch) for p in range(c.image_size ** 2)
+            for ch in range(c.channels)]
+
+
+def per_position(logits, model):
+    """(B, C, [K,] H, W) logits -> (B, H, W, C, K) so that [:, i, j, ch] is one position."""
+    return (logits if logits.dim() == 5 else logits.unsqueeze(2)).permute(0, 3, 4, 1, 2)
+
+
+def ranks(model):
+    """(H, W, C) long: the place of each position in the generation order (raster, then R, G, B)."""
+    c = model.config
+    return torch.arange(c.image_size ** 2 * c.channels).view(c.image_size, c.image_size, c.channels)
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_changing_a_pixel_leaves_earlier_logits_unchanged(variant, channels):
+    model = tiny(variant, channels)
+    image = random_image(model)
+    rank = ranks(model)
+    later_changed = 0
+    with torch.no_grad():
+        base = per_position(model(image), model)
+        for k, (i, j, ch) in enumerate(order(model)):
+            changed = image.clone()
+            changed[:, ch, i, j] = 1 - changed[:, ch, i, j]  # flip it (a level of the model too)
+            out = per_position(model(changed), model)
+            differs = (out != base).any(dim=-1).any(dim=0)  # (H, W, C)
+            assert not differs[rank <= k].any(), f"an earlier logit changed with input {(i, j, ch)}"
+            later_changed += int(differs[rank > k].sum())
+    assert later_changed > rank.numel()  # the test has teeth: later logits do depend on the pixel
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_logit_gradient_is_zero_on_current_and_later_inputs(variant, channels):
+    model = tiny(variant, channels)
+    image = random_image(model, n=4).requires_grad_(True)
+    logits = per_position(model(image), model)  # (B, H, W, C, K)
+    rank = ranks(model)
+    for k, (i, j, ch) in enumerate(order(model)):
+        (grad,) = torch.autograd.grad(logits[:, i, j, ch].sum(), image, retain_graph=True)
+        seen = (grad != 0).any(dim=0).permute(1, 2, 0)  # (H, W, C): same indexing as rank
+        assert not seen[rank >= k].any(), f"logit {(i, j, ch)} sees itself or a later input"
+        if ch > 0:  # a colour channel sees the earlier channels of its own pixel
+            assert seen[i, j, :ch].all(), f"logit {(i, j, ch)} misses its pixel's earlier channels"
+        if j > 0:  # and every pixel sees its left neighbour
+            assert seen[i, j - 1].all(), f"logit {(i, j, ch)} misses its left neighbour"
+
+
+@pytest.mark.parametrize("conditional", [False, True])
+@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_cached_step_logits_match_full_forward(variant, channels, conditional):
+    model = tiny(variant, channels, num_classes=3 if conditional else 0)
+    image = random_image(model, n=3)
+    label = torch.tensor([0, 1, 2]) if conditional else None
+    with torch.no_grad():
+        full = model(image, label)
+    torch.testing.assert_close(cached_logits(model, image, label), full, atol=1e-5, rtol=1e-5)
+
+
+def test_masked_conv_masks_the_future_and_the_colour_order():
+    grey = MaskedConv2d(1, 1, 3, "A").mask[0, 0]
+    assert torch.equal(grey, torch.tensor([[1.0, 1, 1], [1, 0, 0], [0, 0, 0]]))
+    assert MaskedConv2d(1, 1, 3, "B").mask[0, 0, 1, 1] == 1
+    centre_a = MaskedConv2d(3, 3, 3, "A", groups=3).mask[:, :, 1, 1]  # [out, in], R G B
+    assert torch.equal(centre_a, torch.tensor([[0.0, 0, 0], [1, 0, 0], [1, 1, 0]]))  # G<-R, B<-R,G
+    centre_b = MaskedConv2d(6, 3, 1, "B", groups=3).mask[:, :, 0, 0]  # 2 input features a group
+    assert torch.equal(centre_b, torch.tensor([[1.0, 1, 0, 0, 0, 0], [1, 1, 1, 1, 0, 0], [1] * 6]))
+
+
+def test_masked_conv_leaves_its_weights_alone():
+    conv = MaskedConv2d(3, 6, 5, "A", groups=3)
+    before = conv.weight.detach().clone()
+    conv(torch.randn(2, 3, 6, 6)).sum().backward()
+    assert torch.equal(conv.weight, before)
+    assert torch.equal(conv.weight.grad * (1 - conv.mask), torch.zeros_like(before))
+    assert "mask" not in conv.state_dict()  # rebuilt from the config, not stored in checkpoints
+
+
+def test_padded_skew_cells_are_not_zero_states():
+    torch.manual_seed(0)
+    lstm = DiagonalLSTM(4, 3)
+    with torch.no_grad():
+        lstm.state_to_state.bias.fill_(0.5)
+        pad_h, pad_c = lstm.padded_states(5)
+    assert torch.equal(pad_h[0], torch.zeros(3))  # row 0's left neighbour is the initial state
+    assert pad_h[1:].abs().min() > 0 and pad_c[1:].abs().min() > 0
+
+
+def test_skew_unskew_round_trip():
+    x = torch.randn(2, 3, 4, 6)
+    s = skew(x)
+    assert s.shape == (2, 3, 4, 9)
+    assert torch.equal(s[:, :, 2, 2:8], x[:, :, 2]) and torch.equal(s[:, :, 2, :2], torch.zeros(2, 3, 2))
+    assert torch.equal(unskew(s, 6), x)
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_fast_and_naive_samplers_give_identical_samples(variant, channels):
+    model = tiny(variant, channels, size=4)
+    fast = model.sample(3, temperature=0.8, generator=torch.Generator().manual_seed(5))
+    naive = model.sample_naive(3, temperature=0.8, generator=torch.Generator().manual_seed(5))
+    assert torch.equal(fast, naive)
+    other = model.sample(3, temperature=0.8, generator=torch.Generator().manual_seed(6))
+    assert not torch.equal(fast, other)
+    assert fast.shape == (3, channels, 4, 4) and fast.min() >= 0 and fast.max() <= 1
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_completion_keeps_known_pixels_and_samples_the_rest(variant):
+    model = tiny(variant, channels=3)
+    image = random_image(model, n=4)
+    known = parse_mask("bottom-half", SIZE, SIZE).unsqueeze(0).expand(4, -1, -1, -1).clone()
+    known[1, 0, SIZE - 1, 0] = True  # a different mask per image is allowed
+    out = model.complete(image, known, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(out[known.expand_as(out)], image[known.expand_as(image)])
+    unknown = ~known.expand_as(out)
+    assert not torch.equal(out[unknown], image[unknown])
+    # the unknown pixels are those the naive sampler draws from the same uniforms
+    u = model._uniforms(4, torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        naive = model._generate_naive(image.clone(), known, None, 1.0, u)
+    assert torch.equal(out, naive)
+    again = model.complete(image, known, generator=torch.Generator().manual_seed(1))
+    assert not torch.equal(again[unknown], out[unknown])
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_class_label_changes_logits_and_samples(variant):
+    model = tiny(variant, num_classes=3)
+    image = random_image(model)
+    with torch.no_grad():
+        assert not torch.allclose(model(image, torch.tensor([0, 0])), model(image, torch.tensor([2, 2])))
+    a = model.sample(4, label=0, generator=torch.Generator().manual_seed(0))
+    b = model.sample(4, label=2, generator=torch.Generator().manual_seed(0))
+    assert not torch.equal(a, b)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_loss_falls_on_a_few_fixed_images(variant):
+    from rnnimg.data import load_dataset
+
+    data = load_dataset("mnist-5k", "train", binarize="fixed", image_size=10)
+    batch = {"image": torch.stack([data[i]["image"] for i in range(4)])}
+    torch.manual_seed(0)
+    model = create_model("pixelrnn", "debug", variant=variant, image_size=10)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    first = model.loss(batch)
+    assert set(first.metrics) == {"nll_nats", "bits_per_dim"}
+    for _ in range(30):
+        out = model.loss(batch)
+        opt.zero_grad()
+        out.loss.backward()
+        opt.step()
+    last = model.loss(batch)
+    assert last.metrics["nll_nats"] < 0.6 * first.metrics["nll_nats"]
+    # metrics are the exact NLL: nats per image and bits per dimension of the same number
+    dims = 10 * 10
+    expected_bpd = float(last.metrics["nll_nats"]) / dims / torch.log(torch.tensor(2.0))
+    assert float(last.metrics["bits_per_dim"]) == pytest.approx(float(expected_bpd), rel=1e-5)
+
+
+def test_bad_inputs_raise_rnnimg_error():
+    model = tiny("row", channels=1, num_classes=3)
+    image = random_image(model)
+    known = torch.ones(2, 1, SIZE, SIZE, dtype=torch.bool)
+    known[:, :, -1] = False
+    with pytest.raises(RnnImgError, match="shape"):  # wrong image size
+        model.complete(torch.zeros(2, 1, SIZE + 1, SIZE + 1), known)
+    with pytest.raises(RnnImgError, match="shape"):  # wrong channels
+        model.complete(torch.zeros(2, 3, SIZE, SIZE), known)
+    with pytest.raises(RnnImgError, match="same size"):  # mask not matching the image
+        model.complete(image, known[:, :, :-1])
+    with pytest.raises(RnnImgError, match="nothing to complete"):
+        model.complete(image, torch.ones_like(known))
+    with pytest.raises(RnnImgError, match="outside"):
+        model.complete(image, known, label=3)
+    with pytest.raises(RnnImgError, match="outside"):
+        model.sample(2, label=-1)
+    with pytest.raises(RnnImgError, match="temperature"):
+        model.complete(image, known, temperature=0.0)
+    with pytest.raises(RnnImgError, match="temperature"):
+        model.sample(2, temperature=-1.0)
+    with pytest.raises(RnnImgError, match="text"):
+        model.sample(2, text=torch.zeros(2, 3, dtype=torch.long))
+    with pytest.raises(RnnImgError, match="num_classes"):
+        tiny("row").sample(2, label=1)
+    with pytest.raises(RnnImgError, match="variant"):
+        create_model("pixelrnn", "debug", variant="column")
+    with pytest.raises(RnnImgError, match="hidden"):
+        create_model("pixelrnn", "debug", channels=3, hidden=2)
+
+
+def test_presets_hold_the_paper_settings():
+    mnist = create_model("pixelrnn", "mnist").config
+    assert (mnist.variant, mnist.num_layers, mnist.hidden, mnist.output) == ("diagonal", 7, 16, "bernoulli")
+    cifar = create_model("pixelrnn", "cifar10", variant="row").config
+    assert (cifar.variant, cifar.num_layers, cifar.hidden, cifar.channels, cifar.levels) == \
+        ("row", 12, 128, 3, 256)
+
+
+def test_parse_mask_specs(tmp_path):
+    from PIL import Image
+
+    bottom = parse_mask("bottom-half", 4, 6)
+    assert bottom.shape == (1, 4, 6) and bottom.dtype == torch.bool
+    assert bottom[0, :2].all() and not bottom[0, 2:].any()
+    right = parse_mask("right-half", 4, 6)
+    assert right[0, :, :3].all() and not right[0, :, 3:].any()
+    box = parse_mask("box:1,2,3,2", 4, 6)  # x=1, y=2, w=3, h=2
+    expected = torch.ones(4, 6, dtype=torch.bool)
+    expected[2:4, 1:4] = False
+    assert torch.equal(box[0], expected)
+    pixels = torch.zeros(4, 6, dtype=torch.uint8)
+    pixels[0, 5] = 255  # white = unknown
+    Image.fromarray(pixels.numpy()).save(tmp_path / "m.png")
+    from_png = parse_mask(str(tmp_path / "m.png"), 4, 6)
+    assert (~from_png).sum() == 1 and not from_png[0, 0, 5]
+    with pytest.raises(RnnImgError, match="same size"):
+        parse_mask(str(tmp_path / "m.png"), 5, 6)
+    with pytest.raises(RnnImgError, match="no such file"):
+        parse_mask(str(tmp_path / "missing.png"), 4, 6)
+    with pytest.raises(RnnImgError, match="inside"):
+        parse_mask("box:4,0,3,2", 4, 6)
+    with pytest.raises(RnnImgError, match="four integers"):
+        parse_mask("box:1,2", 4, 6)
+    with pytest.raises(RnnImgError, match="unknown mask"):
+        parse_mask("top-half", 4, 6)
+    Image.fromarray(torch.zeros(4, 6, dtype=torch.uint8).numpy()).save(tmp_path / "black.png")
+    with pytest.raises(RnnImgError, match="nothing to complete"):
+        parse_mask(str(tmp_path / "black.png"), 4, 6)
+
+
+def test_completion_grid_shows_input_then_completions():
+    model = tiny("diagonal", num_classes=3)
+    image = random_image(model, n=1)
+    known = parse_mask("right-half", SIZE, SIZE)
+    gen = torch.Generator().manual_seed(0)
+    grid = completion_grid(model, image, known.unsqueeze(0), n=3, generator=gen, label=1)
+    assert grid.shape == (3, SIZE + 4, 4 * (SIZE + 2) + 2)
+    first = grid[:, 2:2 + SIZE, 2:2 + SIZE]  # the occluded input: the unknown half mid-grey
+    assert torch.equal(first[:, :, SIZE // 2:], torch.full((3, SIZE, SIZE - SIZE // 2), 0.5))
+    assert torch.equal(first[:, :, :SIZE // 2], image[0, :, :, :SIZE // 2].expand(3, -1, -1))
+    expected = model.complete(image.expand(3, -1, -1, -1), known.expand(3, 1, -1, -1), label=1,
+                              generator=torch.Generator().manual_seed(0))
+    second = grid[:, 2:2 + SIZE, SIZE + 4:2 * SIZE + 4]  # the first completion, binary
+    assert torch.equal(second, expected[0].expand(3, -1, -1))
