@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rnnimg.errors import RnnImgError
+from rnnimg.nn.patching import FRAME_OUTPUTS
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -278,6 +279,8 @@ class ImageGenerator(RnnImgModel):
 
 def check_frame_config(config: Any) -> None:
     """Validate the fields every ``predict`` config shares (raises ValueError naming the field)."""
+    if config.output not in FRAME_OUTPUTS:
+        raise ValueError(f"output must be one of {FRAME_OUTPUTS}, got {config.output!r}")
     for name in ("frame_size", "channels", "context", "horizon", "patch"):
         if getattr(config, name) < 1:
             raise ValueError(f"{name} must be >= 1, got {getattr(config, name)}")
@@ -390,8 +393,9 @@ class FramePredictor(RnnImgModel):
         metrics.update(extra)
         return LossOutput(loss, metrics)
 
-    def check_frames(self, frames: Tensor, what: str = "frames") -> None:
-        """Raise :class:`RnnImgError` unless ``frames`` is (B, T, C, H, W) of this model's size."""
+    def check_frames(self, frames: Tensor, what: str = "frames", values: bool = False) -> None:
+        """Raise :class:`RnnImgError` unless ``frames`` is (B, T, C, H, W) of this model's size
+        (and, with ``values``, finite and in [0, 1]: a check that syncs with the device)."""
         c = self.config
         want = (c.channels, c.frame_size, c.frame_size)
         if not isinstance(frames, Tensor) or frames.dim() != 5 or tuple(frames.shape[2:]) != want:
@@ -403,15 +407,12 @@ class FramePredictor(RnnImgModel):
             )
         if frames.shape[0] == 0 or frames.shape[1] == 0:
             raise RnnImgError(f"{what} is empty (shape {tuple(frames.shape)}); give at least one frame.")
-
-    def _check_values(self, frames: Tensor, what: str) -> None:
-        if not torch.isfinite(frames).all():
+        if values and not torch.isfinite(frames).all():
             raise RnnImgError(f"{what} contains NaN or Inf values; clean the input frames.")
-        if frames.min() < 0 or frames.max() > 1:
-            raise RnnImgError(
-                f"{what} has values in [{float(frames.min()):g}, {float(frames.max()):g}], but "
-                "frames must lie in [0, 1]; divide 8-bit frames by 255."
-            )
+        if values and (frames.min() < 0 or frames.max() > 1):
+            raise RnnImgError(f"{what} has values in [{float(frames.min()):g}, "
+                              f"{float(frames.max()):g}]; frames must lie in [0, 1] (divide 8-bit "
+                              "frames by 255).")
 
     @torch.inference_mode()
     def predict(self, context: Tensor, horizon: int) -> Tensor:
@@ -430,8 +431,7 @@ class FramePredictor(RnnImgModel):
         """
         if isinstance(horizon, bool) or not isinstance(horizon, int) or horizon < 1:
             raise RnnImgError(f"horizon must be a whole number >= 1, got {horizon!r}.")
-        self.check_frames(context, "context")
-        self._check_values(context, "context")
+        self.check_frames(context, "context", values=True)
         context = context.to(self.device, next(self.parameters()).dtype)
         state = self.init_state(context.shape[0])
         for t in range(context.shape[1]):

@@ -4,8 +4,8 @@ Shi et al. 2015, "Convolutional LSTM Network: A Machine Learning Approach for Pr
 Nowcasting". Each frame is folded into patches (space-to-depth), passed through ``num_layers``
 stacked :class:`rnnimg.nn.ConvLSTMCell` s (layer l reads the h of layer l-1 at the same time
 step), and a 1x1 convolution of the top h gives the next frame's patches, unfolded back to a
-frame. The output goes through a sigmoid, so every prediction lies in [0, 1] like the data, and a
-prediction can be fed back as the next input.
+frame. The output is mapped to [0, 1] like the data (``output="clamp"``, a clamp with a
+straight-through gradient, or ``"sigmoid"``), so a prediction can be fed back as the next input.
 
 Training: the loss is the MSE of every next-frame prediction of the clip (frames 1..T-1). The
 first ``context`` steps read the true frames (teacher forcing); after that the model reads its own
@@ -18,8 +18,10 @@ Departures from the paper:
   replaced by one stack that reads the last prediction, as in PredRNN's and OpenSTL's ConvLSTM
   baseline; this is what lets any horizon be rolled out, and what the ``mmnist`` preset (OpenSTL's
   4 x 128, kernel 5, patch 4) is measured with.
-- Sigmoid output and MSE loss (the paper: cross-entropy on 0/1 frames with a logistic output, the
-  same range).
+- MSE loss with a clamped output (the paper: cross-entropy with a logistic output). A sigmoid
+  with MSE is available (``output="sigmoid"``) but, measured on a moving square, the tiny models
+  then collapse to the mean frame and stay there: the sigmoid's gradient vanishes on the
+  saturated background. The straight-through clamp keeps every wrong pixel's gradient.
 - Peepholes are an option (``peephole=True``, the paper's per-position Hadamard weights); the
   presets leave them off as OpenSTL does. The forget gate's bias starts at 1.
 """
@@ -29,13 +31,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import torch
 from torch import Tensor, nn
 
 from rnnimg.errors import RnnImgError
 from rnnimg.models.base import FramePredictor, LossOutput, check_frame_config
 from rnnimg.models.registry import register_model
-from rnnimg.nn import ConvLSTMCell, depth_to_space, patched_size, space_to_depth
+from rnnimg.nn import (
+    ConvLSTMCell,
+    depth_to_space,
+    patched_size,
+    space_to_depth,
+    to_frame_range,
+)
 
 
 @dataclass
@@ -45,6 +52,7 @@ class ConvLSTMConfig:
     context: int = 10  # frames given before the prediction starts
     horizon: int = 10  # frames predicted in training (predict() takes any horizon)
     patch: int = 4  # space-to-depth patch side (1 = no patching)
+    output: str = "clamp"  # "clamp" (to [0, 1], straight-through gradient) | "sigmoid"
     hidden_size: int = 128  # channels of h and c in every layer
     num_layers: int = 4  # stacked ConvLSTM layers
     kernel_size: int = 5  # odd side of the gate convolution
@@ -102,7 +110,8 @@ class ConvLSTM(FramePredictor):
             new_state.append((h, cell_c))
             x = h  # the next layer reads this layer's h at the same step
         patches = self.head(x)  # (B, C*p*p, grid, grid)
-        frame_next = torch.sigmoid(depth_to_space(patches, c.patch, c.frame_size, c.frame_size))
+        frame_next = to_frame_range(depth_to_space(patches, c.patch, c.frame_size, c.frame_size),
+                                    c.output)
         return frame_next, new_state, None  # (B, C, H, W) in [0, 1]
 
     def forward(self, frames: Tensor) -> Tensor:

@@ -6,7 +6,8 @@ Predictive Learning" (TPAMI; PredRNN-V2). A stack of :class:`rnnimg.nn.SpatioTem
 reads each frame as space-to-depth patches. Every layer keeps its own h and temporal memory c; the
 spatiotemporal memory m climbs the layers at each step and goes from the top layer at step t-1 to
 the bottom layer at step t (the zigzag). A 1x1 convolution of the top h gives the next frame's
-patches; a sigmoid keeps the prediction in [0, 1].
+patches, mapped to [0, 1] by a clamp with a straight-through gradient (``output="clamp"``) or a
+sigmoid (see :func:`rnnimg.nn.to_frame_range` for why the clamp is the default).
 
 Training reads, at every step after the context, either the true frame or the model's own previous
 prediction, drawn per (clip, step) from Bernoulli(eta) on the model's device (scheduled sampling):
@@ -29,7 +30,7 @@ Loss: the MSE of every next-frame prediction, plus, when ``decouple_beta`` > 0, 
 decoupling loss: beta times the mean |cosine similarity| between the (1x1-adapted) increments of c
 and of m, per channel over positions, averaged over layers and steps (training mode only).
 
-Departures: the sigmoid output (the official code's output is linear); forget biases are
+Departures: the output is clamped to [0, 1] (the official code's is linear); forget biases are
 learned, starting at 1, instead of a constant +1; the output gate's memory term is a convolution
 over [c, m] as in the official code rather than the paper's Hadamard product; no layer norm.
 """
@@ -47,7 +48,13 @@ from torch import Tensor, nn
 from rnnimg.errors import RnnImgError
 from rnnimg.models.base import FramePredictor, LossOutput, check_frame_config
 from rnnimg.models.registry import register_model
-from rnnimg.nn import SpatioTemporalLSTMCell, depth_to_space, patched_size, space_to_depth
+from rnnimg.nn import (
+    SpatioTemporalLSTMCell,
+    depth_to_space,
+    patched_size,
+    space_to_depth,
+    to_frame_range,
+)
 
 SAMPLING_KINDS = ("scheduled", "reverse", "none")
 
@@ -84,6 +91,7 @@ class PredRNNConfig:
     context: int = 10  # frames given before the prediction starts
     horizon: int = 10  # frames predicted in training (predict() takes any horizon)
     patch: int = 4  # space-to-depth patch side (1 = no patching)
+    output: str = "clamp"  # "clamp" (to [0, 1], straight-through gradient) | "sigmoid"
     hidden_size: int = 128  # channels of h, c and m in every layer
     num_layers: int = 4  # stacked ST-LSTM layers
     kernel_size: int = 5  # odd side of the gate convolutions
@@ -177,7 +185,8 @@ class PredRNN(FramePredictor):
                 a_m = self.adapter(delta_m).flatten(2)
                 decouple.append(F.cosine_similarity(a_c, a_m, dim=2).abs().mean())
         patches = self.head(x)  # (B, C*p*p, grid, grid)
-        frame_next = torch.sigmoid(depth_to_space(patches, c.patch, c.frame_size, c.frame_size))
+        frame_next = to_frame_range(depth_to_space(patches, c.patch, c.frame_size, c.frame_size),
+                                    c.output)
         aux = c.decouple_beta * torch.stack(decouple).mean() if decouple else None
         return frame_next, (new_h, new_c, m), aux
 

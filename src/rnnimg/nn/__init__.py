@@ -1,10 +1,10 @@
 """Recurrent building blocks: plain ``torch.nn.Module`` s, no training code."""
 
 from rnnimg.nn.convlstm import ConvGRUCell, ConvLSTMCell
-from rnnimg.nn.patching import depth_to_space, patched_size, space_to_depth
+from rnnimg.nn.patching import FRAME_OUTPUTS, depth_to_space, patched_size, space_to_depth, to_frame_range
 from rnnimg.nn.rnn import RECURRENT_KINDS, RNN, RNNCell, make_recurrent
 from rnnimg.nn.st_lstm import SpatioTemporalLSTMCell
 
-__all__ = ["RECURRENT_KINDS", "RNN", "ConvGRUCell", "ConvLSTMCell", "RNNCell",
+__all__ = ["FRAME_OUTPUTS", "RECURRENT_KINDS", "RNN", "ConvGRUCell", "ConvLSTMCell", "RNNCell",
            "SpatioTemporalLSTMCell", "depth_to_space", "make_recurrent", "patched_size",
-           "space_to_depth"]
+           "space_to_depth", "to_frame_range"]

@@ -1,4 +1,4 @@
-"""Space-to-depth patching for frames of any size.
+"""Frame input and output for the video models: space-to-depth patching, the map to [0, 1].
 
 Folding each p x p patch into channels (``F.pixel_unshuffle``) shrinks the map the recurrent
 convolutions run over by p^2 (about 16x less work for p = 4 on 64 x 64 frames), as PredRNN and
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -35,3 +36,16 @@ def depth_to_space(x: Tensor, patch: int, height: int, width: int) -> Tensor:
     if patch == 1:
         return x
     return F.pixel_shuffle(x, patch)[..., :height, :width]  # crop the padding
+
+
+FRAME_OUTPUTS = ("clamp", "sigmoid")
+
+
+def to_frame_range(z: Tensor, kind: str) -> Tensor:
+    """Map the output layer's values to [0, 1]: ``"sigmoid"``, or ``"clamp"``: clamp(z, 0, 1) with
+    the identity's gradient (straight-through), so every wrong pixel gets a gradient. With a
+    sigmoid and MSE the tiny models collapse to the mean frame and stay there (the sigmoid's
+    gradient vanishes on the saturated background; measured on a moving square)."""
+    if kind == "sigmoid":
+        return torch.sigmoid(z)
+    return z.clamp(0, 1).detach() + (z - z.detach())  # value exactly clamp(z), gradient 1
