@@ -3,7 +3,7 @@
 For each model it measures, each in a fresh subprocess so that peak memory is not inherited:
 
 - training clips/s: ``loss(batch)`` + backward + Adam step on random clips of context + horizon
-  frames, timed over ``--steps`` steps after ``--warmup`` steps;
+  frames; the median of ``--steps`` timed steps after ``--warmup`` untimed ones;
 - inference clips/s: ``predict(context, horizon)`` (10 -> 10 on the mmnist preset);
 - peak memory. CPU: the process's peak resident set size (``ru_maxrss``) and its rise over the
   resident size right after building the model and the batch (activations, gradients, optimizer
@@ -23,6 +23,7 @@ import multiprocessing as mp
 import os
 import platform
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -76,11 +77,13 @@ def _measure(name: str, preset: str, mode: str, args: dict, queue) -> None:
     for _ in range(args["warmup"]):
         run_once()
     sync()
-    start = time.perf_counter()
+    times = []
     for _ in range(args["steps"]):
+        start = time.perf_counter()
         run_once()
-    sync()
-    seconds = (time.perf_counter() - start) / args["steps"]
+        sync()
+        times.append(time.perf_counter() - start)
+    seconds = statistics.median(times)  # robust to another job's burst on a shared machine
     if device.type == "cuda":
         peak, rise = torch.cuda.max_memory_allocated(device) / 2**20, float("nan")
     else:
@@ -117,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--models", nargs="+", default=["convlstm", "predrnn"])
     p.add_argument("--preset", default="mmnist", help="model preset (default: mmnist)")
     p.add_argument("--batch-size", type=int, default=4, help="clips per step (default: 4)")
-    p.add_argument("--steps", type=int, default=2, help="timed steps (default: 2)")
+    p.add_argument("--steps", type=int, default=3, help="timed steps, median reported (default: 3)")
     p.add_argument("--warmup", type=int, default=1, help="untimed steps first (default: 1)")
     p.add_argument("--device", default="cpu", help="cpu | cuda (default: cpu)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
@@ -151,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
             sys.argv[1:] if argv is None else argv)
         text = f"""# Video predictor benchmarks
 
-Preset `{a.preset}`, batch {a.batch_size}, {a.warmup} warm-up + {a.steps} timed steps, device
+Preset `{a.preset}`, batch {a.batch_size}, {a.warmup} warm-up + {a.steps} timed steps (median), device
 `{a.device}`, {threads} torch threads, torch {torch.__version__}.
 
 - Machine: {machine()}. {a.note}

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import numbers
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -415,12 +416,13 @@ class FramePredictor(RnnImgModel):
                               "frames by 255).")
 
     @torch.inference_mode()
-    def predict(self, context: Tensor, horizon: int) -> Tensor:
+    def predict(self, context: Tensor, horizon: int, *, generator=None) -> Tensor:
         """Predict the ``horizon`` frames that follow ``context``, feeding back its own predictions.
 
         Args:
             context: (B, T0, C, H, W) in [0, 1], any T0 >= 1.
             horizon: frames to predict, >= 1; may exceed the horizon the model was trained on.
+            generator: accepted like every task verb's; unused, as the prediction is deterministic.
 
         Returns:
             (B, horizon, C, H, W) in [0, 1].
@@ -429,7 +431,7 @@ class FramePredictor(RnnImgModel):
             RnnImgError: for a wrong shape, channel count or frame size, values outside [0, 1] or
                 not finite, or ``horizon`` < 1.
         """
-        if isinstance(horizon, bool) or not isinstance(horizon, int) or horizon < 1:
+        if isinstance(horizon, bool) or not isinstance(horizon, numbers.Integral) or horizon < 1:
             raise RnnImgError(f"horizon must be a whole number >= 1, got {horizon!r}.")
         self.check_frames(context, "context", values=True)
         context = context.to(self.device, next(self.parameters()).dtype)
@@ -437,7 +439,7 @@ class FramePredictor(RnnImgModel):
         for t in range(context.shape[1]):
             prediction, state = self.step(context[:, t], state)
         predictions = [prediction]
-        for _ in range(horizon - 1):
+        for _ in range(int(horizon) - 1):
             prediction, state = self.step(prediction, state)
             predictions.append(prediction)
         return torch.stack(predictions, dim=1)  # (B, horizon, C, H, W)
