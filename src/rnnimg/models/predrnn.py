@@ -155,11 +155,11 @@ class PredRNN(FramePredictor):
         self.head = nn.Conv2d(c.hidden_size, patch_channels, 1)  # top h -> next frame's patches
         # V2's adapter exists only when its loss is on: an unused parameter would break DDP.
         self.adapter = nn.Conv2d(c.hidden_size, c.hidden_size, 1, bias=False) if c.decouple_beta else None
-        self.training_step = 0  # set by the trainer through set_training_step()
+        self.iteration = 0  # optimizer steps so far, set by the trainer through set_training_step()
 
     def set_training_step(self, step: int) -> None:
         """The number of optimizer steps so far; drives the scheduled-sampling probabilities."""
-        self.training_step = int(step)
+        self.iteration = int(step)
 
     # --- network ------------------------------------------------------------------------------
     def init_state(self, batch_size: int) -> tuple[list[Tensor], list[Tensor], Tensor]:
@@ -212,7 +212,7 @@ class PredRNN(FramePredictor):
     def forward(self, frames: Tensor, step: int | None = None) -> Tensor:
         """Next-frame predictions (B, T-1, C, H, W) of a clip (B, T, C, H, W) as in training
         (scheduled sampling in train mode); [:, t] depends on frames[:, :t+1] only."""
-        step = self.training_step if step is None else step
+        step = self.iteration if step is None else step
         mask = self.truth_mask(frames.shape[0], frames.shape[1], step, frames.device)
         return self.rollout(frames, mask)[0]
 
@@ -224,7 +224,7 @@ class PredRNN(FramePredictor):
                 f"clips have {frames.shape[1]} frames; training needs more than context = "
                 f"{self.config.context}."
             )
-        step = int(batch.get("step", self.training_step))
+        step = int(batch.get("step", self.iteration))
         mask = self.truth_mask(frames.shape[0], frames.shape[1], step, frames.device)
         predictions, aux = self.rollout(frames, mask)
         extra: dict[str, float] = {}
