@@ -93,11 +93,29 @@ def _measure(name: str, preset: str, mode: str, args: dict, queue) -> None:
                "rise_mib": rise, "threads": torch.get_num_threads()})
 
 
-def measure(name: str, preset: str, mode: str, args: dict) -> dict:
+# glibc settings that keep freed memory in the process instead of returning it to the OS. On the
+# (virtual) machine this was written on, re-faulting the returned pages made some training runs
+# up to 8x slower, and which runs were hit changed from run to run.
+KEEP_FREED_MEMORY = {"MALLOC_MMAP_THRESHOLD_": str(32 * 2**20), "MALLOC_TRIM_THRESHOLD_": str(2**40),
+                     "MALLOC_TOP_PAD_": str(2**30)}
+
+
+def measure(name: str, preset: str, mode: str, args: dict, keep_freed_memory: bool) -> dict:
+    """Run :func:`_measure` in a fresh spawned interpreter (glibc reads MALLOC_* at start-up)."""
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    proc = ctx.Process(target=_measure, args=(name, preset, mode, args, queue))
-    proc.start()
+    saved = {k: os.environ.get(k) for k in KEEP_FREED_MEMORY}
+    if keep_freed_memory:
+        os.environ.update(KEEP_FREED_MEMORY)
+    try:
+        proc = ctx.Process(target=_measure, args=(name, preset, mode, args, queue))
+        proc.start()
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
     result = queue.get()
     proc.join()
     return result
@@ -126,6 +144,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--grad-checkpoint", action="store_true",
                    help="also time training with grad_checkpoint=True")
+    p.add_argument("--malloc", choices=["default", "keep", "both"], default="both",
+                   help="glibc malloc: default, or 'keep' freed memory (MALLOC_TRIM_THRESHOLD_ and "
+                   "friends) so steps do not re-fault pages; 'both' measures each (default)")
     p.add_argument("--note", default="", help="a sentence about the machine's load, for the report")
     p.add_argument("--out", default="docs/benchmarks-video.md", help="markdown report ('' = none)")
     a = p.parse_args(argv)
@@ -133,18 +154,20 @@ def main(argv: list[str] | None = None) -> int:
             "threads": a.threads}
     modes = ["train", *(["train-ckpt"] if a.grad_checkpoint else []), "infer"]
     mem = "peak MiB" if a.device.startswith("cuda") else "peak RSS MiB (rise)"
-    rows = [f"| model | params | mode | clips/s | {mem} |", "|---|---:|---|---:|---:|"]
+    rows = [f"| model | params | mode | malloc | clips/s | {mem} |", "|---|---:|---|---|---:|---:|"]
     threads = None
     for name in a.models:
         for mode in modes:
-            r = measure(name, a.preset, mode, args)
-            threads = r["threads"]
-            rise = "" if r["rise_mib"] != r["rise_mib"] else f" (+{r['rise_mib']:.0f})"
-            what = {"train": "train (loss + backward + Adam)", "train-ckpt": "train, grad_checkpoint",
-                    "infer": "predict"}[mode]
-            rows.append(f"| {name} | {r['params'] / 1e6:.2f} M | {what} | {r['clips_per_s']:.3g} | "
-                        f"{r['peak_mib']:.0f}{rise} |")
-            print(rows[-1], flush=True)
+            for keep in {"default": [False], "keep": [True], "both": [False, True]}[a.malloc]:
+                r = measure(name, a.preset, mode, args, keep)
+                threads = r["threads"]
+                rise = "" if r["rise_mib"] != r["rise_mib"] else f" (+{r['rise_mib']:.0f})"
+                what = {"train": "train (loss + backward + Adam)", "train-ckpt": "train, grad_checkpoint",
+                        "infer": "predict"}[mode]
+                rows.append(f"| {name} | {r['params'] / 1e6:.2f} M | {what} | "
+                            f"{'keep' if keep else 'default'} | {r['clips_per_s']:.3g} | "
+                            f"{r['peak_mib']:.0f}{rise} |")
+                print(rows[-1], flush=True)
     import torch
 
     table = "\n".join(rows)
@@ -163,6 +186,8 @@ Preset `{a.preset}`, batch {a.batch_size}, {a.warmup} warm-up + {a.steps} timed 
 - Training: `model.loss(batch)` + backward + Adam step on random clips (context + horizon frames).
   Inference: `model.predict(context, horizon)`.
 - Memory: {CUDA_MEMORY if a.device.startswith("cuda") else CPU_MEMORY}.
+- malloc `keep`: the measuring process ran with {", ".join(f"{k}={v}" for k, v in KEEP_FREED_MEMORY.items())},
+  so glibc keeps freed memory instead of returning it to the OS and re-faulting it every step.
 
 {table}
 """
