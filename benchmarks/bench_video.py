@@ -23,6 +23,7 @@ import multiprocessing as mp
 import os
 import platform
 import resource
+import shlex
 import statistics
 import subprocess
 import sys
@@ -93,9 +94,10 @@ def _measure(name: str, preset: str, mode: str, args: dict, queue) -> None:
                "rise_mib": rise, "threads": torch.get_num_threads()})
 
 
-# glibc settings that keep freed memory in the process instead of returning it to the OS. On the
-# (virtual) machine this was written on, re-faulting the returned pages made some training runs
-# up to 8x slower, and which runs were hit changed from run to run.
+# glibc settings that keep freed memory in the process instead of returning it to the OS, so a
+# step does not re-fault pages the previous step gave back. On the (virtual, shared) machine this
+# was written on, some 2-thread training runs were 8x slower without them; with one thread the
+# two measured the same, so contention may have been the cause. Measure, don't assume.
 KEEP_FREED_MEMORY = {"MALLOC_MMAP_THRESHOLD_": str(32 * 2**20), "MALLOC_TRIM_THRESHOLD_": str(2**40),
                      "MALLOC_TOP_PAD_": str(2**30)}
 
@@ -144,9 +146,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--grad-checkpoint", action="store_true",
                    help="also time training with grad_checkpoint=True")
-    p.add_argument("--malloc", choices=["default", "keep", "both"], default="both",
-                   help="glibc malloc: default, or 'keep' freed memory (MALLOC_TRIM_THRESHOLD_ and "
-                   "friends) so steps do not re-fault pages; 'both' measures each (default)")
+    p.add_argument("--malloc", choices=["default", "keep", "both"], default="default",
+                   help="glibc malloc: as is (default), or 'keep' freed memory (MALLOC_TRIM_THRESHOLD_ "
+                   "and friends) so steps do not re-fault pages; 'both' measures each")
     p.add_argument("--note", default="", help="a sentence about the machine's load, for the report")
     p.add_argument("--out", default="docs/benchmarks-video.md", help="markdown report ('' = none)")
     a = p.parse_args(argv)
@@ -173,12 +175,12 @@ def main(argv: list[str] | None = None) -> int:
     table = "\n".join(rows)
     print("\n" + table)
     if a.out:
-        command = "PYTHONPATH=src python benchmarks/bench_video.py " + " ".join(
+        command = "PYTHONPATH=src python benchmarks/bench_video.py " + shlex.join(
             sys.argv[1:] if argv is None else argv)
         text = f"""# Video predictor benchmarks
 
 Preset `{a.preset}`, batch {a.batch_size}, {a.warmup} warm-up + {a.steps} timed steps (median), device
-`{a.device}`, {threads} torch threads, torch {torch.__version__}.
+`{a.device}`, torch threads: {threads}, torch {torch.__version__}.
 
 - Machine: {machine()}. {a.note}
 - Date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC
