@@ -1,9 +1,14 @@
 """Recurrent building blocks: plain ``torch.nn.Module`` s, no training code."""
 
+from rnnimg.nn.convlstm import ConvGRUCell, ConvLSTMCell
 from rnnimg.nn.diagonal_bilstm import DiagonalBiLSTM, DiagonalLSTM, skew, unskew
 from rnnimg.nn.masked import MaskedConv2d, colour_groups
+from rnnimg.nn.patching import FRAME_OUTPUTS, depth_to_space, patched_size, space_to_depth, to_frame_range
 from rnnimg.nn.rnn import RECURRENT_KINDS, RNN, RNNCell, make_recurrent
 from rnnimg.nn.row_lstm import RowLSTM
+from rnnimg.nn.st_lstm import SpatioTemporalLSTMCell
 
-__all__ = ["RECURRENT_KINDS", "RNN", "DiagonalBiLSTM", "DiagonalLSTM", "MaskedConv2d", "RNNCell",
-           "RowLSTM", "colour_groups", "make_recurrent", "skew", "unskew"]
+__all__ = ["FRAME_OUTPUTS", "RECURRENT_KINDS", "RNN", "ConvGRUCell", "ConvLSTMCell", "DiagonalBiLSTM",
+           "DiagonalLSTM", "MaskedConv2d", "RNNCell", "RowLSTM", "SpatioTemporalLSTMCell",
+           "colour_groups", "depth_to_space", "make_recurrent", "patched_size", "skew",
+           "space_to_depth", "to_frame_range", "unskew"]

@@ -1,0 +1,203 @@
+"""Speed and memory of the video predictors (convlstm, predrnn) on one preset.
+
+For each model it measures, each in a fresh subprocess so that peak memory is not inherited:
+
+- training clips/s: ``loss(batch)`` + backward + Adam step on random clips of context + horizon
+  frames; the median of ``--steps`` timed steps after ``--warmup`` untimed ones;
+- inference clips/s: ``predict(context, horizon)`` (10 -> 10 on the mmnist preset);
+- peak memory. CPU: the process's peak resident set size (``ru_maxrss``) and its rise over the
+  resident size right after building the model and the batch (activations, gradients, optimizer
+  state). CUDA: ``torch.cuda.max_memory_allocated``;
+- the parameter count.
+
+It prints a markdown table and writes it, with the command, machine and date, to ``--out``.
+
+    PYTHONPATH=src python benchmarks/bench_video.py --batch-size 4 --steps 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import multiprocessing as mp
+import os
+import platform
+import resource
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+CPU_MEMORY = ("peak resident set size (ru_maxrss) of a fresh process per row; in brackets its rise "
+              "over the resident size after building the model and the batch (activations, "
+              "gradients, optimizer state)")
+CUDA_MEMORY = "torch.cuda.max_memory_allocated over the warm-up and timed steps"
+
+
+def _rss_mib() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _measure(name: str, preset: str, mode: str, args: dict, queue) -> None:
+    """Runs in a subprocess: time ``mode`` ("train" | "infer") and report memory."""
+    import torch
+
+    from rnnimg import create_model
+
+    if args["threads"]:
+        torch.set_num_threads(args["threads"])
+    torch.manual_seed(0)
+    device = torch.device(args["device"])
+    overrides = {"grad_checkpoint": True} if mode == "train-ckpt" else {}
+    model = create_model(name, preset, **overrides).to(device)
+    c = model.config
+    batch = model.example_batch(args["batch_size"], torch.Generator().manual_seed(0))
+    batch = {k: v.to(device) for k, v in batch.items()}
+    params = sum(p.numel() for p in model.parameters())
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4) if mode != "infer" else None
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+
+    def run_once():
+        if opt is None:
+            model.predict(batch["frames"][:, :c.context], c.horizon)
+        else:
+            opt.zero_grad(set_to_none=True)
+            model.loss(batch).loss.backward()
+            opt.step()
+
+    model.train(mode != "infer")
+    rss_before = _rss_mib()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    for _ in range(args["warmup"]):
+        run_once()
+    sync()
+    times = []
+    for _ in range(args["steps"]):
+        start = time.perf_counter()
+        run_once()
+        sync()
+        times.append(time.perf_counter() - start)
+    seconds = statistics.median(times)  # robust to another job's burst on a shared machine
+    if device.type == "cuda":
+        peak, rise = torch.cuda.max_memory_allocated(device) / 2**20, float("nan")
+    else:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+        rise = peak - rss_before
+    queue.put({"params": params, "clips_per_s": args["batch_size"] / seconds, "peak_mib": peak,
+               "rise_mib": rise, "threads": torch.get_num_threads()})
+
+
+# glibc settings that keep freed memory in the process instead of returning it to the OS, so a
+# step does not re-fault pages the previous step gave back. On the (virtual, shared) machine this
+# was written on, some 2-thread training runs were 8x slower without them; with one thread the
+# two measured the same, so contention may have been the cause. Measure, don't assume.
+KEEP_FREED_MEMORY = {"MALLOC_MMAP_THRESHOLD_": str(32 * 2**20), "MALLOC_TRIM_THRESHOLD_": str(2**40),
+                     "MALLOC_TOP_PAD_": str(2**30)}
+
+
+def measure(name: str, preset: str, mode: str, args: dict, keep_freed_memory: bool) -> dict:
+    """Run :func:`_measure` in a fresh spawned interpreter (glibc reads MALLOC_* at start-up)."""
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    saved = {k: os.environ.get(k) for k in KEEP_FREED_MEMORY}
+    if keep_freed_memory:
+        os.environ.update(KEEP_FREED_MEMORY)
+    try:
+        proc = ctx.Process(target=_measure, args=(name, preset, mode, args, queue))
+        proc.start()
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    result = queue.get()
+    proc.join()
+    return result
+
+
+def machine() -> str:
+    model = platform.processor() or platform.machine()
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+        model = next(line.split(":", 1)[1].strip() for line in out.splitlines()
+                     if line.startswith("Model name"))
+    except (OSError, subprocess.CalledProcessError, StopIteration):
+        pass
+    return f"{model}, {os.cpu_count()} logical CPUs"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--models", nargs="+", default=["convlstm", "predrnn"])
+    p.add_argument("--preset", default="mmnist", help="model preset (default: mmnist)")
+    p.add_argument("--batch-size", type=int, default=4, help="clips per step (default: 4)")
+    p.add_argument("--steps", type=int, default=3, help="timed steps, median reported (default: 3)")
+    p.add_argument("--warmup", type=int, default=1, help="untimed steps first (default: 1)")
+    p.add_argument("--device", default="cpu", help="cpu | cuda (default: cpu)")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    p.add_argument("--grad-checkpoint", action="store_true",
+                   help="also time training with grad_checkpoint=True")
+    p.add_argument("--malloc", choices=["default", "keep", "both"], default="default",
+                   help="glibc malloc: as is (default), or 'keep' freed memory (MALLOC_TRIM_THRESHOLD_ "
+                   "and friends) so steps do not re-fault pages; 'both' measures each")
+    p.add_argument("--note", default="", help="a sentence about the machine's load, for the report")
+    p.add_argument("--out", default="docs/benchmarks-video.md", help="markdown report ('' = none)")
+    a = p.parse_args(argv)
+    args = {"batch_size": a.batch_size, "steps": a.steps, "warmup": a.warmup, "device": a.device,
+            "threads": a.threads}
+    modes = ["train", *(["train-ckpt"] if a.grad_checkpoint else []), "infer"]
+    mem = "peak MiB" if a.device.startswith("cuda") else "peak RSS MiB (rise)"
+    rows = [f"| model | params | mode | malloc | clips/s | {mem} |", "|---|---:|---|---|---:|---:|"]
+    threads = None
+    for name in a.models:
+        for mode in modes:
+            for keep in {"default": [False], "keep": [True], "both": [False, True]}[a.malloc]:
+                r = measure(name, a.preset, mode, args, keep)
+                threads = r["threads"]
+                rise = "" if r["rise_mib"] != r["rise_mib"] else f" (+{r['rise_mib']:.0f})"
+                what = {"train": "train (loss + backward + Adam)", "train-ckpt": "train, grad_checkpoint",
+                        "infer": "predict"}[mode]
+                rows.append(f"| {name} | {r['params'] / 1e6:.2f} M | {what} | "
+                            f"{'keep' if keep else 'default'} | {r['clips_per_s']:.3g} | "
+                            f"{r['peak_mib']:.0f}{rise} |")
+                print(rows[-1], flush=True)
+    import torch
+
+    table = "\n".join(rows)
+    print("\n" + table)
+    if a.out:
+        command = "PYTHONPATH=src python benchmarks/bench_video.py " + shlex.join(
+            sys.argv[1:] if argv is None else argv)
+        text = f"""# Video predictor benchmarks
+
+Preset `{a.preset}`, batch {a.batch_size}, {a.warmup} warm-up + {a.steps} timed steps (median), device
+`{a.device}`, torch threads: {threads}, torch {torch.__version__}.
+
+- Machine: {machine()}. {a.note}
+- Date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC
+- Command: `{command.strip()}`
+- Training: `model.loss(batch)` + backward + Adam step on random clips (context + horizon frames).
+  Inference: `model.predict(context, horizon)`.
+- Memory: {CUDA_MEMORY if a.device.startswith("cuda") else CPU_MEMORY}.
+- malloc `keep`: the measuring process ran with {", ".join(f"{k}={v}" for k, v in KEEP_FREED_MEMORY.items())},
+  so glibc keeps freed memory instead of returning it to the OS and re-faulting it every step.
+
+{table}
+"""
+        Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(a.out).write_text(text)
+        print(f"wrote {a.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
