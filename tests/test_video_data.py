@@ -445,3 +445,15 @@ def test_corrupt_frame_in_a_clip_folder(tmp_path):
         load_dataset(f"clips:{tmp_path}", "train", strict=True)
     with pytest.warns(UserWarning, match="skipped 1 bad clip"):
         assert len(load_dataset(f"clips:{tmp_path}", "train")) == 1
+
+
+def test_moving_mnist_resized_for_a_small_model():
+    import torch.nn.functional as F
+
+    full = load_dataset("moving-mnist", "val", frames=6, val_clips=3)
+    small = load_dataset("moving-mnist", "val", frames=6, val_clips=3, frame_size=32, channels=3)
+    a, b = full[1]["frames"], small[1]["frames"]
+    assert b.shape == (6, 3, 32, 32) and torch.equal(b[:, 0], b[:, 2])
+    expected = F.interpolate(a, size=(32, 32), mode="bilinear", antialias=True, align_corners=False)
+    assert torch.allclose(b[:, :1], expected.clamp(0, 1), atol=1e-6)
+    assert load_dataset("moving-mnist", "val", frames=6, val_clips=3, frame_size=64).pool_ids is not None

@@ -227,10 +227,54 @@ def _fixed_set(digits: str, split: str, data_dir: str, download: bool, num_clips
 def moving_mnist(split: str, num_digits: int = 2, frames: int = 20, canvas: int = 64,
                  digits: str = "mnist-5k", data_dir: str = "data", download: bool = False,
                  train_clips: int = 10_000, val_clips: int = 1_000, test_clips: int = 10_000,
-                 test_file: str | None = None) -> Dataset:
+                 test_file: str | None = None, frame_size: int | None = None,
+                 channels: int | None = None) -> Dataset:
     """Options: ``num_digits``, ``frames`` (T), ``canvas``, ``digits`` ("mnist-5k" or "mnist",
     the latter from ``data_dir``), ``train_clips`` (epoch length), ``val_clips``, ``test_clips``,
-    ``test_file`` (read the test split from a ``mnist_test_seq.npy``-style file instead)."""
+    ``test_file`` (read the test split from a ``mnist_test_seq.npy``-style file instead),
+    ``frame_size`` (resize the rendered canvas, antialiased, e.g. 32 for a small model) and
+    ``channels`` (1, or 3 to repeat the grey channel)."""
+    dataset = _moving_mnist(split, num_digits, frames, canvas, digits, data_dir, download,
+                            train_clips, val_clips, test_clips, test_file)
+    if frame_size in (None, canvas) and channels in (None, 1):
+        return dataset
+    return Reframed(dataset, frame_size, channels)
+
+
+class Reframed(Dataset):
+    """Resizes (antialiased bilinear) and converts the channels of another clip dataset's frames."""
+
+    def __init__(self, base: Dataset, frame_size: int | None, channels: int | None) -> None:
+        if channels not in (None, 1, 3):
+            raise RnnImgError(f"channels must be 1 or 3, got {channels}.")
+        if frame_size is not None and frame_size < 2:
+            raise RnnImgError(f"frame_size must be >= 2, got {frame_size}.")
+        self.base, self.frame_size, self.channels = base, frame_size, channels
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getattr__(self, name: str):  # pool, pool_ids, ... of the wrapped set
+        if name == "base":
+            raise AttributeError(name)
+        return getattr(self.base, name)
+
+    def __getitem__(self, i: int) -> dict[str, Tensor]:
+        frames = self.base[i]["frames"]  # (T, C, H, W) in [0, 1]
+        if self.frame_size is not None and frames.shape[-2:] != (self.frame_size, self.frame_size):
+            frames = torch.nn.functional.interpolate(
+                frames, size=(self.frame_size, self.frame_size), mode="bilinear", antialias=True,
+                align_corners=False).clamp(0, 1)
+        if self.channels == 3 and frames.shape[1] == 1:
+            frames = frames.expand(-1, 3, -1, -1).contiguous()
+        elif self.channels == 1 and frames.shape[1] == 3:
+            frames = (frames * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True)
+        return {"frames": frames}
+
+
+def _moving_mnist(split: str, num_digits: int, frames: int, canvas: int, digits: str, data_dir: str,
+                  download: bool, train_clips: int, val_clips: int, test_clips: int,
+                  test_file: str | None) -> Dataset:
     for name, value in (("train_clips", train_clips), ("val_clips", val_clips), ("test_clips", test_clips)):
         if value < 1:
             raise RnnImgError(f"{name} must be >= 1, got {value}.")
@@ -250,7 +294,8 @@ def moving_mnist(split: str, num_digits: int = 2, frames: int = 20, canvas: int 
                   description="the fixed Moving MNIST test file mnist_test_seq.npy (T, N, 64, 64) "
                   "of Srivastava et al., or OpenSTL's saved (N, T, C, H, W) arrays")
 def mnist_test_seq(arg: str, split: str, layout: str | None = None, key: str | None = None,
-                   frames: int | None = None) -> ClipDataset:
+                   frames: int | None = None, frame_size: int | None = None,
+                   channels: int | None = None) -> Dataset:
     """Accepted layouts (``layout`` overrides the guess):
 
     - 4-D: always (T, N, H, W), the layout of ``mnist_test_seq.npy`` (20, 10000, 64, 64) uint8;
@@ -258,7 +303,8 @@ def mnist_test_seq(arg: str, split: str, layout: str | None = None, key: str | N
     - 5-D: (N, T, C, H, W) as OpenSTL saves ``inputs/trues/preds.npy`` (float in [0, 1]), or
       (N, T, H, W, C); told apart as in :func:`rnnimg.data.clips.as_clips`.
 
-    ``frames`` keeps the first ``frames`` frames of every clip (None: all).
+    ``frames`` keeps the first ``frames`` frames of every clip (None: all); ``frame_size`` and
+    ``channels`` resize and convert them as in :func:`rnnimg.data.clips.to_float_frames`.
     """
     path = Path(arg).expanduser()
     array = load_array(path, key)
@@ -268,5 +314,5 @@ def mnist_test_seq(arg: str, split: str, layout: str | None = None, key: str | N
     check_values(clips, path)
     if frames is not None and not 1 <= frames <= clips.shape[1]:
         raise RnnImgError(f"{path}: frames must be in 1..{clips.shape[1]}, got {frames}.")
-    ds = ClipDataset(clips, frames=frames, stride=clips.shape[1])
-    return ds
+    return ClipDataset(clips, frames=frames, stride=clips.shape[1], channels=channels,
+                       frame_size=frame_size)
