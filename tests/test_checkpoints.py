@@ -80,3 +80,19 @@ def test_load_pretrained_errors(tmp_path):
     (tmp_path / "other" / "config.json").write_text(json.dumps(meta))
     with pytest.raises(RnnImgError, match="cell must be one of"):
         load_pretrained(tmp_path / "other")
+
+
+def test_written_files_get_the_usual_permissions(tmp_path):
+    import os
+    import stat
+
+    from rnnimg.viz import make_grid, save_image
+
+    old = os.umask(0o022)
+    try:
+        create_model("rowrnn", "debug").save_pretrained(tmp_path)
+        save_image(make_grid(torch.rand(2, 1, 4, 4)), tmp_path / "grid.png")
+    finally:
+        os.umask(old)
+    for name in ("config.json", "model.safetensors", "grid.png"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o644, name

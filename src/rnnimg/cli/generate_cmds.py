@@ -28,7 +28,8 @@ def register(sub) -> None:
 def cmd_sample(args) -> int:
     import torch
 
-    from rnnimg.models.base import ImageGenerator, load_pretrained
+    from rnnimg.models.base import load_pretrained
+    from rnnimg.models.generator import ImageGenerator
     from rnnimg.viz import make_grid, save_image
 
     out = check_output(args.output, args.overwrite)

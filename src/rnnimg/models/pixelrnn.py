@@ -32,7 +32,8 @@ from torch import Tensor, nn
 
 from rnnimg.errors import RnnImgError
 from rnnimg.metrics import nats_to_bits_per_dim
-from rnnimg.models.base import ImageGenerator, LossOutput, check_labels, check_temperature
+from rnnimg.models.base import LossOutput
+from rnnimg.models.generator import ImageGenerator, check_labels, check_temperature
 from rnnimg.models.registry import register_model
 from rnnimg.nn.diagonal_bilstm import DiagonalBiLSTM
 from rnnimg.nn.masked import MaskedConv2d, colour_groups

@@ -46,7 +46,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rnnimg.errors import RnnImgError
-from rnnimg.models.base import FramePredictor, LossOutput, check_frame_config
+from rnnimg.models.base import LossOutput
+from rnnimg.models.predictor import FramePredictor, check_frame_config
 from rnnimg.models.registry import register_model
 from rnnimg.nn import (
     SpatioTemporalLSTMCell,

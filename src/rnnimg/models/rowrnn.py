@@ -24,7 +24,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rnnimg.metrics import nats_to_bits_per_dim
-from rnnimg.models.base import ImageGenerator, LossOutput, check_labels, check_temperature
+from rnnimg.models.base import LossOutput
+from rnnimg.models.generator import ImageGenerator, check_labels, check_temperature
 from rnnimg.models.registry import register_model
 from rnnimg.nn import RECURRENT_KINDS, make_recurrent
 

@@ -1,0 +1,88 @@
+"""The ``generate`` task's base class: :class:`ImageGenerator`, and the argument checks its
+sampling verbs share (temperature, class labels)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from rnnimg.errors import RnnImgError
+from rnnimg.models.base import RnnImgModel
+
+
+def check_temperature(temperature: float) -> None:
+    if not temperature > 0:
+        raise RnnImgError(f"temperature must be > 0, got {temperature}.")
+
+
+def check_labels(label: Tensor | int | None, n: int, num_classes: int, device) -> Tensor | None:
+    """Validate class labels for conditional sampling; returns a (n,) long tensor or None."""
+    if label is None:
+        if num_classes:
+            return None  # unconditional sampling is allowed: the label embedding is skipped
+        return None
+    if not num_classes:
+        raise RnnImgError("this model was trained without labels (num_classes=0); drop --label.")
+    label = torch.as_tensor(label, dtype=torch.long, device=device)
+    if label.dim() == 0:
+        label = label.expand(n)
+    if label.shape != (n,):
+        raise RnnImgError(f"expected {n} labels, got shape {tuple(label.shape)}.")
+    if label.min() < 0 or label.max() >= num_classes:
+        raise RnnImgError(
+            f"label {int(label.max() if label.max() >= num_classes else label.min())} is outside "
+            f"0..{num_classes - 1} (the model has num_classes={num_classes})."
+        )
+    return label
+
+
+class ImageGenerator(RnnImgModel):
+    """A model of the ``generate`` task. Config fields used here: ``image_size``, ``channels``,
+    ``num_classes``, ``output`` ("bernoulli" | "categorical"), ``levels``, ``binarization``."""
+
+    task = "generate"
+
+    def sample(self, n: int, *, label=None, text=None, temperature: float = 1.0, generator=None):
+        raise NotImplementedError
+
+    def dataset_options(self) -> dict[str, Any]:
+        c = self.config
+        opts: dict[str, Any] = {"image_size": c.image_size, "channels": c.channels}
+        if c.output == "bernoulli":
+            opts["binarize"] = c.binarization
+        else:
+            opts["levels"] = c.levels
+        return opts
+
+    def example_batch(self, batch_size: int = 2, generator: torch.Generator | None = None) -> dict:
+        c = self.config
+        shape = (batch_size, c.channels, c.image_size, c.image_size)
+        if c.output == "bernoulli":
+            image = torch.randint(0, 2, shape, generator=generator).float()
+        else:
+            image = torch.randint(0, c.levels, shape, generator=generator).float() / (c.levels - 1)
+        batch = {"image": image}
+        if c.num_classes:
+            batch["label"] = torch.randint(0, c.num_classes, (batch_size,), generator=generator)
+        return batch
+
+    def check_image(self, image: Tensor, what: str = "image") -> None:
+        c = self.config
+        want = (c.channels, c.image_size, c.image_size)
+        if image.dim() != 4 or tuple(image.shape[1:]) != want:
+            raise RnnImgError(
+                f"{what} has shape {tuple(image.shape)}, but the model takes (B, {want[0]}, "
+                f"{want[1]}, {want[2]}); resize it or train a model of that size."
+            )
+
+    def preview(self, batch: dict[str, Tensor], generator: torch.Generator) -> dict[str, Tensor]:
+        from rnnimg.viz import make_grid
+
+        n = 32
+        label = None
+        if self.config.num_classes:
+            label = torch.arange(n, device=self.device) % self.config.num_classes
+        images = self.sample(n, label=label, generator=generator)
+        return {"samples.png": make_grid(images, nrow=8)}
