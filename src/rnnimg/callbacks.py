@@ -118,7 +118,7 @@ class PreviewCallback(L.Callback):
                 if picture.dim() == 4:
                     from rnnimg.viz import write_video
 
-                    write_video(picture, path.with_suffix(".gif"))
+                    write_video(picture, path.with_suffix(".gif"), scale=2)
                 else:
                     save_image(picture, path, scale=2)
                 written.append(path)

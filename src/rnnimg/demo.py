@@ -43,6 +43,7 @@ def run_demo(out: str | Path = "runs/demo", overwrite: bool = False, models: lis
         start = time.perf_counter()
         print(f"[demo] training {name} ({recipe.get('preset')}) on {recipe['data']} for "
               f"{recipe['max_steps']} steps ...", flush=True)
+        recipe.setdefault("log_every_n_steps", max(1, min(10, recipe["max_steps"] // 20)))
         run_dir = train(TrainSettings(model=name, out=str(out / name), progress=progress,
                                       sample_every_n_steps=0, ckpt_every_n_steps=10_000, **recipe))
         from rnnimg.models.base import load_pretrained
@@ -59,7 +60,7 @@ def run_demo(out: str | Path = "runs/demo", overwrite: bool = False, models: lis
             if picture.dim() == 4:  # frames: an animation
                 from rnnimg.viz import write_video
 
-                files.append(write_video(picture, path.with_suffix(".gif")))
+                files.append(write_video(picture, path.with_suffix(".gif"), scale=3))
             else:
                 files.append(save_image(picture, path, scale=3))
         written[name] = files

@@ -219,8 +219,10 @@ class FramePredictor(RnnImgModel):
 
     def preview(self, batch: dict[str, Tensor], generator: torch.Generator) -> dict[str, Tensor]:
         """``prediction.png``: for up to 4 clips, the true clip in one row and below it the
-        prediction from the context (grey cells under the context frames)."""
-        from rnnimg.viz import make_grid
+        prediction from the context (grey cells under the context frames); ``prediction.gif``:
+        the first clip as an animation, truth beside prediction (green border: given frames, red:
+        predicted)."""
+        from rnnimg.viz import comparison_frames, make_grid
 
         c = self.config
         frames = batch["frames"][:4, :c.context + c.horizon].to(self.device)  # (n, T, C, H, W)
@@ -228,4 +230,6 @@ class FramePredictor(RnnImgModel):
         prediction = self.predict(frames[:, :c.context], t - c.context)
         blank = torch.full_like(frames[:, :c.context], 0.5)
         rows = torch.stack([frames, torch.cat([blank, prediction], dim=1)], dim=1)  # (n, 2, T, ...)
-        return {"prediction.png": make_grid(rows.flatten(0, 2), nrow=t)}
+        animation = comparison_frames(frames[0, :c.context].cpu(), frames[0, c.context:].cpu(),
+                                      prediction[0].cpu())  # (T, 3, H', W')
+        return {"prediction.png": make_grid(rows.flatten(0, 2), nrow=t), "prediction.gif": animation}

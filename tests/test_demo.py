@@ -1,0 +1,25 @@
+"""`rnnimg demo` end to end, with every model's step count scaled down to a few steps."""
+
+from PIL import Image
+
+from rnnimg.demo import run_demo
+from rnnimg.models.registry import get_model_class, list_models
+
+
+def test_demo_writes_pictures_for_every_model_and_the_curves(tmp_path):
+    out = tmp_path / "demo"
+    written = run_demo(out, steps_scale=0.02, progress=False)
+    with_demo = [n for n in list_models() if get_model_class(n).demo]
+    assert set(with_demo) <= set(written) and {"rowrnn", "pixelrnn", "convlstm", "predrnn"} <= set(written)
+    for name in with_demo:
+        assert (out / name / "model.safetensors").is_file()
+        for path in written[name]:
+            with Image.open(path) as img:
+                assert img.width > 50 and img.height > 20
+    # The video models write an animation; pixelrnn writes samples and completions.
+    assert any(p.suffix == ".gif" for p in written["convlstm"])
+    with Image.open(next(p for p in written["convlstm"] if p.suffix == ".gif")) as gif:
+        assert gif.n_frames == get_model_class("convlstm").demo["overrides"]["horizon"] + \
+            get_model_class("convlstm").demo["overrides"]["context"]
+    assert {p.name for p in written["pixelrnn"]} == {"pixelrnn-samples.png", "pixelrnn-completions.png"}
+    assert (out / "curves.png").is_file()
