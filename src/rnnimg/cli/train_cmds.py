@@ -78,6 +78,7 @@ def register(sub) -> None:
     p.add_argument("--models", nargs="+", help="only these models (default: all with a demo)")
     p.add_argument("--steps", type=float, default=1.0, metavar="SCALE",
                    help="scale every model's demo step count (e.g. 0.1 for a smoke run)")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     p.set_defaults(run=cmd_demo)
 
 
@@ -121,7 +122,12 @@ def cmd_train(args) -> int:
     print(f"  weights:  {run_dir / 'model.safetensors'}")
     print(f"  samples:  {run_dir / 'samples'}")
     print(f"  curves:   {run_dir / 'curves.png'}")
-    print(f"next: rnnimg evaluate {run_dir}   |   rnnimg sample {run_dir} -n 64 -o grid.png")
+    from rnnimg.models.registry import get_model_class
+
+    verb = {"generate": f"rnnimg sample {run_dir} -n 64 -o grid.png",
+            "predict": f"rnnimg predict {run_dir} CLIP -o prediction.gif"}
+    task = get_model_class(settings.model).task
+    print(f"next: rnnimg evaluate {run_dir}" + (f"   |   {verb[task]}" if task in verb else ""))
     return 0
 
 
@@ -154,5 +160,6 @@ def cmd_evaluate(args) -> int:
 def cmd_demo(args) -> int:
     from rnnimg.demo import run_demo
 
-    run_demo(args.out, overwrite=args.overwrite, models=args.models, steps_scale=args.steps)
+    run_demo(args.out, overwrite=args.overwrite, models=args.models, steps_scale=args.steps,
+             progress=not args.no_progress)
     return 0

@@ -84,7 +84,7 @@ class ConvLSTM(FramePredictor):
     training_presets = {"debug": dict(lr=3e-3, batch_size=8), "mmnist": dict(lr=5e-4, batch_size=16)}
     # `rnnimg demo`: the debug stack on 32x32 Moving MNIST, 5 -> 5 frames, short epochs so that
     # validation (fixed clips of training digits) runs a few times.
-    demo = dict(preset="debug", data="moving-mnist", max_steps=300, batch_size=8,
+    demo = dict(preset="debug", data="moving-mnist", max_steps=800, batch_size=8,
                 overrides=dict(frame_size=32, patch=4, context=5, horizon=5),
                 data_options=dict(train_clips=800, val_clips=64))
 

@@ -143,10 +143,10 @@ class PredRNN(FramePredictor):
     training_presets = {"debug": dict(lr=3e-3, batch_size=8), "mmnist": dict(lr=5e-4, batch_size=16),
                         "mmnist-v2": dict(lr=5e-4, batch_size=16)}
     # `rnnimg demo`: the debug stack on 32x32 Moving MNIST, 5 -> 5 frames, short epochs so that
-    # validation (fixed clips of training digits) runs a few times; eta reaches 0 by step 200
+    # validation (fixed clips of training digits) runs a few times; eta reaches 0 by step 400
     # (the paper's 2e-5 per step would keep the demo teacher-forced throughout).
-    demo = dict(preset="debug", data="moving-mnist", max_steps=200, batch_size=8,
-                overrides=dict(frame_size=32, patch=4, context=5, horizon=5, sampling_decay=5e-3),
+    demo = dict(preset="debug", data="moving-mnist", max_steps=500, batch_size=8,
+                overrides=dict(frame_size=32, patch=4, context=5, horizon=5, sampling_decay=2.5e-3),
                 data_options=dict(train_clips=800, val_clips=64))
 
     def __init__(self, config: PredRNNConfig) -> None:
