@@ -117,3 +117,13 @@ def test_mean_iou_hand_example():
     c = metrics.confusion_matrix(pred, target, 4) + metrics.confusion_matrix(target.clamp(max=3), target, 4)
     both = metrics.mean_iou(torch.cat([pred, target.clamp(max=3)]), torch.cat([target, target]), 4)
     assert metrics.mean_iou_from_confusion(c).item() == pytest.approx(both.item())
+
+
+def test_ssim_in_chunks_equals_one_call(monkeypatch):
+    import rnnimg.metrics as M
+
+    gen = torch.Generator().manual_seed(0)
+    pred, target = torch.rand(3, 5, 1, 16, 16, generator=gen), torch.rand(3, 5, 1, 16, 16, generator=gen)
+    whole = M.ssim(pred, target)
+    monkeypatch.setattr(M, "_SSIM_CHUNK", 4)  # 15 frames in chunks of 4, 4, 4, 3
+    assert torch.allclose(M.ssim(pred, target), whole, atol=1e-6)

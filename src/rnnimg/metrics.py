@@ -86,12 +86,20 @@ def ssim(pred: Tensor, target: Tensor) -> Tensor:
     b, t = pred.shape[:2]
     if min(pred.shape[-2:]) < 11:
         raise ValueError(f"SSIM needs frames of at least 11x11, got {tuple(pred.shape[-2:])}.")
-    _, ssim_map = structural_similarity_index_measure(
-        pred.flatten(0, 1), target.flatten(0, 1), gaussian_kernel=True, sigma=1.5, kernel_size=11,
-        data_range=1.0, reduction="none", return_full_image=True)  # (B*T, C, H, W)
     pad = 5  # (11 - 1) // 2: where the window sticks out of the frame
-    per_frame = ssim_map[..., pad:-pad, pad:-pad].mean(dim=(1, 2, 3))  # (B*T,)
-    return per_frame.view(b, t).mean(0).float()
+    frames_pred, frames_target = pred.flatten(0, 1), target.flatten(0, 1)  # (B*T, C, H, W)
+    per_frame = []
+    # In chunks: torchmetrics' convolution over thousands of frames at once asked for ~40 GB.
+    for start in range(0, len(frames_pred), _SSIM_CHUNK):
+        _, ssim_map = structural_similarity_index_measure(
+            frames_pred[start:start + _SSIM_CHUNK].contiguous(),
+            frames_target[start:start + _SSIM_CHUNK].contiguous(), gaussian_kernel=True, sigma=1.5,
+            kernel_size=11, data_range=1.0, reduction="none", return_full_image=True)
+        per_frame.append(ssim_map[..., pad:-pad, pad:-pad].mean(dim=(1, 2, 3)))
+    return torch.cat(per_frame).view(b, t).mean(0).float()
+
+
+_SSIM_CHUNK = 256  # frames per SSIM call
 
 
 # ---------------------------------------------------------------------------------------------
