@@ -91,3 +91,92 @@ def test_ddp_on_two_cpu_processes(tmp_path):
     assert "MEMBER: 2/2" in proc.stderr + proc.stdout
     ckpt = torch.load(tmp_path / "ddp" / "checkpoints" / "last.ckpt", weights_only=True)
     assert ckpt["global_step"] == 3
+
+
+@pytest.fixture(scope="module")
+def pixelrnn_run(tmp_path_factory):
+    run = tmp_path_factory.mktemp("runs") / "pixelrnn"
+    assert main(["train", "pixelrnn", "--preset", "debug", "--max-steps", "3", "--out", str(run),
+                 "--no-progress", "--batch-size", "8"]) == 0
+    return run
+
+
+def test_complete_end_to_end_and_bad_input(pixelrnn_run, tmp_path, capsys):
+    import numpy as np
+    from PIL import Image
+
+    digit = tmp_path / "digit.png"
+    Image.fromarray((np.random.default_rng(0).random((28, 28)) > 0.7).astype(np.uint8) * 255).save(digit)
+    out = tmp_path / "completions.png"
+    assert main(["complete", str(pixelrnn_run), str(digit), "--mask", "box:4,10,20,10", "-n", "3",
+                 "-o", str(out), "--scale", "1"]) == 0
+    with Image.open(out) as img:  # input + 3 completions of 28 px, 2 px padding, one row
+        assert img.size == (4 * 30 + 2, 32)
+        grid = np.asarray(img.convert("L"))
+    known_rows = grid[2:12, 2 + 30:2 + 30 + 28]  # first completion, rows 0..9 are known
+    source = np.asarray(Image.open(digit).convert("L"))[:10]
+    assert np.array_equal(known_rows > 127, source > 127)
+    big = tmp_path / "big.png"
+    Image.fromarray(np.zeros((32, 32), np.uint8)).save(big)
+    mask = tmp_path / "mask.png"
+    Image.fromarray(np.zeros((10, 10), np.uint8)).save(mask)
+    all_known = tmp_path / "all_known.png"
+    Image.fromarray(np.zeros((28, 28), np.uint8)).save(all_known)  # black = known everywhere
+    cases = [
+        ([str(big)], "shape"),
+        ([str(digit), "--mask", str(mask)], "mask"),
+        ([str(digit), "--mask", str(all_known)], "nothing to complete"),
+        ([str(digit), "--mask", "box:0,0,0,0"], "w, h >= 1"),
+        ([str(digit), "--temperature", "0"], "temperature"),
+        ([str(tmp_path / "missing.png")], "no such file"),
+    ]
+    for extra, message in cases:
+        capsys.readouterr()
+        code = main(["complete", str(pixelrnn_run), *extra, "-o", str(tmp_path / "x.png"), "--overwrite"])
+        err = capsys.readouterr().err.strip()
+        assert code == 2 and message in err and len(err.splitlines()) == 1, (extra, err)
+
+
+@pytest.fixture(scope="module")
+def convlstm_run(tmp_path_factory):
+    run = tmp_path_factory.mktemp("runs") / "convlstm"
+    assert main(["train", "convlstm", "--data", "moving-mnist", "--preset", "debug", "--max-steps", "2",
+                 "--out", str(run), "--no-progress", "--batch-size", "2", "--data-opt", "val_clips=4"]) == 0
+    return run
+
+
+def test_predict_end_to_end_and_bad_input(convlstm_run, tmp_path, capsys):
+    import numpy as np
+    from PIL import Image
+
+    clip = np.random.default_rng(0).integers(0, 256, (10, 16, 16), dtype=np.uint8)  # (T, H, W)
+    np.save(tmp_path / "clip.npy", clip)
+    out = tmp_path / "pred.gif"
+    assert main(["predict", str(convlstm_run), str(tmp_path / "clip.npy"), "--context", "4",
+                 "--horizon", "9", "-o", str(out)]) == 0
+    with Image.open(out) as gif:
+        assert gif.n_frames == 4 + 9  # the given frames, then the 9 predicted ones
+        gif.seek(12)  # the last frame has no ground truth (the clip has 10): grey on the truth side
+        last = np.asarray(gif.convert("L"))
+    assert abs(int(last[last.shape[0] // 2, 3 * 8]) - 128) <= 2
+    assert (tmp_path / "pred.png").is_file()
+    np.save(tmp_path / "rgb.npy", np.zeros((10, 16, 16, 3), np.uint8))
+    np.save(tmp_path / "short.npy", clip[:2])
+    bad = np.zeros((10, 16, 16), np.float32)
+    bad[3, 2, 2] = np.nan
+    np.save(tmp_path / "nan.npy", bad)
+    cases = [
+        (["clip.npy", "--horizon", "0"], "horizon"),
+        (["rgb.npy"], "channel"),
+        (["short.npy", "--context", "4"], "frames"),
+        (["nan.npy"], "NaN"),
+        (["clip.npy", "-o", str(out)], "already exists"),
+    ]
+    for (name, *extra), message in cases:
+        capsys.readouterr()
+        args = ["predict", str(convlstm_run), str(tmp_path / name), *extra]
+        if "-o" not in extra:
+            args += ["-o", str(tmp_path / "x.gif"), "--overwrite"]
+        code = main(args)
+        err = capsys.readouterr().err.strip()
+        assert code == 2 and message in err and len(err.splitlines()) == 1, (name, err)

@@ -13,7 +13,8 @@ def register(sub) -> None:
         description="Feed the first --context frames of INPUT to the model in RUN and predict "
                     "--horizon more. Writes an animation (GIF, or MP4 by extension) with the ground "
                     "truth beside the prediction where INPUT has those frames (green border: given "
-                    "frames, red: predicted), and a PNG strip beside it.")
+                    "frames, red: predicted; grey where the clip has no more frames), and a PNG "
+                    "strip beside it.")
     p.add_argument("run_dir", metavar="RUN", help="run folder of a convlstm or predrnn model")
     p.add_argument("input", metavar="INPUT",
                    help="a clip: .npy/.npz array (T, H, W[, C]), a folder of numbered frames, or a "
@@ -31,6 +32,8 @@ def register(sub) -> None:
 
 
 def cmd_predict(args) -> int:
+    import torch
+
     from rnnimg.data.clips import read_clip
     from rnnimg.errors import RnnImgError
     from rnnimg.models.base import load_pretrained
@@ -58,6 +61,8 @@ def cmd_predict(args) -> int:
     given = clip[:context].to(device)
     prediction = model.predict(given.unsqueeze(0), horizon)[0].cpu()  # (horizon, C, H, W)
     truth = clip[context:context + horizon]
+    if 0 < len(truth) < horizon:  # the clip ends before the horizon: grey frames stand in for truth
+        truth = torch.cat([truth, torch.full_like(prediction[len(truth):], 0.5)])
     truth = truth if len(truth) else None
     write_video(comparison_frames(given.cpu(), truth, prediction), out, fps=args.fps,
                 scale=args.scale)
