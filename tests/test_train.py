@@ -102,3 +102,19 @@ def test_dataset_of_the_wrong_task_is_refused(tmp_path):
     name = next(e.name for e in _DATASETS.values() if e.task == "predict" and not e.prefix)
     with pytest.raises(RnnImgError, match="task"):
         train(settings(tmp_path / "run", data=name))
+
+
+@pytest.mark.parametrize("name, data", [("convlstm", "moving-mnist"), ("rowrnn", "mnist-5k"),
+                                        ("pixelrnn", "mnist-5k")])
+def test_bf16_autocast_trains_on_the_cpu(tmp_path, name, data):
+    """--precision bf16-mixed goes to Lightning's autocast; the loss stays finite and the weights
+    stay float32 (only the compute is bf16)."""
+    run = train(TrainSettings(name, data=data, preset="debug", max_steps=3, batch_size=4,
+                              precision="bf16-mixed", out=str(tmp_path / name), progress=False,
+                              val_fraction=0, data_options={"val_clips": 4} if data == "moving-mnist"
+                              else {}, sample_every_n_steps=0, log_every_n_steps=1))
+    weights = load_file(run / "model.safetensors")
+    assert all(w.dtype == torch.float32 and torch.isfinite(w).all() for w in weights.values())
+    with open(run / "metrics.csv") as f:
+        losses = [float(r["train/loss"]) for r in csv.DictReader(f) if r.get("train/loss")]
+    assert losses and all(torch.isfinite(torch.tensor(losses)))
