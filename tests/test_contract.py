@@ -1,10 +1,12 @@
 """The contract every registered model keeps, checked on its ``debug`` preset."""
 
 import dataclasses
+import math
 import sys
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from rnnimg import create_model, list_models, load_pretrained
 from rnnimg.models.registry import get_model_class
@@ -86,3 +88,38 @@ def test_presets_build_and_configs_validate(name):
         config = create_model(name, preset).config  # every preset is a valid config
         assert dataclasses.is_dataclass(config)
     assert len(sys.modules[cls.__module__].__doc__ or "") > 200, "module docstring must cite the paper"
+
+
+GENERATORS = list_models("generate")
+OUTPUTS = [dict(output="bernoulli", channels=1), dict(output="bernoulli", channels=3),
+           dict(output="categorical", levels=16, channels=1),
+           dict(output="categorical", levels=16, channels=3)]
+
+
+@pytest.mark.parametrize("name", GENERATORS)
+@pytest.mark.parametrize("overrides", OUTPUTS, ids=lambda o: f"{o['output']}-{o['channels']}ch")
+def test_generator_nll_is_the_log_likelihood_of_its_own_logits(name, overrides):
+    """loss() trains (gradients everywhere) and its NLL equals -sum log p(pixel) gathered from the
+    per-pixel logits of forward(), for Bernoulli and softmax outputs, grey and colour."""
+    model = make(name, image_size=8, **overrides).train()
+    batch = model.example_batch(3, torch.Generator().manual_seed(2))
+    out = model.loss(batch)
+    out.loss.backward()
+    assert all(p.grad is not None for p in model.parameters())
+    model.eval()
+    with torch.no_grad():
+        image = batch["image"]
+        logits = model(image)
+        if overrides["output"] == "bernoulli":
+            assert logits.shape == image.shape
+            logp = torch.where(image > 0.5, F.logsigmoid(logits), F.logsigmoid(-logits))
+        else:
+            assert logits.shape == (3, overrides["channels"], 16, 8, 8)
+            target = (image * 15).round().long().unsqueeze(2)  # (B, C, 1, H, W)
+            logp = logits.log_softmax(dim=2).gather(2, target).squeeze(2)
+        expected = -logp.flatten(1).sum(1)
+        assert torch.allclose(model.nll_per_image(image), expected, rtol=1e-5)
+        metrics = model.loss(batch).metrics
+        assert torch.allclose(metrics["nll_nats"], expected.mean(), rtol=1e-5)
+        assert torch.allclose(metrics["bits_per_dim"], expected.mean() / (image[0].numel() * math.log(2)),
+                              rtol=1e-5)

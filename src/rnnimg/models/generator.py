@@ -6,10 +6,12 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from rnnimg.errors import RnnImgError
-from rnnimg.models.base import RnnImgModel
+from rnnimg.metrics import nats_to_bits_per_dim
+from rnnimg.models.base import LossOutput, RnnImgModel
 
 
 def check_temperature(temperature: float) -> None:
@@ -43,6 +45,34 @@ class ImageGenerator(RnnImgModel):
     ``num_classes``, ``output`` ("bernoulli" | "categorical"), ``levels``, ``binarization``."""
 
     task = "generate"
+
+    # --- likelihood (for models whose forward returns per-pixel logits, as DESIGN.md says) ------
+    def nll_per_image(self, image: Tensor, label: Tensor | None = None) -> Tensor:
+        """Negative log-likelihood in nats of each image (B,): the sum over pixels and channels of
+        the Bernoulli or softmax cross-entropy of ``self(image, label)``."""
+        logits = self(image, label)  # (B, C, H, W) Bernoulli or (B, C, K, H, W) softmax
+        if self.config.output == "bernoulli":
+            nll = F.binary_cross_entropy_with_logits(logits, image, reduction="none")
+        else:
+            target = torch.round(image * (self.config.levels - 1)).long()  # (B, C, H, W)
+            nll = F.cross_entropy(logits.transpose(1, 2), target, reduction="none")  # K to dim 1
+        return nll.flatten(1).sum(1)
+
+    def loss(self, batch: dict[str, Tensor]) -> LossOutput:
+        """Mean NLL per dimension (nats) as the loss; reports ``nll_nats`` per image and
+        ``bits_per_dim``."""
+        image = batch["image"]
+        nats = self.nll_per_image(image, batch.get("label")).mean()
+        dims = image[0].numel()
+        return LossOutput(nats / dims, {"nll_nats": nats.detach(),
+                                        "bits_per_dim": nats_to_bits_per_dim(nats.detach(), dims)})
+
+    def check_sample_args(self, n: int, label, text, temperature: float) -> Tensor | None:
+        """Validate the sampling verbs' arguments; returns the labels as a (n,) tensor or None."""
+        if text is not None:
+            raise RnnImgError(f"{self.name} is not conditioned on text; drop --text.")
+        check_temperature(temperature)
+        return check_labels(label, n, self.config.num_classes, self.device)
 
     def sample(self, n: int, *, label=None, text=None, temperature: float = 1.0, generator=None):
         raise NotImplementedError

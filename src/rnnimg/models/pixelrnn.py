@@ -31,9 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rnnimg.errors import RnnImgError
-from rnnimg.metrics import nats_to_bits_per_dim
-from rnnimg.models.base import LossOutput
-from rnnimg.models.generator import ImageGenerator, check_labels, check_temperature
+from rnnimg.models.generator import ImageGenerator
 from rnnimg.models.registry import register_model
 from rnnimg.nn.diagonal_bilstm import DiagonalBiLSTM
 from rnnimg.nn.masked import MaskedConv2d, colour_groups
@@ -145,25 +143,6 @@ class PixelRNN(ImageGenerator):
             x = x + residual(layer(x, bias))
         return self.logits_from_features(x)
 
-    # --- training -----------------------------------------------------------------------------
-    def nll_per_image(self, image: Tensor, label: Tensor | None = None) -> Tensor:
-        """Negative log-likelihood in nats of each image (B,), exact for this model."""
-        logits = self(image, label)
-        if self.config.output == "bernoulli":
-            nll = F.binary_cross_entropy_with_logits(logits, image, reduction="none")
-        else:
-            target = torch.round(image * (self.config.levels - 1)).long()  # (B, C, H, W)
-            nll = F.cross_entropy(logits, target, reduction="none")
-        return nll.flatten(1).sum(1)
-
-    def loss(self, batch: dict[str, Tensor]) -> LossOutput:
-        image = batch["image"]
-        nll = self.nll_per_image(image, batch.get("label"))
-        nats = nll.mean()
-        dims = image[0].numel()
-        return LossOutput(nats / dims, {"nll_nats": nats.detach(),
-                                        "bits_per_dim": nats_to_bits_per_dim(nats.detach(), dims)})
-
     # --- inference ----------------------------------------------------------------------------
     def draw(self, logits: Tensor, u: Tensor, temperature: float) -> Tensor:
         """Values in [0, 1] from logits (n,) or (n, K) by inverse CDF on uniforms ``u`` (n,).
@@ -183,12 +162,6 @@ class PixelRNN(ImageGenerator):
         return torch.rand(c.image_size, c.image_size, c.channels, n, generator=generator,
                           device=self.device)
 
-    def _prepare(self, n: int, label, text, temperature: float) -> Tensor | None:
-        if text is not None:
-            raise RnnImgError("pixelrnn is not conditioned on text; drop --text.")
-        check_temperature(temperature)
-        return check_labels(label, n, self.config.num_classes, self.device)
-
     @torch.inference_mode()
     def sample(self, n: int, *, label=None, text=None, temperature: float = 1.0,
                generator: torch.Generator | None = None) -> Tensor:
@@ -206,7 +179,7 @@ class PixelRNN(ImageGenerator):
         """
         from rnnimg.models.pixelrnn_sampling import generate_cached
 
-        label = self._prepare(n, label, text, temperature)
+        label = self.check_sample_args(n, label, text, temperature)
         c = self.config
         canvas = torch.zeros(n, c.channels, c.image_size, c.image_size, device=self.device)
         return generate_cached(self, canvas, None, label, temperature, self._uniforms(n, generator))
@@ -220,7 +193,7 @@ class PixelRNN(ImageGenerator):
         ``max_pixels`` stops after that many pixels (the rest stay 0); benchmarks use it to time a
         few pixels and extrapolate.
         """
-        label = self._prepare(n, label, text, temperature)
+        label = self.check_sample_args(n, label, text, temperature)
         c = self.config
         canvas = torch.zeros(n, c.channels, c.image_size, c.image_size, device=self.device)
         return self._generate_naive(canvas, None, label, temperature, self._uniforms(n, generator),
@@ -269,7 +242,7 @@ class PixelRNN(ImageGenerator):
         from rnnimg.models.pixelrnn_sampling import generate_cached
 
         self.check_completion_inputs(image, known)
-        label = self._prepare(image.shape[0], label, None, temperature)
+        label = self.check_sample_args(image.shape[0], label, None, temperature)
         canvas = image.to(self.device, torch.float32).clone()
         known = known.to(self.device)
         u = self._uniforms(image.shape[0], generator)

@@ -20,12 +20,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rnnimg.metrics import nats_to_bits_per_dim
-from rnnimg.models.base import LossOutput
-from rnnimg.models.generator import ImageGenerator, check_labels, check_temperature
+from rnnimg.models.generator import ImageGenerator
 from rnnimg.models.registry import register_model
 from rnnimg.nn import RECURRENT_KINDS, make_recurrent
 
@@ -119,25 +116,6 @@ class RowRNN(ImageGenerator):
         hidden, _ = self.rnn(self._step_inputs(prev, first, label))
         return self._logits_from_hidden(hidden)
 
-    # --- training -----------------------------------------------------------------------------
-    def nll_per_image(self, image: Tensor, label: Tensor | None = None) -> Tensor:
-        """Negative log-likelihood in nats of each image (B,), exact for this model."""
-        logits = self(image, label)
-        if self.config.output == "bernoulli":
-            nll = F.binary_cross_entropy_with_logits(logits, image, reduction="none")
-        else:
-            target = torch.round(image * (self.config.levels - 1)).long()  # (B, C, H, W)
-            nll = F.cross_entropy(logits.transpose(1, 2), target, reduction="none")  # K to dim 1
-        return nll.flatten(1).sum(1)
-
-    def loss(self, batch: dict[str, Tensor]) -> LossOutput:
-        image = batch["image"]
-        nll = self.nll_per_image(image, batch.get("label"))
-        nats = nll.mean()
-        dims = image[0].numel()
-        return LossOutput(nats / dims, {"nll_nats": nats.detach(),
-                                        "bits_per_dim": nats_to_bits_per_dim(nats.detach(), dims)})
-
     # --- sampling -----------------------------------------------------------------------------
     @torch.inference_mode()
     def sample(self, n: int, *, label=None, text=None, temperature: float = 1.0,
@@ -154,13 +132,8 @@ class RowRNN(ImageGenerator):
         Returns:
             (n, C, H, W) in [0, 1].
         """
-        from rnnimg.errors import RnnImgError
-
-        if text is not None:
-            raise RnnImgError("rowrnn is not conditioned on text; drop --text.")
-        check_temperature(temperature)
+        label = self.check_sample_args(n, label, text, temperature)
         c, dev = self.config, self.device
-        label = check_labels(label, n, c.num_classes, dev)
         rows = torch.zeros(n, c.image_size, self.row_dim, device=dev)
         prev = torch.zeros(n, 1, self.row_dim, device=dev)
         state = None
