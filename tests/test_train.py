@@ -118,3 +118,20 @@ def test_bf16_autocast_trains_on_the_cpu(tmp_path, name, data):
     with open(run / "metrics.csv") as f:
         losses = [float(r["train/loss"]) for r in csv.DictReader(f) if r.get("train/loss")]
     assert losses and all(torch.isfinite(torch.tensor(losses)))
+
+
+def test_class_conditional_models_need_labels_in_range(tmp_path, image_folder):
+    with pytest.raises(RnnImgError, match="labels up to 9.*num_classes=10"):
+        train(settings(tmp_path / "a", data="mnist-5k", overrides=dict(num_classes=5)))
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for p in image_folder.rglob("*.png"):
+        (flat / p.name).write_bytes(p.read_bytes())
+    with pytest.raises(RnnImgError, match="no class labels"):
+        train(settings(tmp_path / "b", data=f"folder:{flat}", overrides=dict(num_classes=2)))
+    run = train(settings(tmp_path / "c", data=f"folder:{image_folder}", max_steps=2,
+                         overrides=dict(num_classes=2)))
+    from rnnimg import load_pretrained
+
+    model = load_pretrained(run)
+    assert model.config.num_classes == 2 and model.sample(2, label=1).shape == (2, 1, 28, 28)

@@ -173,6 +173,7 @@ def build_datasets(settings: TrainSettings, model: RnnImgModel) -> tuple[Dataset
                           f"{settings.model!r} does {'/'.join(model.tasks())}; pick a matching one.")
     options = {**model.dataset_options(), **settings.data_options}
     train_set = load_dataset(settings.data, "train", **options)
+    check_class_labels(train_set, model, settings.data)
     if "val" in entry.splits:
         return train_set, load_dataset(settings.data, "val", **options)
     n_val = int(len(train_set) * settings.val_fraction)
@@ -180,6 +181,22 @@ def build_datasets(settings: TrainSettings, model: RnnImgModel) -> tuple[Dataset
         return train_set, None
     perm = torch.randperm(len(train_set), generator=torch.Generator().manual_seed(0)).tolist()
     return Subset(train_set, perm[n_val:]), Subset(train_set, perm[:n_val])
+
+
+def check_class_labels(dataset: Dataset, model: RnnImgModel, name: str) -> None:
+    """A class-conditional model (``num_classes`` > 0) needs labels, all below ``num_classes``."""
+    num_classes = getattr(model.config, "num_classes", 0)
+    if not num_classes or len(dataset) == 0:
+        return
+    base = dataset.dataset if isinstance(dataset, Subset) else dataset
+    labels = getattr(base, "labels", None)
+    if labels is None and "label" not in dataset[0]:
+        raise RnnImgError(f"{name} has no class labels, but the model is class-conditional "
+                          f"(num_classes={num_classes}); put the images in one subfolder per class, "
+                          "or drop --set num_classes.")
+    if labels is not None and len(labels) and int(labels.max()) >= num_classes:
+        raise RnnImgError(f"{name} has labels up to {int(labels.max())}, but the model has "
+                          f"num_classes={num_classes}; pass --set num_classes={int(labels.max()) + 1}.")
 
 
 def _is_launched_worker() -> bool:
