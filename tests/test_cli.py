@@ -180,3 +180,16 @@ def test_predict_end_to_end_and_bad_input(convlstm_run, tmp_path, capsys):
         code = main(args)
         err = capsys.readouterr().err.strip()
         assert code == 2 and message in err and len(err.splitlines()) == 1, (name, err)
+
+
+@pytest.mark.parametrize("model", ["rowrnn", "pixelrnn"])
+def test_num_classes_below_the_data_labels_exits_2(model, image_folder, tmp_path, capsys):
+    """image_folder has two class subfolders (labels 0, 1); num_classes=1 cannot embed label 1.
+    That used to be a raw IndexError traceback from nn.Embedding."""
+    code = main(["train", model, "--preset", "debug", "--data", f"folder:{image_folder}",
+                 "--set", "num_classes=1", "--max-steps", "1", "--batch-size", "18",
+                 "--out", str(tmp_path / "run"), "--no-progress"])
+    err = capsys.readouterr().err
+    last = err.strip().splitlines()[-1]  # Lightning's INFO banner may come before it
+    assert code == 2 and "Traceback" not in err
+    assert last.startswith("rnnimg: error:") and "label 1" in last and "num_classes=1" in last
