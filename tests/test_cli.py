@@ -193,3 +193,22 @@ def test_num_classes_below_the_data_labels_exits_2(model, image_folder, tmp_path
     last = err.strip().splitlines()[-1]  # Lightning's INFO banner may come before it
     assert code == 2 and "Traceback" not in err
     assert last.startswith("rnnimg: error:") and "label 1" in last and "num_classes=1" in last
+
+
+def test_predict_fps_must_be_positive(convlstm_run, tmp_path, capsys):
+    """--fps 0 used to end in a ZeroDivisionError traceback inside write_gif."""
+    import numpy as np
+
+    from rnnimg.errors import RnnImgError
+    from rnnimg.viz import write_video
+
+    np.save(tmp_path / "clip.npy", np.zeros((10, 16, 16), np.uint8))
+    for fps in ("0", "-2"):
+        capsys.readouterr()
+        code = main(["predict", str(convlstm_run), str(tmp_path / "clip.npy"), "--fps", fps,
+                     "-o", str(tmp_path / "p.gif")])
+        err = capsys.readouterr().err.strip()
+        assert code == 2 and "fps" in err and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "p.gif").exists() and not (tmp_path / "p.png").exists()
+    with pytest.raises(RnnImgError, match="fps must be > 0"):
+        write_video(torch.zeros(2, 1, 4, 4), tmp_path / "v.gif", fps=0)
