@@ -118,3 +118,16 @@ def test_bf16_autocast_trains_on_the_cpu(tmp_path, name, data):
     with open(run / "metrics.csv") as f:
         losses = [float(r["train/loss"]) for r in csv.DictReader(f) if r.get("train/loss")]
     assert losses and all(torch.isfinite(torch.tensor(losses)))
+
+
+def test_evaluate_on_a_dataset_of_another_task_names_the_task(tmp_path):
+    """evaluate --data moving-mnist on a generator used to say "dataset 'moving-mnist' takes no
+    option(s) binarize, image_size", which points the user at the wrong problem."""
+    from rnnimg import create_model
+
+    create_model("rowrnn", "debug").save_pretrained(tmp_path / "gen")
+    with pytest.raises(RnnImgError, match="'predict' task.*'rowrnn'"):
+        evaluate(tmp_path / "gen", data="moving-mnist", progress=False)
+    create_model("convlstm", "debug").save_pretrained(tmp_path / "pred")
+    with pytest.raises(RnnImgError, match="'generate' task.*'convlstm'"):
+        evaluate(tmp_path / "pred", data="mnist-5k", progress=False)

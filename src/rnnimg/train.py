@@ -310,6 +310,10 @@ def evaluate(run_dir: str | Path, data: str | None = None, split: str = "test",
     name = data or saved.get("name") or "mnist-5k"
     options = {**model.dataset_options(), **(saved.get("options", {}) if data is None else {}),
                **(data_options or {})}
+    entry, _ = get_dataset_entry(name)
+    if entry.task not in model.tasks():
+        raise RnnImgError(f"dataset {name!r} is for the {entry.task!r} task, but {run_dir} holds a "
+                          f"{meta['model']!r} model ({'/'.join(model.tasks())}); pick a matching one.")
     if options.get("binarize") == "dynamic":
         options["binarize"] = "fixed"  # a test set is scored on one fixed binarization
     dataset = load_dataset(name, split, **options)
