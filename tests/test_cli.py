@@ -212,3 +212,18 @@ def test_predict_fps_must_be_positive(convlstm_run, tmp_path, capsys):
     assert not (tmp_path / "p.gif").exists() and not (tmp_path / "p.png").exists()
     with pytest.raises(RnnImgError, match="fps must be > 0"):
         write_video(torch.zeros(2, 1, 4, 4), tmp_path / "v.gif", fps=0)
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--precision", "bogus"], "precision"), (["--strategy", "foo"], "strategy"),
+    (["--devices", "0"], "devices"), (["--num-workers", "-1"], "num-workers")])
+def test_bad_hardware_settings_exit_2_and_leave_no_run_folder(extra, message, tmp_path, capsys):
+    """These went to Lightning/DataLoader unchecked: a raw traceback, after config.json had been
+    written, so the retry was refused with "already exists"."""
+    run = tmp_path / "run"
+    code = main(["train", "rowrnn", "--preset", "debug", "--max-steps", "1", "--out", str(run),
+                 "--no-progress", *extra])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "Traceback" not in err and len(err.splitlines()) == 1, err
+    assert err.startswith("rnnimg: error:") and message in err
+    assert not run.exists()

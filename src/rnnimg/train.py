@@ -85,6 +85,8 @@ class TrainSettings:
         for name in ("batch_size", "ckpt_every_n_steps", "sample_every_n_steps", "log_every_n_steps"):
             if getattr(s, name) < 0 or (name == "batch_size" and s.batch_size < 1):
                 raise RnnImgError(f"--{name.replace('_', '-')} must be positive, got {getattr(s, name)}.")
+        if s.num_workers < 0:
+            raise RnnImgError(f"--num-workers must be >= 0, got {s.num_workers}.")
         if not s.lr > 0:
             raise RnnImgError(f"--lr must be > 0, got {s.lr}.")
         if not 0 <= s.val_fraction < 1:
@@ -188,6 +190,29 @@ def _is_launched_worker() -> bool:
     return any(int(os.environ.get(k, "0") or 0) > 0 for k in ("LOCAL_RANK", "NODE_RANK", "RANK"))
 
 
+def _check_hardware(s: TrainSettings) -> None:
+    """Let Lightning judge --accelerator/--devices/--strategy/--precision before the run folder is
+    written: a typo there was a raw traceback that also left a config-only run folder behind."""
+    import logging
+
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+    log = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    level = log.level
+    log.setLevel(logging.WARNING)  # the real Trainer prints the "GPU available" lines
+    try:
+        L.Trainer(accelerator=s.accelerator, devices=s.devices, strategy=s.strategy,
+                  precision=s.precision, logger=False, enable_checkpointing=False,
+                  enable_progress_bar=False, enable_model_summary=False)
+    except (ValueError, TypeError, RuntimeError, MisconfigurationException) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise RnnImgError(f"bad hardware settings (--accelerator {s.accelerator}, --devices "
+                          f"{s.devices}, --strategy {s.strategy}, --precision {s.precision}): "
+                          f"{first}") from None
+    finally:
+        log.setLevel(level)
+
+
 def _prepare_run_dir(s: TrainSettings) -> tuple[Path, dict | None]:
     run_dir = Path(s.out)
     if _is_launched_worker():
@@ -214,6 +239,7 @@ def train(settings: TrainSettings, callbacks: list[L.Callback] | None = None) ->
         RnnImgError: for bad settings, data or run folders; NonFiniteLossError on NaN/Inf.
     """
     s = settings.resolved()
+    _check_hardware(s)
     run_dir, old_meta = _prepare_run_dir(s)
     L.seed_everything(s.seed, workers=True, verbose=False)  # before the model: same initial weights
     if old_meta is not None:  # resume: the saved config rebuilds the same model
