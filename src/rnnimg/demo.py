@@ -25,6 +25,8 @@ def run_demo(out: str | Path = "runs/demo", overwrite: bool = False, models: lis
     from rnnimg.train import TrainSettings, train
     from rnnimg.viz import plot_curves, read_metrics_csv, save_image
 
+    if not 0 < steps_scale < float("inf"):  # also refuses NaN, which int() cannot convert
+        raise RnnImgError(f"--steps must be a positive number, got {steps_scale}.")
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         if not overwrite:
