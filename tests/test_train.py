@@ -131,3 +131,16 @@ def test_evaluate_on_a_dataset_of_another_task_names_the_task(tmp_path):
     create_model("convlstm", "debug").save_pretrained(tmp_path / "pred")
     with pytest.raises(RnnImgError, match="'generate' task.*'convlstm'"):
         evaluate(tmp_path / "pred", data="mnist-5k", progress=False)
+
+
+def test_negative_grad_clip_is_refused(tmp_path):
+    """clip_grad_norm_ with max_norm < 0 multiplies every gradient by a negative number, so
+    --grad-clip -1 trained uphill without a word. 0 stays "off"."""
+    import math
+
+    with pytest.raises(RnnImgError, match="grad-clip"):
+        train(settings(tmp_path / "neg", grad_clip=-1.0))
+    with pytest.raises(RnnImgError, match="grad-clip"):
+        train(settings(tmp_path / "nan", grad_clip=math.nan))
+    assert not (tmp_path / "neg").exists()
+    assert settings(tmp_path / "off", grad_clip=0.0).resolved().grad_clip is None

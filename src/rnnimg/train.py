@@ -85,6 +85,11 @@ class TrainSettings:
         for name in ("batch_size", "ckpt_every_n_steps", "sample_every_n_steps", "log_every_n_steps"):
             if getattr(s, name) < 0 or (name == "batch_size" and s.batch_size < 1):
                 raise RnnImgError(f"--{name.replace('_', '-')} must be positive, got {getattr(s, name)}.")
+        if s.grad_clip is not None:
+            if s.grad_clip == 0:
+                s.grad_clip = None  # 0 means off, as the CLI's --grad-clip 0 does
+            elif not 0 < s.grad_clip < math.inf:  # a negative norm flips every gradient's sign
+                raise RnnImgError(f"--grad-clip must be > 0 (or 0 for off), got {s.grad_clip}.")
         if s.num_workers < 0:
             raise RnnImgError(f"--num-workers must be >= 0, got {s.num_workers}.")
         if not s.lr > 0:
