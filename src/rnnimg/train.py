@@ -90,6 +90,8 @@ class TrainSettings:
                 s.grad_clip = None  # 0 means off, as the CLI's --grad-clip 0 does
             elif not 0 < s.grad_clip < math.inf:  # a negative norm flips every gradient's sign
                 raise RnnImgError(f"--grad-clip must be > 0 (or 0 for off), got {s.grad_clip}.")
+        if not 0 <= s.seed <= 2**32 - 1:  # NumPy's seed range, which Lightning enforces
+            raise RnnImgError(f"--seed must be in 0..{2**32 - 1}, got {s.seed}.")
         if s.num_workers < 0:
             raise RnnImgError(f"--num-workers must be >= 0, got {s.num_workers}.")
         if not s.lr > 0:
