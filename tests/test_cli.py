@@ -218,7 +218,7 @@ def test_predict_fps_must_be_positive(convlstm_run, tmp_path, capsys):
     (["--precision", "bogus"], "precision"), (["--strategy", "foo"], "strategy"),
     (["--devices", "0"], "devices"), (["--num-workers", "-1"], "num-workers"),
     (["--seed", "-5"], "seed"), (["--seed", str(2**32)], "seed")])
-def test_bad_hardware_settings_exit_2_and_leave_no_run_folder(extra, message, tmp_path, capsys):
+def test_bad_trainer_settings_exit_2_and_leave_no_run_folder(extra, message, tmp_path, capsys):
     """These went to Lightning/DataLoader unchecked: a raw traceback, after config.json had been
     written, so the retry was refused with "already exists"."""
     run = tmp_path / "run"
