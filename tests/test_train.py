@@ -144,3 +144,17 @@ def test_negative_grad_clip_is_refused(tmp_path):
         train(settings(tmp_path / "nan", grad_clip=math.nan))
     assert not (tmp_path / "neg").exists()
     assert settings(tmp_path / "off", grad_clip=0.0).resolved().grad_clip is None
+
+
+@pytest.mark.parametrize("bad", [dict(overrides=dict(cell="foo")), dict(data="folder:/no/such/dir"),
+                                 dict(data="mnist5k")])
+def test_overwrite_keeps_the_old_run_when_the_new_settings_are_bad(bad, tmp_path):
+    """--overwrite deleted the existing run folder first, then a typo in --set or --data failed:
+    the user lost the old run and got nothing in its place."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text("{}")
+    (run / "model.safetensors").write_bytes(b"weights")
+    with pytest.raises(RnnImgError):
+        train(settings(run, overwrite=True, **bad))
+    assert (run / "model.safetensors").read_bytes() == b"weights"

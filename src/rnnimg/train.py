@@ -247,19 +247,20 @@ def train(settings: TrainSettings, callbacks: list[L.Callback] | None = None) ->
     """
     s = settings.resolved()
     _check_hardware(s)
+    if not s.resume:  # a bad --set or --data fails before --overwrite deletes the old run
+        L.seed_everything(s.seed, workers=True, verbose=False)  # before the model: same weights
+        model = create_model(s.model, s.preset, **s.overrides)
+        train_set, val_set = build_datasets(s, model)
     run_dir, old_meta = _prepare_run_dir(s)
-    L.seed_everything(s.seed, workers=True, verbose=False)  # before the model: same initial weights
     if old_meta is not None:  # resume: the saved config rebuilds the same model
+        L.seed_everything(s.seed, workers=True, verbose=False)
         if old_meta["model"] != s.model:
             raise RnnImgError(f"{run_dir} holds a {old_meta['model']!r} run, not {s.model!r}.")
         model = create_model(old_meta["model"], **old_meta["config"])
         saved = old_meta.get("training", {})
         s = dataclasses.replace(s, data=saved.get("data", s.data),
                                 data_options=saved.get("data_options", s.data_options))
-    else:
-        model = create_model(s.model, s.preset, **s.overrides)
-
-    train_set, val_set = build_datasets(s, model)
+        train_set, val_set = build_datasets(s, model)
     if len(train_set) < s.batch_size:
         warnings.warn(f"the training set has {len(train_set)} items, fewer than the batch size "
                       f"{s.batch_size}; each epoch is one short batch.", stacklevel=2)
