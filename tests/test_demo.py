@@ -36,3 +36,14 @@ def test_demo_steps_must_be_a_positive_number(steps, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert code == 2 and "--steps" in err and len(err.splitlines()) == 1, err
     assert not (tmp_path / "demo").exists()
+
+
+def test_demo_overwrite_with_an_unknown_model_keeps_the_old_folder(tmp_path):
+    from rnnimg.errors import RnnImgError
+
+    out = tmp_path / "demo"
+    out.mkdir()
+    (out / "rowrnn.png").write_bytes(b"old picture")
+    with pytest.raises(RnnImgError, match="unknown model"):
+        run_demo(out, overwrite=True, models=["nope"], progress=False)
+    assert (out / "rowrnn.png").read_bytes() == b"old picture"
