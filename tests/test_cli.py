@@ -228,3 +228,22 @@ def test_bad_trainer_settings_exit_2_and_leave_no_run_folder(extra, message, tmp
     assert code == 2 and "Traceback" not in err and len(err.splitlines()) == 1, err
     assert err.startswith("rnnimg: error:") and message in err
     assert not run.exists()
+
+
+def test_output_paths_through_a_file_exit_2(tmp_path, capsys):
+    """-o FILE/x.png and --out FILE were FileExistsError / NotADirectoryError tracebacks."""
+    from rnnimg import create_model
+
+    create_model("rowrnn", "debug").save_pretrained(tmp_path / "run")
+    a_file = tmp_path / "taken.png"
+    a_file.write_bytes(b"mine")
+    for args in (["sample", str(tmp_path / "run"), "-n", "1", "-o", str(a_file / "x.png")],
+                 ["train", "rowrnn", "--preset", "debug", "--max-steps", "1", "--no-progress",
+                  "--out", str(a_file)]):
+        capsys.readouterr()
+        code = main(args)
+        err = capsys.readouterr().err.strip()
+        last = err.splitlines()[-1] if err else ""
+        assert code == 2 and "Traceback" not in err and last.startswith("rnnimg: error:"), err
+        assert str(a_file) in last
+    assert a_file.read_bytes() == b"mine"

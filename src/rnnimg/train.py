@@ -224,6 +224,8 @@ def _prepare_run_dir(s: TrainSettings) -> tuple[Path, dict | None]:
     run_dir = Path(s.out)
     if _is_launched_worker():
         return run_dir, read_run_config(run_dir) if s.resume else None
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RnnImgError(f"--out {run_dir} is a file; the run needs a folder, so choose another --out.")
     existing = run_dir.exists() and any(run_dir.iterdir())
     if s.resume:
         meta = read_run_config(run_dir)  # one-line error if it is not a run folder
