@@ -47,3 +47,13 @@ def test_demo_overwrite_with_an_unknown_model_keeps_the_old_folder(tmp_path):
     with pytest.raises(RnnImgError, match="unknown model"):
         run_demo(out, overwrite=True, models=["nope"], progress=False)
     assert (out / "rowrnn.png").read_bytes() == b"old picture"
+
+
+def test_demo_out_naming_a_file_is_a_clear_error(tmp_path):
+    from rnnimg.errors import RnnImgError
+
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("mine")
+    with pytest.raises(RnnImgError, match="is a file"):  # was NotADirectoryError
+        run_demo(a_file, models=["rowrnn"], steps_scale=0.01, progress=False)
+    assert a_file.read_text() == "mine"

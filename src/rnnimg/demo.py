@@ -33,6 +33,8 @@ def run_demo(out: str | Path = "runs/demo", overwrite: bool = False, models: lis
             raise RnnImgError(f"model {name!r} has no demo recipe; choose from "
                               f"{', '.join(n for n in list_models() if get_model_class(n).demo)}.")
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise RnnImgError(f"--out {out} is a file; the demo writes a folder, so choose another --out.")
     if out.exists() and any(out.iterdir()):
         if not overwrite:
             raise RnnImgError(f"{out} already exists; pass --overwrite to replace it (make demo does).")
