@@ -180,3 +180,71 @@ def test_predict_end_to_end_and_bad_input(convlstm_run, tmp_path, capsys):
         code = main(args)
         err = capsys.readouterr().err.strip()
         assert code == 2 and message in err and len(err.splitlines()) == 1, (name, err)
+
+
+@pytest.mark.parametrize("model", ["rowrnn", "pixelrnn"])
+def test_num_classes_below_the_data_labels_exits_2(model, image_folder, tmp_path, capsys):
+    """image_folder has two class subfolders (labels 0, 1); num_classes=1 cannot embed label 1.
+    That used to be a raw IndexError traceback from nn.Embedding."""
+    code = main(["train", model, "--preset", "debug", "--data", f"folder:{image_folder}",
+                 "--set", "num_classes=1", "--max-steps", "1", "--batch-size", "18",
+                 "--out", str(tmp_path / "run"), "--no-progress"])
+    err = capsys.readouterr().err
+    last = err.strip().splitlines()[-1]  # Lightning's INFO banner may come before it
+    assert code == 2 and "Traceback" not in err
+    assert last.startswith("rnnimg: error:") and "num_classes=1" in last
+    assert "label 1" in last or "labels up to 1" in last  # the trainer checks first, the loss too
+
+
+def test_predict_fps_must_be_positive(convlstm_run, tmp_path, capsys):
+    """--fps 0 used to end in a ZeroDivisionError traceback inside write_gif."""
+    import numpy as np
+
+    from rnnimg.errors import RnnImgError
+    from rnnimg.viz import write_video
+
+    np.save(tmp_path / "clip.npy", np.zeros((10, 16, 16), np.uint8))
+    for fps in ("0", "-2"):
+        capsys.readouterr()
+        code = main(["predict", str(convlstm_run), str(tmp_path / "clip.npy"), "--fps", fps,
+                     "-o", str(tmp_path / "p.gif")])
+        err = capsys.readouterr().err.strip()
+        assert code == 2 and "fps" in err and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "p.gif").exists() and not (tmp_path / "p.png").exists()
+    with pytest.raises(RnnImgError, match="fps must be > 0"):
+        write_video(torch.zeros(2, 1, 4, 4), tmp_path / "v.gif", fps=0)
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--precision", "bogus"], "precision"), (["--strategy", "foo"], "strategy"),
+    (["--devices", "0"], "devices"), (["--num-workers", "-1"], "num-workers"),
+    (["--seed", "-5"], "seed"), (["--seed", str(2**32)], "seed")])
+def test_bad_trainer_settings_exit_2_and_leave_no_run_folder(extra, message, tmp_path, capsys):
+    """These went to Lightning/DataLoader unchecked: a raw traceback, after config.json had been
+    written, so the retry was refused with "already exists"."""
+    run = tmp_path / "run"
+    code = main(["train", "rowrnn", "--preset", "debug", "--max-steps", "1", "--out", str(run),
+                 "--no-progress", *extra])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "Traceback" not in err and len(err.splitlines()) == 1, err
+    assert err.startswith("rnnimg: error:") and message in err
+    assert not run.exists()
+
+
+def test_output_paths_through_a_file_exit_2(tmp_path, capsys):
+    """-o FILE/x.png and --out FILE were FileExistsError / NotADirectoryError tracebacks."""
+    from rnnimg import create_model
+
+    create_model("rowrnn", "debug").save_pretrained(tmp_path / "run")
+    a_file = tmp_path / "taken.png"
+    a_file.write_bytes(b"mine")
+    for args in (["sample", str(tmp_path / "run"), "-n", "1", "-o", str(a_file / "x.png")],
+                 ["train", "rowrnn", "--preset", "debug", "--max-steps", "1", "--no-progress",
+                  "--out", str(a_file)]):
+        capsys.readouterr()
+        code = main(args)
+        err = capsys.readouterr().err.strip()
+        last = err.splitlines()[-1] if err else ""
+        assert code == 2 and "Traceback" not in err and last.startswith("rnnimg: error:"), err
+        assert str(a_file) in last
+    assert a_file.read_bytes() == b"mine"

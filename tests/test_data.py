@@ -98,3 +98,18 @@ def test_torchvision_sets_never_download_unless_asked(tmp_path):
 def test_registry_lists_the_shipped_sets():
     names = {e.name for e in list_datasets()}
     assert {"mnist-5k", "mnist", "fashion-mnist", "cifar10", "folder"} <= names
+
+
+def test_folder_reads_16_bit_grey_pngs_scaled_not_clipped(tmp_path):
+    from PIL import Image
+
+    ramp = np.linspace(0, 65535, 8 * 8).reshape(8, 8).astype(np.uint16)  # a 16-bit grey ramp
+    Image.fromarray(ramp).save(tmp_path / "deep.png")
+    rgb = np.repeat((ramp // 257).astype(np.uint8)[..., None], 3, axis=2)  # the same ramp, 8-bit RGB
+    Image.fromarray(rgb).save(tmp_path / "colour.png")
+    ds = load_dataset(f"folder:{tmp_path}", "train")
+    deep, colour = ds[1]["image"], ds[0]["image"]  # sorted: colour.png, deep.png; mixed -> 3 channels
+    assert deep.shape == colour.shape == (3, 8, 8)
+    # Pillow's convert("L") clipped every 16-bit value above 255 to white: mid-grey must stay mid-grey.
+    assert deep[0, 4, 0].item() == pytest.approx(ramp[4, 0] / 65535, abs=1 / 255)
+    assert (deep - colour).abs().max() <= 1 / 255 + 1e-6

@@ -1,5 +1,6 @@
 """`rnnimg demo` end to end, with every model's step count scaled down to a few steps."""
 
+import pytest
 from PIL import Image
 
 from rnnimg.demo import run_demo
@@ -23,3 +24,36 @@ def test_demo_writes_pictures_for_every_model_and_the_curves(tmp_path):
             get_model_class("convlstm").demo["overrides"]["context"]
     assert {p.name for p in written["pixelrnn"]} == {"pixelrnn-samples.png", "pixelrnn-completions.png"}
     assert (out / "curves.png").is_file()
+
+
+@pytest.mark.parametrize("steps", ["nan", "inf", "0", "-1"])
+def test_demo_steps_must_be_a_positive_number(steps, tmp_path, capsys):
+    """--steps nan was a ValueError traceback from int(); 0 and -1 silently trained 1 step."""
+    from rnnimg.cli import main
+
+    code = main(["demo", "--steps", steps, "--out", str(tmp_path / "demo"), "--models", "rowrnn",
+                 "--no-progress"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "--steps" in err and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "demo").exists()
+
+
+def test_demo_overwrite_with_an_unknown_model_keeps_the_old_folder(tmp_path):
+    from rnnimg.errors import RnnImgError
+
+    out = tmp_path / "demo"
+    out.mkdir()
+    (out / "rowrnn.png").write_bytes(b"old picture")
+    with pytest.raises(RnnImgError, match="unknown model"):
+        run_demo(out, overwrite=True, models=["nope"], progress=False)
+    assert (out / "rowrnn.png").read_bytes() == b"old picture"
+
+
+def test_demo_out_naming_a_file_is_a_clear_error(tmp_path):
+    from rnnimg.errors import RnnImgError
+
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("mine")
+    with pytest.raises(RnnImgError, match="is a file"):  # was NotADirectoryError
+        run_demo(a_file, models=["rowrnn"], steps_scale=0.01, progress=False)
+    assert a_file.read_text() == "mine"

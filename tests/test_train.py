@@ -135,3 +135,41 @@ def test_class_conditional_models_need_labels_in_range(tmp_path, image_folder):
 
     model = load_pretrained(run)
     assert model.config.num_classes == 2 and model.sample(2, label=1).shape == (2, 1, 28, 28)
+def test_evaluate_on_a_dataset_of_another_task_names_the_task(tmp_path):
+    """evaluate --data moving-mnist on a generator used to say "dataset 'moving-mnist' takes no
+    option(s) binarize, image_size", which points the user at the wrong problem."""
+    from rnnimg import create_model
+
+    create_model("rowrnn", "debug").save_pretrained(tmp_path / "gen")
+    with pytest.raises(RnnImgError, match="'predict' task.*'rowrnn'"):
+        evaluate(tmp_path / "gen", data="moving-mnist", progress=False)
+    create_model("convlstm", "debug").save_pretrained(tmp_path / "pred")
+    with pytest.raises(RnnImgError, match="'generate' task.*'convlstm'"):
+        evaluate(tmp_path / "pred", data="mnist-5k", progress=False)
+
+
+def test_negative_grad_clip_is_refused(tmp_path):
+    """clip_grad_norm_ with max_norm < 0 multiplies every gradient by a negative number, so
+    --grad-clip -1 trained uphill without a word. 0 stays "off"."""
+    import math
+
+    with pytest.raises(RnnImgError, match="grad-clip"):
+        train(settings(tmp_path / "neg", grad_clip=-1.0))
+    with pytest.raises(RnnImgError, match="grad-clip"):
+        train(settings(tmp_path / "nan", grad_clip=math.nan))
+    assert not (tmp_path / "neg").exists()
+    assert settings(tmp_path / "off", grad_clip=0.0).resolved().grad_clip is None
+
+
+@pytest.mark.parametrize("bad", [dict(overrides=dict(cell="foo")), dict(data="folder:/no/such/dir"),
+                                 dict(data="mnist5k")])
+def test_overwrite_keeps_the_old_run_when_the_new_settings_are_bad(bad, tmp_path):
+    """--overwrite deleted the existing run folder first, then a typo in --set or --data failed:
+    the user lost the old run and got nothing in its place."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text("{}")
+    (run / "model.safetensors").write_bytes(b"weights")
+    with pytest.raises(RnnImgError):
+        train(settings(run, overwrite=True, **bad))
+    assert (run / "model.safetensors").read_bytes() == b"weights"

@@ -214,3 +214,17 @@ def test_evaluate_batch_scores_the_context_only_prediction(name, monkeypatch):
     too_short = {"frames": batch["frames"][:, :CONTEXT + 1]}
     with pytest.raises(RnnImgError):
         model.evaluate_batch(too_short)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_evaluate_frames_smaller_than_the_ssim_window(name, tmp_path):
+    """frame_size 8 is a legal config; evaluate used to die with SSIM's raw ValueError (11x11
+    window). Now it reports the other metrics and leaves SSIM out."""
+    from rnnimg.train import evaluate
+
+    model = _model(name, frame_size=8, patch=2)
+    model.save_pretrained(tmp_path, extra={"data": {"name": "moving-mnist",
+                                                    "options": {"test_clips": 3}}})
+    result = evaluate(tmp_path, batch_size=3, progress=False)
+    assert result["num_items"] == 3 and "ssim" not in result["metrics"]
+    assert len(result["metrics"]["mse"]) == HORIZON and all(v >= 0 for v in result["metrics"]["mse"])

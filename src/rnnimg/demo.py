@@ -25,16 +25,20 @@ def run_demo(out: str | Path = "runs/demo", overwrite: bool = False, models: lis
     from rnnimg.train import TrainSettings, train
     from rnnimg.viz import plot_curves, read_metrics_csv, save_image
 
+    if not 0 < steps_scale < float("inf"):  # also refuses NaN, which int() cannot convert
+        raise RnnImgError(f"--steps must be a positive number, got {steps_scale}.")
+    names = models or [n for n in list_models() if get_model_class(n).demo]
+    for name in names:  # before --overwrite deletes anything
+        if not get_model_class(name).demo:
+            raise RnnImgError(f"model {name!r} has no demo recipe; choose from "
+                              f"{', '.join(n for n in list_models() if get_model_class(n).demo)}.")
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise RnnImgError(f"--out {out} is a file; the demo writes a folder, so choose another --out.")
     if out.exists() and any(out.iterdir()):
         if not overwrite:
             raise RnnImgError(f"{out} already exists; pass --overwrite to replace it (make demo does).")
         shutil.rmtree(out)
-    names = models or [n for n in list_models() if get_model_class(n).demo]
-    for name in names:
-        if not get_model_class(name).demo:
-            raise RnnImgError(f"model {name!r} has no demo recipe; choose from "
-                              f"{', '.join(n for n in list_models() if get_model_class(n).demo)}.")
     written: dict[str, list[Path]] = {}
     train_curves, val_curves = {}, {}
     for name in names:

@@ -85,6 +85,15 @@ class TrainSettings:
         for name in ("batch_size", "ckpt_every_n_steps", "sample_every_n_steps", "log_every_n_steps"):
             if getattr(s, name) < 0 or (name == "batch_size" and s.batch_size < 1):
                 raise RnnImgError(f"--{name.replace('_', '-')} must be positive, got {getattr(s, name)}.")
+        if s.grad_clip is not None:
+            if s.grad_clip == 0:
+                s.grad_clip = None  # 0 means off, as the CLI's --grad-clip 0 does
+            elif not 0 < s.grad_clip < math.inf:  # a negative norm flips every gradient's sign
+                raise RnnImgError(f"--grad-clip must be > 0 (or 0 for off), got {s.grad_clip}.")
+        if not 0 <= s.seed <= 2**32 - 1:  # NumPy's seed range, which Lightning enforces
+            raise RnnImgError(f"--seed must be in 0..{2**32 - 1}, got {s.seed}.")
+        if s.num_workers < 0:
+            raise RnnImgError(f"--num-workers must be >= 0, got {s.num_workers}.")
         if not s.lr > 0:
             raise RnnImgError(f"--lr must be > 0, got {s.lr}.")
         if not 0 <= s.val_fraction < 1:
@@ -205,10 +214,35 @@ def _is_launched_worker() -> bool:
     return any(int(os.environ.get(k, "0") or 0) > 0 for k in ("LOCAL_RANK", "NODE_RANK", "RANK"))
 
 
+def _check_hardware(s: TrainSettings) -> None:
+    """Let Lightning judge --accelerator/--devices/--strategy/--precision before the run folder is
+    written: a typo there was a raw traceback that also left a config-only run folder behind."""
+    import logging
+
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+    log = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    level = log.level
+    log.setLevel(logging.WARNING)  # the real Trainer prints the "GPU available" lines
+    try:
+        L.Trainer(accelerator=s.accelerator, devices=s.devices, strategy=s.strategy,
+                  precision=s.precision, logger=False, enable_checkpointing=False,
+                  enable_progress_bar=False, enable_model_summary=False)
+    except (ValueError, TypeError, RuntimeError, MisconfigurationException) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise RnnImgError(f"bad hardware settings (--accelerator {s.accelerator}, --devices "
+                          f"{s.devices}, --strategy {s.strategy}, --precision {s.precision}): "
+                          f"{first}") from None
+    finally:
+        log.setLevel(level)
+
+
 def _prepare_run_dir(s: TrainSettings) -> tuple[Path, dict | None]:
     run_dir = Path(s.out)
     if _is_launched_worker():
         return run_dir, read_run_config(run_dir) if s.resume else None
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RnnImgError(f"--out {run_dir} is a file; the run needs a folder, so choose another --out.")
     existing = run_dir.exists() and any(run_dir.iterdir())
     if s.resume:
         meta = read_run_config(run_dir)  # one-line error if it is not a run folder
@@ -231,19 +265,21 @@ def train(settings: TrainSettings, callbacks: list[L.Callback] | None = None) ->
         RnnImgError: for bad settings, data or run folders; NonFiniteLossError on NaN/Inf.
     """
     s = settings.resolved()
+    _check_hardware(s)
+    if not s.resume:  # a bad --set or --data fails before --overwrite deletes the old run
+        L.seed_everything(s.seed, workers=True, verbose=False)  # before the model: same weights
+        model = create_model(s.model, s.preset, **s.overrides)
+        train_set, val_set = build_datasets(s, model)
     run_dir, old_meta = _prepare_run_dir(s)
-    L.seed_everything(s.seed, workers=True, verbose=False)  # before the model: same initial weights
     if old_meta is not None:  # resume: the saved config rebuilds the same model
+        L.seed_everything(s.seed, workers=True, verbose=False)
         if old_meta["model"] != s.model:
             raise RnnImgError(f"{run_dir} holds a {old_meta['model']!r} run, not {s.model!r}.")
         model = create_model(old_meta["model"], **old_meta["config"])
         saved = old_meta.get("training", {})
         s = dataclasses.replace(s, data=saved.get("data", s.data),
                                 data_options=saved.get("data_options", s.data_options))
-    else:
-        model = create_model(s.model, s.preset, **s.overrides)
-
-    train_set, val_set = build_datasets(s, model)
+        train_set, val_set = build_datasets(s, model)
     if len(train_set) < s.batch_size:
         warnings.warn(f"the training set has {len(train_set)} items, fewer than the batch size "
                       f"{s.batch_size}; each epoch is one short batch.", stacklevel=2)
@@ -327,6 +363,10 @@ def evaluate(run_dir: str | Path, data: str | None = None, split: str = "test",
     name = data or saved.get("name") or "mnist-5k"
     options = {**model.dataset_options(), **(saved.get("options", {}) if data is None else {}),
                **(data_options or {})}
+    entry, _ = get_dataset_entry(name)
+    if entry.task not in model.tasks():
+        raise RnnImgError(f"dataset {name!r} is for the {entry.task!r} task, but {run_dir} holds a "
+                          f"{meta['model']!r} model ({'/'.join(model.tasks())}); pick a matching one.")
     if options.get("binarize") == "dynamic":
         options["binarize"] = "fixed"  # a test set is scored on one fixed binarization
     dataset = load_dataset(name, split, **options)

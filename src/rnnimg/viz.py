@@ -131,6 +131,13 @@ def _uint8_frames(frames: Tensor, scale: int) -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
+def _check_fps(fps: float) -> None:
+    from rnnimg.errors import RnnImgError
+
+    if not fps > 0:  # also refuses NaN
+        raise RnnImgError(f"fps must be > 0, got {fps}.")
+
+
 def write_gif(frames: Tensor, path: str | os.PathLike, fps: float = 4, scale: int = 1,
               loop: int = 0) -> Path:
     """Write frames (T, 1|3, H, W) in [0, 1] as an animated GIF, atomically.
@@ -145,11 +152,15 @@ def write_gif(frames: Tensor, path: str | os.PathLike, fps: float = 4, scale: in
         fps: frames per second (GIF stores delays in 10 ms units, so 1000/fps is rounded).
         scale: integer nearest-neighbour enlargement (64x64 Moving MNIST is tiny on screen).
         loop: 0 loops forever, n plays n + 1 times.
+
+    Raises:
+        RnnImgError: fps not > 0.
     """
     import io
 
     from PIL import Image
 
+    _check_fps(fps)
     arr = _uint8_frames(frames, scale)
     images = [Image.fromarray(a[..., 0] if a.shape[-1] == 1 else a) for a in arr]
     buf = io.BytesIO()
@@ -167,12 +178,13 @@ def write_video(frames: Tensor, path: str | os.PathLike, fps: float = 4, scale: 
     same folder and renamed, so a crash never leaves half a video behind.
 
     Raises:
-        RnnImgError: another suffix, or MP4 without imageio-ffmpeg.
+        RnnImgError: another suffix, MP4 without imageio-ffmpeg, or fps not > 0.
     """
     import tempfile
 
     from rnnimg.errors import RnnImgError
 
+    _check_fps(fps)
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix == ".gif":

@@ -34,7 +34,12 @@ def check_output(path: str | os.PathLike, overwrite: bool) -> Path:
         raise RnnImgError(f"{path} already exists; pass --overwrite to replace it or choose another -o.")
     if path.is_dir():
         raise RnnImgError(f"{path} is a folder; -o takes a file name such as grid.png.")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:  # a file where a folder should be, no permission, ...
+        raise RnnImgError(f"cannot make the folder for -o {path}: {err.strerror or err}.") from None
+    if not os.access(path.parent, os.W_OK):
+        raise RnnImgError(f"cannot write -o {path}: {path.parent} is not writable.")
     return path
 
 

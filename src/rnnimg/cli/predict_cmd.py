@@ -42,6 +42,8 @@ def cmd_predict(args) -> int:
     out = Path(args.output)
     if out.suffix.lower() not in (".gif", ".mp4"):
         raise RnnImgError(f"-o {out}: use a .gif or .mp4 file name.")
+    if not args.fps > 0:  # before the model runs
+        raise RnnImgError(f"--fps must be > 0, got {args.fps}.")
     strip_path = out.with_suffix(".png")
     check_output(out, args.overwrite)
     check_output(strip_path, args.overwrite)

@@ -145,6 +145,11 @@ def read_image(path: Path, channels: int | None = None) -> Tensor:
     try:
         with Image.open(path) as img:
             img.load()
+            if img.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N"):
+                # 16-bit grey (PNG, TIFF): Pillow's convert() clips every value above 255 to white,
+                # so scale 0..65535 to 0..255 here.
+                wide = np.asarray(img, dtype=np.float64)
+                img = Image.fromarray(np.clip(np.rint(wide / 257.0), 0, 255).astype(np.uint8), "L")
             if channels == 1 or (channels is None and img.mode in ("1", "L", "I", "I;16", "F")):
                 img = img.convert("L")
             else:

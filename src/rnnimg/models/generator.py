@@ -62,10 +62,23 @@ class ImageGenerator(RnnImgModel):
         """Mean NLL per dimension (nats) as the loss; reports ``nll_nats`` per image and
         ``bits_per_dim``."""
         image = batch["image"]
-        nats = self.nll_per_image(image, batch.get("label")).mean()
+        label = batch.get("label")
+        if label is not None and self.config.num_classes:
+            self.check_data_labels(label)
+        nats = self.nll_per_image(image, label).mean()
         dims = image[0].numel()
         return LossOutput(nats / dims, {"nll_nats": nats.detach(),
                                         "bits_per_dim": nats_to_bits_per_dim(nats.detach(), dims)})
+
+    def check_data_labels(self, label: Tensor) -> None:
+        """The data's class labels must index the label embedding (else a raw IndexError)."""
+        n = self.config.num_classes
+        low, high = int(label.min()), int(label.max())
+        if low < 0 or high >= n:
+            raise RnnImgError(
+                f"the data have class label {high if high >= n else low}, but the model was built "
+                f"with num_classes={n} (labels 0..{n - 1}); set num_classes to the data's number "
+                "of classes (e.g. --set num_classes=10 for MNIST).")
 
     def check_sample_args(self, n: int, label, text, temperature: float) -> Tensor | None:
         """Validate the sampling verbs' arguments; returns the labels as a (n,) tensor or None."""

@@ -196,7 +196,7 @@ class FramePredictor(RnnImgModel):
         """Per-time-step metrics of predicting frames context..context+horizon-1 from the first
         ``context`` frames only: ``mse``, ``mae`` (summed over C, H, W), ``psnr``, ``ssim``, each
         (horizon,) averaged over clips, and ``loss`` (the validation loss, own predictions fed
-        back)."""
+        back). ``ssim`` is left out for frames smaller than its 11x11 window."""
         from rnnimg.metrics import mae_per_frame, mse_per_frame, psnr, ssim
 
         c = self.config
@@ -213,9 +213,11 @@ class FramePredictor(RnnImgModel):
         predictions, aux = self.rollout(frames)  # (B, T-1, C, H, W)
         loss = self.frame_loss(frames, predictions, aux).loss
         prediction, target = predictions[:, c.context - 1:].float(), frames[:, c.context:].float()
-        return {"loss": loss, "mse": mse_per_frame(prediction, target),
-                "mae": mae_per_frame(prediction, target), "psnr": psnr(prediction, target),
-                "ssim": ssim(prediction, target)}
+        out = {"loss": loss, "mse": mse_per_frame(prediction, target),
+               "mae": mae_per_frame(prediction, target), "psnr": psnr(prediction, target)}
+        if min(target.shape[-2:]) >= 11:  # SSIM's gaussian window is 11x11
+            out["ssim"] = ssim(prediction, target)
+        return out
 
     def preview(self, batch: dict[str, Tensor], generator: torch.Generator) -> dict[str, Tensor]:
         """``prediction.png``: for up to 4 clips, the true clip in one row and below it the
