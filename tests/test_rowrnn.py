@@ -96,3 +96,11 @@ def test_config_validation_names_the_field():
         create_model("rowrnn", "imagenet")
     with pytest.raises(RnnImgError, match="unknown model 'rownn'.*rowrnn"):
         create_model("rownn")
+
+
+def test_config_values_of_the_wrong_type_are_named():
+    with pytest.raises(RnnImgError, match="hidden_size must be a whole number, got 'abc'"):
+        create_model("rowrnn", hidden_size="abc")
+    with pytest.raises(RnnImgError, match="dropout must be a number"):
+        create_model("rowrnn", dropout=True)
+    assert create_model("rowrnn", "debug", dropout=0).config.dropout == 0  # an int is a fine float

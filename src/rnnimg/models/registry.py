@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import typing
 from typing import TYPE_CHECKING, Any
 
 from rnnimg.errors import RnnImgError
@@ -76,10 +77,29 @@ def build_config(name: str, preset: str | None = None, **overrides: Any):
             f"its fields are: {', '.join(sorted(fields))}."
         )
     values.update(overrides)
+    _check_field_types(name, cls.config_class, values)
     try:
         return cls.config_class(**values)
     except (ValueError, TypeError) as err:
         raise RnnImgError(f"invalid config for {name!r}: {err}") from None
+
+
+_SIMPLE_TYPES = {int: "a whole number", float: "a number", bool: "true or false", str: "a string"}
+
+
+def _check_field_types(name: str, config_class: type, values: dict[str, Any]) -> None:
+    """One-line errors for values of the wrong type in the simple (int/float/bool/str) fields."""
+    hints = typing.get_type_hints(config_class)
+    for field, value in values.items():
+        want = hints.get(field)
+        if want not in _SIMPLE_TYPES:
+            continue  # tuples, unions, ...: the config's own __post_init__ checks them
+        ok = isinstance(value, want) and (want is bool or not isinstance(value, bool))
+        if want is float and isinstance(value, int) and not isinstance(value, bool):
+            ok = True
+        if not ok:
+            raise RnnImgError(f"{name!r} config field {field} must be {_SIMPLE_TYPES[want]}, "
+                              f"got {value!r}.")
 
 
 def create_model(name: str, preset: str | None = None, **overrides: Any) -> RnnImgModel:
