@@ -35,7 +35,7 @@ from torch import Tensor, nn
 
 from rnnimg.errors import RnnImgError
 from rnnimg.models.base import LossOutput
-from rnnimg.models.predictor import FramePredictor, check_frame_config
+from rnnimg.models.predictor import FramePredictor, check_conv_stack_config, check_frame_config
 from rnnimg.models.registry import register_model
 from rnnimg.nn import (
     ConvLSTMCell,
@@ -64,11 +64,7 @@ class ConvLSTMConfig:
 
     def __post_init__(self):
         check_frame_config(self)
-        for name in ("hidden_size", "num_layers"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.kernel_size < 1 or self.kernel_size % 2 == 0:
-            raise ValueError(f"kernel_size must be odd and >= 1, got {self.kernel_size}")
+        check_conv_stack_config(self)
 
 
 @register_model("convlstm")

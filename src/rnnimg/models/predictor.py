@@ -15,6 +15,16 @@ from rnnimg.models.base import LossOutput, RnnImgModel
 from rnnimg.nn.patching import FRAME_OUTPUTS
 
 
+def check_conv_stack_config(config: Any) -> None:
+    """Validate ``hidden_size``, ``num_layers`` and ``kernel_size`` of a stacked convolutional
+    recurrent predictor (convlstm, predrnn); raises ValueError naming the field."""
+    for name in ("hidden_size", "num_layers"):
+        if getattr(config, name) < 1:
+            raise ValueError(f"{name} must be >= 1, got {getattr(config, name)}")
+    if config.kernel_size < 1 or config.kernel_size % 2 == 0:
+        raise ValueError(f"kernel_size must be odd and >= 1, got {config.kernel_size}")
+
+
 def check_frame_config(config: Any) -> None:
     """Validate the fields every ``predict`` config shares (raises ValueError naming the field)."""
     if config.output not in FRAME_OUTPUTS:
