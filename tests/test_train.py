@@ -106,9 +106,20 @@ def test_dataset_of_the_wrong_task_is_refused(tmp_path):
 
 @pytest.mark.parametrize("name, data", [("convlstm", "moving-mnist"), ("rowrnn", "mnist-5k"),
                                         ("pixelrnn", "mnist-5k")])
-def test_bf16_autocast_trains_on_the_cpu(tmp_path, name, data):
-    """--precision bf16-mixed goes to Lightning's autocast; the loss stays finite and the weights
-    stay float32 (only the compute is bf16)."""
+def test_bf16_autocast_trains_on_the_cpu(tmp_path, name, data, monkeypatch):
+    """--precision bf16-mixed goes to Lightning's autocast: the loss runs under CPU autocast with
+    bfloat16, stays finite, and the weights stay float32 (only the compute is bf16)."""
+    from rnnimg.models.registry import get_model_class
+
+    cls = get_model_class(name)
+    original, seen = cls.loss, []
+
+    def recording_loss(self, batch):
+        if self.training:
+            seen.append((torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu")))
+        return original(self, batch)
+
+    monkeypatch.setattr(cls, "loss", recording_loss)
     run = train(TrainSettings(name, data=data, preset="debug", max_steps=3, batch_size=4,
                               precision="bf16-mixed", out=str(tmp_path / name), progress=False,
                               val_fraction=0, data_options={"val_clips": 4} if data == "moving-mnist"
@@ -118,6 +129,7 @@ def test_bf16_autocast_trains_on_the_cpu(tmp_path, name, data):
     with open(run / "metrics.csv") as f:
         losses = [float(r["train/loss"]) for r in csv.DictReader(f) if r.get("train/loss")]
     assert losses and all(torch.isfinite(torch.tensor(losses)))
+    assert seen and all(enabled and dtype == torch.bfloat16 for enabled, dtype in seen)
 
 
 def test_class_conditional_models_need_labels_in_range(tmp_path, image_folder):
