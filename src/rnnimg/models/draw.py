@@ -128,9 +128,9 @@ class DRAW(ImageGenerator):
         "colour": dict(lr=1e-3, batch_size=32),
         "captions": dict(lr=1e-3, batch_size=64),
     }
-    # ~45 s on 2 CPU cores: a small DRAW (T = 16, 128 units) on fixed-binarized mnist-5k
+    # ~50 s on one CPU core: a small DRAW (T = 16, 128 units) on fixed-binarized mnist-5k
     demo = dict(preset="mnist", overrides=dict(steps=16, enc_hidden=128, dec_hidden=128, z_size=32),
-                data="mnist-5k", max_steps=300, batch_size=64, lr=3e-3)
+                data="mnist-5k", max_steps=200, batch_size=64, lr=3e-3)
 
     def __init__(self, config: DRAWConfig) -> None:
         super().__init__(config)
