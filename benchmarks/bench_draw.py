@@ -37,12 +37,12 @@ def speed(args) -> None:
                  model.example_batch(args.batch, torch.Generator().manual_seed(0)).items()}
         opt = torch.optim.Adam(model.parameters(), lr=1e-3)
 
-        def train_step():
+        def train_step(model=model, batch=batch, opt=opt):
             opt.zero_grad(set_to_none=True)
             model.loss(batch).loss.backward()
             opt.step()
 
-        def sample_step():
+        def sample_step(model=model):
             model.sample(args.batch, generator=torch.Generator(device=args.device).manual_seed(0))
 
         for kind, step in (("train", train_step), ("sample", sample_step)):

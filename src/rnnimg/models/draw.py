@@ -109,7 +109,7 @@ class DRAWConfig:
 @register_model("draw")
 class DRAW(ImageGenerator):
     config_class = DRAWConfig
-    evaluation_options: ClassVar[tuple[str, ...]] = ("importance_samples",)
+    evaluation_options: ClassVar[tuple[str, ...]] = ("importance_samples", "judge")
     likelihood: ClassVar[str] = "bound"  # nll_per_image is the negative ELBO, not the exact NLL
     presets = {
         "debug": dict(steps=4, enc_hidden=32, dec_hidden=32, z_size=8, read_n=2, write_n=3),
@@ -157,6 +157,7 @@ class DRAW(ImageGenerator):
         self.posterior = nn.Linear(c.enc_hidden, 2 * c.z_size)  # mu, log sigma
         self.decoder = nn.LSTMCell(c.z_size + cond + context, c.dec_hidden)
         self.prior = nn.Linear(c.dec_hidden, 2 * c.z_size) if c.learned_prior else None
+        self._judge = None  # the digit judge, loaded on the first evaluation that asks for it
 
     # --- pieces -------------------------------------------------------------------------------
     def mean_image(self, canvas: Tensor) -> Tensor:
@@ -306,11 +307,14 @@ class DRAW(ImageGenerator):
     # --- evaluation (additive statistics, pooled over a split) --------------------------------
     @torch.no_grad()
     def evaluation_statistics(self, batch: dict[str, Tensor], importance_samples: int = 0,
-                              generator: torch.Generator | None = None) -> dict[str, Tensor]:
+                              judge: bool = False, generator: torch.Generator | None = None
+                              ) -> dict[str, Tensor]:
         """Sums over the batch: ``count``, ``bound`` (negative ELBO, nats), ``recon``, ``kl``,
         ``kl_per_step`` (T,), and with ``importance_samples`` = K >= 1 also ``iwae``, the
         importance-weighted NLL estimate -log (1/K sum_k w_k). The bound terms are then averaged
-        over the same K draws, so ``iwae`` <= ``bound`` holds item by item."""
+        over the same K draws, so ``iwae`` <= ``bound`` holds item by item. With ``judge`` (a
+        conditional model) also ``match`` / ``judged``: samples drawn under each item's label or
+        caption that the shipped digit judge finds right (rnnimg/judge.py)."""
         k = int(importance_samples)
         if k < 0:
             raise RnnImgError(f"importance_samples must be >= 0, got {importance_samples}.")
@@ -329,6 +333,14 @@ class DRAW(ImageGenerator):
             # the Monte-Carlo bound of the same draws: iwae <= it exactly (Jensen)
             stats["bound_sampled"] = (-log_w.mean(0)).sum()
             # the analytic-KL bound above differs from it by the KL's sampling noise only
+        if judge:
+            from rnnimg.judge import load_digit_judge, match_statistics
+
+            if not (self.config.num_classes or self.config.vocabulary):
+                raise RnnImgError("judge scores conditional models; this one has no labels or captions.")
+            if self._judge is None:
+                self._judge = [load_digit_judge(self.device)]  # a list: not a submodule
+            stats.update(match_statistics(self, batch, self._judge[0], generator))
         return {key: v.detach().cpu() for key, v in stats.items()}
 
     def reduce_statistics(self, stats: dict[str, Tensor]) -> dict[str, float | list[float]]:
@@ -339,6 +351,8 @@ class DRAW(ImageGenerator):
             "bits_per_dim_bound": nats_to_bits_per_dim(float(stats["bound"]) / n, dims),
             "recon_nats": float(stats["recon"]) / n, "kl_nats": float(stats["kl"]) / n,
             "kl_nats_per_step": [float(v) / n for v in stats["kl_per_step"]]}
+        if "judged" in stats:
+            out["condition_match"] = float(stats["match"]) / float(stats["judged"])
         if "iwae" in stats:
             out["nll_iwae_nats"] = float(stats["iwae"]) / n
             out["nll_bound_same_draws_nats"] = float(stats["bound_sampled"]) / n
