@@ -117,6 +117,9 @@ def test_samples_are_deterministic_under_a_seed_and_labels_change_them():
 
 def test_captions_change_the_samples_and_save_load_keeps_the_vocabulary(tmp_path):
     model = captioner().eval()
+    with torch.no_grad():  # large random weights, so no dependency hides behind a small number
+        for p in model.parameters():
+            p.normal_(0, 0.3)
     gen = lambda: torch.Generator().manual_seed(0)  # noqa: E731
     a = model.sample(2, text="the digit 7 is at the top left", generator=gen())
     b = model.sample(2, text="The digit 3 is at the bottom right.", generator=gen())
@@ -235,3 +238,23 @@ def test_check_dataset_refuses_data_that_cannot_feed_the_model():
     with pytest.raises(RnnImgError, match="vocabulary differs"):
         tiny(image_size=60, vocabulary=("a", "b")).check_dataset(
             load_dataset("mnist-captions", "test", test_size=3), "mnist-captions")
+
+
+def test_kl_warmup_weighs_only_the_training_objective():
+    model = tiny(kl_warmup_steps=10).train()
+    batch = model.example_batch(2, torch.Generator().manual_seed(0))
+    dims = batch["image"][0].numel()
+    for step, weight in ((0, 0.0), (5, 0.5), (10, 1.0), (50, 1.0)):
+        model.set_training_step(step)
+        torch.manual_seed(1)
+        out = model.loss(batch)
+        m = out.metrics
+        assert float(m["kl_weight"]) == weight
+        expected = (m["recon_nats"] + weight * m["kl_nats"]) / dims
+        torch.testing.assert_close(out.loss.detach(), expected)
+        torch.testing.assert_close(m["nll_bound_nats"], m["recon_nats"] + m["kl_nats"])
+    model.set_training_step(0)
+    model.eval()  # evaluation always scores the full bound
+    torch.manual_seed(1)
+    out = model.loss(batch)
+    torch.testing.assert_close(out.loss, out.metrics["nll_bound_nats"] / dims)

@@ -82,6 +82,7 @@ class DRAWConfig:
     text_hidden: int = 64  # caption LSTM units per direction
     align_hidden: int = 64  # units of the alignment attention
     learned_prior: bool = False  # alignDRAW's prior N(mu(h_dec_{t-1}), sigma(h_dec_{t-1}))
+    kl_warmup_steps: int = 0  # training loss weighs the KL by min(1, step / this); 0: always 1
 
     def __post_init__(self):
         self.vocabulary = tuple(self.vocabulary)  # JSON gives a list
@@ -101,6 +102,8 @@ class DRAWConfig:
             raise ValueError(f"image_size must be >= 2, got {self.image_size}")
         if self.num_classes < 0:
             raise ValueError(f"num_classes must be >= 0, got {self.num_classes}")
+        if self.kl_warmup_steps < 0:
+            raise ValueError(f"kl_warmup_steps must be >= 0, got {self.kl_warmup_steps}")
         if not all(isinstance(w, str) and w and " " not in w for w in self.vocabulary) or \
                 len(set(self.vocabulary)) != len(self.vocabulary):
             raise ValueError("vocabulary must be distinct single words (strings without spaces)")
@@ -158,6 +161,12 @@ class DRAW(ImageGenerator):
         self.decoder = nn.LSTMCell(c.z_size + cond + context, c.dec_hidden)
         self.prior = nn.Linear(c.dec_hidden, 2 * c.z_size) if c.learned_prior else None
         self._judge = None  # the digit judge, loaded on the first evaluation that asks for it
+        self.kl_weight = 1.0  # set by set_training_step during a KL warm-up
+
+    def set_training_step(self, step: int) -> None:
+        """KL warm-up: the training loss weighs the KL by min(1, step / kl_warmup_steps)."""
+        warmup = self.config.kl_warmup_steps
+        self.kl_weight = min(1.0, step / warmup) if warmup else 1.0
 
     # --- pieces -------------------------------------------------------------------------------
     def mean_image(self, canvas: Tensor) -> Tensor:
@@ -292,14 +301,16 @@ class DRAW(ImageGenerator):
         return batch["text"]
 
     def loss(self, batch: dict[str, Tensor]) -> LossOutput:
-        """The negative ELBO per dimension as the loss; reports the bound, its two terms (nats per
-        image) and the KL of every step."""
+        """The negative ELBO per dimension as the loss (in training, the KL weighed by the warm-up
+        weight); reports the bound itself, its two terms (nats per image) and the KL weight."""
         out = self.bound_per_image(batch)
         kl = out["kl"].sum(1)
         bound = out["recon"] + kl
         dims = batch["image"][0].numel()
         mean = bound.mean()
-        return LossOutput(mean / dims, {
+        weight = self.kl_weight if self.training else 1.0
+        objective = mean if weight == 1.0 else (out["recon"] + weight * kl).mean()
+        return LossOutput(objective / dims, {"kl_weight": torch.tensor(weight),
             "nll_bound_nats": mean.detach(), "recon_nats": out["recon"].mean().detach(),
             "kl_nats": kl.mean().detach(),
             "bits_per_dim_bound": nats_to_bits_per_dim(mean.detach(), dims)})
