@@ -71,3 +71,15 @@ def test_draw_reports_the_condition_match_and_refuses_it_without_a_condition():
     assert 0 <= share <= 1 and float(stats["judged"]) == 8
     with pytest.raises(RnnImgError, match="conditional"):
         create_model("draw", "debug").evaluation_statistics(batch, judge=True)
+
+
+def test_draw_judges_caption_batches_by_default():
+    from rnnimg.data.mnist_captions import VOCABULARY
+
+    torch.manual_seed(0)
+    model = create_model("draw", "debug", image_size=60, vocabulary=VOCABULARY).eval()
+    data = load_dataset("mnist-captions", "test", test_size=4, binarize="fixed")
+    batch = torch.utils.data.default_collate([data[i] for i in range(4)])
+    assert float(model.evaluation_statistics(batch)["judged"]) == 4
+    assert "judged" not in model.evaluation_statistics(batch, judge=False)
+    assert "judged" not in model.evaluation_statistics({"text": batch["text"], "image": batch["image"]})

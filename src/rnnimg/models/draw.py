@@ -318,14 +318,16 @@ class DRAW(ImageGenerator):
     # --- evaluation (additive statistics, pooled over a split) --------------------------------
     @torch.no_grad()
     def evaluation_statistics(self, batch: dict[str, Tensor], importance_samples: int = 0,
-                              judge: bool = False, generator: torch.Generator | None = None
+                              judge: bool | None = None, generator: torch.Generator | None = None
                               ) -> dict[str, Tensor]:
         """Sums over the batch: ``count``, ``bound`` (negative ELBO, nats), ``recon``, ``kl``,
         ``kl_per_step`` (T,), and with ``importance_samples`` = K >= 1 also ``iwae``, the
         importance-weighted NLL estimate -log (1/K sum_k w_k). The bound terms are then averaged
         over the same K draws, so ``iwae`` <= ``bound`` holds item by item. With ``judge`` (a
         conditional model) also ``match`` / ``judged``: samples drawn under each item's label or
-        caption that the shipped digit judge finds right (rnnimg/judge.py)."""
+        caption that the shipped digit judge finds right (rnnimg/judge.py). ``judge=None`` (the
+        default) judges mnist-captions batches (they carry ``digits``/``places``, so they are
+        digits for sure) and nothing else: labels may name classes other than digits."""
         k = int(importance_samples)
         if k < 0:
             raise RnnImgError(f"importance_samples must be >= 0, got {importance_samples}.")
@@ -344,6 +346,8 @@ class DRAW(ImageGenerator):
             # the Monte-Carlo bound of the same draws: iwae <= it exactly (Jensen)
             stats["bound_sampled"] = (-log_w.mean(0)).sum()
             # the analytic-KL bound above differs from it by the KL's sampling noise only
+        if judge is None:
+            judge = bool(self.config.vocabulary) and "digits" in batch and "places" in batch
         if judge:
             from rnnimg.judge import load_digit_judge, match_statistics
 
