@@ -109,3 +109,22 @@ def test_cli_text_for_a_model_without_captions_and_label_out_of_range(tmp_path, 
     assert main(["sample", str(run), "-o", str(out), "--label", "10"]) == 2
     assert "outside 0..9" in capsys.readouterr().err and not out.exists()
     assert main(["sample", str(run), "-o", str(out), "--label", "3", "-n", "4"]) == 0
+
+
+def test_train_and_evaluate_a_draw_run_end_to_end(tmp_path, capsys):
+    """The trainer tells the model its step (KL warm-up) and `rnnimg evaluate` prints the bound,
+    the KL per step and the binarization."""
+    import csv
+
+    from rnnimg.train import TrainSettings, train
+
+    run = train(TrainSettings("draw", data="mnist-5k", preset="debug", max_steps=4, batch_size=8,
+                              overrides={"kl_warmup_steps": 4}, out=str(tmp_path / "draw"),
+                              progress=False, val_fraction=0, sample_every_n_steps=0,
+                              log_every_n_steps=1, accelerator="cpu"))
+    with open(run / "metrics.csv") as f:
+        weights = [float(r["train/kl_weight"]) for r in csv.DictReader(f) if r.get("train/kl_weight")]
+    assert weights == [0.0, 0.25, 0.5, 0.75]
+    assert main(["evaluate", str(run), "--max-batches", "1", "--batch-size", "16"]) == 0
+    out = capsys.readouterr().out
+    assert "binarization: fixed" in out and "nll_bound_nats" in out and "kl_nats_per_step" in out
