@@ -59,6 +59,16 @@ def test_caption_match_needs_the_right_digit_in_the_right_place():
     assert float(right["match"]) / 200 > 0.9
     # the point-mirrored image keeps the digits (upside down) but moves every off-centre one
     assert float(mirrored["match"]) / 200 < 0.15 + float(centre.float().mean())
+    assert float(right["place_match"]) >= 196  # a thin 1 beside an 8 can hold < 1/4 of the ink
+    assert float(mirrored["place_match"]) / 200 < 0.05 + float(centre.float().mean())
+    blobs = torch.zeros_like(batch["image"])  # a plain square in each named cell: placed, no digit
+    for i, places in enumerate(batch["places"].tolist()):
+        for p in places:
+            if p >= 0:
+                y, x = (0, 16, 32)[p // 3], (0, 16, 32)[p % 3]
+                blobs[i, 0, y + 8:y + 20, x + 8:x + 20] = 1
+    placed = match_statistics(Lookup(blobs), batch, judge)
+    assert float(placed["place_match"]) == 200
 
 
 def test_draw_reports_the_condition_match_and_refuses_it_without_a_condition():

@@ -368,6 +368,8 @@ class DRAW(ImageGenerator):
             "kl_nats_per_step": [float(v) / n for v in stats["kl_per_step"]]}
         if "judged" in stats:
             out["condition_match"] = float(stats["match"]) / float(stats["judged"])
+            if "place_match" in stats:
+                out["place_match"] = float(stats["place_match"]) / float(stats["judged"])
         if "iwae" in stats:
             out["nll_iwae_nats"] = float(stats["iwae"]) / n
             out["nll_bound_same_draws_nats"] = float(stats["bound_sampled"]) / n
