@@ -60,7 +60,11 @@ def test_caption_match_needs_the_right_digit_in_the_right_place():
     # the point-mirrored image keeps the digits (upside down) but moves every off-centre one
     assert float(mirrored["match"]) / 200 < 0.15 + float(centre.float().mean())
     assert float(right["place_match"]) >= 196  # a thin 1 beside an 8 can hold < 1/4 of the ink
-    assert float(mirrored["place_match"]) / 200 < 0.05 + float(centre.float().mean())
+    # place_match ignores which digit is where: a pair mirrored onto itself (a line through the
+    # centre) still has ink in both places, a single digit only at the centre
+    symmetric = sum({8 - p for p in ps if p >= 0} == {p for p in ps if p >= 0}
+                    for ps in batch["places"].tolist())
+    assert abs(float(mirrored["place_match"]) - symmetric) <= 4
     blobs = torch.zeros_like(batch["image"])  # a plain square in each named cell: placed, no digit
     for i, places in enumerate(batch["places"].tolist()):
         for p in places:

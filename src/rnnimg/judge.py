@@ -19,7 +19,8 @@ Scoring (:func:`match_statistics`, additive like ``evaluation_statistics``):
   it matches if, for every digit the caption names, the judge reads that digit in the 28x28 cell of
   its place (so a right digit in the wrong place does not match). ``place_match`` counts the
   samples whose ink is where the caption says, whatever the digits: each named cell holds at least
-  1 / (2 k) of the image's ink for k named digits (a blob in the right place passes).
+  1 / (2 k) of the image's ink for k named digits (a blob in the right place passes; for a
+  pair it checks that both places hold ink, not which digit is in which).
 """
 
 from __future__ import annotations
