@@ -14,7 +14,7 @@ from rnnimg import create_model, load_pretrained
 from rnnimg.data import load_dataset
 from rnnimg.data.mnist_captions import VOCABULARY
 from rnnimg.errors import RnnImgError
-from rnnimg.models.draw import gaussian_kl, gaussian_log_density
+from rnnimg.nn.gaussian import gaussian_kl, gaussian_log_density
 
 
 def tiny(**overrides):

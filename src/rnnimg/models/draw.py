@@ -59,6 +59,7 @@ from rnnimg.models.generator import ImageGenerator, check_labels, check_temperat
 from rnnimg.models.registry import register_model
 from rnnimg.nn.caption_encoder import AlignmentAttention, CaptionEncoder
 from rnnimg.nn.draw_attention import AttentionRead, AttentionWrite, FullRead, FullWrite
+from rnnimg.nn.gaussian import gaussian_kl, gaussian_log_density
 
 
 @dataclass
@@ -197,7 +198,8 @@ class DRAW(ImageGenerator):
         mu, log_sigma = self.prior(h_dec).chunk(2, dim=1)
         return torch.tanh(mu), torch.tanh(log_sigma)
 
-    def encode_text(self, text: Tensor | None, n: int) -> tuple[Tensor, Tensor, Tensor] | None:
+    def encode_text(self, text: Tensor | None) -> tuple[Tensor, Tensor, Tensor] | None:
+        """Word states, their alignment keys and the word mask of a caption model (else None)."""
         if self.text_encoder is None:
             return None
         if text is None:
@@ -240,11 +242,9 @@ class DRAW(ImageGenerator):
         b = image.shape[0]
         dev = image.device
         cond = self.one_hot(label, b, dev)
-        words = self.encode_text(text, b)
-        h_enc = image.new_zeros(b, c.enc_hidden)
-        c_enc = torch.zeros_like(h_enc)
-        h_dec = image.new_zeros(b, c.dec_hidden)
-        c_dec = torch.zeros_like(h_dec)
+        words = self.encode_text(text)
+        h_enc, c_enc = image.new_zeros(2, b, c.enc_hidden).unbind(0)
+        h_dec, c_dec = image.new_zeros(2, b, c.dec_hidden).unbind(0)
         canvas = image.new_zeros(b, c.channels * self.k, c.image_size, c.image_size)
         kls, log_ratio = [], image.new_zeros(b)
         for _ in range(c.steps):
@@ -253,8 +253,7 @@ class DRAW(ImageGenerator):
             enc_in = [r, h_dec] + ([cond] if cond is not None else [])
             h_enc, c_enc = self.encoder(torch.cat(enc_in, 1), (h_enc, c_enc))
             mu, log_sigma = self.posterior(h_enc).chunk(2, dim=1)
-            eps = self._noise(mu.shape, generator, dev)
-            z = mu + log_sigma.exp() * eps
+            z = mu + log_sigma.exp() * self._noise(mu.shape, generator, dev)
             mu_p, log_sigma_p = self.prior_params(h_dec)
             kls.append(gaussian_kl(mu, log_sigma, mu_p, log_sigma_p))
             log_ratio = log_ratio + (gaussian_log_density(z, mu_p, log_sigma_p)
@@ -280,9 +279,6 @@ class DRAW(ImageGenerator):
         out = self.run(image, label, text)
         return out["recon"] + out["kl"].sum(1)
 
-    def bound_per_image(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
-        return self.run(batch["image"], self.batch_labels(batch), self.batch_text(batch))
-
     def batch_labels(self, batch: dict[str, Tensor]) -> Tensor | None:
         if not self.config.num_classes:
             return None
@@ -303,7 +299,7 @@ class DRAW(ImageGenerator):
     def loss(self, batch: dict[str, Tensor]) -> LossOutput:
         """The negative ELBO per dimension as the loss (in training, the KL weighed by the warm-up
         weight); reports the bound itself, its two terms (nats per image) and the KL weight."""
-        out = self.bound_per_image(batch)
+        out = self.run(batch["image"], self.batch_labels(batch), self.batch_text(batch))
         kl = out["kl"].sum(1)
         bound = out["recon"] + kl
         dims = batch["image"][0].numel()
@@ -413,10 +409,8 @@ class DRAW(ImageGenerator):
         batch = super().example_batch(batch_size, generator)
         c = self.config
         if c.vocabulary:
-            length = min(c.max_words, 4)
             text = torch.randint(1, len(c.vocabulary) + 1, (batch_size, c.max_words), generator=generator)
-            text[:, length:] = 0
-            text[0, 2:] = 0  # captions of different lengths
+            text[:, 4:], text[0, 2:] = 0, 0  # captions of 4 and 2 words
             batch["text"] = text
         return batch
 
@@ -471,9 +465,8 @@ class DRAW(ImageGenerator):
         dev = self.device
         label = check_labels(label, n, c.num_classes, dev)
         cond = self.one_hot(label, n, dev)
-        words = self.encode_text(self.text_tokens(text, n), n)
-        h_dec = torch.zeros(n, c.dec_hidden, device=dev)
-        c_dec = torch.zeros_like(h_dec)
+        words = self.encode_text(self.text_tokens(text, n))
+        h_dec, c_dec = torch.zeros(2, n, c.dec_hidden, device=dev).unbind(0)
         canvas = torch.zeros(n, c.channels * self.k, c.image_size, c.image_size, device=dev)
         record: dict[str, list[Tensor]] = {"canvases": [], "canvas_logits": [], "writes": [],
                                            "write_boxes": [], "alignments": []}
@@ -498,23 +491,9 @@ class DRAW(ImageGenerator):
         return images, {k: torch.stack(v) for k, v in record.items() if v}
 
     def check_sample_args(self, n: int, label, text, temperature: float) -> Tensor | None:
+        """The sampling arguments' checks, without sampling (labels as a (n,) tensor or None)."""
         check_temperature(temperature)
         self.text_tokens(text, n)
         return check_labels(label, n, self.config.num_classes, self.device)
 
 
-
-def gaussian_kl(mu: Tensor, log_sigma: Tensor, mu_p: Tensor, log_sigma_p: Tensor) -> Tensor:
-    """KL(N(mu, sigma^2) || N(mu_p, sigma_p^2)) summed over the last dimension, (B,).
-
-    With mu_p = 0, sigma_p = 1 this is sum_z (mu^2 + sigma^2 - log sigma^2 - 1) / 2.
-    """
-    var_ratio = (2 * (log_sigma - log_sigma_p)).exp()
-    mean_term = ((mu - mu_p) / log_sigma_p.exp()) ** 2
-    return 0.5 * (mean_term + var_ratio - 2 * (log_sigma - log_sigma_p) - 1).sum(-1)
-
-
-def gaussian_log_density(z: Tensor, mu: Tensor, log_sigma: Tensor) -> Tensor:
-    """log N(z; mu, sigma^2) summed over the last dimension, (B,)."""
-    return (-0.5 * ((z - mu) / log_sigma.exp()) ** 2 - log_sigma
-            - 0.5 * math.log(2 * math.pi)).sum(-1)
