@@ -139,12 +139,7 @@ def build_datasets(settings, model: RnnImgModel) -> tuple[Dataset, Dataset | Non
 
 def check_dataset(model: RnnImgModel, dataset: Dataset, name: str) -> None:
     """Ask the model whether ``dataset`` can feed it (one-line RnnImgError if not)."""
-    if hasattr(type(model), "check_dataset"):
-        model.check_dataset(dataset, name)
-    else:  # TODO(house): remove once models/base.py has check_dataset
-        from rnnimg.train._old import check_class_labels
-
-        check_class_labels(dataset, model, name)
+    model.check_dataset(dataset, name)
 
 
 def make_loaders(train_set: Dataset, val_set: Dataset | None, batch_size: int, seed: int,

@@ -15,15 +15,12 @@ from rnnimg.data.registry import get_dataset_entry, load_dataset
 from rnnimg.errors import RnnImgError
 from rnnimg.train.data import check_dataset
 
-try:
-    from rnnimg.models.checkpoint import load_pretrained, read_run_config
-except ImportError:  # TODO(house): before the house commit
-    from rnnimg.models.base import load_pretrained, read_run_config
+from rnnimg.models.checkpoint import load_pretrained, read_run_config
 
 
 def check_evaluation_options(model, options: dict[str, Any]) -> None:
     """Refuse options the model's ``evaluation_statistics`` does not take, with one line."""
-    allowed = tuple(getattr(type(model), "evaluation_options", ()))
+    allowed = tuple(model.evaluation_options)
     for key in options:
         if key not in allowed:
             takes = ", ".join(allowed) if allowed else "none"

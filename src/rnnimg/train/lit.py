@@ -17,8 +17,7 @@ from rnnimg.models.base import LossOutput, RnnImgModel
 
 def discriminator_parameters(model: RnnImgModel) -> list:
     """The model's discriminator parameters (empty for all but adversarial models)."""
-    hook = getattr(model, "discriminator_parameters", None)  # TODO(house): call it directly
-    return list(hook()) if hook is not None else []
+    return list(model.discriminator_parameters())
 
 
 class LitModel(L.LightningModule):

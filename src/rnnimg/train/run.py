@@ -49,14 +49,8 @@ from rnnimg.train.rundir import (
 )
 from rnnimg.train.settings import TrainSettings, merge_resume
 
-try:
-    from rnnimg.fileio import atomic_write_text
-    from rnnimg.models.checkpoint import read_run_config
-except ImportError:  # TODO(house): before the house commit
-    from rnnimg.models.base import atomic_write_bytes, read_run_config
-
-    def atomic_write_text(path, text):
-        return atomic_write_bytes(path, text.encode())
+from rnnimg.fileio import atomic_write_text
+from rnnimg.models.checkpoint import read_run_config
 
 
 class TrainingInterrupted(RnnImgError):
