@@ -96,8 +96,10 @@ def tensorboard_available() -> bool:
         importlib.util.find_spec("tensorboardX") is not None
 
 
-def _settings_for(settings: TrainSettings, given: set[str] | None) -> tuple[TrainSettings, dict | None]:
-    """The resolved settings, and the run's saved config.json on --resume."""
+def resolve_settings(settings: TrainSettings, given: set[str] | None = None
+                     ) -> tuple[TrainSettings, dict | None]:
+    """The resolved settings (on --resume: merged with the run's saved ones), and the run's saved
+    config.json on --resume (else None)."""
     if not settings.resume:
         return settings.resolved(), None
     if settings.out is None and settings.model is None:
@@ -134,7 +136,7 @@ def train(settings: TrainSettings, callbacks: list[L.Callback] | None = None,
             read-only disk; NonFiniteLossError on NaN/Inf; TrainingInterrupted on SIGINT/SIGTERM
             (after the checkpoint was saved).
     """
-    s, old_meta = _settings_for(settings, given)
+    s, old_meta = resolve_settings(settings, given)
     worker = _is_launched_worker()
     run_dir = Path(s.out)
     _check_hardware(s)
