@@ -52,7 +52,12 @@ def load_checkpoint_file(path: str | os.PathLike, map_location=None) -> dict[str
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else "not a tensor-only file"
+        text = str(err)
+        if "global" not in text.lower():  # not a planted object: just bytes that are no checkpoint
+            reason = text.strip().splitlines()[-1][:120] if text.strip() else "unpickling failed"
+            raise RnnImgError(f"{path} is corrupt or unreadable ({reason}); delete it to start over, "
+                              "or restore a copy.") from None
+        first = text.strip().splitlines()[0] if text.strip() else "not a tensor-only file"
         raise RnnImgError(
             f"{path} was refused: it holds Python objects beyond tensors and plain data, which "
             f"rnnimg never unpickles ({first[:120]}). Delete it or restore a trusted copy."

@@ -187,9 +187,13 @@ def train(settings: TrainSettings, callbacks: list[L.Callback] | None = None,
         except OSError as err:
             if err.errno not in (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT, errno.EPERM):
                 raise
-            raise RnnImgError(os_error_message(err, run_dir, "write to") + "; "
-                              + _last_good(run_dir) + ". Free some space (or fix the permissions) "
-                              f"and resume with `rnnimg train --resume --out {run_dir}`.") from None
+            if (run_dir / "checkpoints" / LAST_CKPT).is_file():
+                then = (f"{_last_good(run_dir)}. Free some space (or fix the permissions) and resume "
+                        f"with `rnnimg train --resume --out {run_dir}`.")
+            else:
+                then = "no checkpoint was written yet. Free some space (or fix the permissions) " \
+                       "and start the run again."
+            raise RnnImgError(os_error_message(err, run_dir, "write to") + "; " + then) from None
         if trainer.is_global_zero:
             try:
                 write_curves(run_dir)
@@ -203,7 +207,7 @@ def train(settings: TrainSettings, callbacks: list[L.Callback] | None = None,
                 f"Continue with `rnnimg train --resume --out {run_dir}`.", code)
         return run_dir
     except BaseException:
-        if not worker and not s.resume and lock.held and \
+        if not worker and not s.resume and (lock.held or created) and \
                 not (run_dir / "checkpoints" / LAST_CKPT).is_file():
             _remove_failed_run(run_dir, created)  # a plain re-run must be accepted
         raise
@@ -280,8 +284,6 @@ def _remove_failed_run(run_dir: Path, created: bool) -> None:
 
 def _last_good(run_dir: Path) -> str:
     path = run_dir / "checkpoints" / LAST_CKPT
-    if not path.is_file():
-        return "no checkpoint was written yet"
     try:
         step = torch.load(path, map_location="cpu", weights_only=True)["global_step"]
         return f"the last good checkpoint is {path} (step {step})"
