@@ -1,0 +1,85 @@
+"""`rnnimg train` and `rnnimg evaluate` from the command line: --config / --print-config, what is
+printed, the checkpoints a run keeps, --device checks and `python -m rnnimg`."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from rnnimg.cli import main
+
+TRAIN = ["train", "rowrnn", "--preset", "debug", "--batch-size", "4", "--no-progress",
+         "--accelerator", "cpu", "--sample-every", "1000"]
+
+
+def test_python_dash_m_rnnimg_works():
+    proc = subprocess.run([sys.executable, "-m", "rnnimg", "--help"], capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    assert proc.returncode == 0 and "usage: rnnimg" in proc.stdout and "train" in proc.stdout
+
+
+def test_print_config_then_config_repeats_the_settings(tmp_path, capsys):
+    assert main([*TRAIN, "--max-steps", "3", "--lr", "0.02", "--set", "hidden_size=8",
+                 "--out", str(tmp_path / "a"), "--print-config"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert (printed["max_steps"], printed["lr"], printed["overrides"], printed["batch_size"]) == \
+        (3, 0.02, {"hidden_size": 8}, 4)
+    assert not (tmp_path / "a").exists()  # printing trains nothing
+    yaml_file = tmp_path / "settings.yaml"
+    yaml_file.write_text("model: rowrnn\npreset: debug\nmax-steps: 3\nlr: 0.02\nbatch_size: 4\n"
+                         "set:\n  hidden_size: 8\naccelerator: cpu\nprogress: false\nsample-every: 1000\n")
+    assert main(["train", "--config", str(yaml_file), "--out", str(tmp_path / "a"),
+                 "--print-config"]) == 0
+    assert json.loads(capsys.readouterr().out) == printed
+    # A run's config.json is a valid --config; flags given as well win.
+    assert main(["train", "--config", str(yaml_file), "--out", str(tmp_path / "a")]) == 0
+    capsys.readouterr()
+    assert main(["train", "--config", str(tmp_path / "a" / "config.json"), "--out",
+                 str(tmp_path / "b"), "--lr", "0.05", "--print-config"]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert again == {**printed, "out": str(tmp_path / "b"), "lr": 0.05}
+
+
+@pytest.mark.parametrize("content, needle", [("max_stepz: 3\n", "unknown setting 'max_stepz'"),
+                                             ("[1, 2]\n", "must hold a mapping"),
+                                             ("model: [unclosed\n", "not valid yaml")])
+def test_bad_config_files_are_one_line(tmp_path, capsys, content, needle):
+    path = tmp_path / "bad.yaml"
+    path.write_text(content)
+    code = main(["train", "rowrnn", "--config", str(path), "--out", str(tmp_path / "r")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and needle in err, err
+
+
+def test_a_run_keeps_periodic_last_and_best_checkpoints(tmp_path, capsys):
+    run = tmp_path / "run"
+    # mnist-5k with --val-fraction 0.99: 45 training images -> 11 steps per epoch with validation.
+    assert main([*TRAIN, "--max-steps", "16", "--ckpt-every", "2", "--keep-ckpts", "2",
+                 "--val-fraction", "0.99", "--val-batches", "2", "--log-every", "1",
+                 "--out", str(run)]) == 0
+    out = capsys.readouterr().out
+    names = sorted(p.name for p in (run / "checkpoints").iterdir())
+    assert names == ["best.ckpt", "last.ckpt", "step0000014.ckpt", "step0000016.ckpt"], names
+    best = torch.load(run / "checkpoints" / "best.ckpt", weights_only=True)
+    assert best["global_step"] == 11  # the one validation so far ran after epoch 1
+    assert "curves:" in out and (run / "curves.png").is_file()
+    assert "GPU available" not in out + capsys.readouterr().err
+
+
+def test_curves_line_only_when_curves_were_written(tmp_path, capsys):
+    assert main([*TRAIN, "--max-steps", "2", "--log-every", "50", "--val-fraction", "0",
+                 "--out", str(tmp_path / "run")]) == 0
+    out = capsys.readouterr().out
+    assert not (tmp_path / "run" / "curves.png").exists() and "curves:" not in out
+
+
+def test_device_typo_blames_the_flag(tmp_path, capsys):
+    from rnnimg import create_model
+
+    create_model("rowrnn", "debug").save_pretrained(tmp_path / "gen")
+    code = main(["evaluate", str(tmp_path / "gen"), "--device", "tpu"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "--device tpu" in err, err
