@@ -248,6 +248,13 @@ def cmd_demo(args) -> int:
     from rnnimg.train import train  # noqa: F401  (imports Lightning, which resets its log level)
 
     quiet_libraries()
-    run_demo(args.out, overwrite=args.overwrite, models=args.models, steps_scale=args.steps,
-             progress=not args.no_progress)
+    try:
+        run_demo(args.out, overwrite=args.overwrite, models=args.models, steps_scale=args.steps,
+                 progress=not args.no_progress)
+    except OSError as err:  # a read-only or full --out
+        from rnnimg.errors import RnnImgError
+        from rnnimg.train.rundir import os_error_message
+
+        raise RnnImgError(os_error_message(err, args.out, "write the demo into") + "; choose "
+                          "another --out.") from None
     return 0

@@ -35,6 +35,7 @@ from rnnimg.callbacks import (
     checkpoint_callbacks,
     inspect_resume_checkpoint,
 )
+from rnnimg.data.registry import pin_dataset
 from rnnimg.errors import RnnImgError
 from rnnimg.models.base import CONFIG_FILE
 from rnnimg.models.registry import create_model
@@ -149,6 +150,9 @@ def train(settings: TrainSettings, callbacks: list[L.Callback] | None = None,
         model = create_model(old_meta["model"], **old_meta["config"])
     else:
         model = create_model(s.model, s.preset, **s.overrides)
+    if old_meta is None:  # an absolute folder: path, the class folder names: saved with the run
+        data, data_options = pin_dataset(s.data, s.data_options)
+        s = dataclasses.replace(s, data=data, data_options=data_options)
     train_set, val_set = build_datasets(s, model)
     if s.precision == "16-mixed" and discriminator_parameters(model):
         raise RnnImgError(f"--precision 16-mixed is not supported for {model.name}'s adversarial "
