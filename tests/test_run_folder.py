@@ -15,7 +15,6 @@ import pytest
 import torch
 
 from rnnimg.cli import main
-from rnnimg.errors import RnnImgError
 from rnnimg.train import TrainSettings, train
 
 TRAIN = ["train", "rowrnn", "--preset", "debug", "--batch-size", "4", "--no-progress",

@@ -13,9 +13,8 @@ from torch.utils.data import DataLoader
 
 from rnnimg.data.registry import get_dataset_entry, load_dataset
 from rnnimg.errors import RnnImgError
-from rnnimg.train.data import check_dataset
-
 from rnnimg.models.checkpoint import load_pretrained, read_run_config
+from rnnimg.train.data import check_dataset
 
 
 def check_evaluation_options(model, options: dict[str, Any]) -> None:

@@ -37,7 +37,9 @@ from rnnimg.callbacks import (
 )
 from rnnimg.data.registry import pin_dataset
 from rnnimg.errors import RnnImgError
+from rnnimg.fileio import atomic_write_text
 from rnnimg.models.base import CONFIG_FILE
+from rnnimg.models.checkpoint import read_run_config
 from rnnimg.models.registry import create_model
 from rnnimg.train.data import build_datasets, make_loaders
 from rnnimg.train.lit import LitModel, discriminator_parameters
@@ -49,9 +51,6 @@ from rnnimg.train.rundir import (
     os_error_message,
 )
 from rnnimg.train.settings import TrainSettings, merge_resume
-
-from rnnimg.fileio import atomic_write_text
-from rnnimg.models.checkpoint import read_run_config
 
 
 class TrainingInterrupted(RnnImgError):
