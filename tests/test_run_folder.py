@@ -261,3 +261,35 @@ def test_a_second_ctrl_c_stops_at_once(tmp_path):
     assert proc.returncode == 130 and "stopped at once" in err, err
     assert took < 2.5  # did not wait for the 3 s step to finish
     assert (run / "checkpoints" / "last.ckpt").read_bytes() == saved  # the last good one stays
+
+
+@pytest.mark.slow  # three DDP launches: about 3 minutes on 2 contended cores
+def test_ddp_run_stopped_by_a_signal_resumes_exactly(tmp_path):
+    """Under DDP (2 CPU processes, gloo) SIGINT to the launching process stops both ranks at the
+    same step with a checkpoint; the resumed run ends with the uninterrupted run's weights."""
+    from safetensors.torch import load_file
+
+    ddp = ["--accelerator", "cpu", "--devices", "2", "--strategy", "ddp", "--val-fraction", "0.01",
+           "--max-steps", "12", "--ckpt-every", "1000"]
+    run = tmp_path / "cut"
+    proc = start_cli(tmp_path, 0.5, *TRAIN, *ddp, "--out", str(run))  # writes slow_cli.py
+    try:
+        wait_for_rows(run / "metrics.csv", 3, proc, timeout=300)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=300)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err[-2000:]
+    step = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"]
+    assert 2 <= step < 12
+    full = subprocess.run([sys.executable, str(tmp_path / "slow_cli.py"), "0", *TRAIN, *ddp,
+                           "--out", str(tmp_path / "full")], capture_output=True, text=True,
+                          timeout=600, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    assert full.returncode == 0, full.stderr[-2000:]
+    resumed = subprocess.run([sys.executable, str(tmp_path / "slow_cli.py"), "0", *TRAIN[:1],
+                              "--resume", "--out", str(run), "--accelerator", "cpu", "--devices",
+                              "2", "--strategy", "ddp", "--no-progress"], capture_output=True,
+                             text=True, timeout=600, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    a, b = load_file(tmp_path / "full" / "model.safetensors"), load_file(run / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
