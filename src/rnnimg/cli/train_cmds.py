@@ -84,8 +84,7 @@ def register(sub) -> None:
                                    "Metrics are pooled over the whole split. A list is printed as "
                                    "its values and their mean; a name ending in _per_step or "
                                    "_per_class says what it runs over.")
-    p.add_argument("run_dir", metavar="RUN", help="run folder written by `rnnimg train`, or "
-                   "pretrained:NAME")
+    p.add_argument("run_dir", metavar="RUN", help="run folder written by `rnnimg train`")
     p.add_argument("--data", help="dataset (default: the one it was trained on)")
     p.add_argument("--split", default="test", choices=["train", "val", "test"])
     p.add_argument("--batch-size", type=positive_int, default=64)

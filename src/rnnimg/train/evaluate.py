@@ -60,7 +60,7 @@ def evaluate(run_dir: str | Path, data: str | None = None, split: str = "test",
     sums of the split go through ``model.reduce_statistics`` once.
 
     Args:
-        run_dir: a run folder or ``pretrained:NAME``.
+        run_dir: a run folder (config.json + model.safetensors).
         data: dataset name (default: the one the run was trained on).
         split: "train", "val" or "test".
         batch_size, max_batches: how to batch, and how many batches to score at most.
