@@ -157,3 +157,20 @@ def test_predict_strip_puts_each_prediction_under_its_frame_and_reads_npz_keys(t
     for j in range(3):  # predicted frame j lies in column 4 + j: under the frame it predicts
         x, y = margin + pad + (4 + j) * (s + pad), pad + (s + pad)
         assert np.abs(strip[y:y + s, x:x + s] - want[j]).max() <= 1 / 255 + 1e-6, j
+
+
+def test_a_full_disk_while_sampling_is_one_line(tmp_path, capsys, monkeypatch):
+    """Simulated ENOSPC from the picture writer (a size-limited file system needs root)."""
+    import errno
+
+    import rnnimg.tasks
+    from rnnimg import create_model
+
+    def full(picture, path, *args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+    monkeypatch.setattr(rnnimg.tasks, "save_picture", full)
+    create_model("rowrnn", "debug").save_pretrained(tmp_path / "gen")
+    code = main(["sample", str(tmp_path / "gen"), "-n", "2", "-o", str(tmp_path / "x.png")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "disk is full" in err, err

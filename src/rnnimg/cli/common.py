@@ -115,6 +115,17 @@ def quiet_libraries() -> None:
         warnings.filterwarnings("ignore", message=pattern)
 
 
+def os_error_line(err: OSError) -> str:
+    """One line for an OSError that reached the command line (no file was half written)."""
+    import errno
+
+    reason = {errno.ENOSPC: "the disk is full", errno.EROFS: "the file system is read-only",
+              errno.EACCES: "permission denied", errno.EDQUOT: "the disk quota is exceeded"
+              }.get(err.errno, err.strerror or str(err).splitlines()[0] if str(err) else "I/O error")
+    where = f": {err.filename}" if err.filename else ""
+    return f"cannot write{where} ({reason}); free some space or choose another output."
+
+
 def print_table(rows: list[tuple[str, str]], header: tuple[str, str] = ("metric", "value")) -> None:
     width = max(len(header[0]), *(len(r[0]) for r in rows))
     print(f"{header[0]:<{width}}  {header[1]}")
