@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from rnnimg.cli import main
+from rnnimg.errors import RnnImgError
 from rnnimg.train import TrainSettings, train
 
 TRAIN = ["train", "rowrnn", "--preset", "debug", "--batch-size", "4", "--no-progress",
@@ -293,3 +294,76 @@ def test_ddp_run_stopped_by_a_signal_resumes_exactly(tmp_path):
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     a, b = load_file(tmp_path / "full" / "model.safetensors"), load_file(run / "model.safetensors")
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+# --- a real size-limited / read-only file system (tmpfs), where this machine lets us mount one ---
+
+@pytest.fixture
+def small_fs(tmp_path):
+    """A 3 MB tmpfs at tmp_path/fs (needs root and CAP_SYS_ADMIN; skipped otherwise)."""
+    mount_point = tmp_path / "fs"
+    mount_point.mkdir()
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount_point)],
+                          capture_output=True, text=True) if os.geteuid() == 0 else None
+    if made is None or made.returncode != 0:
+        pytest.skip("cannot mount a size-limited tmpfs here (needs root); the simulated ENOSPC "
+                    "and EROFS tests above cover the code path")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], capture_output=True)
+
+
+class FillDiskAt(__import__("lightning").Callback):
+    """Takes all the free space of the file system after step ``step``'s checkpoint."""
+
+    def __init__(self, folder, step):
+        self.folder, self.step = folder, step
+
+    def on_train_batch_start(self, trainer, *args):
+        if trainer.global_step == self.step and not (self.folder / "filler").exists():
+            with open(self.folder / "filler", "wb") as f:
+                try:
+                    while True:
+                        f.write(b"\0" * 65536)
+                        f.flush()
+                except OSError:
+                    pass
+
+
+def test_a_real_full_disk_keeps_the_last_good_checkpoint(small_fs):
+    run = small_fs / "run"
+    with pytest.raises(RnnImgError, match="disk is full.*last good checkpoint.*step 4"):
+        train(TrainSettings("rowrnn", preset="debug", max_steps=20, batch_size=4, progress=False,
+                            accelerator="cpu", ckpt_every_n_steps=2, sample_every_n_steps=1000,
+                            out=str(run)), callbacks=[FillDiskAt(small_fs, 5)])
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 4
+    assert not list(run.rglob(".*.tmp*"))
+    (small_fs / "filler").unlink()  # space again: the run resumes from its step-4 checkpoint
+    train(TrainSettings("rowrnn", out=str(run), resume=True, max_steps=6, progress=False,
+                        accelerator="cpu"))
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 6
+
+
+def test_a_real_read_only_file_system_is_one_line(small_fs, capsys):
+    run = small_fs / "run"
+    assert main([*TRAIN, "--max-steps", "2", "--out", str(run)]) == 0
+    before = snapshot(run)
+    subprocess.run(["mount", "-o", "remount,ro", str(small_fs)], check=True)
+    code = main([*TRAIN[:1], "--resume", "--out", str(run), "--max-steps", "4"])
+    one_line_error(capsys, code, "read-only")
+    assert snapshot(run) == before
+    code = main([*TRAIN, "--max-steps", "2", "--out", str(small_fs / "new")])
+    one_line_error(capsys, code, "read-only")
+    code = main(["demo", "--out", str(small_fs / "demo"), "--steps", "0.01", "--no-progress"])
+    one_line_error(capsys, code, "read-only")
+
+
+def test_a_real_full_disk_while_sampling_is_one_line_and_leaves_no_file(small_fs, tmp_path, capsys):
+    from rnnimg import create_model
+
+    create_model("rowrnn", "debug").save_pretrained(tmp_path / "gen")
+    FillDiskAt(small_fs, 0).on_train_batch_start(type("T", (), {"global_step": 0})())
+    code = main(["sample", str(tmp_path / "gen"), "-n", "64", "-o", str(small_fs / "grid.png")])
+    one_line_error(capsys, code, "disk is full")
+    assert sorted(p.name for p in small_fs.iterdir()) == ["filler"]

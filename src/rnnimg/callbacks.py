@@ -118,6 +118,24 @@ def checkpoint_callbacks(run_dir: Path, every_n_steps: int, keep: int,
     return callbacks
 
 
+def export_weights(model, run_dir: Path, meta: dict[str, Any]) -> None:
+    """``model.save_pretrained`` with safetensors' I/O errors as the OSError they are (a full disk
+    is "SafetensorError: ... No space left on device (os error 28)"), so the trainer reports it in
+    one line like any other failed write."""
+    import re
+
+    from safetensors import SafetensorError
+
+    try:
+        model.save_pretrained(run_dir, extra=meta)
+    except SafetensorError as err:
+        code = re.search(r"os error (\d+)", str(err))
+        if code is None:
+            raise
+        number = int(code.group(1))
+        raise OSError(number, os.strerror(number), str(Path(run_dir) / "model.safetensors")) from None
+
+
 class ExportWeights(L.Callback):
     """Exports ``model.safetensors`` + ``config.json`` (the shareable weights) whenever a
     checkpoint is saved, and saves ``last.ckpt`` when training ends or is stopped by a signal.
@@ -132,7 +150,7 @@ class ExportWeights(L.Callback):
 
     def on_save_checkpoint(self, trainer, pl_module, checkpoint) -> None:
         if trainer.is_global_zero:
-            pl_module.model.save_pretrained(self.run_dir, extra=self.run_meta)
+            export_weights(pl_module.model, self.run_dir, self.run_meta)
 
     def save_last(self, trainer: L.Trainer) -> None:
         trainer.save_checkpoint(self.ckpt_path, weights_only=False)  # all ranks call; rank 0 writes

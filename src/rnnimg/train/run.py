@@ -260,9 +260,7 @@ def _prepare(run_dir: Path, s: TrainSettings, lock: RunLock, model, meta: dict) 
     """Create (or on --overwrite clear) the folder, lock it, clean temporary files, write
     config.json for a new run."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    if not os.access(run_dir, os.W_OK):
-        raise OSError(errno.EACCES, os.strerror(errno.EACCES), str(run_dir))
-    lock.acquire()
+    lock.acquire()  # the first write: a read-only or full file system fails here, with its errno
     clean_temporary_files(run_dir)
     if s.resume:
         return
