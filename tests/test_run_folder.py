@@ -367,3 +367,27 @@ def test_a_real_full_disk_while_sampling_is_one_line_and_leaves_no_file(small_fs
     code = main(["sample", str(tmp_path / "gen"), "-n", "64", "-o", str(small_fs / "grid.png")])
     one_line_error(capsys, code, "disk is full")
     assert sorted(p.name for p in small_fs.iterdir()) == ["filler"]
+
+
+@pytest.mark.slow  # a CLI start under load
+def test_kill_9_then_resume_matches_the_uninterrupted_run(tmp_path):
+    """kill -9 (no handler runs, the lock stays behind) after a checkpoint; --resume to the same
+    --max-steps ends with the uninterrupted run's weights."""
+    from safetensors.torch import load_file
+
+    args = [*TRAIN, "--max-steps", "12", "--ckpt-every", "2", "--val-fraction", "0.01"]
+    run = tmp_path / "killed"
+    proc = start_cli(tmp_path, 0.3, *args, "--out", str(run))
+    try:
+        wait_for_rows(run / "metrics.csv", 5, proc)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=60)
+    finally:
+        proc.kill()
+    assert (run / ".rnnimg.lock").exists()  # stale: its process is gone
+    step = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"]
+    assert 2 <= step < 12
+    assert main([*TRAIN[:1], "--resume", "--out", str(run)]) == 0
+    assert main([*args, "--out", str(tmp_path / "full")]) == 0
+    a, b = load_file(tmp_path / "full" / "model.safetensors"), load_file(run / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
