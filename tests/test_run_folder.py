@@ -262,6 +262,26 @@ def test_a_second_ctrl_c_stops_at_once(tmp_path):
     assert proc.returncode == 130 and "stopped at once" in err, err
     assert took < 2.5  # did not wait for the 3 s step to finish
     assert (run / "checkpoints" / "last.ckpt").read_bytes() == saved  # the last good one stays
+    assert not (run / ".rnnimg.lock").exists() and "--resume" in err
+
+
+def test_a_second_ctrl_c_before_any_checkpoint_leaves_no_folder(tmp_path):
+    run = tmp_path / "run"
+    proc = start_cli(tmp_path, 3.0, *TRAIN, "--max-steps", "1000", "--ckpt-every", "1000",
+                     "--out", str(run))
+    try:
+        while not (run / ".rnnimg.lock").exists():  # the folder is made; step 0 is sleeping
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.05)
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130 and "the run folder was removed" in err, err
+    assert not run.exists()  # the same command is accepted again
 
 
 @pytest.mark.slow  # three DDP launches: about 3 minutes on 2 contended cores

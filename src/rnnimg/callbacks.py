@@ -185,6 +185,7 @@ class SignalStop(L.Callback):
         self.export = export
         self.requested: int | None = None
         self.stopped_at: int | None = None
+        self.on_abort: Any = None  # called before a second signal ends the process at once
         self._saved: dict[int, Any] = {}
 
     def install(self) -> None:
@@ -204,8 +205,16 @@ class SignalStop(L.Callback):
     def _handle(self, signum, frame) -> None:
         name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
         if self.requested is not None:
-            sys.stderr.write(f"\nrnnimg: {name} again: stopped at once; resume from the last "
-                             f"checkpoint with `rnnimg train --resume --out {self.export.run_dir}`\n")
+            resumable = self.export.ckpt_path.is_file()
+            if self.on_abort is not None:
+                try:
+                    self.on_abort()  # release the lock; a fresh run without a checkpoint goes
+                except Exception:
+                    pass
+            then = (f"resume from the last checkpoint with `rnnimg train --resume --out "
+                    f"{self.export.run_dir}`" if resumable else "no checkpoint had been written, so "
+                    "the run folder was removed")
+            sys.stderr.write(f"\nrnnimg: {name} again: stopped at once; {then}\n")
             sys.stderr.flush()
             os._exit(128 + signum)
         self.requested = signum

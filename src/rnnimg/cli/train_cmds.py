@@ -158,11 +158,11 @@ def settings_from_args(args):
         data_options["strict"] = True
     if data_options:
         values["data_options"] = {**values.get("data_options", {}), **data_options}
+    if args.no_progress:
+        values["progress"] = False
     given = set(values)
     if "grad_clip" in values and not values["grad_clip"]:
         values["grad_clip"] = None  # --grad-clip 0: off
-    if args.no_progress:
-        values["progress"] = False
     values["resume"], values["overwrite"] = args.resume, args.overwrite
     if values.get("model") is None and not args.resume:
         raise RnnImgError("name the MODEL to train (see `rnnimg list`), or pass --config FILE "

@@ -180,6 +180,12 @@ def train(settings: TrainSettings, callbacks: list[L.Callback] | None = None,
             except OSError as err:
                 raise RnnImgError(os_error_message(err, run_dir, "write the run folder")
                                   + "; choose another --out.") from None
+        def abort() -> None:  # a second Ctrl-C: leave the folder as a re-run accepts it
+            if not worker and not s.resume and not (run_dir / "checkpoints" / LAST_CKPT).is_file():
+                _remove_failed_run(run_dir, created)
+            lock.release()
+
+        signals.on_abort = abort
         signals.install()
         trainer, train_loader, val_loader = _build_trainer(s, run_dir, lit, signals, train_set,
                                                            val_set, resume_ckpt, callbacks)
