@@ -152,3 +152,16 @@ def test_data_order_and_draws_do_not_depend_on_workers_or_the_resume_point():
     state = torch.get_rng_state()
     batches(0, epochs=1)
     assert torch.equal(state, torch.get_rng_state())
+
+
+def test_resume_may_move_the_data_but_not_change_it(data, tmp_path):
+    out = tmp_path / "run"
+    train(settings(out, data, max_steps=2, data_options={"binarize": "fixed"}))
+    s, _ = resolve_settings(TrainSettings(model=None, out=str(out), resume=True, max_steps=4,
+                                          data_options={"data_dir": "/elsewhere"}),
+                            given={"out", "max_steps", "data_options"})
+    assert s.data_options["data_dir"] == "/elsewhere" and s.data_options["binarize"] == "fixed"
+    with pytest.raises(RnnImgError, match="^--data-opt .*binarize.*differs"):
+        resolve_settings(TrainSettings(model=None, out=str(out), resume=True,
+                                       data_options={"binarize": "dynamic"}),
+                         given={"out", "data_options"})

@@ -117,6 +117,7 @@ FIELDS = {f.name: f for f in dataclasses.fields(TrainSettings)}
 FIXED_ON_RESUME = ("model", "data", "preset", "overrides", "data_options", "batch_size", "lr",
                    "weight_decay", "grad_clip", "seed", "val_fraction", "val_batches", "precision")
 BUDGET = ("epochs", "max_steps")  # may be raised on --resume to extend a run
+LOCATION_OPTIONS = {"data_dir", "download", "strict"}  # data options a resume may change
 
 
 def _default(name: str) -> Any:
@@ -149,6 +150,17 @@ def merge_resume(saved: dict[str, Any], settings: TrainSettings, given: set[str]
     values = dataclasses.asdict(base)
     for name in given:
         new, old = getattr(settings, name), values.get(name)
+        if name == "data_options":  # where the files are may change; what the data are may not
+            new, old = dict(new or {}), dict(old or {})
+            changed = {k: v for k, v in new.items() if k not in LOCATION_OPTIONS and old.get(k) != v}
+            if changed:
+                raise RnnImgError(
+                    f"--data-opt {_show(changed)} differs from the {_show(old)} that {run_dir} was "
+                    "trained with; --resume continues the run with its saved settings, so drop it "
+                    "(--data-dir, --download and --strict may change)."
+                )
+            values[name] = {**old, **{k: v for k, v in new.items() if k in LOCATION_OPTIONS}}
+            continue
         if name in FIXED_ON_RESUME:
             if name == "model" and new is None:
                 continue
