@@ -170,3 +170,34 @@ def test_evaluate_refuses_options_the_model_does_not_take(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1
     assert "rowrnn takes no evaluation option 'importance_samples'" in err
+
+
+def test_adversarial_training_resumes_exactly(tmp_path):
+    """Both optimizers' states go into the checkpoint: 3 steps, then resume to 8 == 8 steps.
+    The data come through train()'s EpochSampler, so the resumed run sees the same batches."""
+    from rnnimg.train.data import make_loaders
+
+    items = [{"source": b["source"][i], "target": b["target"][i]} for b in tiny_batches(4)
+             for i in range(8)]
+
+    class SaveAt(L.Callback):
+        def on_train_batch_end(self, trainer, *args):
+            if trainer.global_step == 3:
+                trainer.save_checkpoint(tmp_path / "step3.ckpt")
+
+    def fit(max_steps, ckpt=None):
+        torch.manual_seed(0)
+        model = TinyGAN()
+        loader, _, sampler = make_loaders(items, None, batch_size=8, seed=0, num_workers=0)
+        if ckpt:
+            sampler.resume_after(3)
+        trainer = L.Trainer(accelerator="cpu", devices=1, max_steps=max_steps, logger=False,
+                            enable_checkpointing=False, enable_progress_bar=False,
+                            enable_model_summary=False, callbacks=[SaveAt()])
+        trainer.fit(LitModel(model, lr=0.01), loader, ckpt_path=ckpt, weights_only=True)
+        return model
+
+    straight = fit(8)
+    resumed = fit(8, ckpt=tmp_path / "step3.ckpt")
+    for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), name
