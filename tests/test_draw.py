@@ -221,6 +221,10 @@ def test_bad_input_is_one_line_errors():
         with pytest.raises(RnnImgError, match=words) as err:
             call()
         assert "\n" not in str(err.value)
+    batch = plain.example_batch(2)
+    for options in (dict(importance_samples=-1), dict(importance_samples="3"), dict(judge="yes")):
+        with pytest.raises(RnnImgError, match="importance_samples must be"):
+            plain.evaluation_statistics(batch, **options)
     with pytest.raises(RnnImgError, match="'leftish'"):
         text.sample(1, text="the digit 7 is at the top leftish")
 

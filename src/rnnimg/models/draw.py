@@ -195,8 +195,7 @@ class DRAW(ImageGenerator):
     def prior_params(self, h_dec: Tensor) -> tuple[Tensor, Tensor]:
         """Prior mean and log sigma of z_t given h_dec_{t-1}: N(0, I), or alignDRAW's learned one."""
         if self.prior is None:
-            zeros = h_dec.new_zeros(h_dec.shape[0], self.config.z_size)
-            return zeros, zeros
+            return (h_dec.new_zeros(h_dec.shape[0], self.config.z_size),) * 2
         mu, log_sigma = self.prior(h_dec).chunk(2, dim=1)
         return torch.tanh(mu), torch.tanh(log_sigma)
 
@@ -211,9 +210,7 @@ class DRAW(ImageGenerator):
 
     def decoder_input(self, z: Tensor, cond: Tensor | None, words, h_dec: Tensor):
         """[z_t, one-hot label, s_{t-1}] and the alignment weights (or None)."""
-        parts, alpha = [z], None
-        if cond is not None:
-            parts.append(cond)
+        parts, alpha = [z] + ([cond] if cond is not None else []), None
         if words is not None:
             context, alpha = self.align(words[0], words[1], words[2], h_dec)
             parts.append(context)
@@ -302,10 +299,8 @@ class DRAW(ImageGenerator):
         """The negative ELBO per dimension as the loss (in training, the KL weighed by the warm-up
         weight); reports the bound itself, its two terms (nats per image) and the KL weight."""
         out = self.run(batch["image"], self.batch_labels(batch), self.batch_text(batch))
-        kl = out["kl"].sum(1)
-        bound = out["recon"] + kl
-        dims = batch["image"][0].numel()
-        mean = bound.mean()
+        kl, dims = out["kl"].sum(1), batch["image"][0].numel()
+        mean = (out["recon"] + kl).mean()
         weight = self.kl_weight if self.training else 1.0
         objective = mean if weight == 1.0 else (out["recon"] + weight * kl).mean()
         return LossOutput(objective / dims, {"kl_weight": torch.tensor(weight),
@@ -326,9 +321,11 @@ class DRAW(ImageGenerator):
         caption that the shipped digit judge finds right (rnnimg/judge.py). ``judge=None`` (the
         default) judges mnist-captions batches (they carry ``digits``/``places``, so they are
         digits for sure) and nothing else: labels may name classes other than digits."""
-        k = int(importance_samples)
-        if k < 0:
-            raise RnnImgError(f"importance_samples must be >= 0, got {importance_samples}.")
+        if isinstance(importance_samples, bool) or not isinstance(importance_samples, int) or \
+                importance_samples < 0 or judge not in (None, True, False):
+            raise RnnImgError(f"importance_samples must be a whole number >= 0 and judge true or "
+                              f"false, got {importance_samples!r} and {judge!r}.")
+        k = importance_samples
         image = batch["image"]
         runs = [self.run(image, self.batch_labels(batch), self.batch_text(batch), generator)
                 for _ in range(max(k, 1))]
