@@ -248,12 +248,37 @@ def test_bad_inputs_raise_rnnimg_error():
         create_model("pixelrnn", "debug", channels=3, hidden=2)
 
 
-def test_presets_hold_the_paper_settings():
-    mnist = create_model("pixelrnn", "mnist").config
-    assert (mnist.variant, mnist.num_layers, mnist.hidden, mnist.output) == ("diagonal", 7, 16, "bernoulli")
-    cifar = create_model("pixelrnn", "cifar10", variant="row").config
-    assert (cifar.variant, cifar.num_layers, cifar.hidden, cifar.channels, cifar.levels) == \
-        ("row", 12, 128, 3, 256)
+def test_presets_build_the_paper_networks():
+    """The presets build the paper's networks, not only configs that say so: layer types and
+    count, h units per direction, the 2h residual stream, the output head and the logits."""
+    from rnnimg.nn.diagonal_bilstm import DiagonalBiLSTM
+    from rnnimg.nn.row_lstm import RowLSTM
+
+    def shape_of(model, name):
+        return dict(model.named_parameters())[name].shape
+
+    mnist = create_model("pixelrnn", "mnist")  # binarized MNIST: Diagonal BiLSTM, 7 x h=16
+    assert len(mnist.layers) == 7 and all(type(x) is DiagonalBiLSTM for x in mnist.layers)
+    assert shape_of(mnist, "input_conv.weight") == (32, 1, 7, 7)  # 7x7 mask A to 2h
+    for k in range(7):  # both directions: 4h gates from 2h inputs (1x1), K_ss 2x1 over h
+        for side in ("forward_lstm", "backward_lstm"):
+            assert shape_of(mnist, f"layers.{k}.{side}.input_to_state.weight") == (64, 32, 1, 1)
+            assert shape_of(mnist, f"layers.{k}.{side}.state_to_state.weight") == (64, 16, 2)
+        assert shape_of(mnist, f"residuals.{k}.weight") == (32, 16, 1, 1)  # h -> 2h, added
+    assert shape_of(mnist, "head_out.weight") == (1, 32, 1, 1)  # one Bernoulli logit per pixel
+    assert mnist(torch.zeros(2, 1, 5, 6)).shape == (2, 1, 5, 6)  # (the layers take any size)
+    with torch.device("meta"):  # CIFAR-10: 12 x h=128, 1024 output features, 256-way softmax
+        cifar = create_model("pixelrnn", "cifar10")
+        row = create_model("pixelrnn", "cifar10", variant="row")
+        assert cifar(torch.zeros(1, 3, 4, 5)).shape == (1, 3, 256, 4, 5)
+    for model, layer in ((cifar, DiagonalBiLSTM), (row, RowLSTM)):
+        assert len(model.layers) == 12 and all(type(x) is layer for x in model.layers)
+        assert shape_of(model, "input_conv.weight") == (256, 3, 7, 7)
+        assert shape_of(model, "residuals.11.weight") == (256, 128, 1, 1)
+        assert shape_of(model, "head_hidden.weight") == (1024, 256, 1, 1)
+        assert shape_of(model, "head_out.weight") == (3 * 256, 1024, 1, 1)
+    assert shape_of(row, "layers.0.input_to_state.weight") == (512, 256, 1, 3)  # 1x3 over the row
+    assert shape_of(row, "layers.0.state_to_state.weight") == (512, 128, 3)  # 1x3 over row i-1
 
 
 def test_parse_mask_specs(tmp_path):
