@@ -21,9 +21,7 @@ def check_temperature(temperature: float) -> None:
 
 def check_labels(label: Tensor | int | None, n: int, num_classes: int, device) -> Tensor | None:
     """Validate class labels for conditional sampling; returns a (n,) long tensor or None."""
-    if label is None:
-        if num_classes:
-            return None  # unconditional sampling is allowed: the label embedding is skipped
+    if label is None:  # unconditional sampling is allowed: the label embedding is skipped
         return None
     if not num_classes:
         raise RnnImgError("this model was trained without labels (num_classes=0); drop --label.")
@@ -38,6 +36,20 @@ def check_labels(label: Tensor | int | None, n: int, num_classes: int, device) -
             f"0..{num_classes - 1} (the model has num_classes={num_classes})."
         )
     return label
+
+
+def uniforms(shape: tuple[int, ...], generator: torch.Generator | None,
+             device: torch.device | str) -> Tensor:
+    """Uniform draws in [0, 1) of ``shape`` on ``device``, from ``generator`` wherever it lives.
+
+    A ``torch.Generator`` belongs to one device, and ``torch.rand(..., generator=g, device=d)``
+    fails when they differ (a CPU generator with a model on a GPU, or the reverse). So the numbers
+    are drawn on the generator's device and then moved: the same generator state gives the same
+    numbers whatever the model's device. Without a generator, the global RNG of ``device`` draws.
+    """
+    if generator is None:
+        return torch.rand(shape, device=device)
+    return torch.rand(shape, generator=generator, device=generator.device).to(device)
 
 
 class ImageGenerator(RnnImgModel):

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rnnimg.errors import RnnImgError
-from rnnimg.models.generator import ImageGenerator
+from rnnimg.models.generator import ImageGenerator, uniforms
 from rnnimg.models.registry import register_model
 from rnnimg.nn.diagonal_bilstm import DiagonalBiLSTM
 from rnnimg.nn.masked import MaskedConv2d, colour_groups
@@ -159,8 +159,7 @@ class PixelRNN(ImageGenerator):
     def _uniforms(self, n: int, generator: torch.Generator | None) -> Tensor:
         """One uniform per pixel and channel, drawn in raster then channel order: (H, W, C, n)."""
         c = self.config
-        return torch.rand(c.image_size, c.image_size, c.channels, n, generator=generator,
-                          device=self.device)
+        return uniforms((c.image_size, c.image_size, c.channels, n), generator, self.device)
 
     @torch.inference_mode()
     def sample(self, n: int, *, label=None, text=None, temperature: float = 1.0,
@@ -172,7 +171,8 @@ class PixelRNN(ImageGenerator):
             label: class index (int or (n,) tensor) for a conditional model.
             text: unsupported by this model (must be None).
             temperature: logits are divided by it; > 0.
-            generator: a ``torch.Generator`` on the model's device, for reproducible draws.
+            generator: a ``torch.Generator`` on the model's device or on the CPU, for
+                reproducible draws.
 
         Returns:
             (n, C, H, W) in [0, 1]; equal to :meth:`sample_naive` under the same generator state.
@@ -233,7 +233,7 @@ class PixelRNN(ImageGenerator):
             image: (B, C, H, W) in [0, 1] (binary for a Bernoulli model).
             known: (B, 1, H, W) bool, True where the pixel is kept.
             label: class index (int or (B,) tensor) for a conditional model.
-            generator: for reproducible draws.
+            generator: for reproducible draws (on the model's device or on the CPU).
             temperature: logits are divided by it; > 0.
 
         Returns:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from rnnimg.models.generator import ImageGenerator
+from rnnimg.models.generator import ImageGenerator, uniforms
 from rnnimg.models.registry import register_model
 from rnnimg.nn import RECURRENT_KINDS, make_recurrent
 
@@ -127,7 +127,8 @@ class RowRNN(ImageGenerator):
             label: class index (int or (n,) tensor) for a conditional model.
             text: unsupported by this model (must be None).
             temperature: logits are divided by it; > 0.
-            generator: a ``torch.Generator`` on the model's device, for reproducible draws.
+            generator: a ``torch.Generator`` on the model's device or on the CPU, for
+                reproducible draws.
 
         Returns:
             (n, C, H, W) in [0, 1].
@@ -141,8 +142,8 @@ class RowRNN(ImageGenerator):
             first = torch.full((1,), float(t == 0), device=dev)
             hidden, state = self.rnn(self._step_inputs(prev, first, label), state)
             logits = self._logits_from_hidden(hidden)[:, :, ..., 0, :] / temperature  # row t
-            u = torch.rand(logits.shape[:2] + logits.shape[-1:] if c.output == "categorical"
-                           else logits.shape, generator=generator, device=dev)
+            u = uniforms(logits.shape[:2] + logits.shape[-1:] if c.output == "categorical"
+                         else logits.shape, generator, dev)  # (n, C, W)
             if c.output == "bernoulli":
                 values = (u < torch.sigmoid(logits)).float()  # (n, C, W)
             else:
