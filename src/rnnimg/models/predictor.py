@@ -119,6 +119,29 @@ class FramePredictor(RnnImgModel):
         aux_mean = None if aux_sum is None else aux_sum / (t - 1)
         return torch.stack(predictions, dim=1), aux_mean  # (B, T-1, C, H, W)
 
+    def training_truth_mask(self, batch: dict[str, Any]) -> tuple[Tensor | None, dict[str, float]]:
+        """Which steps of a training clip read the true frame: the ``truth_mask`` that
+        :meth:`loss` hands to :meth:`rollout`, and the schedule values it logs with it.
+
+        The default, ``(None, {})``, reads the context and then the model's own predictions, as
+        :meth:`predict` does. PredRNN overrides it with scheduled sampling.
+        """
+        return None, {}
+
+    def loss(self, batch: dict[str, Any]) -> LossOutput:
+        """:meth:`frame_loss` of a rollout over ``batch["frames"]`` (B, T, C, H, W), T > context,
+        reading the true frames where :meth:`training_truth_mask` says."""
+        frames = batch["frames"]
+        self.check_frames(frames, "batch['frames']")
+        if frames.shape[1] <= self.config.context:
+            raise RnnImgError(
+                f"clips have {frames.shape[1]} frames; training needs more than context = "
+                f"{self.config.context}."
+            )
+        mask, schedule = self.training_truth_mask(batch)
+        predictions, aux = self.rollout(frames, mask)
+        return self.frame_loss(frames, predictions, aux, **schedule)
+
     def frame_loss(self, frames: Tensor, predictions: Tensor, aux: Tensor | None = None,
                    **extra: float | Tensor) -> LossOutput:
         """MSE over every next-frame prediction (as PredRNN and OpenSTL train), plus ``aux``.
