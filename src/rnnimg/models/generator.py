@@ -14,6 +14,28 @@ from rnnimg.metrics import nats_to_bits_per_dim
 from rnnimg.models.base import LossOutput, RnnImgModel
 
 
+def check_generator_config(config: Any) -> None:
+    """Validate the fields every ``generate`` config shares: ``image_size``, ``channels``,
+    ``output``, ``levels``, ``binarization`` and ``num_classes`` (raises ValueError naming the
+    field). Call it from the config's ``__post_init__``."""
+    if config.output not in OUTPUTS:
+        raise ValueError(f"output must be one of {OUTPUTS}, got {config.output!r}")
+    if config.binarization not in BINARIZATIONS:
+        raise ValueError(f"binarization must be one of {BINARIZATIONS}, got {config.binarization!r}")
+    if config.channels not in (1, 3):
+        raise ValueError(f"channels must be 1 or 3, got {config.channels}")
+    if not 2 <= config.levels <= 256:
+        raise ValueError(f"levels must be in 2..256, got {config.levels}")
+    if config.image_size < 1:
+        raise ValueError(f"image_size must be >= 1, got {config.image_size}")
+    if config.num_classes < 0:
+        raise ValueError(f"num_classes must be >= 0, got {config.num_classes}")
+
+
+OUTPUTS = ("categorical", "bernoulli")  # softmax over levels | one Bernoulli per pixel
+BINARIZATIONS = ("fixed", "dynamic")
+
+
 def check_temperature(temperature: float) -> None:
     if not temperature > 0:
         raise RnnImgError(f"temperature must be > 0, got {temperature}.")

@@ -12,6 +12,7 @@ from torch import Tensor
 
 from rnnimg.errors import RnnImgError
 from rnnimg.models.base import LossOutput, RnnImgModel, as_metric
+from rnnimg.nn.checks import check_kernel_size
 from rnnimg.nn.patching import FRAME_OUTPUTS
 
 
@@ -21,8 +22,7 @@ def check_conv_stack_config(config: Any) -> None:
     for name in ("hidden_size", "num_layers"):
         if getattr(config, name) < 1:
             raise ValueError(f"{name} must be >= 1, got {getattr(config, name)}")
-    if config.kernel_size < 1 or config.kernel_size % 2 == 0:
-        raise ValueError(f"kernel_size must be odd and >= 1, got {config.kernel_size}")
+    check_kernel_size(config.kernel_size)
 
 
 def check_frame_config(config: Any) -> None:
