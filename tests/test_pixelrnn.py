@@ -115,6 +115,57 @@ def test_cached_step_logits_match_full_forward(variant, channels, conditional):
     torch.testing.assert_close(cached_logits(model, image, label), full, atol=1e-5, rtol=1e-5)
 
 
+def test_lstm_update_is_torch_lstm_cell_gate_order():
+    """Row LSTM and Diagonal BiLSTM gates are laid out [i, f, g, o], as torch.nn.LSTMCell's: fed the
+    gates through an identity input map, LSTMCell gives the same h and c."""
+    from rnnimg.nn.row_lstm import lstm_update, lstm_update_into
+
+    torch.manual_seed(0)
+    h = 5
+    gates, c = torch.randn(3, 4 * h), torch.randn(3, h)
+    cell = torch.nn.LSTMCell(4 * h, h)
+    with torch.no_grad():
+        cell.weight_ih.copy_(torch.eye(4 * h))
+        cell.weight_hh.zero_()
+        cell.bias_ih.zero_()
+        cell.bias_hh.zero_()
+        want_h, want_c = cell(gates, (torch.zeros(3, h), c))
+    got_h, got_c = lstm_update(gates, c, dim=-1)
+    torch.testing.assert_close((got_h, got_c), (want_h, want_c))
+    into_h, into_c = torch.empty(3, h), torch.empty(3, h)
+    lstm_update_into(gates, c, into_h, into_c)
+    torch.testing.assert_close((into_h, into_c), (want_h, want_c))
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_layer_raster_steps_equal_the_layer(variant):
+    """The public per-pixel step API of RowLSTM / DiagonalBiLSTM gives layer(x) at every pixel,
+    for a stack fed the previous layer's output, with per-image gate offsets."""
+    from rnnimg.nn import DiagonalBiLSTM, RowLSTM
+
+    torch.manual_seed(0)
+    cls, gates = (RowLSTM, 4) if variant == "row" else (DiagonalBiLSTM, 8)
+    layers = [cls(3, 3), cls(3, 3)]
+    with torch.no_grad():
+        for p in [p for layer in layers for p in layer.parameters()]:
+            p.normal_(0, 0.5)
+    n, height, width = 2, 4, 5
+    x0 = torch.randn(n, 3, height, width)
+    biases = [torch.randn(n, gates * 3), None]
+    with torch.no_grad():
+        y0 = layers[0](x0, biases[0])
+        y1 = layers[1](y0, biases[1])
+        steps = cls.raster_steps(layers, n, height, width, biases)
+        for i in range(height):
+            steps.start_row(i)
+            for j in range(width):
+                steps.input_at(0, j).copy_(x0[:, :, i, j])
+                torch.testing.assert_close(steps.step(0, j), y0[:, :, i, j], atol=1e-5, rtol=1e-5)
+                steps.input_at(1, j).copy_(y0[:, :, i, j])
+                torch.testing.assert_close(steps.step(1, j), y1[:, :, i, j], atol=1e-5, rtol=1e-5)
+            steps.end_row(i)
+
+
 def test_masked_conv_masks_the_future_and_the_colour_order():
     grey = MaskedConv2d(1, 1, 3, "A").mask[0, 0]
     assert torch.equal(grey, torch.tensor([[1.0, 1, 1], [1, 0, 0], [0, 0, 0]]))
