@@ -108,9 +108,13 @@ def ssim_per_clip(pred: Tensor, target: Tensor) -> Tensor:
     band_w = _gaussian_band(w, frames_pred.device)  # (W, W-10)
     band_h = _gaussian_band(h, frames_pred.device).T  # (H-10, H)
     c1, c2 = 0.01**2, 0.03**2
+    # In chunks of frames: on a CPU small enough for the 5 maps to stay in cache (measured ~1.7x
+    # faster than 256 frames at once), on a GPU large enough to keep the launches few.
+    pixels = 2**16 if frames_pred.device.type == "cpu" else 2**24
+    chunk = _SSIM_CHUNK or max(1, pixels // (c * h * w))
     per_frame = []
-    for start in range(0, len(frames_pred), _SSIM_CHUNK):  # bounds the memory of the 5 maps
-        x, y = frames_pred[start:start + _SSIM_CHUNK], frames_target[start:start + _SSIM_CHUNK]
+    for start in range(0, len(frames_pred), chunk):
+        x, y = frames_pred[start:start + chunk], frames_target[start:start + chunk]
         maps = torch.stack([x, y, x * x, y * y, x * y], dim=1)  # (n, 5, C, H, W)
         mu_x, mu_y, mu_xx, mu_yy, mu_xy = (band_h @ (maps @ band_w)).unbind(1)  # (n, C, H-10, W-10)
         var_x, var_y, cov = mu_xx - mu_x * mu_x, mu_yy - mu_y * mu_y, mu_xy - mu_x * mu_y
@@ -121,7 +125,7 @@ def ssim_per_clip(pred: Tensor, target: Tensor) -> Tensor:
 
 
 _SSIM_WINDOW = 11  # gaussian window side: sigma 1.5, 5 taps each side (scikit-image's truncate 3.5)
-_SSIM_CHUNK = 256  # frames per banded product
+_SSIM_CHUNK: int | None = None  # frames per banded product (None: chosen from the frame size)
 
 
 def _gaussian_band(size: int, device: torch.device) -> Tensor:
