@@ -71,6 +71,17 @@ def strict_generators(monkeypatch):
             return _original(*args, **kwargs)
 
         monkeypatch.setattr(torch, fn_name, strict)
+    for fn_name in ("multinomial", "bernoulli", "poisson"):  # these draw on their input's device
+        original = getattr(torch, fn_name)
+
+        def strict_on_input(input, *args, _original=original, _name=fn_name, **kwargs):
+            generator = kwargs.get("generator")
+            if generator is not None and generator.device.type != input.device.type:
+                raise RuntimeError(f"torch.{_name}: Expected a '{input.device.type}' device type "
+                                   f"for generator but found '{generator.device.type}'")
+            return _original(input, *args, **kwargs)
+
+        monkeypatch.setattr(torch, fn_name, strict_on_input)
 
 
 def test_strict_fixture_refuses_what_cuda_refuses(strict_generators):
@@ -79,6 +90,8 @@ def test_strict_fixture_refuses_what_cuda_refuses(strict_generators):
         torch.rand(3, generator=gen, device="meta")  # what pixelrnn did
     out = uniforms((2, 3), gen, "meta")  # draw on the generator's device, then move
     assert out.shape == (2, 3) and out.device.type == "meta"
+    with pytest.raises(RuntimeError, match="device type for generator"):
+        torch.multinomial(torch.ones(2, 3, device="meta"), 1, generator=gen)
     a = uniforms((4,), torch.Generator().manual_seed(5), "cpu")
     assert torch.equal(a, torch.rand(4, generator=torch.Generator().manual_seed(5)))
 
