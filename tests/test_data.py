@@ -128,3 +128,27 @@ def test_folder_reads_16_bit_grey_pngs_scaled_not_clipped(tmp_path):
     # Pillow's convert("L") clipped every 16-bit value above 255 to white: mid-grey must stay mid-grey.
     assert deep[0, 4, 0].item() == pytest.approx(ramp[4, 0] / 65535, abs=1 / 255)
     assert (deep - colour).abs().max() <= 1 / 255 + 1e-6
+
+
+def test_transforms_take_float_clips_as_well_as_uint8_images():
+    """resize and to_channels serve the image datasets (uint8) and the clip datasets (float frames
+    (T, C, H, W) in [0, 1]) alike; moving-mnist's resized clips go through them."""
+    import torch.nn.functional as F
+
+    from rnnimg.data.transforms import resize, to_channels
+
+    gen = torch.Generator().manual_seed(0)
+    clip = (torch.rand(5, 1, 12, 12, generator=gen) > 0.5).float()  # sharp edges overshoot
+    small = resize(clip, 5)
+    assert small.dtype == torch.float32 and small.shape == (5, 1, 5, 5)
+    expected = F.interpolate(clip, size=(5, 5), mode="bilinear", antialias=True, align_corners=False)
+    assert torch.equal(small, expected.clamp(0, 1))  # values, not rounded to 8 bits
+    as_bytes = resize((clip * 255).to(torch.uint8), 5)
+    assert as_bytes.dtype == torch.uint8
+    assert (as_bytes.float() - expected.clamp(0, 1) * 255).abs().max() <= 0.5 + 1e-4  # rounded
+    rgb = to_channels(small, 3)
+    assert rgb.shape == (5, 3, 5, 5) and torch.equal(rgb[:, 2], small[:, 0])
+    colour = torch.rand(5, 3, 4, 4, generator=gen)
+    grey = to_channels(colour, 1)
+    luma = 0.299 * colour[:, 0] + 0.587 * colour[:, 1] + 0.114 * colour[:, 2]
+    assert grey.shape == (5, 1, 4, 4) and torch.allclose(grey[:, 0], luma, atol=1e-6)
