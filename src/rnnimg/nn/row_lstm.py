@@ -35,9 +35,11 @@ def gate_groups(hidden: int, groups: int) -> Tensor:
 def lstm_update(gates: Tensor, c: Tensor, dim: int = 1) -> tuple[Tensor, Tensor]:
     """One LSTM cell update from pre-activations ``gates`` ([i, f, g, o] along ``dim``):
     c' = f c + i g, h' = o tanh(c'), returns (h', c')."""
-    i, f, g, o = gates.chunk(4, dim)
-    c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-    return torch.sigmoid(o) * torch.tanh(c), c
+    # one sigmoid over all 4h (its g part unused) rather than three: the scans call this per step
+    i, f, _, o = torch.sigmoid(gates).chunk(4, dim)
+    g = torch.tanh(gates.narrow(dim, 2 * (gates.shape[dim] // 4), gates.shape[dim] // 4))
+    c = f * c + i * g
+    return o * torch.tanh(c), c
 
 
 def lstm_update_into(gates: Tensor, c_prev: Tensor, h_out: Tensor, c_out: Tensor) -> None:
