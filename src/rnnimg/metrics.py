@@ -108,7 +108,7 @@ def ssim_per_clip(pred: Tensor, target: Tensor) -> Tensor:
     band_w = _gaussian_band(w, frames_pred.device)  # (W, W-10)
     band_h = _gaussian_band(h, frames_pred.device).T  # (H-10, H)
     c1, c2 = 0.01**2, 0.03**2
-    # In chunks of frames: on a CPU small enough for the 5 maps to stay in cache (measured ~1.7x
+    # In chunks of frames: on a CPU small enough for the 5 maps to stay in cache (measured ~1.5x
     # faster than 256 frames at once), on a GPU large enough to keep the launches few.
     pixels = 2**16 if frames_pred.device.type == "cpu" else 2**24
     chunk = _SSIM_CHUNK or max(1, pixels // (c * h * w))
