@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numbers
+
 
 def check_kernel_size(kernel_size: int, name: str = "kernel_size") -> None:
     """A convolution side that same padding keeps the map size with: odd and >= 1.
@@ -9,6 +11,6 @@ def check_kernel_size(kernel_size: int, name: str = "kernel_size") -> None:
     Raises:
         ValueError: naming ``name`` and the value.
     """
-    if isinstance(kernel_size, bool) or not isinstance(kernel_size, int) or kernel_size < 1 \
-            or kernel_size % 2 == 0:
+    if isinstance(kernel_size, bool) or not isinstance(kernel_size, numbers.Integral) \
+            or kernel_size < 1 or kernel_size % 2 == 0:
         raise ValueError(f"{name} must be odd and >= 1 (same padding), got {kernel_size!r}")
