@@ -124,3 +124,22 @@ def test_clamped_output_is_exact_and_passes_gradients():
     assert inside.sum() > 50  # enough pixels where the two can be compared
     torch.testing.assert_close(s[inside], torch.sigmoid(z[inside]), rtol=0, atol=1e-6)
     assert 0 < s.min() and s.max() < 1
+
+
+def test_one_kernel_check_for_every_convolutional_block():
+    """Same padding keeps the map size only with an odd kernel: every block and config says so in
+    the same words, naming the field (one check, rnnimg.nn.checks.check_kernel_size)."""
+    from rnnimg.errors import RnnImgError
+    from rnnimg.nn import MaskedConv2d, SpatioTemporalLSTMCell
+
+    blocks = [lambda k: ConvLSTMCell(2, 3, kernel_size=k), lambda k: ConvGRUCell(2, 3, kernel_size=k),
+              lambda k: SpatioTemporalLSTMCell(2, 3, kernel_size=k),
+              lambda k: MaskedConv2d(2, 3, (1, k), "B")]
+    for make in blocks:
+        for bad in (0, 2, -3, 3.0):
+            with pytest.raises(ValueError, match=r"kernel_size.* must be odd and >= 1"):
+                make(bad)
+        assert isinstance(make(3), nn.Module)  # odd sizes are accepted
+    for name in ("convlstm", "predrnn"):
+        with pytest.raises(RnnImgError, match="kernel_size must be odd"):
+            create_model(name, "debug", kernel_size=4)
