@@ -36,7 +36,8 @@ def test_list_shows_models_and_datasets(capsys):
 
 def test_train_sample_evaluate_end_to_end(tmp_path, capsys):
     run = tmp_path / "run"
-    assert main(["train", "rowrnn", "--preset", "debug", "--max-steps", "6", "--out", str(run),
+    assert main(["train", "rowrnn", "--preset", "debug", "--max-steps", "6", "--accelerator", "cpu",
+                 "--out", str(run),
                  "--no-progress", "--batch-size", "16"]) == 0
     assert (run / "model.safetensors").is_file()
     grid = tmp_path / "grid.png"
@@ -99,7 +100,8 @@ def test_ddp_on_two_cpu_processes(tmp_path):
 @pytest.fixture(scope="module")
 def pixelrnn_run(tmp_path_factory):
     run = tmp_path_factory.mktemp("runs") / "pixelrnn"
-    assert main(["train", "pixelrnn", "--preset", "debug", "--max-steps", "3", "--out", str(run),
+    assert main(["train", "pixelrnn", "--preset", "debug", "--max-steps", "3", "--accelerator", "cpu",
+                 "--out", str(run),
                  "--no-progress", "--batch-size", "8"]) == 0
     return run
 
@@ -144,6 +146,7 @@ def test_complete_end_to_end_and_bad_input(pixelrnn_run, tmp_path, capsys):
 def convlstm_run(tmp_path_factory):
     run = tmp_path_factory.mktemp("runs") / "convlstm"
     assert main(["train", "convlstm", "--data", "moving-mnist", "--preset", "debug", "--max-steps", "2",
+                 "--accelerator", "cpu",
                  "--out", str(run), "--no-progress", "--batch-size", "2", "--data-opt", "val_clips=4"]) == 0
     return run
 
