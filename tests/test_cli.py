@@ -42,10 +42,13 @@ def test_train_sample_evaluate_end_to_end(tmp_path, capsys):
     assert (run / "model.safetensors").is_file()
     grid = tmp_path / "grid.png"
     assert main(["sample", str(run), "-n", "12", "-o", str(grid), "--seed", "1"]) == 0
+    import numpy as np
     from PIL import Image
 
     with Image.open(grid) as img:  # 12 images of 28 px, 8 per row, 2 px padding, scale 2
         assert img.size == (2 * (8 * 30 + 2), 2 * (2 * 30 + 2))
+        cells = np.asarray(img.convert("L"))[4:4 + 56, 4:4 + 56]  # the first sample, scale 2
+    assert (cells > 127).mean() > 0.01 and (cells < 128).mean() > 0.01  # drawn, not blank
     first = grid.read_bytes()
     capsys.readouterr()
     # The output file is not overwritten without --overwrite.
