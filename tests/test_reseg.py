@@ -101,7 +101,7 @@ def test_config_rejects_bad_fields():
     with pytest.raises(RnnImgError, match="patch_sizes"):
         create_model("reseg", "debug", patch_sizes=(2,))
     with pytest.raises(RnnImgError, match="class_names"):
-        create_model("reseg", "debug", num_classes=3)  # the preset names 11 classes
+        create_model("reseg", "debug", num_classes=3, class_names=("a", "b"))
     with pytest.raises(RnnImgError, match="cell"):
         create_model("reseg", "debug", cell="rnn")
     with pytest.raises(RnnImgError, match="widths"):
@@ -206,7 +206,7 @@ def test_check_dataset_names_the_problem():
         model.check_dataset(_Items(dict(good, image=torch.rand(3, 32, 32))), "rgb")
     with pytest.raises(RnnImgError, match="no masks"):
         model.check_dataset(load_dataset("mnist-5k", "test"), "mnist-5k")
-    small = create_model("reseg", "debug", num_classes=5, class_names=())
+    small = create_model("reseg", "debug", num_classes=5)
     with pytest.raises(RnnImgError, match="mnist-scenes: mask label 10"):
         small.check_dataset(load_dataset("mnist-scenes", "val", val_scenes=2), "mnist-scenes")
 

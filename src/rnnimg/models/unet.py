@@ -53,7 +53,7 @@ def _block(cin: int, cout: int) -> nn.Sequential:
 class UNet(ImageSegmenter):
     config_class = UNetConfig
     presets = {
-        "debug": dict(image_size=32, widths=(4, 8), class_names=MNIST_SCENE_CLASSES),
+        "debug": dict(image_size=32, widths=(4, 8)),
         # parameter-matched to reseg's "scenes" preset
         "scenes": dict(image_size=64, widths=(14, 28, 56), class_names=MNIST_SCENE_CLASSES),
     }
