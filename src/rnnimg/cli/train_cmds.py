@@ -131,9 +131,14 @@ def cmd_train(args) -> int:
     return 0
 
 
-def format_value(value) -> str:
+def format_value(value, key: str = "") -> str:
     if isinstance(value, list):
-        return "  ".join(f"{v:.4g}" for v in value) + f"   (per step; mean {sum(value) / len(value):.4g})"
+        # NaN marks an entry with nothing to score (a class absent from target and prediction):
+        # shown as "-" and left out of the mean, as mIoU leaves it out
+        kept = [v for v in value if v == v]
+        over = "class" if key.endswith("_per_class") else "step"
+        mean = f"{sum(kept) / len(kept):.4g}" if kept else "n/a"
+        return "  ".join("-" if v != v else f"{v:.4g}" for v in value) + f"   (per {over}; mean {mean})"
     return f"{value:.4f}"
 
 
@@ -153,7 +158,7 @@ def cmd_evaluate(args) -> int:
            if opts.get("binarize") else (f"{opts['levels']} levels" if opts.get("levels") else ""))
     print(f"{result['model']} on {result['data']} [{result['split']}], {result['num_items']} items"
           + (f"; {how}" if how else ""))
-    print_table([(k, format_value(v)) for k, v in result["metrics"].items()])
+    print_table([(k, format_value(v, k)) for k, v in result["metrics"].items()])
     return 0
 
 

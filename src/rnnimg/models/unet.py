@@ -61,7 +61,6 @@ class UNet(ImageSegmenter):
         "debug": dict(lr=3e-3, batch_size=16),
         "scenes": dict(lr=3e-3, batch_size=16),
     }
-    demo = dict(preset="scenes", data="mnist-scenes", max_steps=150, batch_size=16, lr=3e-3)
 
     def __init__(self, config: UNetConfig) -> None:
         super().__init__(config)
