@@ -162,7 +162,7 @@ def test_evaluation_is_pooled_over_the_split_not_averaged_over_batches():
     p2[t2 == 255] = 0
     model = _fixed_prediction_model([torch.from_numpy(p1), torch.from_numpy(p2)])
     total = {}
-    for p, t in ((p1, t1), (p2, t2)):
+    for t in (t1, t2):
         stats = model.evaluation_statistics({"image": torch.zeros(len(t), 1, *t.shape[1:]),
                                              "mask": torch.from_numpy(t)})
         assert all(v.dtype == torch.float64 for v in stats.values())

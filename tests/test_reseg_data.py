@@ -123,7 +123,8 @@ def _pairs(root, n=12, size=(20, 16), mask_kind="L", labels=(0, 1, 2)):
     (root / "img").mkdir()
     (root / "msk").mkdir()
     for i in range(n):
-        Image.fromarray(rng.integers(0, 256, (size[1], size[0]), dtype=np.uint8)).save(root / "img" / f"{i:02d}.png")
+        pixels = rng.integers(0, 256, (size[1], size[0]), dtype=np.uint8)
+        Image.fromarray(pixels).save(root / "img" / f"{i:02d}.png")
         m = rng.choice(labels, (size[1], size[0])).astype(np.uint8)
         if mask_kind == "P":
             img = Image.fromarray(m, mode="P")
