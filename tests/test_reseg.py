@@ -230,3 +230,23 @@ def test_reseg_overfits_a_few_scenes():
     model.eval()
     result = model.reduce_statistics(model.evaluation_statistics(batch))
     assert result["miou"] > 0.9, result
+
+
+def test_save_load_with_gru_weights_sharing_one_buffer(tmp_path):
+    """cuDNN flattens a GRU's weights into one buffer (PITFALLS.md); reproduced on the CPU, the
+    model still saves and loads to the same outputs."""
+    from rnnimg import load_pretrained
+
+    torch.manual_seed(0)
+    model = create_model("reseg", "debug").eval()
+    for layer in model.renet:
+        for gru in (layer.rows, layer.columns):
+            params = list(gru.parameters())
+            flat = torch.cat([p.detach().flatten() for p in params])
+            offset = 0
+            for p in params:
+                p.data = flat[offset:offset + p.numel()].view_as(p)
+                offset += p.numel()
+    image = torch.rand(2, 1, 32, 32)
+    model.save_pretrained(tmp_path)
+    assert torch.equal(load_pretrained(tmp_path).segment(image), model.segment(image))

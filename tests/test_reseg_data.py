@@ -184,3 +184,33 @@ def test_masks_size_mismatch_and_unreadable_image(tmp_path):
 def test_torchvision_sets_without_data_say_how_to_get_them(tmp_path, name):
     with pytest.raises(RnnImgError, match="--download"):
         load_dataset(name, "train", data_dir=str(tmp_path))
+
+
+def test_voc_and_pets_read_from_data_dir_with_their_labels(tmp_path):
+    """Tiny fake copies in torchvision's layouts: VOC's palette masks keep 255 (void); pet trimaps
+    1/2/3 become pet 1 / background 0 / border 2; the joint resize keeps them labels."""
+    rng = np.random.default_rng(0)
+    voc_root = tmp_path / "VOCdevkit" / "VOC2012"
+    for sub in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"):
+        (voc_root / sub).mkdir(parents=True)
+    labels = rng.choice([0, 5, 15, 255], (30, 40)).astype(np.uint8)
+    Image.fromarray(rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)).save(voc_root / "JPEGImages" / "a.jpg")
+    mask = Image.fromarray(labels, mode="P")
+    mask.putpalette(voc_palette().reshape(-1).tolist())
+    mask.save(voc_root / "SegmentationClass" / "a.png")
+    (voc_root / "ImageSets/Segmentation/train.txt").write_text("a\n")
+    item = load_dataset("voc", "train", data_dir=str(tmp_path))[0]
+    assert item["image"].shape == (3, 30, 40) and torch.equal(item["mask"], torch.from_numpy(labels).long())
+    small = load_dataset("voc", "train", data_dir=str(tmp_path), image_size=16)[0]["mask"]
+    assert small.shape == (16, 16) and set(small.unique().tolist()) <= {0, 5, 15, 255}
+
+    pet = tmp_path / "oxford-iiit-pet"
+    (pet / "images").mkdir(parents=True)
+    (pet / "annotations" / "trimaps").mkdir(parents=True)
+    trimap = rng.choice([1, 2, 3], (20, 24)).astype(np.uint8)
+    Image.fromarray(rng.integers(0, 256, (20, 24, 3), dtype=np.uint8)).save(pet / "images" / "cat_1.jpg")
+    Image.fromarray(trimap).save(pet / "annotations" / "trimaps" / "cat_1.png")
+    (pet / "annotations" / "trainval.txt").write_text("cat_1 1 1 1\n")
+    item = load_dataset("pets", "train", data_dir=str(tmp_path))[0]
+    expected = np.select([trimap == 1, trimap == 2, trimap == 3], [1, 0, 2])
+    assert torch.equal(item["mask"], torch.from_numpy(expected).long())
