@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import multiprocessing as mp
 import platform
 import resource
@@ -120,7 +121,8 @@ def budget_rows(args) -> list[str]:
     rows = []
     for name in args.models:
         torch.manual_seed(args.seed)
-        model = create_model(name, args.preset, image_size=args.image_size).to(device)
+        model = create_model(name, args.preset, image_size=args.image_size,
+                             **json.loads(args.overrides)).to(device)
         opt = torch.optim.Adam(model.parameters(), 3e-3)
         data = load_dataset("mnist-scenes", "train", **model.dataset_options())
         steps, start = 0, time.perf_counter()
@@ -146,7 +148,8 @@ def budget_rows(args) -> list[str]:
                 total[k] = total.get(k, 0) + v.cpu()
         r = model.reduce_statistics(total)
         digits = [v for v in r["iou_per_class"][1:] if v == v]
-        rows.append(f"| {name} | {args.preset} | {sum(p.numel() for p in model.parameters()):,} | "
+        label = name if args.overrides == "{}" else f"{name} {args.overrides}"
+        rows.append(f"| {label} | {args.preset} | {sum(p.numel() for p in model.parameters()):,} | "
                     f"{args.image_size}x{args.image_size} | {elapsed:.0f} s | {steps} | "
                     f"{r['miou']:.3f} | {r['iou_per_class'][0]:.3f} | "
                     f"{sum(digits) / max(1, len(digits)):.3f} | {r['pixel_accuracy']:.3f} |")
@@ -160,6 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", nargs="+", default=["reseg", "unet"])
     p.add_argument("--preset", default="scenes")
+    p.add_argument("--set", dest="overrides", default="{}", help="model config overrides as "
+                   "JSON, e.g. '{\"skip\": false}'")
     p.add_argument("--image-size", type=int, default=64)
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
