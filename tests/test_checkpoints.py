@@ -38,6 +38,7 @@ def test_planted_pickle_stops_resume_before_training(tmp_path):
 
     run = tmp_path / "run"
     train(TrainSettings("rowrnn", preset="debug", max_steps=2, out=str(run), progress=False,
+                        accelerator="cpu",
                         val_fraction=0))
     torch.save({"evil": Payload()}, run / "checkpoints" / "last.ckpt")
     with pytest.raises(RnnImgError, match="refused"):
