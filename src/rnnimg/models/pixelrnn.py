@@ -69,6 +69,7 @@ class PixelRNNConfig:
 class PixelRNN(ImageGenerator):
     extra_tasks = ("complete",)
     config_class = PixelRNNConfig
+    weights_version = 2  # 2: Row LSTM gates ordered [i, f, g, o] like nn.LSTMCell (1 was [i, f, o, g])
     presets = {
         # tiny and fast: Row LSTM (one step per row), binarized 28x28
         "debug": dict(variant="row", hidden=8, num_layers=2, head_hidden=16),

@@ -273,8 +273,8 @@ def _prepare(run_dir: Path, s: TrainSettings, lock: RunLock, model, meta: dict) 
     if s.overwrite:
         clear_folder(run_dir)
     atomic_write_text(run_dir / CONFIG_FILE,
-                      json.dumps({"model": model.name, "config": model.config_dict(), **meta},
-                                 indent=2))
+                      json.dumps({"model": model.name, "weights_version": model.weights_version,
+                                  "config": model.config_dict(), **meta}, indent=2))
 
 
 def _remove_failed_run(run_dir: Path, created: bool) -> None:
