@@ -64,3 +64,14 @@ def test_segment_view_and_legend(run):
     assert colours[0].sum() == 0 and len({tuple(c.tolist()) for c in colours}) == 12
     legend = class_legend(model.class_names, range(11), width=120)
     assert legend.shape[0] == 3 and legend.shape[2] == 120 and legend.shape[1] > 14  # wrapped
+
+
+def test_evaluate_json_is_strict_json_with_absent_classes_as_null(capsys):
+    """A class absent from the split has no IoU; --json writes null there (NaN is not JSON)."""
+    import json
+
+    from rnnimg.cli.train_cmds import _json_safe
+
+    result = {"metrics": {"miou": 0.5, "iou_per_class": [0.25, float("nan"), 0.75]}}
+    text = json.dumps(_json_safe(result), allow_nan=False)
+    assert json.loads(text)["metrics"]["iou_per_class"] == [0.25, None, 0.75]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 
 from rnnimg.cli.common import add_device_arg, parse_assignments, positive_int, print_table
 
@@ -222,6 +223,17 @@ def format_value(value, key: str = "") -> str:
     return f"{value:.4f}"
 
 
+def _json_safe(value):
+    """NaN/Inf (the IoU of a class absent from a split) as null: strict JSON has no NaN."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    return value
+
+
 def cmd_evaluate(args) -> int:
     from rnnimg.cli.common import resolve_device
     from rnnimg.train import evaluate
@@ -234,7 +246,7 @@ def cmd_evaluate(args) -> int:
                       data_options=parse_assignments(args.data_opt, "--data-opt"),
                       progress=not args.json, options=options)
     if args.json:
-        print(json.dumps(result, indent=2))
+        print(json.dumps(_json_safe(result), indent=2, allow_nan=False))
         return 0
     opts = result["data_options"]
     how = (f"binarization: {opts['binarize']} (seed {opts.get('binarize_seed', 0)})"
