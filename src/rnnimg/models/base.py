@@ -56,6 +56,10 @@ class RnnImgModel(nn.Module):
     training_presets: ClassVar[dict[str, dict[str, Any]]] = {}
     # What `rnnimg demo` trains: TrainSettings fields (preset, data, max_steps, batch_size, ...).
     demo: ClassVar[dict[str, Any] | None] = None
+    # Weights shipped as `pretrained:NAME`: NAME -> TrainSettings fields (preset, data, max_steps,
+    # batch_size, lr, overrides, data_options, seed) plus optional "evaluate" (keyword arguments of
+    # rnnimg.train.evaluate). scripts/train_pretrained.py trains, scores and ships each one.
+    pretrained: ClassVar[dict[str, dict[str, Any]]] = {}
 
     def __init__(self, config: Any) -> None:
         super().__init__()
