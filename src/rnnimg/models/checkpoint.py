@@ -36,12 +36,16 @@ def list_shipped() -> list[str]:
 
 
 def resolve_model_dir(spec: str | os.PathLike) -> Path:
-    """The folder that ``spec`` names: a run or model folder as it is, or ``pretrained:NAME``.
+    """The folder that ``spec`` names: a run or model folder as it is, ``pretrained:NAME``, or
+    ``hf:ORG/NAME`` (the same layout on the Hugging Face Hub; needs ``rnnimg[hub]``).
 
     Raises:
-        RnnImgError: for a ``pretrained:`` name that does not ship, listing the names that do.
+        RnnImgError: for a ``pretrained:`` name that does not ship, listing the names that do, or a
+            Hub model that cannot be fetched.
     """
     text = os.fspath(spec)
+    if text.startswith(HUB_PREFIX):
+        return hub_snapshot(text[len(HUB_PREFIX):])
     if not text.startswith(PRETRAINED_PREFIX):
         return Path(text)
     name = text[len(PRETRAINED_PREFIX):]
@@ -50,6 +54,34 @@ def resolve_model_dir(spec: str | os.PathLike) -> Path:
         raise RnnImgError(f"no pretrained model {name!r} ships with rnnimg; shipped: "
                           f"{', '.join(shipped) or 'none'} (see `rnnimg list`).")
     return PRETRAINED_ROOT / name
+
+
+HUB_PREFIX = "hf:"
+HUB_FILES = [CONFIG_FILE, WEIGHTS_FILE, "README.md", "evaluation.json"]
+
+
+def hub_snapshot(repo_id: str) -> Path:
+    """The local folder of Hub model ``repo_id`` (ORG/NAME), fetched through huggingface_hub's cache.
+
+    huggingface_hub's own settings apply: ``HF_HUB_CACHE`` (where), ``HF_HUB_OFFLINE=1`` (the cache
+    only, no network), ``HF_TOKEN``.
+    """
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError:
+        raise RnnImgError(f"hf:{repo_id} needs huggingface_hub: pip install 'rnnimg[hub]'.") from None
+    if repo_id.count("/") != 1 or not all(repo_id.split("/")):
+        raise RnnImgError(f"hf: takes ORG/NAME (a Hub model id), got {repo_id!r}.")
+    try:
+        folder = Path(snapshot_download(repo_id, allow_patterns=HUB_FILES))
+    except Exception as err:  # no network, offline and not cached, no such repository, no access
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise RnnImgError(f"cannot fetch hf:{repo_id} ({type(err).__name__}: {first}); check the "
+                          "name and the network, or fetch it once online (HF_HUB_OFFLINE=1 uses "
+                          "only the cache).") from None
+    if not (folder / CONFIG_FILE).is_file():
+        raise RnnImgError(f"hf:{repo_id} has no {CONFIG_FILE}; it is not an rnnimg model.")
+    return folder
 
 
 def read_run_config(directory: str | os.PathLike) -> dict[str, Any]:

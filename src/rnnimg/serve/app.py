@@ -105,8 +105,8 @@ def _complete_tab(models, workdir) -> None:
             source = gr.Radio(["test digit", "upload", "drawing"], value="test digit", label="input",
                               elem_id="complete-source")
             index = gr.Number(0, precision=0, label="test digit number")
-            upload = gr.Image(type="filepath", label="upload an image", sources=["upload", "clipboard"],
-                              elem_id="complete-upload")
+            # a File, not an Image: Gradio's Image decodes uploads itself and fails without a word
+            upload = gr.File(label="upload an image", type="filepath", elem_id="complete-upload")
             drawing = gr.Sketchpad(label="draw a digit (white on black works best)", type="numpy",
                                    canvas_size=(280, 280))
             region = gr.Radio(list(core.REGIONS), value=core.REGIONS[0], label="hidden region")
@@ -182,8 +182,8 @@ def _pictures_tab(task: str):
             with gr.Column(scale=1):
                 model = gr.Dropdown(_choices(models), value=models[0].label, label="model")
                 index = gr.Number(0, precision=0, label="test item number")
-                upload = gr.Image(type="filepath", label="or upload an image",
-                                  visible=task in core.UPLOAD_KEYS, sources=["upload", "clipboard"])
+                upload = gr.File(label="or upload an image", type="filepath",
+                                 visible=task in core.UPLOAD_KEYS)
                 seed = gr.Number(0, precision=0, label="seed")
                 run = gr.Button("Run", variant="primary", elem_id=f"{task}-button")
             with gr.Column(scale=2):
