@@ -48,7 +48,8 @@ def hub_model_index_errors(card: dict) -> list[str]:
             if not (isinstance(dataset.get("type"), str) and isinstance(dataset.get("name"), str)):
                 errors.append("result without dataset.type and dataset.name")
             for metric in result.get("metrics", []):
-                if not isinstance(metric.get("type"), str) or not isinstance(metric.get("value"), (int, float)):
+                value = metric.get("value")
+                if not isinstance(metric.get("type"), str) or not isinstance(value, (int, float)):
                     errors.append(f"bad metric {metric}")
             if not result.get("metrics"):
                 errors.append("result without metrics")
@@ -96,7 +97,8 @@ def test_a_new_evaluation_refreshes_the_card_and_keeps_the_earlier_one(run):
     assert body != first
     splits = [r["dataset"]["split"] for r in card["model-index"][0]["results"]]
     assert splits == ["test", "train"]  # the latest last in the metadata ...
-    assert body.index("mnist-5k [train]: 32 items") < body.index("mnist-5k [test]: 16 items")  # ... first in the text
+    # ... and first in the text
+    assert body.index("mnist-5k [train]: 32 items") < body.index("mnist-5k [test]: 16 items")
     stored = json.loads((run / "evaluation.json").read_text())
     assert set(stored) == {"mnist-5k [test]", "mnist-5k [train]"}
     # evaluating the same split again replaces it rather than adding a row
@@ -120,11 +122,13 @@ def test_predictor_card_shows_baselines_beside_the_model(tmp_path):
     model = create_model("convlstm", "debug")
     model.save_pretrained(tmp_path / "vid", extra={"data": {"name": "moving-mnist", "options": {}}})
     result = {"model": "convlstm", "data": "moving-mnist", "split": "test", "num_items": 10,
-              "data_options": {}, "metrics": {"loss": 0.1, "mse": 120.0, "ssim": 0.5, "mse_per_step": [1.0, 2.0]},
+              "data_options": {},
+              "metrics": {"loss": 0.1, "mse": 120.0, "ssim": 0.5, "mse_per_step": [1.0, 2.0]},
               "baselines": {"all-black frames": {"mse": 170.0, "ssim": 0.7}}}
     card, body = read_card(write_model_card(tmp_path / "vid", evaluation=result, pictures=False))
     assert "| metric | this model | all-black frames |" in body
-    assert "| mse (lower is better) | 120 | 170 |" in body and "| ssim (higher is better) | 0.5 | 0.7 |" in body
+    assert "| mse (lower is better) | 120 | 170 |" in body
+    assert "| ssim (higher is better) | 0.5 | 0.7 |" in body
     assert "`mse_per_step`: 1 2" in body
     assert card["model-index"][0]["results"][0]["metrics"][0]["type"] == "mse"
 

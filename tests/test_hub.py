@@ -38,12 +38,14 @@ def test_hub_model_loads_offline_from_the_cache(tmp_path):
     (repo / "refs" / "main").write_text(COMMIT)
     code = ("import json, torch; from rnnimg import load_pretrained\n"
             "m = load_pretrained('hf:someone/tiny-rowrnn')\n"
-            "print(json.dumps({'name': m.name, 'sum': float(sum(p.double().sum() for p in m.parameters()))}))")
+            "total = float(sum(p.double().sum() for p in m.parameters()))\n"
+            "print(json.dumps({'name': m.name, 'sum': total}))")
     done = offline(code, tmp_path / "cache")
     assert done.returncode == 0, done.stderr
     loaded = json.loads(done.stdout.strip().splitlines()[-1])
     assert loaded["name"] == "rowrnn"
-    assert loaded["sum"] == pytest.approx(float(sum(p.detach().double().sum() for p in model.parameters())), rel=1e-12)
+    total = float(sum(p.detach().double().sum() for p in model.parameters()))
+    assert loaded["sum"] == pytest.approx(total, rel=1e-12)
     # a model that is not in the cache, offline: one line saying what to do
     code = ("from rnnimg.cli import main; import sys\n"
             "sys.exit(main(['sample', 'hf:someone/absent', '-o', 'x.png']))")

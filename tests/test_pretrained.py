@@ -96,7 +96,8 @@ def test_every_recipe_builds_its_model_and_names_are_unique():
         assert model.name == model_name
         assert settings.max_steps, f"{name}: a recipe states its budget in steps"
         command = train_pretrained.train_command(settings)
-        assert command.startswith(f"rnnimg train {model_name}") and f"--max-steps {settings.max_steps}" in command
+        assert command.startswith(f"rnnimg train {model_name}")
+        assert f"--max-steps {settings.max_steps}" in command
 
 
 # --- the models that really ship ------------------------------------------------------------

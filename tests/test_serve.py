@@ -156,3 +156,31 @@ def test_serve_without_gradio_prints_the_install_hint_and_exits_2(tmp_path):
     assert done.returncode == 2
     assert done.stderr.strip() == "rnnimg: error: the web page needs Gradio: pip install 'rnnimg[web]'"
     assert os.listdir(tmp_path) == []
+
+
+class FakeSegmenter(torch.nn.Module):
+    """Stands in for a model of a task the page has no tab builder for."""
+
+    name = "fake-segmenter"
+    config = None
+
+    @staticmethod
+    def tasks():
+        return ("segment",)
+
+    def example_batch(self, batch_size=1, generator=None):
+        return {"image": torch.rand(batch_size, 3, 8, 8, generator=generator),
+                "mask": torch.zeros(batch_size, 8, 8, dtype=torch.long)}
+
+
+def test_the_page_has_one_tab_per_served_task_new_tasks_included(served, tmp_path):
+    gr = pytest.importorskip("gradio", reason="the web extra is not installed: pip install 'rnnimg[web]'")
+    from rnnimg.serve.app import build_app
+
+    models = [*served, core.ServedModel("my-segmenter", FakeSegmenter())]
+    app = build_app(models, tmp_path)
+    tabs = [(b.label, b.id) for b in app.blocks.values() if isinstance(b, gr.Tab)]
+    assert tabs == [("Sample", "generate"), ("Complete", "complete"), ("Predict", "predict"),
+                    ("Segment", "segment")]
+    assert core.input_shape(FakeSegmenter(), "segment") == (3, 8, 8)
+    assert os.listdir(tmp_path) == []  # building the page writes nothing

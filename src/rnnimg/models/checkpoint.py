@@ -21,7 +21,6 @@ from rnnimg.errors import RnnImgError
 from rnnimg.models.base import CONFIG_FILE, WEIGHTS_FILE, RnnImgModel
 from rnnimg.models.registry import build_config, get_model_class
 
-
 PRETRAINED_PREFIX = "pretrained:"
 # where the shipped models live: one folder per name with config.json, model.safetensors, README.md
 PRETRAINED_ROOT = Path(__file__).resolve().parents[1] / "pretrained"

@@ -82,14 +82,14 @@ def _sample_tab(models, workdir) -> None:
     model.change(on_model, model, [label, text])
 
     @_page_errors
-    def on_sample(name, lab, sentence, count, s, t, progress=gr.Progress()):
+    def on_sample(name, lab, sentence, count, s, t, progress=gr.Progress()):  # noqa: B008 (Gradio reads the default)
         progress(0, desc="sampling pixel by pixel")
         return core.sample(core.pick(models, name, "generate"), count, lab, s, t, sentence)
 
     run.click(on_sample, [model, label, text, n, seed, temperature], grid)
 
     @_page_errors
-    def on_more(name, s, progress=gr.Progress()):
+    def on_more(name, s, progress=gr.Progress()):  # noqa: B008 (Gradio reads the default)
         progress(0, desc="drawing")
         return core.task_pictures(core.pick(models, name, "generate"), workdir, "generate", 0, seed=s)
 
@@ -121,7 +121,7 @@ def _complete_tab(models, workdir) -> None:
                             interactive=False, elem_id="complete-output")
 
     @_page_errors
-    def on_complete(name, how, i, path, sketch, where, count, s, t, progress=gr.Progress()):
+    def on_complete(name, how, i, path, sketch, where, count, s, t, progress=gr.Progress()):  # noqa: B008 (Gradio reads the default)
         served = core.pick(models, name, "complete")
         shape = core.input_shape(served.model, "complete")
         if how == "upload":
@@ -160,7 +160,7 @@ def _predict_tab(models, workdir) -> None:
             strip = gr.Image(label="the clip above, the prediction below", type="numpy", interactive=False)
 
     @_page_errors
-    def on_predict(name, how, i, path, h, progress=gr.Progress()):
+    def on_predict(name, how, i, path, h, progress=gr.Progress()):  # noqa: B008 (Gradio reads the default)
         served = core.pick(models, name, "predict")
         if how == "upload":
             if not path:
@@ -190,7 +190,7 @@ def _pictures_tab(task: str):
                 gallery = gr.Gallery(label=f"{task}: pictures from rnnimg.tasks", columns=2)
 
         @_page_errors
-        def on_run(name, i, path, s, progress=gr.Progress()):
+        def on_run(name, i, path, s, progress=gr.Progress()):  # noqa: B008 (Gradio reads the default)
             served = core.pick(models, name, task)
             progress(0, desc=task)
             image = core.image_from_file(path, core.input_shape(served.model, task)) if path else None
