@@ -45,18 +45,18 @@ def create_app(specs: list[str] | None = None, device: str = "cpu", workdir=None
 def serve(specs: list[str] | None = None, host: str = "127.0.0.1", port: int | None = None,
           device: str = "cpu", block: bool = True):
     """Serve the page until interrupted (``block=False``: return the running app for tests)."""
-    import torch
-
     app, workdir = create_app(specs, device)
     try:
-        with torch.inference_mode(False):
-            app.queue(default_concurrency_limit=1).launch(
-                server_name=host, server_port=port, prevent_thread_lock=not block, share=False,
-                show_error=True, quiet=not block, allowed_paths=[str(workdir)])
+        app.queue(default_concurrency_limit=1).launch(
+            server_name=host, server_port=port, prevent_thread_lock=not block, share=False,
+            show_error=True, quiet=not block, allowed_paths=[str(workdir)])
     except OSError as err:  # the port is taken
         shutil.rmtree(workdir, ignore_errors=True)
         raise RnnImgError(f"cannot serve on {host}:{port}: {err}; choose another --port.") from None
+    except BaseException:  # Ctrl-C ends a blocking server: leave nothing behind
+        shutil.rmtree(workdir, ignore_errors=True)
+        raise
     if not block:
-        return app, workdir
+        return app, workdir  # the caller closes the app and removes the folder
     shutil.rmtree(workdir, ignore_errors=True)
     return None
