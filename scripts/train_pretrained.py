@@ -92,8 +92,10 @@ def train_command(settings) -> str:
         parts.append(f"--data-opt {key}={json.dumps(value)}")
     if settings.max_steps:
         parts.append(f"--max-steps {settings.max_steps}")
+    out = Path(settings.out)
+    out = out.relative_to(ROOT) if out.is_absolute() and out.is_relative_to(ROOT) else out
     parts += [f"--batch-size {settings.batch_size}", f"--lr {settings.lr:g}", f"--seed {settings.seed}",
-              f"--out {settings.out}", "--accelerator cpu"]
+              f"--out {out}", "--accelerator cpu"]
     return " ".join(parts)
 
 
@@ -132,6 +134,7 @@ def ship(name: str, run_dir: Path) -> Path:
     target = PRETRAINED_ROOT / name
     PRETRAINED_ROOT.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=PRETRAINED_ROOT, prefix=f".{name}-"))
+    staging.chmod(0o755)  # mkdtemp makes it private
     for file in SHIPPED_FILES:
         shutil.copy2(run_dir / file, staging / file)
     if (run_dir / "card").is_dir():
@@ -193,7 +196,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{json.dumps({k: v for k, v in result['metrics'].items() if not isinstance(v, list)})}",
               flush=True)
         recorded = f"python scripts/train_pretrained.py {name}   # = {command}"
-        card = write_model_card(run_dir, evaluation=result, command=recorded, notes=notes)
+        card = write_model_card(run_dir, evaluation=result, command=recorded, notes=notes,
+                                load_as=f"pretrained:{name}")
         print(f"[{name}] card: {card}", flush=True)
         if not args.no_ship:
             target = ship(name, run_dir)

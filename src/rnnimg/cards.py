@@ -172,7 +172,7 @@ def front_matter(meta: dict[str, Any], evaluations: dict[str, dict[str, Any]], n
 
 def write_model_card(run_dir: str | os.PathLike, evaluation: dict[str, Any] | None = None,
                      command: str | None = None, notes: list[str] | None = None,
-                     pictures: bool = True) -> Path:
+                     pictures: bool = True, load_as: str | None = None) -> Path:
     """Write (or refresh) ``RUN/README.md``, the model card of a run folder.
 
     Args:
@@ -183,6 +183,8 @@ def write_model_card(run_dir: str | os.PathLike, evaluation: dict[str, Any] | No
         command: how the run was made; default: the ``rnnimg train`` line rebuilt from config.json.
         notes: more lines for the training section (a wall time, the machine).
         pictures: draw the preview pictures (set False where the model is slow to run).
+        load_as: what the card tells people to pass to ``load_pretrained`` (default: the folder),
+            e.g. ``"pretrained:NAME"`` for a shipped model.
 
     Returns:
         The path of the card.
@@ -212,9 +214,9 @@ def write_model_card(run_dir: str | os.PathLike, evaluation: dict[str, Any] | No
     lines = ["---", yaml.safe_dump(front_matter(meta, evaluations, name), sort_keys=False).rstrip(), "---",
              "", f"# {name}", "",
              f"A `{model_name}` model ({'/'.join(model.tasks())}) trained with "
-             "[rnnimg](https://github.com/rnnimg/rnnimg), image generation with recurrent networks.",
+             "rnnimg, image generation with recurrent networks.",
              "", "```python", "from rnnimg import load_pretrained",
-             f"model = load_pretrained({str(run_dir)!r})  # or \"pretrained:{name}\" when shipped",
+             f"model = load_pretrained({load_as or str(run_dir)!r})",
              "```", "", "## Model", "", model_paper(model_name), "",
              f"- preset: `{meta.get('preset')}`; {params:,} parameters",
              f"- config: `{json.dumps(meta['config'], separators=(', ', ': '))}`", "",
