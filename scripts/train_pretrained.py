@@ -87,9 +87,9 @@ def train_command(settings) -> str:
         parts.append(f"--preset {settings.preset}")
     parts.append(f"--data {settings.data}")
     for key, value in settings.overrides.items():
-        parts.append(f"--set {key}={json.dumps(value)}")
+        parts.append(f"--set {key}={value if isinstance(value, str) else json.dumps(value)}")
     for key, value in settings.data_options.items():
-        parts.append(f"--data-opt {key}={json.dumps(value)}")
+        parts.append(f"--data-opt {key}={value if isinstance(value, str) else json.dumps(value)}")
     if settings.max_steps:
         parts.append(f"--max-steps {settings.max_steps}")
     out = Path(settings.out)

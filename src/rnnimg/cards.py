@@ -255,8 +255,8 @@ def _train_command(model_name: str, meta: dict[str, Any]) -> str:
     if t.get("preset"):
         parts.append(f"--preset {t['preset']}")
     parts.append(f"--data {t.get('data', meta.get('data', {}).get('name', 'mnist-5k'))}")
-    parts += [f"--set {k}={json.dumps(v)}" for k, v in t.get("overrides", {}).items()]
-    parts += [f"--data-opt {k}={json.dumps(v)}" for k, v in t.get("data_options", {}).items()]
+    parts += [f"--set {k}={_cli_value(v)}" for k, v in t.get("overrides", {}).items()]
+    parts += [f"--data-opt {k}={_cli_value(v)}" for k, v in t.get("data_options", {}).items()]
     if t.get("max_steps"):
         parts.append(f"--max-steps {t['max_steps']}")
     elif t.get("epochs"):
@@ -265,6 +265,11 @@ def _train_command(model_name: str, meta: dict[str, Any]) -> str:
         if t.get(key) is not None:
             parts.append(f"{flag} {t[key]}")
     return " ".join(parts)
+
+
+def _cli_value(value: Any) -> str:
+    """How ``--set KEY=VALUE`` spells a value (the CLI reads JSON, and a bare word as a string)."""
+    return value if isinstance(value, str) else json.dumps(value)
 
 
 def read_card(path: str | os.PathLike) -> tuple[dict[str, Any], str]:
