@@ -48,10 +48,12 @@ def test_tabs_follow_the_tasks_of_the_served_models(served):
 
 def test_sample_is_a_grid_reproducible_by_seed(served):
     s = by_name(served, "pixelrnn")
-    a = core.sample(s, 4, "any", 7, 1.0)
+    a = core.sample(s, 4, "any", 7, 1.0, scale=1)
     assert a.dtype == np.uint8 and a.shape == (2 + 30 * 1, 2 + 30 * 4, 3)  # 1 row of 4 28x28 + padding
-    assert np.array_equal(a, core.sample(s, 4, "any", 7, 1.0))
-    assert not np.array_equal(a, core.sample(s, 4, "any", 8, 1.0))
+    assert np.array_equal(a, core.sample(s, 4, "any", 7, 1.0, scale=1))
+    assert not np.array_equal(a, core.sample(s, 4, "any", 8, 1.0, scale=1))
+    big = core.sample(s, 4, "any", 7, 1.0, scale=3)  # the page shows pixels as 3x3 blocks
+    assert np.array_equal(big[::3, ::3], a) and big.shape == (3 * 32, 3 * 122, 3)
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -73,10 +75,11 @@ def cells(grid: np.ndarray, n: int, size: int = 28, pad: int = 2) -> list[np.nda
 def test_complete_keeps_the_known_pixels_and_fills_the_hidden_region(served, region):
     s = by_name(served, "pixelrnn")
     image = core.test_item(s, 3)["image"].unsqueeze(0).float()
-    given, grid = core.complete(s, image, region, n=3, seed=1)
+    given, grid = core.complete(s, image, region, n=3, seed=1, scale=1)
     known = core.region_mask(region, 28, 28)[0].numpy()
     assert 0 < known.mean() < 1
-    source = given[..., 0]
+    assert given.shape == (56, 56, 3)  # the input is shown twice as large as the grid's cells
+    source = given[::2, ::2, 0]
     assert set(np.unique(source)) <= {0, 255}  # quantized as the (binarized) model sees it
     occluded, *completions = cells(grid, 4)
     assert np.all(occluded[~known] == 128)  # the hidden part is shown grey

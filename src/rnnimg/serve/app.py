@@ -106,9 +106,10 @@ def _complete_tab(models, workdir) -> None:
                               elem_id="complete-source")
             index = gr.Number(0, precision=0, label="test digit number")
             # a File, not an Image: Gradio's Image decodes uploads itself and fails without a word
-            upload = gr.File(label="upload an image", type="filepath", elem_id="complete-upload")
-            drawing = gr.Sketchpad(label="draw a digit (white on black works best)", type="numpy",
-                                   canvas_size=(280, 280))
+            upload = gr.File(label="upload an image", type="filepath", elem_id="complete-upload",
+                             visible=False)
+            drawing = gr.Sketchpad(label="draw a digit", type="numpy", canvas_size=(280, 280),
+                                   visible=False)
             region = gr.Radio(list(core.REGIONS), value=core.REGIONS[0], label="hidden region")
             n = gr.Slider(1, 16, value=5, step=1, label="completions")
             seed = gr.Number(0, precision=0, label="seed")
@@ -140,6 +141,8 @@ def _complete_tab(models, workdir) -> None:
 
     run.click(on_complete, [model, source, index, upload, drawing, region, n, seed, temperature],
               [given, grid])
+    source.change(lambda how: (gr.update(visible=how == "test digit"), gr.update(visible=how == "upload"),
+                               gr.update(visible=how == "drawing")), source, [index, upload, drawing])
 
 
 @web_tab("predict", "Predict")
@@ -151,7 +154,8 @@ def _predict_tab(models, workdir) -> None:
             source = gr.Radio(["test clip", "upload"], value="test clip", label="input")
             index = gr.Number(0, precision=0, label="test clip number (Moving MNIST test set)")
             upload = gr.File(label="upload a clip (.gif, .mp4, .npy, .npz)", type="filepath",
-                             file_types=[".gif", ".mp4", ".npy", ".npz", ".avi", ".mov", ".webm"])
+                             file_types=[".gif", ".mp4", ".npy", ".npz", ".avi", ".mov", ".webm"],
+                             visible=False)
             horizon = gr.Slider(1, 30, value=first.model.config.horizon, step=1, label="frames to predict")
             run = gr.Button("Predict", variant="primary", elem_id="predict-button")
         with gr.Column(scale=2):
@@ -172,6 +176,8 @@ def _predict_tab(models, workdir) -> None:
         return core.predict(served, clip, workdir, h)
 
     run.click(on_predict, [model, source, index, upload, horizon], [gif, strip])
+    source.change(lambda how: (gr.update(visible=how == "test clip"), gr.update(visible=how == "upload")),
+                  source, [index, upload])
 
 
 def _pictures_tab(task: str):

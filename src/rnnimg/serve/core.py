@@ -98,9 +98,13 @@ def input_shape(model, task: str) -> tuple[int, ...]:
     return tuple(batch[key].shape[1:])
 
 
-def to_numpy(picture: Tensor) -> np.ndarray:
-    """(3, H, W) in [0, 1] -> uint8 (H, W, 3) for the page."""
-    return (picture.detach().float().clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).cpu().numpy())
+def to_numpy(picture: Tensor, scale: int = 1) -> np.ndarray:
+    """(3, H, W) in [0, 1] -> uint8 (H * scale, W * scale, 3) for the page (pixels enlarged as
+    blocks, so that 28x28 digits are visible and stay sharp)."""
+    picture = picture.detach().float().clamp(0, 1)
+    if scale > 1:
+        picture = picture.repeat_interleave(scale, dim=1).repeat_interleave(scale, dim=2)
+    return picture.mul(255).round().byte().permute(1, 2, 0).cpu().numpy()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -236,9 +240,10 @@ def labels_of(served: ServedModel) -> list[str]:
     return ["any", *(str(i) for i in range(getattr(served.model.config, "num_classes", 0)))]
 
 
-def sample(served: ServedModel, n: int = 16, label=None, seed=0, temperature=1.0, text: str = ""
-           ) -> np.ndarray:
-    """A grid of ``n`` samples (uint8 (H, W, 3)), via :func:`rnnimg.tasks.sample_grid`."""
+def sample(served: ServedModel, n: int = 16, label=None, seed=0, temperature=1.0, text: str = "",
+           scale: int = 3) -> np.ndarray:
+    """A grid of ``n`` samples (uint8 (H, W, 3), pixels enlarged ``scale`` times), via
+    :func:`rnnimg.tasks.sample_grid`."""
     from rnnimg.tasks import sample_grid
 
     n = int(n)
@@ -251,13 +256,13 @@ def sample(served: ServedModel, n: int = 16, label=None, seed=0, temperature=1.0
         kwargs["text"] = text.strip()
     grid = sample_grid(served.model, n, label=_label(served, label), temperature=_temperature(temperature),
                        generator=_generator(seed), nrow=min(8, n), **kwargs)
-    return to_numpy(grid)
+    return to_numpy(grid, scale)
 
 
 def complete(served: ServedModel, image: Tensor, region: str = "bottom half", n: int = 5, seed=0,
-             temperature=1.0, label=None) -> tuple[np.ndarray, np.ndarray]:
-    """(the model's input, quantized; the occluded input then ``n`` completions), uint8 pictures,
-    via :func:`rnnimg.tasks.completion_grid`."""
+             temperature=1.0, label=None, scale: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    """(the model's input, quantized; the occluded input then ``n`` completions), uint8 pictures
+    with pixels enlarged ``scale`` times, via :func:`rnnimg.tasks.completion_grid`."""
     from rnnimg.tasks import completion_grid, quantize_for_model
 
     n = int(n)
@@ -269,7 +274,7 @@ def complete(served: ServedModel, image: Tensor, region: str = "bottom half", n:
                            temperature=_temperature(temperature), label=_label(served, label))
     shown = image[0].cpu()
     shown = shown.expand(3, -1, -1) if shown.shape[0] == 1 else shown
-    return to_numpy(shown), to_numpy(grid)
+    return to_numpy(shown, 2 * scale), to_numpy(grid, scale)
 
 
 def clip_from_file(path: str | os.PathLike, served: ServedModel) -> Tensor:
@@ -301,7 +306,7 @@ def predict(served: ServedModel, clip: Tensor, workdir: Path, horizon: int | Non
         truth = torch.cat([truth, torch.full_like(prediction[len(truth):], 0.5)])
     frames, strip = prediction_media(given, truth if len(truth) else None, prediction)
     path = write_video(frames, Path(workdir) / f"prediction-{uuid.uuid4().hex[:8]}.gif", fps=fps, scale=3)
-    return str(path), to_numpy(strip)
+    return str(path), to_numpy(strip, 2)
 
 
 def task_pictures(served: ServedModel, workdir: Path, task: str, index: int = 0,
