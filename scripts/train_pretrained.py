@@ -155,9 +155,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", default=str(ROOT / "runs" / "pretrained"), help="run folders")
     parser.add_argument("--list", action="store_true", help="print the recipes and stop")
     parser.add_argument("--no-ship", action="store_true", help="train, score and write cards only")
+    parser.add_argument("--reuse-evaluation", action="store_true",
+                        help="take the test scores stored in the run's evaluation.json (from an earlier "
+                             "run of this script) instead of evaluating again; cards and shipping only")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    from rnnimg.cards import write_model_card
+    from rnnimg.cards import load_evaluations, write_model_card
     from rnnimg.train import evaluate, train
 
     table = recipes()
@@ -189,9 +192,13 @@ def main(argv: list[str] | None = None) -> int:
             notes.append(f"wall time: {minutes:.0f} min on a shared, contended 2-core CPU (1 torch thread)")
         evaluate_kw = dict(recipe.get("evaluate", {}))
         start = time.perf_counter()
-        result = evaluate(run_dir, progress=False, **evaluate_kw)
-        if get_model_class(model).task == "predict":
-            result["baselines"] = prediction_baselines(run_dir, evaluate_kw)
+        stored = load_evaluations(run_dir).get(f"{settings.data} [test]")
+        if args.reuse_evaluation and stored is not None:
+            result = stored
+        else:
+            result = evaluate(run_dir, progress=False, **evaluate_kw)
+            if get_model_class(model).task == "predict":
+                result["baselines"] = prediction_baselines(run_dir, evaluate_kw)
         print(f"[{name}] evaluated in {time.perf_counter() - start:.0f} s: "
               f"{json.dumps({k: v for k, v in result['metrics'].items() if not isinstance(v, list)})}",
               flush=True)
