@@ -129,6 +129,28 @@ def prediction_baselines(run_dir: Path, evaluate_kw: dict) -> dict[str, dict[str
     return {name: {k: v / count for k, v in values.items()} for name, values in sums.items()}
 
 
+def stored_baselines(run_dir: Path, runs_root: Path) -> dict | None:
+    """Baselines another run under ``runs_root`` already scored on the same clips (same data,
+    data options, context and horizon): they do not depend on the model, and SSIM over 10,000
+    frames is the slow part of an evaluation on this CPU."""
+    from rnnimg.cards import EVALUATION_FILE, load_evaluations
+    from rnnimg.models.checkpoint import read_run_config
+
+    meta = read_run_config(run_dir)
+    want = (meta["data"]["name"], meta["data"]["options"], meta["config"].get("context"),
+            meta["config"].get("horizon"))
+    for path in sorted(runs_root.glob(f"*/*/{EVALUATION_FILE}")):
+        if path.parent.resolve() == run_dir.resolve():
+            continue
+        other = read_run_config(path.parent)
+        have = (other["data"]["name"], other["data"]["options"], other["config"].get("context"),
+                other["config"].get("horizon"))
+        result = load_evaluations(path.parent).get(f"{want[0]} [test]", {})
+        if have == want and result.get("baselines"):
+            return result["baselines"]
+    return None
+
+
 def ship(name: str, run_dir: Path) -> Path:
     """Copy the shipped files of ``run_dir`` into the package; replaces an older copy of ``name``."""
     target = PRETRAINED_ROOT / name
@@ -198,7 +220,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             result = evaluate(run_dir, progress=False, **evaluate_kw)
             if get_model_class(model).task == "predict":
-                result["baselines"] = prediction_baselines(run_dir, evaluate_kw)
+                result["baselines"] = (stored_baselines(run_dir, ROOT / "runs")
+                                       or prediction_baselines(run_dir, evaluate_kw))
         print(f"[{name}] evaluated in {time.perf_counter() - start:.0f} s: "
               f"{json.dumps({k: v for k, v in result['metrics'].items() if not isinstance(v, list)})}",
               flush=True)
