@@ -3,8 +3,9 @@
     python scripts/web_screenshot.py                      # every shipped model
     python scripts/web_screenshot.py pretrained:pixelrnn-mnist --out docs/images
 
-Writes OUT/web.png (the Sample tab after sampling) and OUT/web-complete.png (the Complete tab after
-completing a test digit). Needs `pip install 'rnnimg[web]' playwright` and Debian's chromium.
+Writes OUT/web.png (the Sample tab after sampling), OUT/web-complete.png (the Complete tab after
+completing a test digit) and, when a predictor is served, OUT/web-predict.png. Needs
+`pip install 'rnnimg[web]' playwright` and Debian's chromium.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ def main() -> int:
                                         args=["--no-sandbox", "--disable-dev-shm-usage"])
             page = browser.new_page(viewport={"width": 1200, "height": 900})
             page.goto(f"http://127.0.0.1:{port}/", wait_until="networkidle", timeout=120_000)
+            page.get_by_role("tab", name="Sample").click()
             page.click("#sample-button")
             page.locator("#sample-output img").wait_for(state="visible", timeout=300_000)
             page.wait_for_timeout(1000)
@@ -52,6 +54,12 @@ def main() -> int:
             page.locator("#complete-output img").wait_for(state="visible", timeout=300_000)
             page.wait_for_timeout(1000)
             page.screenshot(path=str(out / "web-complete.png"), full_page=True)
+            if page.get_by_role("tab", name="Predict").count():
+                page.get_by_role("tab", name="Predict").click()
+                page.click("#predict-button")
+                page.locator("#predict-output img").wait_for(state="visible", timeout=300_000)
+                page.wait_for_timeout(1000)
+                page.screenshot(path=str(out / "web-predict.png"), full_page=True)
             browser.close()
     finally:
         app.close()

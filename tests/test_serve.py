@@ -180,7 +180,7 @@ def test_the_page_has_one_tab_per_served_task_new_tasks_included(served, tmp_pat
     gr = pytest.importorskip("gradio", reason="the web extra is not installed: pip install 'rnnimg[web]'")
     from rnnimg.serve.app import build_app
 
-    models = [*served, core.ServedModel("my-segmenter", FakeSegmenter())]
+    models = [core.ServedModel("my-segmenter", FakeSegmenter()), *served[::-1]]
     app = build_app(models, tmp_path)
     tabs = [(b.label, b.id) for b in app.blocks.values() if isinstance(b, gr.Tab)]
     assert tabs == [("Sample", "generate"), ("Complete", "complete"), ("Predict", "predict"),

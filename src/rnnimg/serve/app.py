@@ -212,7 +212,10 @@ def build_app(models: list[core.ServedModel], workdir: Path) -> gr.Blocks:
     with gr.Blocks(title="rnnimg", analytics_enabled=False) as app:
         gr.Markdown("# rnnimg\nImage generation with recurrent neural networks. Served: "
                     + ", ".join(f"`{m.label}` ({'/'.join(m.tasks)})" for m in models))
-        for task in core.tasks_of(models):
+        # tasks with a tab of their own first (sample, complete, predict), then the others
+        order = list(_TABS)
+        tasks = sorted(core.tasks_of(models), key=lambda t: order.index(t) if t in order else len(order))
+        for task in tasks:
             title, build = _TABS.get(task, (task.capitalize(), _pictures_tab(task)))
             with gr.Tab(title, id=task):
                 build(core.for_task(models, task), workdir)
