@@ -8,10 +8,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from rnnimg.cli import generate_cmds, predict_cmd, serve_cmd, train_cmds
+from rnnimg.cli import generate_cmds, predict_cmd, segment_cmd, serve_cmd, train_cmds
 from rnnimg.errors import RnnImgError
 
-COMMAND_MODULES = [train_cmds, generate_cmds, predict_cmd, serve_cmd]
+COMMAND_MODULES = [train_cmds, generate_cmds, predict_cmd, segment_cmd, serve_cmd]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,6 +44,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("rnnimg: interrupted", file=sys.stderr)
         return 130
+    except OSError as err:  # a full disk, a read-only folder: one line (writes are atomic)
+        from rnnimg.cli.common import os_error_line
+
+        print(f"rnnimg: error: {os_error_line(err)}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
