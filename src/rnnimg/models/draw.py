@@ -137,6 +137,9 @@ class DRAW(ImageGenerator):
     demo = dict(preset="mnist", overrides=dict(steps=16, enc_hidden=128, dec_hidden=128, z_size=32,
                                                attention=False),
                 data="mnist-5k", max_steps=200, batch_size=64, lr=3e-3)
+    pretrained = {"draw-mnist": dict(preset="mnist", overrides=dict(steps=16, enc_hidden=128, dec_hidden=128,
+                  z_size=32), data="mnist-5k", max_steps=1500, batch_size=64, lr=1e-3,  # attention on
+                  evaluate=dict(options=dict(importance_samples=10)))}
 
     def __init__(self, config: DRAWConfig) -> None:
         super().__init__(config)

@@ -100,6 +100,8 @@ class ReSeg(ImageSegmenter):
     # the scenes network on scenes downscaled to 32x32: ~4x cheaper per step than 64x64
     demo = dict(preset="scenes", overrides=dict(image_size=32), data="mnist-scenes",
                 max_steps=300, batch_size=16, lr=3e-3)
+    pretrained = {"reseg-scenes": dict(preset="scenes", overrides=dict(image_size=32),
+                                       data="mnist-scenes", max_steps=1500, batch_size=16, lr=3e-3)}
 
     def __init__(self, config: ReSegConfig) -> None:
         super().__init__(config)
