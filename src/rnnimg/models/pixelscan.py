@@ -11,10 +11,10 @@ Two streams, as in the gated PixelCNN (van den Oord et al. 2016b, "Conditional I
 with PixelCNN Decoders"), but recurrent instead of convolutional, which removes its blind spot:
 
     vertical v (B, H, W, D): at (i, j) a summary of every pixel of rows <= i
-        v <- v + Linear(GELU(column scan, top to bottom, of [row scan left->right, row scan
-             right->left](v)))
+        v <- v + Linear(GELU(column scan, top to bottom, of (row scan left->right + row scan
+             right->left)(v)))       (both row scans share one minGRU's gates)
     horizontal h (B, H, W, D): at (i, j) a summary of every pixel before (i, j) in raster order
-        u = h + Linear(v shifted down one row)          (all of rows < i)
+        u = h + (v shifted down one row)                (all of rows < i)
         h <- h + MaskedLinear(GELU(row scan left to right of u, mask-B colour groups))
 
 The horizontal stream starts from a 7x7 mask-A convolution of the image (PixelRNN's first layer)
@@ -51,7 +51,7 @@ from rnnimg.models.generator import ImageGenerator
 from rnnimg.models.registry import register_model
 from rnnimg.nn.masked import MaskedConv2d, colour_groups
 from rnnimg.nn.minrnn import CELLS, MaskedLinear, make_min_rnn
-from rnnimg.nn.scan import SCAN_METHODS
+from rnnimg.nn.scan import SCAN_METHODS, linear_scan
 
 
 @dataclass
@@ -63,7 +63,7 @@ class PixelScanConfig:
     head_hidden: int = 32  # features of the hidden 1x1 output layer
     cell: str = "mingru"  # "mingru" | "minlstm": the linear recurrence of every scan
     input_kernel: int = 7  # side of the mask-A input convolution (odd)
-    scan_method: str = "doubling"  # linear_scan method used in training: doubling | log | sequential
+    scan_method: str = "auto"  # linear_scan method: auto | doubling | log | sequential
     output: str = "bernoulli"  # "bernoulli" (binarized data) | "categorical" (softmax over levels)
     levels: int = 256  # intensity levels of the softmax (categorical output only)
     binarization: str = "fixed"  # "fixed" | "dynamic" binarization of the data (bernoulli only)
@@ -105,19 +105,21 @@ class ScanBlock(nn.Module):
     def __init__(self, cell: str, hidden: int, groups: int, scan_method: str) -> None:
         super().__init__()
         d = hidden
-        self.row_forward = make_min_rnn(cell, d, d, 1, scan_method)  # left to right
-        self.row_backward = make_min_rnn(cell, d, d, 1, scan_method)  # right to left
-        self.column = make_min_rnn(cell, 2 * d, d, 1, scan_method)  # top to bottom
+        # one set of gates, scanned left to right and right to left: the two directions share
+        # the input projection, which is most of the cost
+        self.row_both = make_min_rnn(cell, d, d, 1, scan_method)
+        self.column = make_min_rnn(cell, d, d, 1, scan_method)  # top to bottom
         self.vertical_out = nn.Linear(d, d)
-        self.down = nn.Linear(d, d)  # the vertical stream of the row above, into the horizontal
         self.row = make_min_rnn(cell, d, d, groups, scan_method)  # causal, left to right
         self.horizontal_out = MaskedLinear(d, d, groups)
 
     def row_scans(self, v: Tensor, dim: int) -> Tensor:
-        """Both row scans of v (..., W, D) along ``dim``, concatenated: (..., W, 2D)."""
-        forward = self.row_forward(v, dim=dim)
-        backward = self.row_backward(v.flip(dim), dim=dim).flip(dim)
-        return torch.cat([forward, backward], dim=-1)
+        """Left-to-right plus right-to-left scan of v (..., W, D) along ``dim``: at every position
+        a summary of the whole row."""
+        a, b = self.row_both.coefficients(self.row_both.project(v))
+        method = self.row_both.scan_method
+        return (linear_scan(a, b, dim=dim, method=method)
+                + linear_scan(a, b, dim=dim, method=method, reverse=True))
 
     def vertical(self, v: Tensor, bias: Tensor | None) -> Tensor:
         """(B, H, W, D) -> (B, H, W, D); row i depends on rows <= i only."""
@@ -127,8 +129,7 @@ class ScanBlock(nn.Module):
 
     def horizontal(self, h: Tensor, v: Tensor, bias: Tensor | None) -> Tensor:
         """h (B, H, W, D), v the new vertical stream (B, H, W, D) -> the new h."""
-        above = F.pad(v, (0, 0, 0, 0, 1, 0))[:, :-1]  # (B, H, W, D): row i gets row i-1
-        u = h + self.down(above)
+        u = h + F.pad(v, (0, 0, 0, 0, 1, 0))[:, :-1]  # (B, H, W, D): row i gets rows < i
         if bias is not None:
             u = u + bias[:, None, None]
         return h + self.horizontal_out(F.gelu(self.row(u, dim=2)))

@@ -4,7 +4,7 @@ In raster order, when pixel (i, j) is drawn:
 
 - the horizontal stream needs, per layer, its row-scan state at (i, j-1) (carried along the row,
   zero at the start of a row, as the parallel scan starts from zero) and the vertical stream of
-  row i-1 mapped by ``down`` (computed once when row i-1 was finished);
+  row i-1 (computed once when row i-1 was finished);
 - the vertical stream of a row needs the whole row (both row scans), and the column scan's state
   of the row above: so when row i is finished it is computed for all layers at once, with the
   row scans run in parallel over the row and the column scan advanced one step.
@@ -53,7 +53,8 @@ class ScanSampler:
         self.head2 = model.head_out.masked_weight().t().contiguous()
         L, d, w = len(self.blocks), c.hidden, c.image_size
         ref = w0
-        self.above = ref.new_zeros(L, n, w, d)  # down(v of the row above) + label offset
+        gates = self.row_w[0].shape[1]
+        self.above_gates = ref.new_zeros(L, n, w, gates)  # row-scan gates of (v above + label)
         self.column_state = ref.new_zeros(L, n, w, d)  # the column scans' states
         self.state = ref.new_zeros(L, n, d)  # row-scan states at (i, j-1)
         self.new_state = ref.new_zeros(L, n, d)  # ... at (i, j), from the latest pass
@@ -61,9 +62,11 @@ class ScanSampler:
 
     def _set_above(self, v: Tensor) -> None:
         """``above`` for the next row from its vertical streams v (L + 1, n, W, D) (input, layers)."""
-        for layer, (block, (_, bias_h)) in enumerate(zip(self.blocks, self.biases)):
-            above = block.down(v[layer + 1])
-            self.above[layer] = above if bias_h is None else above + bias_h[:, None]
+        for layer, (_, bias_h) in enumerate(self.biases):
+            above = v[layer + 1] if bias_h is None else v[layer + 1] + bias_h[:, None]
+            # the row scan's gates are linear in u = h + above: their above part, once per row
+            torch.addmm(self.row_b[layer], above.reshape(-1, self.hidden), self.row_w[layer],
+                        out=self.above_gates[layer].view(-1, self.above_gates.shape[-1]))
 
     def set_pixel(self, i: int, j: int, ch: int, value: Tensor) -> None:
         self.canvas[:, ch, i + self.pad, j + self.pad] = value * 2 - 1
@@ -77,9 +80,9 @@ class ScanSampler:
         patch = self.canvas[:, :, i:i + self.pad + 1, j:j + k].reshape(self.n, -1)
         h = torch.addmm(self.b0, patch, self.w0)  # (n, D)
         for layer, block in enumerate(self.blocks):
-            u = h + self.above[layer, :, j]
-            a, b = block.row.coefficients(torch.addmm(self.row_b[layer], u, self.row_w[layer]))
-            s = torch.addcmul(b, a, self.state[layer], out=self.new_state[layer])
+            gates = torch.addmm(self.above_gates[layer, :, j], h, self.row_w[layer])
+            s = block.row.update(gates, self.state[layer])
+            self.new_state[layer] = s
             h = h + torch.addmm(self.out_b[layer], F.gelu(s), self.out_w[layer])
         return self.model.head(h)
 

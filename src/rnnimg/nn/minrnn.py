@@ -61,7 +61,7 @@ class _MinRNN(nn.Module):
     gate_count = 2
 
     def __init__(self, input_size: int, hidden_size: int, groups: int = 1,
-                 scan_method: str = "doubling") -> None:
+                 scan_method: str = "auto") -> None:
         super().__init__()
         self.input_size, self.hidden_size, self.scan_method = input_size, hidden_size, scan_method
         # gate features laid out [gate 1, gate 2, (gate 3)], each hidden long; unit u of every
@@ -74,7 +74,8 @@ class _MinRNN(nn.Module):
         """(a, b) of h_t = a h_{t-1} + b from the projected input ``gates`` (..., k * hidden)."""
         raise NotImplementedError
 
-    def forward(self, x: Tensor, h0: Tensor | None = None, dim: int = 1) -> Tensor:
+    def forward(self, x: Tensor, h0: Tensor | None = None, dim: int = 1,
+                reverse: bool = False) -> Tensor:
         """All states for a sequence.
 
         Args:
@@ -82,17 +83,23 @@ class _MinRNN(nn.Module):
             h0: the state before the first position, (x's shape without ``dim``)[:-1] + (hidden,);
                 None means zeros.
             dim: the sequence axis of ``x`` (not the last).
+            reverse: run from the last position to the first.
 
         Returns:
             h: x's shape with hidden_size last.
         """
         a, b = self.coefficients(self.project(x))
-        return linear_scan(a, b, h0, dim=dim, method=self.scan_method)
+        return linear_scan(a, b, h0, dim=dim, method=self.scan_method, reverse=reverse)
+
+    def update(self, gates: Tensor, h: Tensor) -> Tensor:
+        """The new state from the projected input ``gates`` and the state ``h`` (one position)."""
+        a, b = self.coefficients(gates)
+        return torch.addcmul(b, a, h)
 
     def step(self, x: Tensor, h: Tensor | None = None) -> Tensor:
         """One position: x (..., input_size), h (..., hidden) or None (zeros) -> the new h."""
-        a, b = self.coefficients(self.project(x))
-        return b if h is None else torch.addcmul(b, a, h)
+        gates = self.project(x)
+        return self.coefficients(gates)[1] if h is None else self.update(gates, h)
 
 
 class MinGRU(_MinRNN):
@@ -111,6 +118,10 @@ class MinGRU(_MinRNN):
         z = torch.sigmoid(z_pre)
         return 1 - z, z * candidate
 
+    def update(self, gates: Tensor, h: Tensor) -> Tensor:
+        z_pre, candidate = gates.chunk(2, dim=-1)
+        return torch.lerp(h, candidate, torch.sigmoid(z_pre))  # h + z (h~ - h): 2 operations
+
 
 class MinLSTM(_MinRNN):
     """minLSTM: h_t = f'_t h_{t-1} + i'_t h~_t, with f' = f / (f + i), i' = i / (f + i).
@@ -128,7 +139,7 @@ class MinLSTM(_MinRNN):
 
 
 def make_min_rnn(cell: str, input_size: int, hidden_size: int, groups: int = 1,
-                 scan_method: str = "doubling") -> _MinRNN:
+                 scan_method: str = "auto") -> _MinRNN:
     """A :class:`MinGRU` (``cell="mingru"``) or :class:`MinLSTM` (``"minlstm"``)."""
     if cell not in CELLS:
         raise ValueError(f"cell must be one of {CELLS}, got {cell!r}")

@@ -30,66 +30,91 @@ underflows; that is why it is the default.
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor
 
-SCAN_METHODS = ("doubling", "log", "sequential")
+SCAN_METHODS = ("auto", "doubling", "log", "sequential")
+AUTO_SEQUENTIAL_MAX = 64  # "auto" runs shorter scans on the CPU sequentially (measured faster)
 
 
-def _fold_initial_state(a: Tensor, b: Tensor, h0: Tensor | None, dim: int) -> Tensor:
-    """b with a_0 * h0 added to its first position (h_0 = a_0 h0 + b_0), so a scan from zero
-    gives the scan from h0."""
+def _fold_initial_state(a: Tensor, b: Tensor, h0: Tensor | None, dim: int, reverse: bool) -> Tensor:
+    """b with a_first * h0 added at the scan's first position, so a scan from zero gives the scan
+    from h0."""
     if h0 is None:
         return b
-    first = b.narrow(dim, 0, 1) + a.narrow(dim, 0, 1) * h0.unsqueeze(dim)
-    return torch.cat([first, b.narrow(dim, 1, b.shape[dim] - 1)], dim=dim)
+    first = 0 if not reverse else b.shape[dim] - 1
+    b = b.clone()
+    b.narrow(dim, first, 1).add_(a.narrow(dim, first, 1) * h0.unsqueeze(dim))
+    return b
 
 
 @torch.no_grad()
-def _doubling_inplace(a: Tensor, b: Tensor, dim: int) -> Tensor:
-    """Hillis-Steele scan from a zero state; overwrites ``a`` and ``b`` (b ends as h)."""
+def _kernel_doubling(a: Tensor, b: Tensor, dim: int, reverse: bool) -> Tensor:
+    """Hillis-Steele scan from a zero state."""
+    a, b = a.clone(), b.clone()
     length = b.shape[dim]
     step = 1
     while step < length:
         rest = length - step
-        # right-hand sides are evaluated into temporaries first, so the overlap of the later and
-        # the earlier slice is harmless
-        b.narrow(dim, step, rest).add_(a.narrow(dim, step, rest) * b.narrow(dim, 0, rest))
+        # position t reads t - step (t + step in reverse); right-hand sides are evaluated into
+        # temporaries first, so the overlap of the two slices is harmless
+        dst, src = (step, 0) if not reverse else (0, step)
+        b.narrow(dim, dst, rest).add_(a.narrow(dim, dst, rest) * b.narrow(dim, src, rest))
         if 2 * step < length:  # the last step needs no products of a
-            a.narrow(dim, step, rest).copy_(a.narrow(dim, step, rest) * a.narrow(dim, 0, rest))
+            a.narrow(dim, dst, rest).copy_(a.narrow(dim, dst, rest) * a.narrow(dim, src, rest))
         step *= 2
     return b
 
 
-class _DoublingScan(torch.autograd.Function):
-    """h = scan(a, b) from a zero state; backward by the reverse scan of the output gradient."""
+@torch.no_grad()
+def _kernel_sequential(a: Tensor, b: Tensor, dim: int, reverse: bool) -> Tensor:
+    """One position at a time from a zero state, written into one output tensor."""
+    out = torch.empty_like(b)
+    order = range(b.shape[dim] - 1, -1, -1) if reverse else range(b.shape[dim])
+    h = None
+    for t in order:
+        if h is None:
+            out.select(dim, t).copy_(b.select(dim, t))
+        else:
+            torch.addcmul(b.select(dim, t), a.select(dim, t), h, out=out.select(dim, t))
+        h = out.select(dim, t)
+    return out
+
+
+_KERNELS = {"doubling": _kernel_doubling, "sequential": _kernel_sequential}
+
+
+def _shift(x: Tensor, dim: int, towards_start: bool) -> Tensor:
+    """x moved one position along ``dim`` (x_{t+1} at t if ``towards_start``), zero filled."""
+    length = x.shape[dim]
+    out = torch.zeros_like(x)
+    if towards_start:
+        out.narrow(dim, 0, length - 1).copy_(x.narrow(dim, 1, length - 1))
+    else:
+        out.narrow(dim, 1, length - 1).copy_(x.narrow(dim, 0, length - 1))
+    return out
+
+
+class _LinearScan(torch.autograd.Function):
+    """h = scan(a, b) from a zero state. The backward is the scan run the other way:
+    g_t = dL/dh_t + a_{t+1} g_{t+1}, dL/db_t = g_t, dL/da_t = g_t h_{t-1} (t+1, t-1 swapped in
+    reverse), so the forward stores only a and h."""
 
     @staticmethod
-    def forward(ctx, a: Tensor, b: Tensor, dim: int) -> Tensor:
-        h = _doubling_inplace(a.clone(), b.clone(), dim)
+    def forward(ctx, a: Tensor, b: Tensor, dim: int, reverse: bool, method: str) -> Tensor:
+        h = _KERNELS[method](a, b, dim, reverse)
         ctx.save_for_backward(a, h)
-        ctx.dim = dim
+        ctx.dim, ctx.reverse, ctx.method = dim, reverse, method
         return h
 
     @staticmethod
     def backward(ctx, grad_h: Tensor):
         a, h = ctx.saved_tensors
-        dim = ctx.dim
-        length = a.shape[dim]
-        # g_t = grad_h_t + a_{t+1} g_{t+1}: a scan over the reversed sequence with a shifted by one
-        a_next = torch.cat([a.narrow(dim, 1, length - 1), torch.zeros_like(a.narrow(dim, 0, 1))], dim)
-        g = _doubling_inplace(a_next.flip(dim), grad_h.flip(dim).clone(), dim).flip(dim)
-        h_prev = torch.cat([torch.zeros_like(h.narrow(dim, 0, 1)), h.narrow(dim, 0, length - 1)], dim)
-        grad_a = g * h_prev if ctx.needs_input_grad[0] else None
-        return grad_a, g, None
-
-
-def _scan_doubling(a: Tensor, b: Tensor, dim: int) -> Tensor:
-    if a.requires_grad or b.requires_grad:
-        return _DoublingScan.apply(a, b, dim)
-    return _doubling_inplace(a.clone(), b.clone(), dim)
+        dim, reverse = ctx.dim, ctx.reverse
+        a_next = _shift(a, dim, towards_start=not reverse)  # the coefficient that reads h_t
+        g = _KERNELS[ctx.method](a_next, grad_h.contiguous(), dim, not reverse)
+        grad_a = g * _shift(h, dim, towards_start=reverse) if ctx.needs_input_grad[0] else None
+        return grad_a, g, None, None, None
 
 
 def _scan_log(a: Tensor, b: Tensor, dim: int) -> Tensor:
@@ -97,24 +122,17 @@ def _scan_log(a: Tensor, b: Tensor, dim: int) -> Tensor:
     log_a_cum = torch.log(a).cumsum(dim)  # log A_t
     tiny = torch.finfo(b.dtype).tiny
     out = torch.zeros_like(b)
-    for sign in (1.0, -1.0):  # b = b+ - b-; log 0 = -inf drops a part where it is absent
+    for sign in (1.0, -1.0):  # b = b+ - b-, each scanned in log space
         part = (sign * b).clamp(min=0)
-        log_part = torch.where(part > 0, torch.log(part.clamp(min=tiny)), -math.inf)
-        out = out + sign * torch.exp(log_a_cum + torch.logcumsumexp(log_part - log_a_cum, dim))
+        # where a part is absent, -1e4 (exp gives exactly 0) rather than log 0 = -inf, whose
+        # logcumsumexp gradient is NaN
+        terms = torch.where(part > 0, torch.log(part.clamp(min=tiny)) - log_a_cum, -1e4)
+        out = out + sign * torch.exp(log_a_cum + torch.logcumsumexp(terms, dim))
     return out
 
 
-def _scan_sequential(a: Tensor, b: Tensor, dim: int) -> Tensor:
-    h = torch.zeros_like(b.select(dim, 0))
-    out = []
-    for a_t, b_t in zip(a.unbind(dim), b.unbind(dim)):
-        h = a_t * h + b_t
-        out.append(h)
-    return torch.stack(out, dim)
-
-
 def linear_scan(a: Tensor, b: Tensor, h0: Tensor | None = None, dim: int = 1,
-                method: str = "doubling") -> Tensor:
+                method: str = "auto", reverse: bool = False) -> Tensor:
     """All states of h_t = a_t * h_{t-1} + b_t along ``dim``, batched over every other axis.
 
     Args:
@@ -122,8 +140,11 @@ def linear_scan(a: Tensor, b: Tensor, h0: Tensor | None = None, dim: int = 1,
         b: inputs, any shape; the recurrence runs along ``dim``.
         h0: the state before the first position, ``b``'s shape without ``dim``; None means zeros.
         dim: the axis of the recurrence.
-        method: ``"doubling"`` (exact, any sign, the default), ``"log"`` (Heinsen; needs a > 0)
-            or ``"sequential"`` (the reference loop).
+        method: ``"doubling"`` (exact, any sign), ``"log"`` (Heinsen; needs a > 0),
+            ``"sequential"`` (one position at a time, a custom backward too), or ``"auto"`` (the
+            default): sequential for up to 64 positions on the CPU, doubling otherwise.
+        reverse: run from the last position to the first (h_t = a_t h_{t+1} + b_t); ``h0`` is
+            then the state after the last position.
 
     Returns:
         h, the shape of ``b``: h[t] along ``dim`` is the state after position t.
@@ -134,14 +155,28 @@ def linear_scan(a: Tensor, b: Tensor, h0: Tensor | None = None, dim: int = 1,
     dim = dim % b.dim()
     if b.shape[dim] == 0:
         return b.clone()
-    b = _fold_initial_state(a, b, h0, dim)
-    if method == "doubling":
-        return _scan_doubling(a, b, dim)
+    b = _fold_initial_state(a, b, h0, dim, reverse)
+    if method == "auto":
+        short = b.shape[dim] <= AUTO_SEQUENTIAL_MAX and b.device.type == "cpu"
+        method = "sequential" if short else "doubling"
     if method == "log":
+        if reverse:
+            return _scan_log(a.flip(dim), b.flip(dim), dim).flip(dim)
         return _scan_log(a, b, dim)
-    return _scan_sequential(a, b, dim)
+    if a.requires_grad or b.requires_grad:
+        return _LinearScan.apply(a, b, dim, reverse, method)
+    return _KERNELS[method](a, b, dim, reverse)
 
 
-def linear_scan_sequential(a: Tensor, b: Tensor, h0: Tensor | None = None, dim: int = 1) -> Tensor:
-    """The reference: :func:`linear_scan` computed one position at a time."""
-    return linear_scan(a, b, h0, dim, method="sequential")
+def linear_scan_reference(a: Tensor, b: Tensor, h0: Tensor | None = None, dim: int = 1,
+                          reverse: bool = False) -> Tensor:
+    """The reference: the textbook loop, one step per position, differentiated by autograd (no
+    custom backward), for tests."""
+    a = a.expand_as(b)
+    steps = range(b.shape[dim] - 1, -1, -1) if reverse else range(b.shape[dim])
+    h = torch.zeros_like(b.select(dim, 0)) if h0 is None else h0
+    out = [None] * b.shape[dim]
+    for t in steps:
+        h = a.select(dim, t) * h + b.select(dim, t)
+        out[t] = h
+    return torch.stack(out, dim)
