@@ -263,8 +263,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     chosen = [f for f in ("scan", "train", "sample", "coverage", "nll") if getattr(args, f)]
     chosen = chosen or ["scan", "train", "sample", "coverage"]
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     print(f"{platform.processor() or platform.machine()}, device {args.device}, torch "
-          f"{torch.__version__}, {args.threads} thread(s), {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+          f"{torch.__version__}, {args.threads} thread(s), {when}")
     if "scan" in chosen:
         bench_scan(args.device)
     if "train" in chosen:
