@@ -55,7 +55,8 @@ def sync(device: str) -> None:
 def bench_scan(device: str) -> None:
     from rnnimg.nn.scan import linear_scan, linear_scan_reference
 
-    print("\n### linear_scan: forward + backward, float32 (median of 5), error vs a float64 loop\n")
+    print("\n### linear_scan: forward + backward, float32 (median of 5; CPU time on the CPU), error "
+          "vs a float64 loop\n")
     print("| shape (scan axis) | method | ms | max abs error |")
     print("|---|---|---:|---:|")
     for shape, dim in (((16, 28, 28, 32), 2), ((8, 4096, 64), 1)):
@@ -65,28 +66,29 @@ def bench_scan(device: str) -> None:
         want = linear_scan_reference(a.double(), b.double(), dim=dim)
         for method in ("doubling", "sequential", "log"):
             times = []
+            clock = time.process_time if device == "cpu" else time.perf_counter
             for _ in range(6):
                 ar, br = a.clone().requires_grad_(), b.clone().requires_grad_()
                 sync(device)
-                start = time.perf_counter()
+                start = clock()
                 out = linear_scan(ar, br, dim=dim, method=method)
                 out.sum().backward()
                 sync(device)
-                times.append(time.perf_counter() - start)
+                times.append(clock() - start)
             error = (out.double() - want).abs().max().item()
             print(f"| {tuple(shape)} ({dim}) | {method} | {statistics.median(times[1:]) * 1e3:.1f} "
                   f"| {error:.1e} |")
 
 
 def bench_train(device: str, rounds: int, steps: int) -> dict[str, float]:
-    models, opts, batches, speeds = {}, {}, {}, {}
+    models, opts, batches, speeds, cpu_speeds = {}, {}, {}, {}, {}
     for label in MODELS:
         model = build(label, device).train()
         models[label] = model
         opts[label] = torch.optim.Adam(model.parameters(), lr=1e-3)
         batch = model.example_batch(16, torch.Generator().manual_seed(0))
         batches[label] = {k: v.to(device) for k, v in batch.items()}
-        speeds[label] = []
+        speeds[label], cpu_speeds[label] = [], []
 
     def step(label):
         out = models[label].loss(batches[label])
@@ -99,45 +101,56 @@ def bench_train(device: str, rounds: int, steps: int) -> dict[str, float]:
     for _ in range(rounds):
         for label in MODELS:
             sync(device)
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.process_time()
             for _ in range(steps):
                 step(label)
             sync(device)
             speeds[label].append(16 * steps / (time.perf_counter() - start))
+            cpu_speeds[label].append(16 * steps / (time.process_time() - cpu))
     print(f"\n### Training, batch 16, {rounds} rounds x {steps} steps (median; min-max)\n")
-    print("| model | params | images/s | range | vs diagonal |")
-    print("|---|---:|---:|---|---:|")
-    base = statistics.median(speeds["pixelrnn diagonal"])
+    print("images per second of this process's CPU time (one thread: the idle-core figure) and "
+          "per second of wall-clock time (depends on what else runs)\n")
+    print("| model | params | images/CPU-s | range | vs diagonal | images/wall-s | vs diagonal |")
+    print("|---|---:|---:|---|---:|---:|---:|")
+    base = statistics.median(cpu_speeds["pixelrnn diagonal"])
+    base_wall = statistics.median(speeds["pixelrnn diagonal"])
     result = {}
-    for label, s in speeds.items():
+    for label, s in cpu_speeds.items():
         params = sum(p.numel() for p in models[label].parameters())
-        med = statistics.median(s)
+        med, wall = statistics.median(s), statistics.median(speeds[label])
         result[label] = med
-        print(f"| {label} | {params:,} | {med:.1f} | {min(s):.1f}-{max(s):.1f} | {med / base:.2f}x |")
+        print(f"| {label} | {params:,} | {med:.1f} | {min(s):.1f}-{max(s):.1f} | {med / base:.2f}x "
+              f"| {wall:.1f} | {wall / base_wall:.2f}x |")
     return result
 
 
 def bench_sample(device: str, rounds: int, naive_pixels: int) -> None:
     models = {label: build(label, device).eval() for label in MODELS}
     times = {label: [] for label in MODELS}
+    walls = {label: [] for label in MODELS}
+    clock = time.process_time if device == "cpu" else time.perf_counter
     for _ in range(rounds):
         for label, model in models.items():
             sync(device)
-            start = time.perf_counter()
+            start, wall = clock(), time.perf_counter()
             model.sample(64, generator=torch.Generator(device).manual_seed(0))
             sync(device)
-            times[label].append(time.perf_counter() - start)
+            times[label].append(clock() - start)
+            walls[label].append(time.perf_counter() - wall)
     model = models["pixelscan"]
-    start = time.perf_counter()
+    start = clock()
     model.sample_naive(64, generator=torch.Generator(device).manual_seed(0), max_pixels=naive_pixels)
-    naive = (time.perf_counter() - start) * 784 / naive_pixels
+    naive = (clock() - start) * 784 / naive_pixels
     print(f"\n### Sampling 64 images of 28x28, state-carrying samplers ({rounds} rounds, median)\n")
-    print("| model | s / batch | images/s | vs pixelrnn diagonal |")
-    print("|---|---:|---:|---:|")
+    print("| model | CPU s / batch | images/CPU-s | vs pixelrnn diagonal | vs pixelrnn row "
+          "| wall s / batch |")
+    print("|---|---:|---:|---:|---:|---:|")
     base = statistics.median(times["pixelrnn diagonal"])
+    row = statistics.median(times["pixelrnn row"])
     for label, t in times.items():
         med = statistics.median(t)
-        print(f"| {label} | {med:.2f} | {64 / med:.0f} | {base / med:.2f}x |")
+        print(f"| {label} | {med:.2f} | {64 / med:.0f} | {base / med:.2f}x | {row / med:.2f}x "
+              f"| {statistics.median(walls[label]):.2f} |")
     fast = statistics.median(times["pixelscan"])
     print(f"\npixelscan naive sampler: {naive:.0f} s / batch (timed on {naive_pixels} pixels, "
           f"extrapolated); state-carrying is {naive / fast:.0f}x faster.")

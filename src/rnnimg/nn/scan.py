@@ -8,24 +8,28 @@ whole-tensor operations instead of a Python step per position (Blelloch 1990; Ma
 parallelization of a ubiquitous sequential computation"). minGRU, minLSTM (Feng et al. 2024) and
 diagonal state-space layers are all of this form.
 
-Three ways are offered; they agree to ~1e-12 in float64 (tested):
+Three methods, and the textbook loop as a reference; all agree to ~1e-12 in float64 (tested):
 
-- ``"doubling"`` (the default): a Hillis-Steele scan. Step k combines every position with the one
-  2^k before it, so ceil(log2 T) steps of three elementwise operations finish the scan. It takes
-  any real a and b (signs, zeros, values above one), divides by nothing and takes no logarithms, so
-  it is as accurate as the sequential loop. The backward pass is another linear recurrence run in
-  reverse (g_t = dL/dh_t + a_{t+1} g_{t+1}), done by the same scan in a custom autograd function,
-  so the forward stores only a and h.
+- ``"doubling"``: a Hillis-Steele scan. Round k combines every position with the one 2^k before
+  it, so ceil(log2 T) rounds of elementwise multiply-adds finish the scan. It takes any real a and
+  b (signs, zeros, values above one), divides by nothing and takes no logarithms, so it is as
+  accurate as the loop. Its backward pass is another linear recurrence run the other way
+  (g_t = dL/dh_t + a_{t+1} g_{t+1}), done by the same scan in a custom autograd function, so the
+  forward stores only a and h.
+- ``"sequential"``: one position at a time, each a single multiply-add over every other axis,
+  written into one output tensor, with the same custom backward.
 - ``"log"``: Heinsen's log-space scan, h_t = A_t (h_0 + sum_{s<=t} b_s / A_s) with
-  A_t = prod_{s<=t} a_s evaluated as exp(log A_t + logcumsumexp(log|b_s| - log A_s)). It needs
-  a_t > 0; b's sign is handled by scanning its positive and negative parts separately. Autograd
+  A_t = prod_{s<=t} a_s, evaluated as exp(log A_t + logcumsumexp(log|b_s| - log A_s)). It needs
+  a_t > 0; b's sign is handled by scanning its positive and negative parts. Autograd
   differentiates it.
-- ``"sequential"``: the reference loop, one step per position.
+- ``"auto"`` (the default): sequential for up to 64 positions on the CPU, doubling otherwise.
 
-Measured on the 2-core CPU of this project (``python benchmarks/bench_pixelscan.py --scan``, see
-docs/benchmarks.md): the doubling scan is the fastest of the three at the image lengths pixelscan
-uses (28-32) and at 4,096 steps, and it is exact where the log-space scan loses digits when A_t
-underflows; that is why it is the default.
+Why (``python benchmarks/bench_pixelscan.py --scan``, docs/benchmarks.md; 2-core CPU, forward +
+backward, float32): along an image row (16 x 28 rows of 28 positions x 32 features) the sequential
+kernel took 2.2 ms, doubling 5.0 ms and the log-space scan 116 ms; at 4,096 steps (8 x 64
+features) doubling and sequential both took ~70 ms and the log-space scan 627 ms, with a float32
+error of 9e-4 against 1e-6 for the other two. On a GPU the sequential kernel is one launch per
+position against doubling's ceil(log2 T) rounds, so ``auto`` picks doubling there.
 """
 
 from __future__ import annotations
