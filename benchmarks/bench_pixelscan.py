@@ -281,7 +281,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5, help="alternating rounds (train, sample)")
     parser.add_argument("--steps", type=int, default=3, help="training steps per round")
     parser.add_argument("--naive-pixels", type=int, default=8)
-    parser.add_argument("--coverage-size", type=int, default=28)
+    parser.add_argument("--coverage-size", type=int, default=16)
     parser.add_argument("--budget", type=float, default=240.0, help="training seconds per model (--nll)")
     parser.add_argument("--wall-clock", action="store_true",
                         help="--nll: budget in wall-clock time (default on the CPU: process CPU time)")
