@@ -214,7 +214,8 @@ def test_nll(model, images: torch.Tensor, device: str) -> float:
     return total / len(images)
 
 
-def bench_nll(device: str, budget: float, save_dir: str | None = None, cpu_clock: bool = True) -> None:
+def bench_nll(device: str, budget: float, save_dir: str | None = None, cpu_clock: bool = True,
+              labels: list[str] | None = None) -> None:
     """Train each model for ``budget`` seconds and report the test NLL at four points.
 
     With ``cpu_clock`` (the default on the CPU) the budget is this process's CPU time
@@ -226,7 +227,7 @@ def bench_nll(device: str, budget: float, save_dir: str | None = None, cpu_clock
     clock = time.process_time if cpu_clock and device == "cpu" else time.perf_counter
     marks = [budget * k / 4 for k in (1, 2, 3, 4)]
     rows = []
-    for label in MODELS:
+    for label in labels or MODELS:
         model = build(label, device).train()
         lr = get_model_class(MODELS[label][0]).training_presets["mnist"]["lr"]
         opt = torch.optim.Adam(model.parameters(), lr=lr)
@@ -285,6 +286,8 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=240.0, help="training seconds per model (--nll)")
     parser.add_argument("--wall-clock", action="store_true",
                         help="--nll: budget in wall-clock time (default on the CPU: process CPU time)")
+    parser.add_argument("--models", nargs="+", choices=list(MODELS), metavar="MODEL",
+                        help=f"--nll: which of {', '.join(MODELS)} (default all, in that order)")
     parser.add_argument("--save-dir", help="--nll: save each trained model under this folder")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -302,7 +305,7 @@ def main() -> None:
     if "coverage" in chosen:
         bench_coverage(args.coverage_size)
     if "nll" in chosen:
-        bench_nll(args.device, args.budget, args.save_dir, not args.wall_clock)
+        bench_nll(args.device, args.budget, args.save_dir, not args.wall_clock, args.models)
 
 
 if __name__ == "__main__":
