@@ -156,7 +156,7 @@ def bench_sample(device: str, rounds: int, naive_pixels: int) -> None:
           f"extrapolated); state-carrying is {naive / fast:.0f}x faster.")
 
 
-def coverage(model, size: int, images: int = 3) -> tuple[float, float, int]:
+def coverage(model, size: int, images: int = 8) -> tuple[float, float, int]:
     """(mean share of the causal past seen, worst pixel's share, pixels seeing all of it).
 
     A pixel counts as seen by logit p if the gradient of logit p with respect to it is non-zero
@@ -183,7 +183,7 @@ def coverage(model, size: int, images: int = 3) -> tuple[float, float, int]:
 
 def bench_coverage(size: int) -> None:
     print(f"\n### Share of the causal past each logit sees ({size}x{size}, mnist layer counts, "
-          "hidden 8, random weights, float64 gradients, any of 3 images)\n")
+          "hidden 8, random weights, float64 gradients, any of 8 images)\n")
     print("| model | mean share | worst pixel | pixels that see all their past |")
     print("|---|---:|---:|---:|")
     for label in MODELS:
