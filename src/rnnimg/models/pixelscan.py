@@ -31,9 +31,12 @@ convolution, mask B on every later map, an elementwise recurrence), so G sees R 
 and B sees R and G; the vertical stream only ever reaches a pixel from the rows above, so it needs
 no groups.
 
-Departures: not in either paper; class conditioning adds a learned per-class vector (zero at
-initialisation) to the input of every layer's scans; the image is scaled to [-1, 1]; minGRU's
-candidate h~ is the plain linear map (the doubling scan takes any sign, see ``nn/minrnn.py``).
+Departures. The model as a whole is from no paper: it puts Feng et al.'s cells into PixelRNN's
+setting (raster order, masks, colour groups, output head) with the gated PixelCNN's two streams.
+The two directions of the vertical row scan share one set of gates (the input projection is most
+of a layer's cost). Class conditioning adds a learned per-class vector (zero at initialisation)
+to the input of every layer's scans. The image is scaled to [-1, 1]. minGRU's candidate h~ is the
+plain linear map (the exact scans take any sign, see ``nn/minrnn.py``).
 Sampling carries the states (``pixelscan_sampling.py``); ``sample_naive`` keeps the full forward
 per pixel as the reference, and both draw the same uniforms in raster order.
 """

@@ -10,7 +10,7 @@ position at a time with a constant-size state. The two give the same states (tes
               h_t = f' h_{t-1} + i' h~  with  f' = f / (f + i),  i' = i / (f + i)
 
 Departure from the paper: the paper's parallel mode works in log space and so makes h~ positive
-(g(x) = x + 0.5 for x >= 0, sigmoid(x) otherwise); the doubling scan used here takes any sign, so
+(g(x) = x + 0.5 for x >= 0, sigmoid(x) otherwise); the exact scans used here take any sign, so
 h~ is the plain linear map of the paper's sequential equations.
 
 The input projection can be masked by colour groups (:class:`MaskedLinear`): an output feature of
