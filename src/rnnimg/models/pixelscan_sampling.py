@@ -50,7 +50,10 @@ class ScanSampler:
             self.out_w.append(block.horizontal_out.masked_weight().t().contiguous())
             self.out_b.append(block.horizontal_out.bias)
         self.head1 = model.head_hidden.masked_weight().t().contiguous()
+        self.head1_b = model.head_hidden.bias
         self.head2 = model.head_out.masked_weight().t().contiguous()
+        self.head2_b = model.head_out.bias
+        self.k = model.k
         L, d, w = len(self.blocks), c.hidden, c.image_size
         ref = w0
         gates = self.row_w[0].shape[1]
@@ -84,7 +87,9 @@ class ScanSampler:
             s = block.row.update(gates, self.state[layer])
             self.new_state[layer] = s
             h = h + torch.addmm(self.out_b[layer], F.gelu(s), self.out_w[layer])
-        return self.model.head(h)
+        # the model's head with the masked weights packed once
+        y = torch.addmm(self.head1_b, F.relu(h), self.head1).relu_()
+        return torch.addmm(self.head2_b, y, self.head2).view(self.n, self.channels, self.k)
 
     def end_pixel(self, j: int) -> None:
         self.state, self.new_state = self.new_state, self.state
@@ -98,7 +103,7 @@ class ScanSampler:
         vs = [v]
         for layer, (block, (bias_v, _)) in enumerate(zip(self.blocks, self.biases)):
             inp = v if bias_v is None else v + bias_v[:, None]
-            rows = block.row_scans(inp, dim=1)  # (n, W, 2D): both directions over the row
+            rows = block.row_scans(inp, dim=1)  # (n, W, D): both directions over the row
             self.column_state[layer] = block.column.step(
                 rows, self.column_state[layer] if i else None)
             v = v + block.vertical_out(F.gelu(self.column_state[layer]))
