@@ -134,3 +134,17 @@ def test_colour_groups_keep_later_groups_out():
         assert seen[:2 * (group + 1)].all()
     lin = MaskedLinear(3, 3, groups=3)
     assert torch.equal(lin.mask, torch.tensor([[1.0, 0, 0], [1, 1, 0], [1, 1, 1]]))
+
+
+@pytest.mark.parametrize("method", ["doubling", "sequential"])
+def test_broadcast_coefficients_get_their_own_shape_of_gradient(method):
+    gen = torch.Generator().manual_seed(2)
+    a = (torch.rand(1, 50, 1, generator=gen, dtype=torch.float64) * 0.9).requires_grad_()
+    b = torch.randn(3, 50, 4, generator=gen, dtype=torch.float64, requires_grad=True)
+    got = linear_scan(a, b, dim=1, method=method)
+    want = linear_scan_reference(a, b, dim=1)
+    torch.testing.assert_close(got, want)
+    (grad_got,) = torch.autograd.grad(got.sum(), a)
+    (grad_want,) = torch.autograd.grad(want.sum(), a)
+    assert grad_got.shape == a.shape
+    torch.testing.assert_close(grad_got, grad_want)
