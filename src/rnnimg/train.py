@@ -34,7 +34,7 @@ from rnnimg.callbacks import (
     RunCheckpoint,
     SafeCheckpointIO,
 )
-from rnnimg.data.registry import get_dataset_entry, load_dataset
+from rnnimg.data.registry import dataset_task, get_dataset_entry, load_dataset
 from rnnimg.errors import NonFiniteLossError, RnnImgError
 from rnnimg.models.base import CONFIG_FILE, RnnImgModel, read_run_config
 from rnnimg.models.registry import create_model, get_model_class
@@ -177,10 +177,11 @@ def build_datasets(settings: TrainSettings, model: RnnImgModel) -> tuple[Dataset
     """Train and validation sets. Validation comes from the dataset's own ``val`` split, or else a
     fixed ``val_fraction`` of ``train`` (the same images whatever the seed); never from test."""
     entry, _ = get_dataset_entry(settings.data)
-    if entry.task not in model.tasks():
-        raise RnnImgError(f"dataset {settings.data!r} is for the {entry.task!r} task, but "
-                          f"{settings.model!r} does {'/'.join(model.tasks())}; pick a matching one.")
     options = {**model.dataset_options(), **settings.data_options}
+    task = dataset_task(settings.data, options)  # corrupt=... makes an image dataset a translate one
+    if task not in model.tasks():
+        raise RnnImgError(f"dataset {settings.data!r} is for the {task!r} task, but "
+                          f"{settings.model!r} does {'/'.join(model.tasks())}; pick a matching one.")
     train_set = load_dataset(settings.data, "train", **options)
     check_class_labels(train_set, model, settings.data)
     if "val" in entry.splits:
@@ -363,9 +364,9 @@ def evaluate(run_dir: str | Path, data: str | None = None, split: str = "test",
     name = data or saved.get("name") or "mnist-5k"
     options = {**model.dataset_options(), **(saved.get("options", {}) if data is None else {}),
                **(data_options or {})}
-    entry, _ = get_dataset_entry(name)
-    if entry.task not in model.tasks():
-        raise RnnImgError(f"dataset {name!r} is for the {entry.task!r} task, but {run_dir} holds a "
+    task = dataset_task(name, options)
+    if task not in model.tasks():
+        raise RnnImgError(f"dataset {name!r} is for the {task!r} task, but {run_dir} holds a "
                           f"{meta['model']!r} model ({'/'.join(model.tasks())}); pick a matching one.")
     if options.get("binarize") == "dynamic":
         options["binarize"] = "fixed"  # a test set is scored on one fixed binarization

@@ -1,6 +1,7 @@
 """Models, one per file; importing this package registers every built-in model."""
 
 from rnnimg.models import convlstm, pixelrnn, predrnn, rowrnn  # noqa: F401
+from rnnimg.models import dncnn, translator  # noqa: F401
 from rnnimg.models.base import LossOutput, RnnImgModel, load_pretrained
 from rnnimg.models.generator import ImageGenerator
 from rnnimg.models.predictor import FramePredictor
