@@ -6,11 +6,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from rnnimg.data.masks import completion_grid, parse_mask
+from rnnimg.data.masks import parse_mask
 from rnnimg.errors import RnnImgError
 from rnnimg.models import create_model
 from rnnimg.models.pixelrnn_sampling import cached_logits
 from rnnimg.nn import DiagonalLSTM, MaskedConv2d, skew, unskew
+from rnnimg.tasks import completion_grid
 
 VARIANTS = ("row", "diagonal")
 SIZE = 5

@@ -176,7 +176,9 @@ def test_task_hooks(name):
     assert model.dataset_options() == {"frames": 8, "frame_size": 16, "channels": 1}
     batch = model.example_batch(3)
     assert batch["frames"].shape == (3, 8, 1, 16, 16)
-    picture = model.preview(batch, torch.Generator())["prediction.png"]
+    from rnnimg.tasks import preview
+
+    picture = preview(model, batch, torch.Generator())["prediction.png"]
     assert picture.shape == (3, 2 + 6 * 18, 2 + 8 * 18)  # 3 clips x (truth, prediction) rows
     metrics = model.loss(batch).metrics
     assert {"mse", "mae"} <= set(metrics)
@@ -186,34 +188,32 @@ def _mse_per_frame(pred, target):  # OpenSTL: sum over (C, H, W), mean over clip
     return (pred - target).pow(2).sum((2, 3, 4)).mean(0)
 
 
-STAND_INS = {  # used only while rnnimg.metrics lacks the video metrics (they come from another branch)
-    "mse_per_frame": _mse_per_frame,
-    "mae_per_frame": lambda p, t: (p - t).abs().sum((2, 3, 4)).mean(0),
-    "psnr": lambda p, t: (10 * torch.log10(1 / (p - t).pow(2).mean((2, 3, 4)))).mean(0),
-    "ssim": lambda p, t: torch.zeros(p.shape[1]),
-}
-
-
 @pytest.mark.parametrize("name", MODELS)
-def test_evaluate_batch_scores_the_context_only_prediction(name, monkeypatch):
-    import rnnimg.metrics
-
-    for fn, stand_in in STAND_INS.items():
-        if not hasattr(rnnimg.metrics, fn):
-            monkeypatch.setattr(rnnimg.metrics, fn, stand_in, raising=False)
+def test_evaluation_statistics_score_the_context_only_prediction_and_pool_exactly(name):
     model = _model(name).eval()
-    batch = model.example_batch(2, torch.Generator().manual_seed(0))
-    out = model.evaluate_batch(batch)
+    batch = model.example_batch(4, torch.Generator().manual_seed(0))
+    stats = model.evaluation_statistics(batch)
     prediction = model.predict(batch["frames"][:, :CONTEXT], HORIZON)
     target = batch["frames"][:, CONTEXT:]
-    assert set(out) == {"loss", "mse", "mae", "psnr", "ssim"}
-    assert all(out[k].shape == (HORIZON,) for k in ("mse", "mae", "psnr", "ssim"))
-    torch.testing.assert_close(out["mse"], _mse_per_frame(prediction, target), rtol=1e-5, atol=1e-6)
+    assert set(stats) == {"count", "loss", "mse_per_step", "mae_per_step", "psnr_per_step",
+                          "ssim_per_step"}
+    assert stats["count"].item() == 4
+    torch.testing.assert_close(stats["mse_per_step"] / 4, _mse_per_frame(prediction, target).double(),
+                               rtol=1e-5, atol=1e-6)
     with torch.no_grad():
-        torch.testing.assert_close(out["loss"], model.loss(batch).loss)
+        torch.testing.assert_close(stats["loss"].float() / 4, model.loss(batch).loss)
+    # two halves summed give the statistics of the whole batch, and reduce makes the means
+    halves = [model.evaluation_statistics({"frames": f}) for f in batch["frames"].split(2)]
+    pooled = {k: halves[0][k] + halves[1][k] for k in stats}
+    for key in stats:
+        torch.testing.assert_close(pooled[key], stats[key], rtol=1e-5, atol=1e-6)
+    metrics = model.reduce_statistics(pooled)
+    expected = _mse_per_frame(prediction, target)
+    assert metrics["mse"] == pytest.approx(expected.mean().item(), rel=1e-5)
+    assert metrics["mse_per_step"] == pytest.approx(expected.tolist(), rel=1e-5)
     too_short = {"frames": batch["frames"][:, :CONTEXT + 1]}
     with pytest.raises(RnnImgError):
-        model.evaluate_batch(too_short)
+        model.evaluation_statistics(too_short)
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -227,4 +227,6 @@ def test_evaluate_frames_smaller_than_the_ssim_window(name, tmp_path):
                                                     "options": {"test_clips": 3}}})
     result = evaluate(tmp_path, batch_size=3, progress=False)
     assert result["num_items"] == 3 and "ssim" not in result["metrics"]
-    assert len(result["metrics"]["mse"]) == HORIZON and all(v >= 0 for v in result["metrics"]["mse"])
+    assert "ssim_per_step" not in result["metrics"]
+    assert len(result["metrics"]["mse_per_step"]) == HORIZON
+    assert result["metrics"]["mse"] == pytest.approx(sum(result["metrics"]["mse_per_step"]) / HORIZON)

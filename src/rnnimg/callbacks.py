@@ -17,7 +17,7 @@ from lightning.pytorch.loggers.logger import Logger
 from lightning.pytorch.utilities import rank_zero_only
 
 from rnnimg.errors import RnnImgError
-from rnnimg.models.base import atomic_write_bytes
+from rnnimg.fileio import atomic_write_bytes
 
 LAST_CKPT = "last.ckpt"
 
@@ -99,29 +99,17 @@ class PreviewCallback(L.Callback):
             self._batch = {k: v[:8].detach().clone() for k, v in batch.items()}
 
     def write(self, trainer, pl_module, tag: str) -> list[Path]:
-        from rnnimg.viz import save_image
+        from rnnimg.tasks import preview, save_picture
 
         if not trainer.is_global_zero or self._batch is None:
             return []
         model = pl_module.model
-        was_training = model.training
-        model.eval()
         gen = torch.Generator(device=model.device).manual_seed(self.seed)
-        try:
-            pictures = model.preview(self._batch, gen)
-        finally:
-            model.train(was_training)
         written = []
-        for name, picture in pictures.items():
+        for name, picture in preview(model, self._batch, gen).items():
             stem, suffix = os.path.splitext(name)
             for path in (self.dir / f"{stem}_{tag}{suffix}", self.dir / f"{stem}_latest{suffix}"):
-                if picture.dim() == 4:
-                    from rnnimg.viz import write_video
-
-                    write_video(picture, path.with_suffix(".gif"), scale=2)
-                else:
-                    save_image(picture, path, scale=2)
-                written.append(path)
+                written.append(save_picture(picture, path, scale=2))
         return written
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:

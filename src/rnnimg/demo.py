@@ -22,8 +22,9 @@ def run_demo(out: str | Path = "runs/demo", overwrite: bool = False, models: lis
              steps_scale: float = 1.0, progress: bool = True) -> dict[str, list[Path]]:
     """Train each model's demo recipe and write its pictures; returns model -> files written."""
     from rnnimg.data import load_dataset
+    from rnnimg.tasks import preview, save_picture
     from rnnimg.train import TrainSettings, train
-    from rnnimg.viz import plot_curves, read_metrics_csv, save_image
+    from rnnimg.viz import plot_curves, read_metrics_csv
 
     if not 0 < steps_scale < float("inf"):  # also refuses NaN, which int() cannot convert
         raise RnnImgError(f"--steps must be a positive number, got {steps_scale}.")
@@ -50,23 +51,18 @@ def run_demo(out: str | Path = "runs/demo", overwrite: bool = False, models: lis
         recipe.setdefault("log_every_n_steps", max(1, min(10, recipe["max_steps"] // 20)))
         run_dir = train(TrainSettings(model=name, out=str(out / name), progress=progress,
                                       sample_every_n_steps=0, ckpt_every_n_steps=10_000, **recipe))
-        from rnnimg.models.base import load_pretrained
+        from rnnimg.models.checkpoint import load_pretrained
 
         model = load_pretrained(run_dir).eval()
         test = load_dataset(recipe["data"], "test", **{**model.dataset_options(),
                                                        **recipe.get("data_options", {})})
         batch = torch.utils.data.default_collate([test[i] for i in range(8)])
-        pictures = model.preview(batch, torch.Generator().manual_seed(0))
+        pictures = preview(model, batch, torch.Generator().manual_seed(0))
         files = []
         for picture_name, picture in pictures.items():
             suffix = Path(picture_name).suffix
             path = out / (f"{name}{suffix}" if len(pictures) == 1 else f"{name}-{picture_name}")
-            if picture.dim() == 4:  # frames: an animation
-                from rnnimg.viz import write_video
-
-                files.append(write_video(picture, path.with_suffix(".gif"), scale=3))
-            else:
-                files.append(save_image(picture, path, scale=3))
+            files.append(save_picture(picture, path, scale=3))
         written[name] = files
         series = read_metrics_csv(run_dir / "metrics.csv")
         if "train/loss" in series:

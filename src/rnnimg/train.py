@@ -36,7 +36,8 @@ from rnnimg.callbacks import (
 )
 from rnnimg.data.registry import dataset_task, get_dataset_entry, load_dataset
 from rnnimg.errors import NonFiniteLossError, RnnImgError
-from rnnimg.models.base import CONFIG_FILE, RnnImgModel, read_run_config
+from rnnimg.models.base import CONFIG_FILE, RnnImgModel
+from rnnimg.models.checkpoint import read_run_config
 from rnnimg.models.registry import create_model, get_model_class
 
 
@@ -183,7 +184,7 @@ def build_datasets(settings: TrainSettings, model: RnnImgModel) -> tuple[Dataset
         raise RnnImgError(f"dataset {settings.data!r} is for the {task!r} task, but "
                           f"{settings.model!r} does {'/'.join(model.tasks())}; pick a matching one.")
     train_set = load_dataset(settings.data, "train", **options)
-    check_class_labels(train_set, model, settings.data)
+    model.check_dataset(train_set, settings.data)
     if "val" in entry.splits:
         return train_set, load_dataset(settings.data, "val", **options)
     n_val = int(len(train_set) * settings.val_fraction)
@@ -191,22 +192,6 @@ def build_datasets(settings: TrainSettings, model: RnnImgModel) -> tuple[Dataset
         return train_set, None
     perm = torch.randperm(len(train_set), generator=torch.Generator().manual_seed(0)).tolist()
     return Subset(train_set, perm[n_val:]), Subset(train_set, perm[:n_val])
-
-
-def check_class_labels(dataset: Dataset, model: RnnImgModel, name: str) -> None:
-    """A class-conditional model (``num_classes`` > 0) needs labels, all below ``num_classes``."""
-    num_classes = getattr(model.config, "num_classes", 0)
-    if not num_classes or len(dataset) == 0:
-        return
-    base = dataset.dataset if isinstance(dataset, Subset) else dataset
-    labels = getattr(base, "labels", None)
-    if labels is None and "label" not in dataset[0]:
-        raise RnnImgError(f"{name} has no class labels, but the model is class-conditional "
-                          f"(num_classes={num_classes}); put the images in one subfolder per class, "
-                          "or drop --set num_classes.")
-    if labels is not None and len(labels) and int(labels.max()) >= num_classes:
-        raise RnnImgError(f"{name} has labels up to {int(labels.max())}, but the model has "
-                          f"num_classes={num_classes}; pass --set num_classes={int(labels.max()) + 1}.")
 
 
 def _is_launched_worker() -> bool:
@@ -348,7 +333,8 @@ def write_curves(run_dir: Path) -> Path | None:
 def evaluate(run_dir: str | Path, data: str | None = None, split: str = "test",
              batch_size: int = 64, max_batches: int | None = None, device: str = "cpu",
              data_options: dict | None = None, progress: bool = True) -> dict[str, Any]:
-    """Average the model's ``evaluate_batch`` metrics over a dataset split.
+    """Score the model on a dataset split: the model's ``evaluation_statistics`` summed over all
+    batches, then ``reduce_statistics`` once (so pooled metrics are exact).
 
     Returns:
         {"model", "data", "split", "num_items", "metrics": {name: float or [per-step floats]},
@@ -356,7 +342,7 @@ def evaluate(run_dir: str | Path, data: str | None = None, split: str = "test",
     """
     from tqdm.auto import tqdm
 
-    from rnnimg.models.base import load_pretrained
+    from rnnimg.models.checkpoint import load_pretrained
 
     meta = read_run_config(run_dir)
     model = load_pretrained(run_dir, map_location=device).eval()
@@ -372,24 +358,20 @@ def evaluate(run_dir: str | Path, data: str | None = None, split: str = "test",
         options["binarize"] = "fixed"  # a test set is scored on one fixed binarization
     dataset = load_dataset(name, split, **options)
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
-    total: dict[str, Any] = {}
-    count = 0
+    model.check_dataset(dataset, name)
+    total: dict[str, torch.Tensor] = {}
     total_batches = len(loader) if max_batches is None else min(max_batches, len(loader))
     for i, batch in enumerate(tqdm(loader, total=total_batches, desc="evaluate", disable=not progress,
                                    leave=False)):
         if max_batches is not None and i >= max_batches:
             break
         batch = {k: v.to(device) for k, v in batch.items()}
-        n = len(next(iter(batch.values())))
-        for key, value in model.evaluate_batch(batch).items():
-            value = torch.as_tensor(value, dtype=torch.float64).cpu()
-            total[key] = total.get(key, 0) + value * n
-        count += n
-    metrics = {}
-    for key, value in total.items():
-        value = value / count
-        metrics[key] = value.item() if value.numel() == 1 else [float(v) for v in value]
-        if isinstance(metrics[key], float) and not math.isfinite(metrics[key]):
-            warnings.warn(f"metric {key} is {metrics[key]}", stacklevel=2)
+        for key, value in model.evaluation_statistics(batch).items():
+            total[key] = total.get(key, 0) + value.detach().double().cpu()
+    count = int(total["count"].item()) if total else 0
+    metrics = model.reduce_statistics(total) if total else {}
+    for key, value in metrics.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            warnings.warn(f"metric {key} is {value}", stacklevel=2)
     return {"model": meta["model"], "data": name, "split": split, "num_items": count,
             "data_options": options, "metrics": metrics}

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from rnnimg.models.base import atomic_write_bytes
+from rnnimg.fileio import atomic_write, atomic_write_bytes
 
 
 def make_grid(images: Tensor, nrow: int = 8, padding: int = 2, pad_value: float = 0.5) -> Tensor:
@@ -180,8 +180,6 @@ def write_video(frames: Tensor, path: str | os.PathLike, fps: float = 4, scale: 
     Raises:
         RnnImgError: another suffix, MP4 without imageio-ffmpeg, or fps not > 0.
     """
-    import tempfile
-
     from rnnimg.errors import RnnImgError
 
     _check_fps(fps)
@@ -199,21 +197,16 @@ def write_video(frames: Tensor, path: str | os.PathLike, fps: float = 4, scale: 
     arr = _uint8_frames(_rgb_frames(frames), scale)  # (T, H, W, 3)
     t, h, w, _ = arr.shape
     arr = np.pad(arr, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp.mp4")
-    os.close(fd)
-    try:
+
+    def write(tmp: str) -> None:
         writer = imageio_ffmpeg.write_frames(tmp, (arr.shape[2], arr.shape[1]), fps=fps,
                                              codec="libx264", macro_block_size=2)
         writer.send(None)  # start the generator
         for frame in arr:
             writer.send(np.ascontiguousarray(frame))
         writer.close()
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+
+    atomic_write(path, write)
     return path
 
 

@@ -28,21 +28,15 @@ def register(sub) -> None:
 def cmd_sample(args) -> int:
     import torch
 
-    from rnnimg.models.base import load_pretrained
-    from rnnimg.models.generator import ImageGenerator
-    from rnnimg.viz import make_grid, save_image
+    from rnnimg.tasks import load_model_for, sample_grid, save_picture
 
     out = check_output(args.output, args.overwrite)
     device = resolve_device(args.device)
-    model = load_pretrained(args.run_dir, map_location=device)
-    if not isinstance(model, ImageGenerator):
-        from rnnimg.errors import RnnImgError
-
-        raise RnnImgError(f"{args.run_dir} holds a {model.name!r} model ({model.task}), which does "
-                          "not sample images; use the command of its task.")
+    model = load_model_for(args.run_dir, "sample", device)
     gen = torch.Generator(device=device).manual_seed(args.seed)
-    images = model.sample(args.n, label=args.label, temperature=args.temperature, generator=gen)
-    save_image(make_grid(images, nrow=args.nrow), out, scale=args.scale)
+    grid = sample_grid(model, args.n, label=args.label, temperature=args.temperature, generator=gen,
+                       nrow=args.nrow)
+    save_picture(grid, out, scale=args.scale)
     print(f"wrote {args.n} samples to {out}")
     return 0
 
@@ -75,26 +69,19 @@ def cmd_complete(args) -> int:
     import torch
 
     from rnnimg.data.images import read_image
-    from rnnimg.data.masks import completion_grid, parse_mask
-    from rnnimg.errors import RnnImgError
-    from rnnimg.models.base import load_pretrained
-    from rnnimg.viz import save_image
+    from rnnimg.data.masks import parse_mask
+    from rnnimg.tasks import completion_grid, load_model_for, quantize_for_model, save_picture
 
     out = check_output(args.output, args.overwrite)
     device = resolve_device(args.device)
-    model = load_pretrained(args.run_dir, map_location=device)
-    if "complete" not in model.tasks():
-        raise RnnImgError(f"{args.run_dir} holds a {model.name!r} model, which cannot complete "
-                          "images; train a pixelrnn.")
+    model = load_model_for(args.run_dir, "complete", device)
     image = read_image(args.input).float().div(255).unsqueeze(0).to(device)  # (1, C, H, W)
     model.check_image(image, what=str(args.input))
-    c = model.config
-    image = (image > 0.5).float() if c.output == "bernoulli" else \
-        torch.round(image * (c.levels - 1)) / (c.levels - 1)
+    image = quantize_for_model(model, image)
     known = parse_mask(args.mask, image.shape[-2], image.shape[-1]).to(device)
     gen = torch.Generator(device=device).manual_seed(args.seed)
     grid = completion_grid(model, image, known.unsqueeze(0), args.n, gen,
                            temperature=args.temperature, label=args.label)
-    save_image(grid, out, scale=args.scale)
+    save_picture(grid, out, scale=args.scale)
     print(f"wrote the occluded input and {args.n} completions to {out}")
     return 0

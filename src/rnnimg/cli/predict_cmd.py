@@ -36,8 +36,8 @@ def cmd_predict(args) -> int:
 
     from rnnimg.data.clips import read_clip
     from rnnimg.errors import RnnImgError
-    from rnnimg.models.base import load_pretrained
-    from rnnimg.viz import comparison_frames, frames_strip, save_image, write_video
+    from rnnimg.tasks import load_model_for, prediction_media, save_picture
+    from rnnimg.viz import write_video
 
     out = Path(args.output)
     if out.suffix.lower() not in (".gif", ".mp4"):
@@ -48,10 +48,7 @@ def cmd_predict(args) -> int:
     check_output(out, args.overwrite)
     check_output(strip_path, args.overwrite)
     device = resolve_device(args.device)
-    model = load_pretrained(args.run_dir, map_location=device)
-    if model.task != "predict":
-        raise RnnImgError(f"{args.run_dir} holds a {model.name!r} model ({model.task}), which does "
-                          "not predict frames; train convlstm or predrnn.")
+    model = load_model_for(args.run_dir, "predict", device)
     context = args.context or model.config.context
     horizon = args.horizon if args.horizon is not None else model.config.horizon
     if horizon <= 0:
@@ -66,11 +63,9 @@ def cmd_predict(args) -> int:
     if 0 < len(truth) < horizon:  # the clip ends before the horizon: grey frames stand in for truth
         truth = torch.cat([truth, torch.full_like(prediction[len(truth):], 0.5)])
     truth = truth if len(truth) else None
-    write_video(comparison_frames(given.cpu(), truth, prediction), out, fps=args.fps,
-                scale=args.scale)
-    rows = [clip[: context + horizon], prediction] if truth is not None else [given.cpu(), prediction]
-    labels = ["truth", "predicted"] if truth is not None else ["given", "predicted"]
-    save_image(frames_strip(rows, labels), strip_path, scale=args.scale)
+    frames, strip = prediction_media(given, truth, prediction)
+    write_video(frames, out, fps=args.fps, scale=args.scale)
+    save_picture(strip, strip_path, scale=args.scale)
     shown = f"beside {len(truth)} true frames" if truth is not None else "(no ground truth in INPUT)"
     print(f"predicted {horizon} frames from {context} {shown}: {out} and {strip_path}")
     return 0

@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -22,7 +21,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from rnnimg.errors import RnnImgError
+from rnnimg.fileio import atomic_write, atomic_write_text
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -39,32 +38,6 @@ class LossOutput:
 
     loss: Tensor
     metrics: dict[str, float | Tensor] = field(default_factory=dict)
-
-
-def _default_file_mode() -> int:
-    """0o666 less the umask: the mode ``open()`` would give a new file (mkstemp gives 0o600)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file and a rename, so a crash never leaves a
-    half-written file behind."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, _default_file_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 class RnnImgModel(nn.Module):
@@ -104,14 +77,62 @@ class RnnImgModel(nn.Module):
         """A random batch that fits the config: for contract tests and benchmarks."""
         raise NotImplementedError
 
-    @torch.no_grad()
-    def evaluate_batch(self, batch: dict[str, Tensor]) -> dict[str, Tensor | float]:
-        """Metrics averaged over ``batch``; the evaluator weights them by batch size."""
-        return dict(self.loss(batch).metrics)
+    def check_dataset(self, dataset: Any, name: str) -> None:
+        """Raise :class:`RnnImgError` if ``dataset`` cannot feed this model.
 
-    def preview(self, batch: dict[str, Tensor], generator: torch.Generator) -> dict[str, Tensor]:
-        """Pictures to write during training: file name -> image (3, H, W) or frames (T, 3, H, W)."""
-        return {}
+        The trainer and the evaluator call it before they use a dataset, so that a mismatch (no
+        labels for a class-conditional model, mask labels beyond ``num_classes``, the wrong number
+        of channels) is one line naming ``name`` rather than a traceback deep in a batch. The
+        default accepts anything; models override it for what they need.
+        """
+
+    # --- evaluation: additive statistics, reduced once per split --------------------------------
+    evaluation_options: ClassVar[tuple[str, ...]] = ()  # what evaluation_statistics(**options) takes
+
+    @torch.no_grad()
+    def evaluation_statistics(self, batch: dict[str, Tensor], **options: Any) -> dict[str, Tensor]:
+        """Sums over the items of ``batch`` that add up across batches and processes.
+
+        Every value is a float64 tensor of any shape that is *summed* over batches (and
+        all-reduced under DDP); ``"count"`` is the number of items. :meth:`reduce_statistics`
+        turns the totals of a split into the reported metrics, so pooled metrics (mIoU from one
+        confusion matrix, the NLL of a whole test set) are exact rather than averages of
+        per-batch values. The default sums the ``loss`` metrics times the batch size.
+
+        Args:
+            batch: a batch of this model's task.
+            **options: evaluation options the model lists in ``evaluation_options``.
+        """
+        n = len(next(iter(batch.values())))
+        out = self.loss(batch)
+        stats = {"loss": out.loss.detach().double().cpu() * n}
+        for key, value in out.metrics.items():
+            stats[key] = torch.as_tensor(value).detach().double().cpu() * n
+        stats["count"] = torch.tensor(float(n), dtype=torch.float64)
+        return stats
+
+    def reduce_statistics(self, stats: dict[str, Tensor]) -> dict[str, float | list[float]]:
+        """The metrics of a whole split from the summed :meth:`evaluation_statistics`.
+
+        The default divides every sum by ``count``. Lists run over time steps (keys ending in
+        ``_per_step``) or classes (``_per_class``).
+        """
+        count = stats["count"]
+        return {key: as_metric(value / count) for key, value in stats.items() if key != "count"}
+
+    # --- adversarial training (optional) --------------------------------------------------------
+    def discriminator_parameters(self) -> list[nn.Parameter]:
+        """Parameters trained by :meth:`discriminator_loss` with their own optimizer.
+
+        Non-empty only for models with an adversarial loss: the trainer then takes, at every step,
+        one optimizer step on ``discriminator_loss(batch)`` for these parameters and one on
+        ``loss(batch)`` (which includes the adversarial term) for all the others.
+        """
+        return []
+
+    def discriminator_loss(self, batch: dict[str, Tensor]) -> LossOutput:
+        """The discriminator's loss on ``batch``; see :meth:`discriminator_parameters`."""
+        raise NotImplementedError(f"{self.name} has no discriminator")
 
     def set_training_step(self, step: int) -> None:
         """Told by the trainer before each training step (the optimizer steps taken so far).
@@ -135,76 +156,27 @@ class RnnImgModel(nn.Module):
             directory: created if missing.
             extra: more top-level keys for ``config.json`` (the trainer adds data and training).
         """
-        from safetensors.torch import save_model
-
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         meta = {"model": self.name, "config": self.config_dict(), **(extra or {})}
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".model.", suffix=".tmp")
-        os.close(fd)
-        try:
-            save_model(self, tmp)
-            os.chmod(tmp, _default_file_mode())
-            os.replace(tmp, directory / WEIGHTS_FILE)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-        atomic_write_bytes(directory / CONFIG_FILE, json.dumps(meta, indent=2).encode())
-
-    @classmethod
-    def from_pretrained(cls, directory: str | os.PathLike, map_location: str = "cpu"):
-        return load_pretrained(directory, map_location=map_location)
+        atomic_write(directory / WEIGHTS_FILE, lambda tmp: save_weights(self, tmp))
+        atomic_write_text(directory / CONFIG_FILE, json.dumps(meta, indent=2))
 
 
-def read_run_config(directory: str | os.PathLike) -> dict[str, Any]:
-    """The parsed ``config.json`` of a run or pretrained folder, with one-line errors."""
-    directory = Path(directory)
-    if not directory.is_dir():
-        raise RnnImgError(f"{directory} is not a folder; pass a run folder such as runs/NAME.")
-    path = directory / CONFIG_FILE
-    if not path.is_file():
-        raise RnnImgError(f"{path} is missing; {directory} is not an rnnimg run or model folder.")
-    try:
-        meta = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise RnnImgError(f"{path} is not valid JSON ({err}); restore it or retrain.") from None
-    if not isinstance(meta, dict) or "model" not in meta or "config" not in meta:
-        raise RnnImgError(f"{path} lacks the 'model' and 'config' keys; it was not written by rnnimg.")
-    return meta
+def save_weights(model: nn.Module, path: str | os.PathLike) -> None:
+    """Write ``model``'s state dict to ``path`` as safetensors.
 
-
-def load_pretrained(directory: str | os.PathLike, map_location: str = "cpu") -> RnnImgModel:
-    """Rebuild any model from ``config.json`` + ``model.safetensors`` in ``directory``.
-
-    Nothing is unpickled: the config is JSON and the weights are safetensors.
-
-    Raises:
-        RnnImgError: for a missing folder or file, malformed JSON, an unknown model or weights that
-            do not fit the config.
+    Every tensor is written as a contiguous copy of its own: cuDNN flattens an ``nn.LSTM``'s
+    weights into one buffer, and safetensors refuses tensors that share storage ("found no
+    suitable name to keep"), so without the copies a model trained on a GPU could not be saved.
     """
-    from safetensors import SafetensorError
-    from safetensors.torch import load_model
+    from safetensors.torch import save_file
 
-    from rnnimg.models.registry import build_config, get_model_class
+    state = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(path), metadata={"format": "pt"})
 
-    meta = read_run_config(directory)
-    cls = get_model_class(meta["model"])
-    if not isinstance(meta["config"], dict):
-        raise RnnImgError(f"{Path(directory) / CONFIG_FILE}: 'config' must be an object.")
-    model = cls(build_config(meta["model"], **meta["config"]))
-    weights = Path(directory) / WEIGHTS_FILE
-    if not weights.is_file():
-        raise RnnImgError(f"{weights} is missing; train the model or copy its weights there.")
-    try:
-        missing, unexpected = load_model(model, weights, strict=False, device=map_location)
-    except (SafetensorError, OSError, RuntimeError) as err:
-        if "size mismatch" in str(err):
-            missing, unexpected = ["(shapes differ)"], []
-        else:
-            raise RnnImgError(f"cannot read {weights}: {str(err).splitlines()[0]}") from None
-    if missing or unexpected:
-        raise RnnImgError(
-            f"{weights} does not fit the config in {CONFIG_FILE} (missing {len(missing)}, "
-            f"unexpected {len(unexpected)} tensors); the two files come from different models."
-        )
-    return model.eval()
+
+def as_metric(value: Tensor) -> float | list[float]:
+    """A reduced statistic as a float (one element) or a list of floats."""
+    value = value.detach().double().cpu()
+    return value.item() if value.numel() == 1 else [float(v) for v in value.flatten()]

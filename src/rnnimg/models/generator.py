@@ -70,6 +70,26 @@ class ImageGenerator(RnnImgModel):
         return LossOutput(nats / dims, {"nll_nats": nats.detach(),
                                         "bits_per_dim": nats_to_bits_per_dim(nats.detach(), dims)})
 
+    def check_dataset(self, dataset, name: str) -> None:
+        """A class-conditional model (``num_classes`` > 0) needs labels, all below ``num_classes``.
+
+        Datasets that know all their labels expose them as ``dataset.labels`` (a tensor); for
+        others the first item is checked here and every batch by :meth:`check_data_labels`.
+        """
+        num_classes = self.config.num_classes
+        if not num_classes or len(dataset) == 0:
+            return
+        base = getattr(dataset, "dataset", dataset)  # a torch Subset wraps the dataset
+        labels = getattr(base, "labels", None)
+        if labels is None and "label" not in dataset[0]:
+            raise RnnImgError(f"{name} has no class labels, but the model is class-conditional "
+                              f"(num_classes={num_classes}); put the images in one subfolder per "
+                              "class, or drop --set num_classes.")
+        if labels is not None and len(labels) and int(labels.max()) >= num_classes:
+            raise RnnImgError(f"{name} has labels up to {int(labels.max())}, but the model has "
+                              f"num_classes={num_classes}; pass --set num_classes="
+                              f"{int(labels.max()) + 1}.")
+
     def check_data_labels(self, label: Tensor) -> None:
         """The data's class labels must index the label embedding (else a raw IndexError)."""
         n = self.config.num_classes
@@ -119,13 +139,3 @@ class ImageGenerator(RnnImgModel):
                 f"{what} has shape {tuple(image.shape)}, but the model takes (B, {want[0]}, "
                 f"{want[1]}, {want[2]}); resize it or train a model of that size."
             )
-
-    def preview(self, batch: dict[str, Tensor], generator: torch.Generator) -> dict[str, Tensor]:
-        from rnnimg.viz import make_grid
-
-        n = 32
-        label = None
-        if self.config.num_classes:
-            label = torch.arange(n, device=self.device) % self.config.num_classes
-        images = self.sample(n, label=label, generator=generator)
-        return {"samples.png": make_grid(images, nrow=8)}

@@ -248,27 +248,3 @@ class PixelRNN(ImageGenerator):
         u = self._uniforms(image.shape[0], generator)
         out = generate_cached(self, canvas, known, label, temperature, u)
         return torch.where(known, image.to(out), out)  # known pixels bit for bit
-
-    def preview(self, batch: dict[str, Tensor], generator: torch.Generator) -> dict[str, Tensor]:
-        """Samples, plus completions of the bottom half of up to 4 images of ``batch``: each row
-        is the occluded image, then 5 completions."""
-        from rnnimg.data.masks import occlude
-        from rnnimg.viz import make_grid
-
-        pictures = super().preview(batch, generator)
-        images = batch["image"][:4].to(self.device)
-        b, _, h, w = images.shape
-        known = torch.ones(b, 1, h, w, dtype=torch.bool, device=self.device)
-        known[:, :, h // 2:] = False
-        n = 5
-        label = batch["label"][:4].to(self.device) if "label" in batch and self.config.num_classes \
-            else None
-        done = self.complete(images.repeat_interleave(n, 0), known.repeat_interleave(n, 0),
-                             label=None if label is None else label.repeat_interleave(n),
-                             generator=generator).cpu()  # (b * n, C, H, W)
-        rows = []
-        for i in range(b):
-            rows.append(occlude(images[i].cpu(), known[i].cpu()).unsqueeze(0))
-            rows.append(done[i * n:(i + 1) * n].expand(-1, 3, -1, -1))
-        pictures["completions.png"] = make_grid(torch.cat(rows), nrow=n + 1)
-        return pictures

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from rnnimg.errors import RnnImgError
-from rnnimg.models.base import LossOutput, RnnImgModel
+from rnnimg.models.base import LossOutput, RnnImgModel, as_metric
 from rnnimg.nn.patching import FRAME_OUTPUTS
 
 
@@ -202,11 +202,12 @@ class FramePredictor(RnnImgModel):
         return {"frames": torch.rand(shape, generator=generator)}
 
     @torch.no_grad()
-    def evaluate_batch(self, batch: dict[str, Tensor]) -> dict[str, Tensor | float]:
-        """Per-time-step metrics of predicting frames context..context+horizon-1 from the first
-        ``context`` frames only: ``mse``, ``mae`` (summed over C, H, W), ``psnr``, ``ssim``, each
-        (horizon,) averaged over clips, and ``loss`` (the validation loss, own predictions fed
-        back). ``ssim`` is left out for frames smaller than its 11x11 window."""
+    def evaluation_statistics(self, batch: dict[str, Tensor], **options) -> dict[str, Tensor]:
+        """Sums over clips of the per-time-step scores of predicting frames
+        context..context+horizon-1 from the first ``context`` frames only (own predictions fed
+        back, as :meth:`predict`): ``mse``, ``mae`` (summed over C, H, W), ``psnr`` and ``ssim``,
+        each (horizon,), and the validation ``loss``. ``ssim`` is left out for frames smaller than
+        its 11x11 window. :meth:`reduce_statistics` makes the means over clips."""
         from rnnimg.metrics import mae_per_frame, mse_per_frame, psnr, ssim
 
         c = self.config
@@ -218,30 +219,29 @@ class FramePredictor(RnnImgModel):
                 f"{c.context + c.horizon}; load the data with frames={c.context + c.horizon}."
             )
         frames = frames[:, :c.context + c.horizon].to(self.device)
+        n = frames.shape[0]
         # rollout without a truth mask reads only the context and then its own predictions: the
         # same numbers as predict() (tested), and the validation loss comes with them.
         predictions, aux = self.rollout(frames)  # (B, T-1, C, H, W)
         loss = self.frame_loss(frames, predictions, aux).loss
         prediction, target = predictions[:, c.context - 1:].float(), frames[:, c.context:].float()
-        out = {"loss": loss, "mse": mse_per_frame(prediction, target),
-               "mae": mae_per_frame(prediction, target), "psnr": psnr(prediction, target)}
+        per_step = {"mse": mse_per_frame, "mae": mae_per_frame, "psnr": psnr}
         if min(target.shape[-2:]) >= 11:  # SSIM's gaussian window is 11x11
-            out["ssim"] = ssim(prediction, target)
+            per_step["ssim"] = ssim
+        stats = {f"{k}_per_step": fn(prediction, target).double().cpu() * n for k, fn in per_step.items()}
+        stats["loss"] = loss.detach().double().cpu() * n
+        stats["count"] = torch.tensor(float(n), dtype=torch.float64)
+        return stats
+
+    def reduce_statistics(self, stats: dict[str, Tensor]) -> dict[str, float | list[float]]:
+        """Means over clips: ``loss``, and for each score its mean over the predicted frames (the
+        headline number papers report) and its ``*_per_step`` values."""
+        count = stats["count"]
+        out: dict[str, float | list[float]] = {"loss": as_metric(stats["loss"] / count)}
+        for key, value in stats.items():
+            if key.endswith("_per_step"):
+                out[key.removesuffix("_per_step")] = as_metric((value / count).mean())
+        for key, value in stats.items():
+            if key.endswith("_per_step"):
+                out[key] = as_metric(value / count)
         return out
-
-    def preview(self, batch: dict[str, Tensor], generator: torch.Generator) -> dict[str, Tensor]:
-        """``prediction.png``: for up to 4 clips, the true clip in one row and below it the
-        prediction from the context (grey cells under the context frames); ``prediction.gif``:
-        the first clip as an animation, truth beside prediction (green border: given frames, red:
-        predicted)."""
-        from rnnimg.viz import comparison_frames, make_grid
-
-        c = self.config
-        frames = batch["frames"][:4, :c.context + c.horizon].to(self.device)  # (n, T, C, H, W)
-        n, t = frames.shape[:2]
-        prediction = self.predict(frames[:, :c.context], t - c.context)
-        blank = torch.full_like(frames[:, :c.context], 0.5)
-        rows = torch.stack([frames, torch.cat([blank, prediction], dim=1)], dim=1)  # (n, 2, T, ...)
-        animation = comparison_frames(frames[0, :c.context].cpu(), frames[0, c.context:].cpu(),
-                                      prediction[0].cpu())  # (T, 3, H', W')
-        return {"prediction.png": make_grid(rows.flatten(0, 2), nrow=t), "prediction.gif": animation}

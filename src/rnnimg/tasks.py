@@ -1,0 +1,246 @@
+"""The task layer: what people look at, per task.
+
+Models return tensors; this module turns a model plus inputs into pictures and animations (sample
+grids, completion grids, prediction strips and GIFs, ...), and prepares user inputs for a model
+(quantising an image for completion, loading a run for a verb). The CLI, the training callbacks,
+the demo and the web page all call it, so a picture looks the same wherever it is made.
+
+A task registers one *view* with :func:`task_view`; :func:`preview` runs the view of every task a
+model does (``model.tasks()``), so a new task brings its pictures by adding one function here and
+nothing in the trainer, the demo or the CLI changes.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from rnnimg.errors import RnnImgError
+from rnnimg.viz import comparison_frames, frames_strip, make_grid, save_image, write_video
+
+# how the unknown region of an input is shown in a completion grid: mid-grey, which no binarized
+# image contains
+UNKNOWN_FILL = 0.5
+
+View = Callable[..., dict[str, Tensor]]
+_VIEWS: dict[str, View] = {}
+
+# CLI verb -> the task a model must do for it
+VERB_TASKS = {"sample": "generate", "complete": "complete", "predict": "predict",
+              "segment": "segment", "translate": "translate"}
+
+
+def task_view(task: str) -> Callable[[View], View]:
+    """Register ``f(model, batch, generator) -> {file name: picture}`` as the view of ``task``.
+
+    A picture is (3, H, W) in [0, 1] (written as PNG) or frames (T, 3, H, W) (written as GIF).
+    """
+
+    def wrap(view: View) -> View:
+        if task in _VIEWS:
+            raise ValueError(f"task {task!r} has a view already")
+        _VIEWS[task] = view
+        return view
+
+    return wrap
+
+
+def preview(model, batch: dict[str, Tensor], generator: torch.Generator | None = None
+            ) -> dict[str, Tensor]:
+    """The pictures of ``model`` on ``batch``: the view of each task in ``model.tasks()``.
+
+    The model is put in eval mode for the call and restored afterwards.
+
+    Args:
+        model: any registered model.
+        batch: a few items of the model's data (the views use at most the first 8).
+        generator: for reproducible pictures (on the model's device or the CPU).
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        pictures: dict[str, Tensor] = {}
+        for task in model.tasks():
+            if task in _VIEWS:
+                pictures.update(_VIEWS[task](model, batch, generator))
+        return pictures
+    finally:
+        model.train(was_training)
+
+
+def save_picture(picture: Tensor, path: str | os.PathLike, scale: int = 2, fps: float = 4) -> Path:
+    """Write a picture (3, H, W) as an image file, or frames (T, 3, H, W) as a GIF, atomically.
+
+    For frames the suffix of ``path`` is replaced by ``.gif``. Returns the path written.
+    """
+    path = Path(path)
+    if picture.dim() == 4:
+        return write_video(picture, path.with_suffix(".gif"), fps=fps, scale=scale)
+    return save_image(picture, path, scale=scale)
+
+
+# ---------------------------------------------------------------------------------------------
+# generate
+
+
+def sample_grid(model, n: int, *, label=None, text=None, temperature: float = 1.0,
+                generator: torch.Generator | None = None, nrow: int = 8) -> Tensor:
+    """``n`` samples of a generator tiled into one picture (3, H', W')."""
+    images = model.sample(n, label=label, text=text, temperature=temperature, generator=generator)
+    return make_grid(images, nrow=nrow)
+
+
+@task_view("generate")
+def _generate_view(model, batch, generator) -> dict[str, Tensor]:
+    """``samples.png``: 32 samples, cycling through the classes of a class-conditional model."""
+    n = 32
+    num_classes = getattr(model.config, "num_classes", 0)
+    label = torch.arange(n, device=model.device) % num_classes if num_classes else None
+    return {"samples.png": sample_grid(model, n, label=label, generator=generator)}
+
+
+# ---------------------------------------------------------------------------------------------
+# complete
+
+
+def quantize_for_model(model, image: Tensor) -> Tensor:
+    """Put an image (B, C, H, W) in [0, 1] on the grid of values the model was trained on.
+
+    A model trained on binarized data sees pixels thresholded at 0.5; a model of ``levels``
+    intensity levels sees the nearest level. The data options the model asks for
+    (``model.dataset_options()``) say which.
+    """
+    options = model.dataset_options()
+    if options.get("binarize"):
+        return (image > 0.5).float()
+    levels = options.get("levels")
+    if levels:
+        return torch.round(image * (levels - 1)) / (levels - 1)
+    return image
+
+
+def occlude(image: Tensor, known: Tensor) -> Tensor:
+    """(C, H, W) in [0, 1] with (1, H, W) ``known`` -> RGB (3, H, W), the unknown part mid-grey."""
+    rgb = image.float().expand(3, -1, -1) if image.shape[0] == 1 else image.float()
+    return torch.where(known.to(rgb.device), rgb, torch.full_like(rgb, UNKNOWN_FILL))
+
+
+def completion_grid(model, image: Tensor, known: Tensor, n: int = 8,
+                    generator: torch.Generator | None = None, temperature: float = 1.0,
+                    label: int | Tensor | None = None, nrow: int | None = None) -> Tensor:
+    """One picture: the occluded input first, then ``n`` completions of it.
+
+    Args:
+        model: a model of the ``complete`` task.
+        image: (C, H, W) or (1, C, H, W) in [0, 1].
+        known: (1, H, W) or (1, 1, H, W) bool, True where the pixel is kept.
+        n: number of completions.
+        generator: for reproducible completions.
+        temperature: passed to ``model.complete``.
+        label: class index for a class-conditional model (one for all completions).
+        nrow: pictures per grid row (default: all n + 1 in one row).
+
+    Returns:
+        (3, H', W') in [0, 1].
+    """
+    image = image[0] if image.dim() == 4 else image  # (C, H, W)
+    known = known[0] if known.dim() == 4 else known  # (1, H, W)
+    batch = image.unsqueeze(0).expand(n, -1, -1, -1).to(model.device)  # (n, C, H, W)
+    masks = known.unsqueeze(0).expand(n, -1, -1, -1).to(model.device)  # (n, 1, H, W)
+    completions = model.complete(batch, masks, label=label, generator=generator,
+                                 temperature=temperature).cpu()
+    rgb = completions.expand(-1, 3, -1, -1) if completions.shape[1] == 1 else completions
+    pictures = torch.cat([occlude(image.cpu(), known.cpu()).unsqueeze(0), rgb])  # (n + 1, 3, H, W)
+    return make_grid(pictures, nrow=nrow or n + 1)
+
+
+@task_view("complete")
+def _complete_view(model, batch, generator) -> dict[str, Tensor]:
+    """``completions.png``: up to 4 images with the bottom half hidden; each row is the occluded
+    image, then 5 completions."""
+    images = quantize_for_model(model, batch["image"][:4].to(model.device))
+    b, _, h, w = images.shape
+    known = torch.ones(b, 1, h, w, dtype=torch.bool, device=model.device)
+    known[:, :, h // 2:] = False
+    n = 5
+    label = None
+    if "label" in batch and getattr(model.config, "num_classes", 0):
+        label = batch["label"][:4].to(model.device).repeat_interleave(n)
+    done = model.complete(images.repeat_interleave(n, 0), known.repeat_interleave(n, 0),
+                          label=label, generator=generator).cpu()  # (b * n, C, H, W)
+    rows = []
+    for i in range(b):
+        rows.append(occlude(images[i].cpu(), known[i].cpu()).unsqueeze(0))
+        rows.append(done[i * n:(i + 1) * n].expand(-1, 3, -1, -1))
+    return {"completions.png": make_grid(torch.cat(rows), nrow=n + 1)}
+
+
+# ---------------------------------------------------------------------------------------------
+# predict
+
+
+def prediction_media(context: Tensor, truth: Tensor | None, prediction: Tensor
+                     ) -> tuple[Tensor, Tensor]:
+    """The animation and the strip of one predicted clip.
+
+    Args:
+        context: (T0, C, H, W) the frames given to the model.
+        truth: (T1, C, H, W) the true continuation (grey frames where unknown), or None.
+        prediction: (T1, C, H, W) the model's continuation.
+
+    Returns:
+        (frames (T0 + T1, 3, H', W'): truth beside prediction, green border on given frames and
+        red on predicted ones; strip (3, H'', W''): the true clip above, the prediction below,
+        each predicted frame under the frame it predicts).
+    """
+    context, prediction = context.cpu(), prediction.cpu()
+    truth = None if truth is None else truth.cpu()
+    frames = comparison_frames(context, truth, prediction)
+    if truth is not None:
+        rows, labels = [torch.cat([context, truth]), prediction], ["truth", "predicted"]
+    else:
+        rows, labels = [context, prediction], ["given", "predicted"]
+    return frames, frames_strip(rows, labels)
+
+
+@task_view("predict")
+def _predict_view(model, batch, generator) -> dict[str, Tensor]:
+    """``prediction.png``: for up to 4 clips, the true clip in one row and below it the prediction
+    from the context (grey cells under the context frames); ``prediction.gif``: the first clip as
+    an animation, truth beside prediction."""
+    c = model.config
+    frames = batch["frames"][:4, :c.context + c.horizon].to(model.device)  # (n, T, C, H, W)
+    t = frames.shape[1]
+    prediction = model.predict(frames[:, :c.context], t - c.context)
+    blank = torch.full_like(frames[:, :c.context], 0.5)
+    rows = torch.stack([frames, torch.cat([blank, prediction], dim=1)], dim=1)  # (n, 2, T, ...)
+    animation = comparison_frames(frames[0, :c.context].cpu(), frames[0, c.context:].cpu(),
+                                  prediction[0].cpu())  # (T, 3, H', W')
+    return {"prediction.png": make_grid(rows.flatten(0, 2), nrow=t), "prediction.gif": animation}
+
+
+# ---------------------------------------------------------------------------------------------
+# loading a model for a verb
+
+
+def load_model_for(run: str | os.PathLike, verb: str, device: str = "cpu"):
+    """Load the model in ``run`` (a run or model folder) for the CLI verb ``verb``.
+
+    Raises:
+        RnnImgError: if the folder holds no model, or one that cannot do ``verb``; the message
+            names the models that can.
+    """
+    from rnnimg.models.checkpoint import load_pretrained
+    from rnnimg.models.registry import list_models
+
+    task = VERB_TASKS[verb]
+    model = load_pretrained(run, map_location=device)
+    if task not in model.tasks():
+        able = ", ".join(list_models(task)) or "none yet"
+        raise RnnImgError(f"{run} holds a {model.name!r} model ({'/'.join(model.tasks())}), which "
+                          f"cannot {verb}; models that can: {able}.")
+    return model
