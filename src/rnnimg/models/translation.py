@@ -148,8 +148,6 @@ class ImageTranslator(RnnImgModel):
         return steps if return_steps else steps[:, -1]
 
     # --- evaluation ---------------------------------------------------------------------------
-    evaluation_options = ()
-
     @torch.no_grad()
     def evaluation_statistics(self, batch: dict[str, Tensor], **options) -> dict[str, Tensor]:
         """Sums over the batch: PSNR and SSIM (data range 1, all channels, see rnnimg.metrics) of
@@ -186,9 +184,3 @@ class ImageTranslator(RnnImgModel):
             out["ssim_gain"] = out["ssim"] - out["input_ssim"]
         out["psnr_per_step"] = [float(v) / n for v in stats["psnr_per_step"]]
         return out
-
-    @torch.no_grad()
-    def evaluate_batch(self, batch: dict[str, Tensor]) -> dict[str, Tensor | float]:
-        # Per-image means are additive, so the batch-size-weighted average of these is exact.
-        reduced = self.reduce_statistics(self.evaluation_statistics(batch))
-        return {k: torch.tensor(v) for k, v in reduced.items()}
