@@ -8,14 +8,18 @@ the channel axis, so it judges whether the output fits its input, not only wheth
 
 Departures: the width and the number of stride-2 blocks are arguments (small images, 28-32
 pixels, take two); the last two convolutions are 3x3 with stride 1 (the paper's 4x4 ones shrink
-the 7x7 maps of a 28-pixel image further); and instance normalisation (no running statistics, so
-a batch of fakes and a batch of reals are normalised alike) stands in for batch normalisation.
+the 7x7 maps of a 28-pixel image further); and spectral normalisation of every convolution
+(Miyato et al. 2018) replaces batch normalisation. Measured on 16 noisy digits, the instance-
+normalised version amplified tiny differences between real and translated images into large
+generator gradients, and even at pix2pix's weight (adv_weight 0.01) it undid the L1 training
+within 60 steps (PSNR 20 -> 13 dB); spectral normalisation bounds the discriminator's slope.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
+from torch.nn.utils.parametrizations import spectral_norm
 
 
 class PatchDiscriminator(nn.Module):
@@ -35,13 +39,10 @@ class PatchDiscriminator(nn.Module):
         c_in = source_channels + target_channels
         for i in range(layers):
             c_out = features * 2 ** i
-            blocks.append(nn.Conv2d(c_in, c_out, 4, stride=2, padding=1))
-            if i > 0:
-                blocks.append(nn.InstanceNorm2d(c_out, affine=True))
-            blocks.append(nn.LeakyReLU(0.2))
+            blocks += [spectral_norm(nn.Conv2d(c_in, c_out, 4, stride=2, padding=1)), nn.LeakyReLU(0.2)]
             c_in = c_out
-        blocks += [nn.Conv2d(c_in, c_in, 3, padding=1), nn.InstanceNorm2d(c_in, affine=True),
-                   nn.LeakyReLU(0.2), nn.Conv2d(c_in, 1, 3, padding=1)]
+        blocks += [spectral_norm(nn.Conv2d(c_in, c_in, 3, padding=1)), nn.LeakyReLU(0.2),
+                   spectral_norm(nn.Conv2d(c_in, 1, 3, padding=1))]
         self.net = nn.Sequential(*blocks)
 
     def forward(self, source: Tensor, image: Tensor) -> Tensor:
