@@ -67,7 +67,7 @@ def train_step(model, batch, opt_g, opt_d, clip: float = 1.0) -> float:
     params = [p for group in opt_g.param_groups for p in group["params"]]
     torch.nn.utils.clip_grad_norm_(params, clip)
     opt_g.step()
-    return float(loss)
+    return float(loss.detach())
 
 
 def _speed(variant: str, preset: str, mode: str, args: dict, queue) -> None:
