@@ -16,19 +16,12 @@ from rnnimg.fileio import atomic_write, atomic_write_bytes
 
 
 def make_grid(images: Tensor, nrow: int = 8, padding: int = 2, pad_value: float = 0.5) -> Tensor:
-    """Tile images (N, C, H, W) in [0, 1] into one RGB picture (3, H', W'), ``nrow`` per row."""
+    """Tile images (N, C, H, W) in [0, 1] into one RGB picture (3, H', W'), ``nrow`` per row
+    (torchvision's ``make_grid``, on the CPU, clamped to [0, 1])."""
+    from torchvision.utils import make_grid as tv_make_grid
+
     images = images.detach().float().cpu().clamp(0, 1)
-    if images.shape[1] == 1:
-        images = images.expand(-1, 3, -1, -1)
-    n, _, h, w = images.shape
-    ncol = min(nrow, n)
-    nrows = math.ceil(n / ncol)
-    grid = torch.full((3, nrows * (h + padding) + padding, ncol * (w + padding) + padding), pad_value)
-    for k in range(n):
-        r, c = divmod(k, ncol)
-        y, x = padding + r * (h + padding), padding + c * (w + padding)
-        grid[:, y:y + h, x:x + w] = images[k]
-    return grid
+    return tv_make_grid(images, nrow=nrow, padding=padding, pad_value=pad_value)
 
 
 def to_uint8(image: Tensor) -> np.ndarray:
@@ -173,13 +166,16 @@ def write_gif(frames: Tensor, path: str | os.PathLike, fps: float = 4, scale: in
 def write_video(frames: Tensor, path: str | os.PathLike, fps: float = 4, scale: int = 1) -> Path:
     """Write frames (T, 1|3, H, W) in [0, 1] as ``.gif`` or ``.mp4``, chosen by the suffix.
 
-    MP4 (H.264, yuv420p) needs imageio-ffmpeg (``pip install rnnimg[video]``); frames are padded
-    with black to even sizes, which yuv420p requires. Both are written to a temporary file in the
-    same folder and renamed, so a crash never leaves half a video behind.
+    MP4 (H.264, yuv420p) goes through imageio v3's PyAV plugin (``pip install rnnimg[video]``),
+    the code path that reading videos uses too; frames are padded with black to even sizes, which
+    yuv420p requires. Both are written to a temporary file in the same folder and renamed, so a
+    crash never leaves half a video behind.
 
     Raises:
-        RnnImgError: another suffix, MP4 without imageio-ffmpeg, or fps not > 0.
+        RnnImgError: another suffix, MP4 without PyAV, or fps not > 0.
     """
+    import importlib.util
+
     from rnnimg.errors import RnnImgError
 
     _check_fps(fps)
@@ -189,24 +185,16 @@ def write_video(frames: Tensor, path: str | os.PathLike, fps: float = 4, scale: 
         return write_gif(frames, path, fps=fps, scale=scale)
     if suffix != ".mp4":
         raise RnnImgError(f"{path}: cannot write {suffix or 'files without a suffix'}; use .gif or .mp4.")
-    try:
-        import imageio_ffmpeg
-    except ImportError:
-        raise RnnImgError(f"{path}: writing MP4 needs imageio-ffmpeg; run pip install rnnimg[video], "
-                          "or write a .gif instead.") from None
+    if importlib.util.find_spec("av") is None:
+        raise RnnImgError(f"{path}: writing MP4 needs PyAV; run pip install rnnimg[video], "
+                          "or write a .gif instead.")
+    import imageio.v3 as iio
+
     arr = _uint8_frames(_rgb_frames(frames), scale)  # (T, H, W, 3)
-    t, h, w, _ = arr.shape
-    arr = np.pad(arr, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)))
-
-    def write(tmp: str) -> None:
-        writer = imageio_ffmpeg.write_frames(tmp, (arr.shape[2], arr.shape[1]), fps=fps,
-                                             codec="libx264", macro_block_size=2)
-        writer.send(None)  # start the generator
-        for frame in arr:
-            writer.send(np.ascontiguousarray(frame))
-        writer.close()
-
-    atomic_write(path, write)
+    _, h, w, _ = arr.shape
+    arr = np.ascontiguousarray(np.pad(arr, ((0, 0), (0, h % 2), (0, w % 2), (0, 0))))
+    atomic_write(path, lambda tmp: iio.imwrite(tmp, arr, plugin="pyav", codec="libx264", fps=float(fps),
+                                               out_pixel_format="yuv420p"))
     return path
 
 

@@ -34,7 +34,7 @@ def register(sub) -> None:
 def cmd_predict(args) -> int:
     import torch
 
-    from rnnimg.data.clips import read_clip
+    from rnnimg.data.video_io import read_clip
     from rnnimg.errors import RnnImgError
     from rnnimg.tasks import load_model_for, prediction_media, save_picture
     from rnnimg.viz import write_video

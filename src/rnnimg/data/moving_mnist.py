@@ -35,9 +35,10 @@ from numpy.lib.stride_tricks import as_strided
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from rnnimg.data.clips import ClipDataset, as_clips, check_values, load_array, unit_float
+from rnnimg.data.clips import ClipDataset
 from rnnimg.data.images import mnist_5k_arrays, mnist_5k_split_indices
 from rnnimg.data.registry import load_dataset, register_dataset
+from rnnimg.data.video_io import as_clips, check_values, load_array, unit_float
 from rnnimg.errors import RnnImgError
 
 DIGIT_SIZE = 28
