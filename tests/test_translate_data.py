@@ -188,7 +188,8 @@ def test_translate_cli_writes_the_output_and_the_steps(debug_run, tmp_path, caps
     image = (np.random.default_rng(0).random((16, 16)) * 255).astype(np.uint8)
     Image.fromarray(image).save(tmp_path / "in.png")
     out, strip = tmp_path / "out.png", tmp_path / "steps.png"
-    assert main(["translate", str(run), str(tmp_path / "in.png"), "-o", str(out), "--steps", str(strip), "--scale", "1",
+    assert main(["translate", str(run), str(tmp_path / "in.png"), "-o", str(out), "--steps", str(strip),
+                 "--scale", "1",
                  "--device", "cpu"]) == 0
     written = np.asarray(Image.open(out))
     expected = model.translate(torch.from_numpy(image).float().div(255).view(1, 1, 16, 16))[0, 0]
@@ -217,3 +218,17 @@ def test_evaluate_reports_psnr_and_ssim_of_output_and_input(debug_run, capsys):
     direct = model.reduce_statistics(model.evaluation_statistics(batch))
     for key in ("psnr", "input_psnr", "ssim", "input_ssim", "psnr_gain"):
         assert metrics[key] == pytest.approx(direct[key], abs=1e-9)
+
+
+def test_the_trainer_takes_a_corrupted_image_dataset_and_refuses_grey_for_colour(tmp_path):
+    from rnnimg.models.checkpoint import load_pretrained
+    from rnnimg.train import TrainSettings, train
+
+    common = dict(data="mnist-5k", max_steps=2, batch_size=4, accelerator="cpu", progress=False,
+                  val_batches=1, data_options={"corrupt": "denoise", "sigma": 25})
+    run = train(TrainSettings(model="translator", preset="debug", out=str(tmp_path / "run"), **common))
+    assert load_pretrained(run).name == "translator"
+    with pytest.raises(RnnImgError, match="1-channel source images.*in_channels is 3"):
+        train(TrainSettings(model="translator", preset="colour", out=str(tmp_path / "colour"),
+                            data_options={**common.pop("data_options"), "channels": 1}, **common))
+    assert not (tmp_path / "colour" / "model.safetensors").exists()

@@ -79,9 +79,10 @@ class ImageTranslator(RnnImgModel):
                                  ("target", c.out_channels, "out_channels")):
             got = item[key].shape[0]
             if got != want:
+                option = "source_channels" if key == "source" else "channels"
                 raise RnnImgError(f"{name} gives {got}-channel {key} images, but the model's "
-                                  f"{field} is {want}; pass --set {field}={got} (or convert the "
-                                  "images).")
+                                  f"{field} is {want}; pass --set {field}={got}, or convert the "
+                                  f"images (pairs:A,B take --data-opt {option}={want}).")
 
     def check_source(self, source: Tensor) -> None:
         if source.dim() != 4 or source.shape[1] != self.config.in_channels:
