@@ -276,3 +276,21 @@ def test_dncnn_is_a_residual_network_of_the_input():
     source = torch.rand(2, 1, 16, 16)
     assert torch.equal(model.translate(source), source)
     assert model.translate(source, return_steps=True).shape == (2, 1, 1, 16, 16)
+
+
+def test_the_adversarial_translator_saves_and_loads(tmp_path):
+    """The spectrally normalised discriminator (parametrized weights and power-iteration
+    buffers) round-trips through config.json + model.safetensors."""
+    from rnnimg.models.checkpoint import load_pretrained
+
+    model = _gan()
+    batch = model.example_batch(2, torch.Generator().manual_seed(0))
+    model.discriminator_loss(batch)  # a training-mode forward moves the power iteration
+    model.eval()
+    model.save_pretrained(tmp_path)
+    loaded = load_pretrained(tmp_path)
+    assert len(loaded.discriminator_parameters()) == len(model.discriminator_parameters())
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.loss(batch).loss, model.loss(batch).loss, rtol=0, atol=0)
+        torch.testing.assert_close(loaded.discriminator_loss(batch).loss,
+                                   model.discriminator_loss(batch).loss, rtol=0, atol=0)
