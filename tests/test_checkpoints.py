@@ -38,6 +38,7 @@ def test_planted_pickle_stops_resume_before_training(tmp_path):
 
     run = tmp_path / "run"
     train(TrainSettings("rowrnn", preset="debug", max_steps=2, out=str(run), progress=False,
+                        accelerator="cpu",
                         val_fraction=0))
     torch.save({"evil": Payload()}, run / "checkpoints" / "last.ckpt")
     with pytest.raises(RnnImgError, match="refused"):
@@ -96,3 +97,22 @@ def test_written_files_get_the_usual_permissions(tmp_path):
         os.umask(old)
     for name in ("config.json", "model.safetensors", "grid.png"):
         assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o644, name
+
+
+def test_weights_of_another_layout_version_are_refused(tmp_path):
+    """pixelrnn's Row LSTM gate order changed without changing any tensor's name or shape: weights
+    from before would load silently and sample garbage, so the saved weights_version is checked."""
+    model = create_model("pixelrnn", "debug")
+    model.save_pretrained(tmp_path)
+    meta = json.loads((tmp_path / "config.json").read_text())
+    assert meta["weights_version"] == type(model).weights_version == 2
+    assert load_pretrained(tmp_path).config == model.config
+    del meta["weights_version"]  # what rnnimg wrote before versions existed: version 1
+    (tmp_path / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(RnnImgError, match="version 1.*reads version 2.*retrain"):
+        load_pretrained(tmp_path)
+    create_model("rowrnn", "debug").save_pretrained(tmp_path / "row")  # unchanged layouts stay 1
+    meta = json.loads((tmp_path / "row" / "config.json").read_text())
+    del meta["weights_version"]
+    (tmp_path / "row" / "config.json").write_text(json.dumps(meta))
+    assert load_pretrained(tmp_path / "row").name == "rowrnn"

@@ -36,15 +36,19 @@ def test_list_shows_models_and_datasets(capsys):
 
 def test_train_sample_evaluate_end_to_end(tmp_path, capsys):
     run = tmp_path / "run"
-    assert main(["train", "rowrnn", "--preset", "debug", "--max-steps", "6", "--out", str(run),
+    assert main(["train", "rowrnn", "--preset", "debug", "--max-steps", "6", "--accelerator", "cpu",
+                 "--out", str(run),
                  "--no-progress", "--batch-size", "16"]) == 0
     assert (run / "model.safetensors").is_file()
     grid = tmp_path / "grid.png"
     assert main(["sample", str(run), "-n", "12", "-o", str(grid), "--seed", "1"]) == 0
+    import numpy as np
     from PIL import Image
 
     with Image.open(grid) as img:  # 12 images of 28 px, 8 per row, 2 px padding, scale 2
         assert img.size == (2 * (8 * 30 + 2), 2 * (2 * 30 + 2))
+        cells = np.asarray(img.convert("L"))[4:4 + 56, 4:4 + 56]  # the first sample, scale 2
+    assert (cells > 127).mean() > 0.01 and (cells < 128).mean() > 0.01  # drawn, not blank
     first = grid.read_bytes()
     capsys.readouterr()
     # The output file is not overwritten without --overwrite.
@@ -96,7 +100,8 @@ def test_ddp_on_two_cpu_processes(tmp_path):
 @pytest.fixture(scope="module")
 def pixelrnn_run(tmp_path_factory):
     run = tmp_path_factory.mktemp("runs") / "pixelrnn"
-    assert main(["train", "pixelrnn", "--preset", "debug", "--max-steps", "3", "--out", str(run),
+    assert main(["train", "pixelrnn", "--preset", "debug", "--max-steps", "3", "--accelerator", "cpu",
+                 "--out", str(run),
                  "--no-progress", "--batch-size", "8"]) == 0
     return run
 
@@ -141,6 +146,7 @@ def test_complete_end_to_end_and_bad_input(pixelrnn_run, tmp_path, capsys):
 def convlstm_run(tmp_path_factory):
     run = tmp_path_factory.mktemp("runs") / "convlstm"
     assert main(["train", "convlstm", "--data", "moving-mnist", "--preset", "debug", "--max-steps", "2",
+                 "--accelerator", "cpu",
                  "--out", str(run), "--no-progress", "--batch-size", "2", "--data-opt", "val_clips=4"]) == 0
     return run
 

@@ -84,9 +84,11 @@ def verb_output(model, batch, seed):
 def test_presets_build_and_configs_validate(name):
     cls = get_model_class(name)
     assert "debug" in cls.presets
-    for preset in cls.presets:
-        config = create_model(name, preset).config  # every preset is a valid config
-        assert dataclasses.is_dataclass(config)
+    for preset, fields in cls.presets.items():
+        config = create_model(name, preset).config  # every preset is a valid config ...
+        assert dataclasses.is_dataclass(config) and type(config) is cls.config_class
+        # ... holding the preset's values and the defaults elsewhere (the model was built from it)
+        assert config == cls.config_class(**fields), preset
     assert len(sys.modules[cls.__module__].__doc__ or "") > 200, "module docstring must cite the paper"
 
 

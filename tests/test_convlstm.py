@@ -112,6 +112,34 @@ def test_clamped_output_is_exact_and_passes_gradients():
     assert torch.equal(out, z.detach().clamp(0, 1))
     out.sum().backward()
     assert torch.equal(z.grad, torch.ones(5))  # straight through, even where clamped
-    model = create_model("convlstm", "debug", output="sigmoid").eval()
-    prediction = model.predict(torch.rand(1, 4, 1, 16, 16), 2)
-    assert 0 < prediction.min() and prediction.max() < 1
+    # output="sigmoid" maps the same pre-activations through a sigmoid: with equal weights the
+    # first predicted frame is sigmoid(z) where the clamped model shows z itself (0 < z < 1).
+    torch.manual_seed(0)
+    clamped = create_model("convlstm", "debug").eval()
+    squashed = create_model("convlstm", "debug", output="sigmoid").eval()
+    squashed.load_state_dict(clamped.state_dict())
+    context = torch.rand(2, 4, 1, 16, 16)
+    z, s = clamped.predict(context, 1)[:, 0], squashed.predict(context, 1)[:, 0]
+    inside = (z > 0) & (z < 1)
+    assert inside.sum() > 50  # enough pixels where the two can be compared
+    torch.testing.assert_close(s[inside], torch.sigmoid(z[inside]), rtol=0, atol=1e-6)
+    assert 0 < s.min() and s.max() < 1
+
+
+def test_one_kernel_check_for_every_convolutional_block():
+    """Same padding keeps the map size only with an odd kernel: every block and config says so in
+    the same words, naming the field (one check, rnnimg.nn.checks.check_kernel_size)."""
+    from rnnimg.errors import RnnImgError
+    from rnnimg.nn import MaskedConv2d, SpatioTemporalLSTMCell
+
+    blocks = [lambda k: ConvLSTMCell(2, 3, kernel_size=k), lambda k: ConvGRUCell(2, 3, kernel_size=k),
+              lambda k: SpatioTemporalLSTMCell(2, 3, kernel_size=k),
+              lambda k: MaskedConv2d(2, 3, (1, k), "B")]
+    for make in blocks:
+        for bad in (0, 2, -3, 3.0):
+            with pytest.raises(ValueError, match=r"kernel_size.* must be odd and >= 1"):
+                make(bad)
+        assert isinstance(make(3), nn.Module)  # odd sizes are accepted
+    for name in ("convlstm", "predrnn"):
+        with pytest.raises(RnnImgError, match="kernel_size must be odd"):
+            create_model(name, "debug", kernel_size=4)

@@ -1,5 +1,6 @@
 """`rnnimg demo` end to end, with every model's step count scaled down to a few steps."""
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -17,6 +18,9 @@ def test_demo_writes_pictures_for_every_model_and_the_curves(tmp_path):
         for path in written[name]:
             with Image.open(path) as img:
                 assert img.width > 50 and img.height > 20
+                grey = np.asarray(img.convert("L"))  # (the first frame of a GIF)
+            # not blank: bright strokes (digits) and a dark background, as in the demo's data
+            assert (grey > 200).mean() > 0.005 and (grey < 50).mean() > 0.05, path
     # The video models write an animation; pixelrnn writes samples and completions.
     assert any(p.suffix == ".gif" for p in written["convlstm"])
     with Image.open(next(p for p in written["convlstm"] if p.suffix == ".gif")) as gif:

@@ -49,32 +49,63 @@ def test_psnr_per_clip_then_mean():
     np.testing.assert_allclose(metrics.psnr(base + 0.1, base).numpy(), 20.0, rtol=1e-6)
 
 
-def test_psnr_in_float_differs_from_wrapped_uint8():
+def test_psnr_is_computed_in_float_not_wrapped_uint8():
+    # pred below target: OpenSTL's legacy path, uint8 frames subtracted in uint8, wraps 51 - 76 to
+    # 231 and reports ~0.9 dB for a frame that is off by 0.1 everywhere (20 dB).
     target = torch.full((1, 1, 1, 4, 4), 0.3)
     pred = torch.full((1, 1, 1, 4, 4), 0.2)
-    a = (pred * 255).round().numpy().astype(np.uint8)
-    b = (target * 255).round().numpy().astype(np.uint8)
-    wrapped = np.mean((a - b) ** 2)  # uint8: 51 - 76 wraps to 231
-    assert wrapped != pytest.approx(np.mean((a.astype(float) - b) ** 2))
+    as_uint8 = [(x * 255).round().to(torch.uint8) for x in (pred, target)]
+    wrapped = (as_uint8[0] - as_uint8[1]).double().pow(2).mean()  # the legacy computation
+    legacy_db = 10 * math.log10(255**2 / wrapped.item())
     assert metrics.psnr(pred, target).item() == pytest.approx(20.0, abs=1e-4)
+    assert abs(legacy_db - 20.0) > 15  # the case tells the two apart
+    # Integer frames have no known range and wrap when subtracted: refused, not rescaled.
+    for fn in (metrics.psnr, metrics.mse_per_frame, metrics.ssim):
+        with pytest.raises(ValueError, match="float frames"):
+            fn(*as_uint8)
 
 
-@pytest.mark.parametrize("channels,size", [(1, 64), (3, 59)])
-def test_ssim_matches_scikit_image(channels, size):
-    pred, target = _pair(b=2, t=3, c=channels, h=size, w=size, seed=1)
-    got = metrics.ssim(pred, target)
+def _skimage_ssim(pred, target):
+    """(T,) SSIM per frame averaged over clips, one scikit-image call per frame."""
+    b, t = pred.shape[:2]
     expected = []
-    for k in range(3):
+    for k in range(t):
         per_clip = []
-        for b in range(2):
-            x = pred[b, k].double().permute(1, 2, 0).numpy()
-            y = target[b, k].double().permute(1, 2, 0).numpy()
+        for i in range(b):
+            x = pred[i, k].double().permute(1, 2, 0).numpy()
+            y = target[i, k].double().permute(1, 2, 0).numpy()
             per_clip.append(structural_similarity(
                 x, y, gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=1.0,
                 channel_axis=2))
         expected.append(np.mean(per_clip))
-    np.testing.assert_allclose(got.numpy(), expected, rtol=1e-4, atol=1e-5)
+    return np.array(expected)
+
+
+@pytest.mark.parametrize("channels,height,width", [(1, 64, 64), (3, 23, 37), (1, 11, 12)])
+def test_ssim_matches_scikit_image(channels, height, width):
+    pred, target = _pair(b=2, t=3, c=channels, h=height, w=width, seed=1)
+    got = metrics.ssim(pred, target)
+    assert got.dtype == torch.float32 and got.shape == (3,)
+    np.testing.assert_allclose(got.numpy(), _skimage_ssim(pred, target), rtol=0, atol=1e-5)
     assert metrics.ssim(target, target).numpy() == pytest.approx(np.ones(3), abs=1e-6)
+    per_clip = metrics.ssim_per_clip(pred, target)  # additive: sum over clips / count = ssim
+    assert per_clip.dtype == torch.float64 and per_clip.shape == (2, 3)
+    np.testing.assert_allclose(per_clip.sum(0).numpy() / 2, got.numpy(), atol=1e-6)
+
+
+def test_ssim_float32_keeps_digits_on_flat_and_nearly_equal_frames():
+    # float32 is where the variance E[x^2] - E[x]^2 loses digits: mostly black Moving-MNIST-like
+    # frames and predictions within 1e-3 of the truth, against scikit-image in float64.
+    gen = torch.Generator().manual_seed(3)
+    target = torch.zeros(4, 2, 1, 32, 32)
+    target[..., 8:24, 6:20] = (torch.rand(4, 2, 1, 16, 14, generator=gen) > 0.5).float()
+    near = (target + 1e-3 * torch.randn(target.shape, generator=gen)).clamp(0, 1)
+    blurred = (0.6 * target + 0.4 * target.roll(1, dims=-1)).clamp(0, 1)
+    for pred in (near, blurred):
+        np.testing.assert_allclose(metrics.ssim(pred, target).numpy(), _skimage_ssim(pred, target),
+                                   rtol=0, atol=1e-5)
+    with pytest.raises(ValueError, match="11x11"):
+        metrics.ssim(target[..., :10], target[..., :10])
 
 
 def test_shape_mismatch_is_rejected():

@@ -115,6 +115,57 @@ def test_cached_step_logits_match_full_forward(variant, channels, conditional):
     torch.testing.assert_close(cached_logits(model, image, label), full, atol=1e-5, rtol=1e-5)
 
 
+def test_lstm_update_is_torch_lstm_cell_gate_order():
+    """Row LSTM and Diagonal BiLSTM gates are laid out [i, f, g, o], as torch.nn.LSTMCell's: fed the
+    gates through an identity input map, LSTMCell gives the same h and c."""
+    from rnnimg.nn.row_lstm import lstm_update, lstm_update_into
+
+    torch.manual_seed(0)
+    h = 5
+    gates, c = torch.randn(3, 4 * h), torch.randn(3, h)
+    cell = torch.nn.LSTMCell(4 * h, h)
+    with torch.no_grad():
+        cell.weight_ih.copy_(torch.eye(4 * h))
+        cell.weight_hh.zero_()
+        cell.bias_ih.zero_()
+        cell.bias_hh.zero_()
+        want_h, want_c = cell(gates, (torch.zeros(3, h), c))
+    got_h, got_c = lstm_update(gates, c, dim=-1)
+    torch.testing.assert_close((got_h, got_c), (want_h, want_c))
+    into_h, into_c = torch.empty(3, h), torch.empty(3, h)
+    lstm_update_into(gates, c, into_h, into_c)
+    torch.testing.assert_close((into_h, into_c), (want_h, want_c))
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_layer_raster_steps_equal_the_layer(variant):
+    """The public per-pixel step API of RowLSTM / DiagonalBiLSTM gives layer(x) at every pixel,
+    for a stack fed the previous layer's output, with per-image gate offsets."""
+    from rnnimg.nn import DiagonalBiLSTM, RowLSTM
+
+    torch.manual_seed(0)
+    cls, gates = (RowLSTM, 4) if variant == "row" else (DiagonalBiLSTM, 8)
+    layers = [cls(3, 3), cls(3, 3)]
+    with torch.no_grad():
+        for p in [p for layer in layers for p in layer.parameters()]:
+            p.normal_(0, 0.5)
+    n, height, width = 2, 4, 5
+    x0 = torch.randn(n, 3, height, width)
+    biases = [torch.randn(n, gates * 3), None]
+    with torch.no_grad():
+        y0 = layers[0](x0, biases[0])
+        y1 = layers[1](y0, biases[1])
+        steps = cls.raster_steps(layers, n, height, width, biases)
+        for i in range(height):
+            steps.start_row(i)
+            for j in range(width):
+                steps.input_at(0, j).copy_(x0[:, :, i, j])
+                torch.testing.assert_close(steps.step(0, j), y0[:, :, i, j], atol=1e-5, rtol=1e-5)
+                steps.input_at(1, j).copy_(y0[:, :, i, j])
+                torch.testing.assert_close(steps.step(1, j), y1[:, :, i, j], atol=1e-5, rtol=1e-5)
+            steps.end_row(i)
+
+
 def test_masked_conv_masks_the_future_and_the_colour_order():
     grey = MaskedConv2d(1, 1, 3, "A").mask[0, 0]
     assert torch.equal(grey, torch.tensor([[1.0, 1, 1], [1, 0, 0], [0, 0, 0]]))
@@ -249,12 +300,37 @@ def test_bad_inputs_raise_rnnimg_error():
         create_model("pixelrnn", "debug", channels=3, hidden=2)
 
 
-def test_presets_hold_the_paper_settings():
-    mnist = create_model("pixelrnn", "mnist").config
-    assert (mnist.variant, mnist.num_layers, mnist.hidden, mnist.output) == ("diagonal", 7, 16, "bernoulli")
-    cifar = create_model("pixelrnn", "cifar10", variant="row").config
-    assert (cifar.variant, cifar.num_layers, cifar.hidden, cifar.channels, cifar.levels) == \
-        ("row", 12, 128, 3, 256)
+def test_presets_build_the_paper_networks():
+    """The presets build the paper's networks, not only configs that say so: layer types and
+    count, h units per direction, the 2h residual stream, the output head and the logits."""
+    from rnnimg.nn.diagonal_bilstm import DiagonalBiLSTM
+    from rnnimg.nn.row_lstm import RowLSTM
+
+    def shape_of(model, name):
+        return dict(model.named_parameters())[name].shape
+
+    mnist = create_model("pixelrnn", "mnist")  # binarized MNIST: Diagonal BiLSTM, 7 x h=16
+    assert len(mnist.layers) == 7 and all(type(x) is DiagonalBiLSTM for x in mnist.layers)
+    assert shape_of(mnist, "input_conv.weight") == (32, 1, 7, 7)  # 7x7 mask A to 2h
+    for k in range(7):  # both directions: 4h gates from 2h inputs (1x1), K_ss 2x1 over h
+        for side in ("forward_lstm", "backward_lstm"):
+            assert shape_of(mnist, f"layers.{k}.{side}.input_to_state.weight") == (64, 32, 1, 1)
+            assert shape_of(mnist, f"layers.{k}.{side}.state_to_state.weight") == (64, 16, 2)
+        assert shape_of(mnist, f"residuals.{k}.weight") == (32, 16, 1, 1)  # h -> 2h, added
+    assert shape_of(mnist, "head_out.weight") == (1, 32, 1, 1)  # one Bernoulli logit per pixel
+    assert mnist(torch.zeros(2, 1, 5, 6)).shape == (2, 1, 5, 6)  # (the layers take any size)
+    with torch.device("meta"):  # CIFAR-10: 12 x h=128, 1024 output features, 256-way softmax
+        cifar = create_model("pixelrnn", "cifar10")
+        row = create_model("pixelrnn", "cifar10", variant="row")
+        assert cifar(torch.zeros(1, 3, 4, 5)).shape == (1, 3, 256, 4, 5)
+    for model, layer in ((cifar, DiagonalBiLSTM), (row, RowLSTM)):
+        assert len(model.layers) == 12 and all(type(x) is layer for x in model.layers)
+        assert shape_of(model, "input_conv.weight") == (256, 3, 7, 7)
+        assert shape_of(model, "residuals.11.weight") == (256, 128, 1, 1)
+        assert shape_of(model, "head_hidden.weight") == (1024, 256, 1, 1)
+        assert shape_of(model, "head_out.weight") == (3 * 256, 1024, 1, 1)
+    assert shape_of(row, "layers.0.input_to_state.weight") == (512, 256, 1, 3)  # 1x3 over the row
+    assert shape_of(row, "layers.0.state_to_state.weight") == (512, 128, 3)  # 1x3 over row i-1
 
 
 def test_parse_mask_specs(tmp_path):

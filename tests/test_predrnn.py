@@ -123,17 +123,57 @@ def test_schedule_endpoints_change_what_the_model_reads():
         assert not torch.allclose(late, teacher)
 
 
-def test_training_step_reaches_the_loss():
+class _MaskSeen(Exception):
+    pass
+
+
+def _mask_read_by_loss(model, batch):
+    """The truth mask that ``model.loss(batch)`` hands to the rollout (the rollout is not run)."""
+    seen = {}
+
+    def spy(frames, truth_mask=None):
+        seen["mask"] = truth_mask
+        raise _MaskSeen
+
+    model.rollout = spy
+    with pytest.raises(_MaskSeen):
+        model.loss(batch)
+    del model.rollout
+    return seen["mask"]
+
+
+def test_training_step_sets_what_the_loss_reads():
+    """The step the trainer reports (or batch["step"]) sets the rate at which the loss's rollout
+    reads true frames, and the logged eta is that rate."""
+    torch.manual_seed(0)
+    context = 4  # debug preset; clips of 8 frames -> 7 steps, 3 of them after the context
     model = create_model("predrnn", "debug").train()
-    batch = model.example_batch(2, torch.Generator().manual_seed(0))
-    assert model.loss(batch).metrics["eta"] == 1.0
-    model.set_training_step(25_000)
-    assert model.loss(batch).metrics["eta"] == pytest.approx(0.5)
-    assert model.loss({**batch, "step": 40_000}).metrics["eta"] == pytest.approx(0.2)  # batch wins
+    big = {"frames": torch.zeros(4000, 8, 1, 16, 16)}
+    small = model.example_batch(2, torch.Generator().manual_seed(0))
+    for step, in_batch, eta in [(0, False, 1.0), (25_000, False, 0.5), (40_000, True, 0.2),
+                                (60_000, False, 0.0)]:
+        if in_batch:
+            model.set_training_step(7)  # the batch's step wins
+            batch, small_batch = {**big, "step": step}, {**small, "step": step}
+        else:
+            model.set_training_step(step)
+            batch, small_batch = big, small
+        mask = _mask_read_by_loss(model, batch)
+        assert mask.shape == (4000, 7) and mask[:, :context].all()  # the context reads the truth
+        assert mask[:, context:].float().mean().item() == pytest.approx(eta, abs=0.02)
+        assert model.loss(small_batch).metrics["eta"] == pytest.approx(eta)
     rev = create_model("predrnn", "debug", sampling="reverse").train()
-    rev.set_training_step(50_000)
-    metrics = rev.loss(batch).metrics
-    assert (metrics["r_eta"], metrics["eta"]) == (1.0, 0.0)
+    for step, r_eta, eta in [(0, 0.5, 0.5), (30_000, 1 - 0.5 * math.exp(-1), 0.4), (50_000, 1.0, 0.0)]:
+        rev.set_training_step(step)
+        mask = _mask_read_by_loss(rev, big)
+        assert mask[:, 0].all()  # the first frame is always read
+        assert mask[:, 1:context].float().mean().item() == pytest.approx(r_eta, abs=0.02)
+        assert mask[:, context:].float().mean().item() == pytest.approx(eta, abs=0.02)
+        metrics = rev.loss(small).metrics
+        assert (metrics["r_eta"], metrics["eta"]) == pytest.approx((r_eta, eta))
+    # eval mode and sampling="none": no mask, i.e. own predictions after the context
+    assert _mask_read_by_loss(model.eval(), small) is None
+    assert _mask_read_by_loss(create_model("predrnn", "debug", sampling="none").train(), small) is None
 
 
 def test_decoupling_loss_is_added_only_when_enabled():

@@ -73,6 +73,8 @@ def test_streaming_equals_batch_prediction(name):
 
 @pytest.mark.parametrize("name", MODELS)
 def test_odd_frame_size_59_with_patch_4(name):
+    """59 is padded (bottom and right, zeros) to 60 for the patches and cropped back: the same
+    weights on the zero-padded 60x60 context predict the same first frame in its top-left 59x59."""
     model = _model(name, frame_size=59, patch=4, hidden_size=8, num_layers=1)
     assert model.grid == 15  # 59 padded to 60
     frames = torch.rand(1, 5, 1, 59, 59)
@@ -82,6 +84,11 @@ def test_odd_frame_size_59_with_patch_4(name):
     prediction = model.predict(frames[:, :3], 2)
     assert prediction.shape == (1, 2, 1, 59, 59)
     assert 0 <= prediction.min() and prediction.max() <= 1
+    padded_model = _model(name, frame_size=60, patch=4, hidden_size=8, num_layers=1)
+    padded_model.load_state_dict(model.state_dict())
+    padded = torch.nn.functional.pad(frames[:, :3], (0, 1, 0, 1))  # a zero column right, row below
+    first = padded_model.predict(padded, 1)[..., :59, :59]
+    torch.testing.assert_close(prediction[:, :1], first, rtol=0, atol=1e-6)
 
 
 CONFIGS = [
@@ -133,6 +140,12 @@ def test_long_horizon_and_input_errors(name):
     long = model.predict(context, 3 * HORIZON)
     assert long.shape == (2, 12, 1, 16, 16) and torch.isfinite(long).all()
     assert 0 <= long.min() and long.max() <= 1
+    # Past the trained horizon the rollout just goes on: its start is the short prediction, and
+    # its rest is what the model predicts when its own first frames are handed back as context.
+    torch.testing.assert_close(long[:, :HORIZON], model.predict(context, HORIZON), rtol=0, atol=1e-6)
+    resumed = model.predict(torch.cat([context, long[:, :HORIZON]], dim=1), 2 * HORIZON)
+    torch.testing.assert_close(long[:, HORIZON:], resumed, rtol=0, atol=1e-5)
+    assert not torch.allclose(long[:, -1], long[:, HORIZON - 1])  # not a frozen last frame
     bad = {
         "horizon 0": (context, 0), "horizon -1": (context, -1), "horizon 2.5": (context, 2.5),
         "3 channels": (torch.rand(2, 4, 3, 16, 16), 2), "rank 4": (torch.rand(2, 1, 16, 16), 2),
@@ -180,6 +193,17 @@ def test_task_hooks(name):
 
     picture = preview(model, batch, torch.Generator())["prediction.png"]
     assert picture.shape == (3, 2 + 6 * 18, 2 + 8 * 18)  # 3 clips x (truth, prediction) rows
+    prediction = model.predict(batch["frames"][:, :CONTEXT], HORIZON)
+
+    def cell(row, col):  # 16x16 cells, 2 px padding; grey frames shown on all 3 channels
+        return picture[:, 2 + 18 * row:18 + 18 * row, 2 + 18 * col:18 + 18 * col]
+
+    for clip in range(3):
+        for t in range(CONTEXT + HORIZON):  # the true clip, then the prediction under it
+            torch.testing.assert_close(cell(2 * clip, t), batch["frames"][clip, t].expand(3, -1, -1))
+            below = (torch.full((3, 16, 16), 0.5) if t < CONTEXT  # grey under the context
+                     else prediction[clip, t - CONTEXT].expand(3, -1, -1))
+            torch.testing.assert_close(cell(2 * clip + 1, t), below)
     metrics = model.loss(batch).metrics
     assert {"mse", "mae"} <= set(metrics)
 

@@ -1,5 +1,6 @@
-"""Lightning plumbing for the trainer: safe checkpoint I/O, the run checkpoint callback and the
-sample-preview callback. Nothing here names a model; everything goes through the model contract."""
+"""Lightning plumbing for the trainer: safe checkpoint I/O, Lightning's ModelCheckpoint set up for
+periodic, last and best checkpoints, the safetensors export, the Ctrl-C / SIGTERM stop, the
+sample-preview callback and the metrics.csv logger. Nothing here names a model."""
 
 from __future__ import annotations
 
@@ -7,12 +8,15 @@ import csv
 import io
 import os
 import pickle
+import signal
+import sys
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers.logger import Logger
 from lightning.pytorch.utilities import rank_zero_only
 
@@ -20,6 +24,7 @@ from rnnimg.errors import RnnImgError
 from rnnimg.fileio import atomic_write_bytes
 
 LAST_CKPT = "last.ckpt"
+BEST_CKPT = "best.ckpt"
 
 
 class SafeCheckpointIO(TorchCheckpointIO):
@@ -41,49 +46,193 @@ def load_checkpoint_file(path: str | os.PathLike, map_location=None) -> dict[str
     path = Path(path)
     if not path.is_file():
         raise RnnImgError(f"{path}: no checkpoint there; train first or drop --resume.")
+    if path.stat().st_size == 0:
+        raise RnnImgError(f"{path} is empty (0 bytes); delete it and resume from another checkpoint "
+                          "in its folder, or start over.")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else "not a tensor-only file"
+        text = str(err)
+        if "global" not in text.lower():  # not a planted object: just bytes that are no checkpoint
+            reason = text.strip().splitlines()[-1][:120] if text.strip() else "unpickling failed"
+            raise RnnImgError(f"{path} is corrupt or unreadable ({reason}); delete it to start over, "
+                              "or restore a copy.") from None
+        first = text.strip().splitlines()[0] if text.strip() else "not a tensor-only file"
         raise RnnImgError(
             f"{path} was refused: it holds Python objects beyond tensors and plain data, which "
             f"rnnimg never unpickles ({first[:120]}). Delete it or restore a trusted copy."
         ) from None
-    except (RuntimeError, EOFError, OSError) as err:
-        raise RnnImgError(f"{path} is corrupt or unreadable ({str(err).splitlines()[0][:120]}); "
-                          "delete it to start over, or restore a copy.") from None
+    except (RuntimeError, EOFError, OSError, ValueError, IndexError, KeyError) as err:
+        first = str(err).strip().splitlines()[0][:120] if str(err).strip() else type(err).__name__
+        raise RnnImgError(f"{path} is corrupt or unreadable ({first}); delete it to start over, "
+                          "or restore a copy.") from None
 
 
-class RunCheckpoint(L.Callback):
-    """Saves ``checkpoints/last.ckpt`` every ``every_n_steps`` steps, at each epoch end and when
-    training ends, and exports ``model.safetensors`` + ``config.json`` (the shareable weights) at
-    the same moments. Nothing is written on an exception, so the last good checkpoint stays."""
+def inspect_resume_checkpoint(path: Path, state_dict: dict[str, torch.Tensor]) -> dict[str, Any]:
+    """Load ``path`` and check that it is a resume checkpoint of a module with ``state_dict``.
 
-    def __init__(self, run_dir: Path, every_n_steps: int, run_meta: dict[str, Any]) -> None:
-        self.run_dir, self.every_n_steps, self.run_meta = Path(run_dir), every_n_steps, run_meta
-        self._last_saved_step = -1
+    Returns:
+        the checkpoint (a dict with ``global_step``, ``epoch``, ``state_dict``, ...).
+
+    Raises:
+        RnnImgError: one line for a missing, empty, truncated, malformed or foreign checkpoint.
+    """
+    ckpt = load_checkpoint_file(path, map_location="cpu")
+    if not isinstance(ckpt, dict):
+        raise RnnImgError(f"{path} holds a {type(ckpt).__name__}, not a training checkpoint; delete "
+                          "it or restore the run's own last.ckpt.")
+    missing = [k for k in ("global_step", "epoch", "state_dict", "loops", "optimizer_states")
+               if k not in ckpt]
+    if missing or not isinstance(ckpt.get("state_dict"), dict) or \
+            not isinstance(ckpt.get("global_step"), int):
+        raise RnnImgError(f"{path} is not a training checkpoint written by rnnimg (it lacks "
+                          f"{', '.join(missing) or 'a valid state_dict or global_step'}); delete it "
+                          "or restore the run's own last.ckpt.")
+    theirs = ckpt["state_dict"]
+    wrong = sorted(set(state_dict) ^ set(theirs))
+    wrong += [k for k in state_dict if k in theirs and (not isinstance(theirs[k], torch.Tensor) or
+                                                          theirs[k].shape != state_dict[k].shape)]
+    if wrong:
+        raise RnnImgError(f"{path} holds the weights of another model ({len(wrong)} tensors differ, "
+                          f"e.g. {wrong[0]}); it does not belong to this run folder. Restore the "
+                          "run's own last.ckpt or start a new run.")
+    return ckpt
+
+
+def checkpoint_callbacks(run_dir: Path, every_n_steps: int, keep: int,
+                         with_validation: bool) -> list[ModelCheckpoint]:
+    """Lightning's ModelCheckpoint: ``checkpoints/stepNNNNNNN.ckpt`` every N steps (the newest
+    ``keep`` are kept) with ``checkpoints/last.ckpt`` beside them, and ``checkpoints/best.ckpt``,
+    the lowest validation loss so far, when there is validation."""
+    folder = Path(run_dir) / "checkpoints"
+    periodic = ModelCheckpoint(dirpath=folder, filename="step{step:07d}", monitor="step", mode="max",
+                               save_top_k=keep if every_n_steps else 0, save_last=True,
+                               every_n_train_steps=every_n_steps or None,
+                               auto_insert_metric_name=False, enable_version_counter=False)
+    callbacks = [periodic]
+    if with_validation:
+        callbacks.append(ModelCheckpoint(dirpath=folder, filename="best", monitor="val/loss",
+                                         mode="min", save_top_k=1, save_last=False,
+                                         save_on_train_epoch_end=False, auto_insert_metric_name=False,
+                                         enable_version_counter=False))
+    return callbacks
+
+
+def export_weights(model, run_dir: Path, meta: dict[str, Any]) -> None:
+    """``model.save_pretrained`` with safetensors' I/O errors as the OSError they are (a full disk
+    is "SafetensorError: ... No space left on device (os error 28)"), so the trainer reports it in
+    one line like any other failed write."""
+    import re
+
+    from safetensors import SafetensorError
+
+    try:
+        model.save_pretrained(run_dir, extra=meta)
+    except SafetensorError as err:
+        code = re.search(r"os error (\d+)", str(err))
+        if code is None:
+            raise
+        number = int(code.group(1))
+        raise OSError(number, os.strerror(number), str(Path(run_dir) / "model.safetensors")) from None
+
+
+class ExportWeights(L.Callback):
+    """Exports ``model.safetensors`` + ``config.json`` (the shareable weights) whenever a
+    checkpoint is saved, and saves ``last.ckpt`` when training ends or is stopped by a signal.
+    Nothing is written on an exception, so the last good checkpoint stays."""
+
+    def __init__(self, run_dir: Path, run_meta: dict[str, Any]) -> None:
+        self.run_dir, self.run_meta = Path(run_dir), run_meta
 
     @property
     def ckpt_path(self) -> Path:
         return self.run_dir / "checkpoints" / LAST_CKPT
 
-    def _save(self, trainer: L.Trainer, pl_module) -> None:
-        if trainer.global_step == self._last_saved_step or trainer.sanity_checking:
-            return
-        self._last_saved_step = trainer.global_step
-        trainer.save_checkpoint(self.ckpt_path, weights_only=False)  # all ranks call; rank 0 writes
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint) -> None:
         if trainer.is_global_zero:
-            pl_module.model.save_pretrained(self.run_dir, extra=self.run_meta)
+            export_weights(pl_module.model, self.run_dir, self.run_meta)
+
+    def save_last(self, trainer: L.Trainer) -> None:
+        trainer.save_checkpoint(self.ckpt_path, weights_only=False)  # all ranks call; rank 0 writes
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        # Lightning's logging step counts the batches that stepped; after some resume points
+        # (a checkpoint at the last batch of a finished run) it comes back off by one. Every
+        # batch steps here (no accumulation), so before a batch it is the global step.
+        trainer.fit_loop.epoch_loop._batches_that_stepped = trainer.global_step
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if self.every_n_steps and trainer.global_step % self.every_n_steps == 0:
-            self._save(trainer, pl_module)
+        # The last step of the budget is saved here, at a step's end like the periodic ones: a
+        # checkpoint taken in on_train_end resumes with Lightning's logging step off by one.
+        last_step = 0 < trainer.max_steps <= trainer.global_step
+        last_epoch = trainer.fit_loop.epoch_loop.batch_progress.is_last_batch and \
+            0 < trainer.max_epochs <= trainer.current_epoch + 1
+        if last_step or last_epoch:
+            self.save_last(trainer)
 
-    def on_train_epoch_end(self, trainer, pl_module) -> None:
-        self._save(trainer, pl_module)
 
-    def on_train_end(self, trainer, pl_module) -> None:
-        self._save(trainer, pl_module)
+class SignalStop(L.Callback):
+    """SIGINT (Ctrl-C) or SIGTERM: finish the current step, save ``last.ckpt`` and stop; a second
+    signal stops at once. Under DDP the ranks agree at every step, so all stop at the same one.
+
+    The handlers are installed by :meth:`install` (before training, to cover the setup) and again
+    when training starts, after Lightning has put in its own SIGTERM handler.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self, export: ExportWeights) -> None:
+        self.export = export
+        self.requested: int | None = None
+        self.stopped_at: int | None = None
+        self.on_abort: Any = None  # called before a second signal ends the process at once
+        self._saved: dict[int, Any] = {}
+
+    def install(self) -> None:
+        import threading
+
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for sig in self.SIGNALS:
+            previous = signal.signal(sig, self._handle)
+            self._saved.setdefault(sig, previous)
+
+    def restore(self) -> None:
+        for sig, handler in self._saved.items():
+            signal.signal(sig, handler)
+        self._saved = {}
+
+    def _handle(self, signum, frame) -> None:
+        name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+        if self.requested is not None:
+            resumable = self.export.ckpt_path.is_file()
+            if self.on_abort is not None:
+                try:
+                    self.on_abort()  # release the lock; a fresh run without a checkpoint goes
+                except Exception:
+                    pass
+            then = (f"resume from the last checkpoint with `rnnimg train --resume --out "
+                    f"{self.export.run_dir}`" if resumable else "no checkpoint had been written, so "
+                    "the run folder was removed")
+            sys.stderr.write(f"\nrnnimg: {name} again: stopped at once; {then}\n")
+            sys.stderr.flush()
+            os._exit(128 + signum)
+        self.requested = signum
+        sys.stderr.write(f"\nrnnimg: {name}: finishing the current step, then saving a checkpoint "
+                         "(press Ctrl-C again to stop at once) ...\n")
+        sys.stderr.flush()
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self.install()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        stop = self.requested is not None
+        if trainer.world_size > 1:
+            stop = trainer.strategy.reduce_boolean_decision(stop, all=False)
+        if stop and self.stopped_at is None:
+            self.export.save_last(trainer)
+            self.stopped_at = trainer.global_step
+            trainer.should_stop = True
 
 
 class PreviewCallback(L.Callback):
@@ -105,8 +254,11 @@ class PreviewCallback(L.Callback):
             return []
         model = pl_module.model
         gen = torch.Generator(device=model.device).manual_seed(self.seed)
+        # The pictures must not move the training RNG streams (a resumed run would differ).
+        with torch.random.fork_rng(devices=[model.device] if model.device.type == "cuda" else []):
+            pictures = preview(model, self._batch, gen)
         written = []
-        for name, picture in preview(model, self._batch, gen).items():
+        for name, picture in pictures.items():
             stem, suffix = os.path.splitext(name)
             for path in (self.dir / f"{stem}_{tag}{suffix}", self.dir / f"{stem}_latest{suffix}"):
                 written.append(save_picture(picture, path, scale=2))
@@ -121,24 +273,29 @@ class PreviewCallback(L.Callback):
 
 
 def _kept(row: dict[str, str], resume_step: int) -> bool:
-    """Rows logged before the checkpoint survive a resume. A training row at the checkpoint's own
-    step came from the step that is about to run again, so it goes; validation rows stay."""
-    step = int(float(row.get("step") or 0))
-    is_train = any(k.startswith("train/") and v not in ("", None) for k, v in row.items())
-    return step < resume_step or (step == resume_step and not is_train)
+    """Rows logged before the checkpoint survive a resume. Lightning logs a training row with the
+    index of its step (0 for the first) and a validation row with the index of the step before
+    it, so a checkpoint after ``resume_step`` steps covers exactly the rows with a smaller step;
+    the resumed run logs the others again."""
+    try:
+        return int(float(row.get("step") or 0)) < resume_step
+    except ValueError:
+        return False
 
 
 class MetricsCSVLogger(Logger):
-    """Writes ``metrics.csv`` (one row per logged step) in the run folder. Unlike Lightning's
-    CSVLogger it keeps the rows of an interrupted run when training resumes (see :func:`_kept`)."""
+    """Writes ``metrics.csv`` (one row per logged step) in the run folder, appending the new rows
+    at every save. The file is rewritten only when a new metric name adds a column, and on the
+    first save of a resumed run, which drops the rows logged after the checkpoint (they will be
+    logged again), so a resumed run neither loses nor duplicates rows. Nothing is touched before
+    the first save, so a resume refused at the start leaves the file as it was."""
 
     def __init__(self, run_dir: Path, resume_step: int | None = None) -> None:
         super().__init__()
         self.path = Path(run_dir) / "metrics.csv"
-        self.rows: list[dict[str, Any]] = []
-        if resume_step is not None and self.path.is_file():
-            with open(self.path, newline="") as f:
-                self.rows = [r for r in csv.DictReader(f) if _kept(r, resume_step)]
+        self.resume_step = resume_step
+        self._pending: list[dict[str, Any]] = []
+        self._fields: list[str] | None = None
 
     @property
     def name(self) -> str:
@@ -156,17 +313,50 @@ class MetricsCSVLogger(Logger):
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
         row = {k: (v.item() if isinstance(v, torch.Tensor) else v) for k, v in metrics.items()}
         row["step"] = step
-        self.rows.append(row)
+        self._pending.append(row)
+
+    def _read(self) -> tuple[list[str], list[dict[str, str]]]:
+        if not self.path.is_file():
+            return [], []
+        with open(self.path, newline="") as f:
+            reader = csv.DictReader(f)
+            rows = [r for r in reader if None not in r]  # a torn last line has extra/missing cells
+            return list(reader.fieldnames or []), rows
+
+    def _rewrite(self, fields: list[str], rows: list[dict[str, Any]]) -> None:
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+        atomic_write_bytes(self.path, buf.getvalue().encode())
+        self._fields = fields
 
     @rank_zero_only
     def save(self) -> None:
-        keys = sorted({k for r in self.rows for k in r} - {"step", "epoch"})
-        fields = ["step", "epoch", *keys]
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows(self.rows)
-        atomic_write_bytes(self.path, buf.getvalue().encode())
+        if not self._pending:
+            return
+        if self._fields is None:  # first save: adopt (and on resume trim) the existing file
+            fields, rows = self._read()
+            if self.resume_step is not None:
+                kept = [r for r in rows if _kept(r, self.resume_step)]
+            else:
+                kept = []
+            self._fields = fields if fields and kept == rows else None
+            if self._fields is None and (kept or fields):
+                self._rewrite(fields or ["step", "epoch"], kept)
+        keys = {k for r in self._pending for k in r}
+        if self._fields is None or not keys <= set(self._fields):
+            old = self._fields or []
+            fields = ["step", "epoch", *sorted((keys | set(old)) - {"step", "epoch"})]
+            rows = self._read()[1] if self.path.is_file() else []
+            self._rewrite(fields, rows + self._pending)
+        else:
+            buf = io.StringIO()
+            csv.DictWriter(buf, fieldnames=self._fields).writerows(self._pending)
+            with open(self.path, "a", newline="") as f:
+                f.write(buf.getvalue())
+                f.flush()
+        self._pending = []
 
     @rank_zero_only
     def finalize(self, status: str) -> None:

@@ -79,5 +79,8 @@ def run_demo(out: str | Path = "runs/demo", overwrite: bool = False, models: lis
     for files in written.values():
         for f in files:
             print(f"  {f}")
-    print(f"  {out}/MODEL/  (run folders: try `rnnimg sample {out}/{names[0]} -n 64 -o grid.png`)")
+    generator = next((n for n in names if get_model_class(n).task == "generate"), None)
+    hint = (f"rnnimg sample {out / generator} -n 64 -o grid.png" if generator is not None
+            else f"rnnimg evaluate {out / names[0]} --max-batches 2")
+    print(f"  {out}/MODEL/  (run folders: try `{hint}`)")
     return written

@@ -44,6 +44,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("rnnimg: interrupted", file=sys.stderr)
         return 130
+    except OSError as err:  # a full disk, a read-only folder: one line (writes are atomic)
+        from rnnimg.cli.common import os_error_line
+
+        print(f"rnnimg: error: {os_error_line(err)}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -44,13 +44,44 @@ def check_output(path: str | os.PathLike, overwrite: bool) -> Path:
 
 
 def resolve_device(name: str) -> str:
+    """``--device``: auto, cpu, cuda, cuda:N or mps, checked here so a bad value blames the flag."""
+    import re
+
     import torch
 
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise RnnImgError("--device cuda was asked for, but no CUDA GPU is visible; use --device cpu.")
+    if not re.fullmatch(r"cpu|cuda(:\d+)?|mps", name):
+        raise RnnImgError(f"--device {name} is not a device rnnimg runs on; use auto, cpu, cuda, "
+                          "cuda:N or mps.")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise RnnImgError(f"--device {name} was asked for, but no CUDA GPU is visible; use "
+                              "--device cpu.")
+        index = int(name.split(":")[1]) if ":" in name else 0
+        if index >= torch.cuda.device_count():
+            raise RnnImgError(f"--device {name}: there are only {torch.cuda.device_count()} CUDA "
+                              "GPU(s) (cuda:0 ...).")
+    if name == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        raise RnnImgError("--device mps was asked for, but MPS is not available; use --device cpu.")
     return name
+
+
+def check_seed(seed: int, flag: str = "--seed") -> int:
+    """Seeds run 0 .. 2**32 - 1 everywhere (NumPy's range, which train enforces too)."""
+    if not 0 <= seed <= 2**32 - 1:
+        raise RnnImgError(f"{flag} must be in 0..{2**32 - 1}, got {seed}.")
+    return seed
+
+
+MAX_SCALE = 32  # a 64x64 picture at scale 32 is 2048 px a side; more is a typo, not a wish
+
+
+def check_scale(scale: int, flag: str = "--scale") -> int:
+    """Pixel enlargement: 1 .. MAX_SCALE (a huge scale filled the disk and the memory)."""
+    if not 1 <= scale <= MAX_SCALE:
+        raise RnnImgError(f"{flag} must be in 1..{MAX_SCALE}, got {scale}.")
+    return scale
 
 
 def add_device_arg(p: argparse.ArgumentParser) -> None:
@@ -66,13 +97,33 @@ def positive_int(text: str) -> int:
 
 
 def quiet_libraries() -> None:
-    """Keep Lightning's banners and known-harmless warnings out of the CLI's output."""
-    for name in ("lightning.pytorch", "lightning.fabric", "pytorch_lightning"):
+    """Keep Lightning's banners (GPU available, the logger tip, "max_steps reached") and
+    known-harmless warnings out of the CLI's output. Lightning sets its logger to INFO when it is
+    imported, so the commands that train call this again after importing it. Lightning's
+    distributed start-up line ("MEMBER: 1/2") stays: it says that DDP started."""
+    import sys
+
+    for name in ("lightning.pytorch", "pytorch_lightning"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    if "lightning.fabric" in sys.modules:
+        logging.getLogger("lightning.fabric.utilities.seed").setLevel(logging.WARNING)
     for pattern in (".*does not have many workers.*", ".*isinstance\\(treespec, LeafSpec\\).*",
                     ".*smaller than the logging interval.*", ".*litlogger.*",
-                    ".*You defined a `validation_step` but have no `val_dataloader`.*"):
+                    ".*You defined a `validation_step` but have no `val_dataloader`.*",
+                    ".*could not find the monitored key.*", ".*exists and is not empty.*",
+                    ".*that ended before the epoch ended.*"):
         warnings.filterwarnings("ignore", message=pattern)
+
+
+def os_error_line(err: OSError) -> str:
+    """One line for an OSError that reached the command line (no file was half written)."""
+    import errno
+
+    reason = {errno.ENOSPC: "the disk is full", errno.EROFS: "the file system is read-only",
+              errno.EACCES: "permission denied", errno.EDQUOT: "the disk quota is exceeded"
+              }.get(err.errno, err.strerror or str(err).splitlines()[0] if str(err) else "I/O error")
+    where = f": {err.filename}" if err.filename else ""
+    return f"cannot write{where} ({reason}); free some space or choose another output."
 
 
 def print_table(rows: list[tuple[str, str]], header: tuple[str, str] = ("metric", "value")) -> None:

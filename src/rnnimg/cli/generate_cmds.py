@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from rnnimg.cli.common import add_device_arg, check_output, positive_int, resolve_device
+from rnnimg.cli.common import (
+    add_device_arg,
+    check_output,
+    check_scale,
+    check_seed,
+    positive_int,
+    resolve_device,
+)
 
 
 def register(sub) -> None:
@@ -30,6 +37,8 @@ def cmd_sample(args) -> int:
 
     from rnnimg.tasks import load_model_for, sample_grid, save_picture
 
+    check_seed(args.seed)
+    check_scale(args.scale)
     out = check_output(args.output, args.overwrite)
     device = resolve_device(args.device)
     model = load_model_for(args.run_dir, "sample", device)
@@ -72,6 +81,8 @@ def cmd_complete(args) -> int:
     from rnnimg.data.masks import parse_mask
     from rnnimg.tasks import completion_grid, load_model_for, quantize_for_model, save_picture
 
+    check_seed(args.seed)
+    check_scale(args.scale)
     out = check_output(args.output, args.overwrite)
     device = resolve_device(args.device)
     model = load_model_for(args.run_dir, "complete", device)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rnnimg.cli.common import add_device_arg, check_output, positive_int, resolve_device
+from rnnimg.cli.common import add_device_arg, check_output, check_scale, positive_int, resolve_device
 
 
 def register(sub) -> None:
@@ -23,6 +23,7 @@ def register(sub) -> None:
                    "model's context length)")
     p.add_argument("--horizon", type=int, help="frames to predict (default: the model's training "
                    "horizon; longer horizons roll out autoregressively)")
+    p.add_argument("--key", help="the array to read from an .npz file that holds several")
     p.add_argument("-o", "--output", default="prediction.gif", help="animation file (.gif or .mp4)")
     p.add_argument("--fps", type=float, default=4, help="frames per second (default 4)")
     p.add_argument("--scale", type=positive_int, default=3, help="enlarge pixels (default 3)")
@@ -44,6 +45,7 @@ def cmd_predict(args) -> int:
         raise RnnImgError(f"-o {out}: use a .gif or .mp4 file name.")
     if not args.fps > 0:  # before the model runs
         raise RnnImgError(f"--fps must be > 0, got {args.fps}.")
+    check_scale(args.scale)
     strip_path = out.with_suffix(".png")
     check_output(out, args.overwrite)
     check_output(strip_path, args.overwrite)
@@ -53,19 +55,20 @@ def cmd_predict(args) -> int:
     horizon = args.horizon if args.horizon is not None else model.config.horizon
     if horizon <= 0:
         raise RnnImgError(f"--horizon must be >= 1, got {horizon}.")
-    clip = read_clip(args.input, min_frames=context)  # (T, C, H, W)
+    clip = read_clip(args.input, min_frames=context, key=args.key)  # (T, C, H, W)
     if clip.shape[1] != model.config.channels:
         raise RnnImgError(f"{args.input} has {clip.shape[1]} channel(s), but the model takes "
                           f"{model.config.channels}; convert the clip or train on such clips.")
     given = clip[:context].to(device)
     prediction = model.predict(given.unsqueeze(0), horizon)[0].cpu()  # (horizon, C, H, W)
     truth = clip[context:context + horizon]
-    if 0 < len(truth) < horizon:  # the clip ends before the horizon: grey frames stand in for truth
+    known = len(truth)  # the true frames INPUT has; grey ones may pad them below
+    if len(truth) < horizon:  # the clip ends before the horizon: grey frames stand in for truth,
+        # so that each predicted frame still sits under (and beside) the frame it predicts
         truth = torch.cat([truth, torch.full_like(prediction[len(truth):], 0.5)])
-    truth = truth if len(truth) else None
     frames, strip = prediction_media(given, truth, prediction)
     write_video(frames, out, fps=args.fps, scale=args.scale)
     save_picture(strip, strip_path, scale=args.scale)
-    shown = f"beside {len(truth)} true frames" if truth is not None else "(no ground truth in INPUT)"
+    shown = f"beside {known} true frame{'s' * (known != 1)}" if known else "(no ground truth in INPUT)"
     print(f"predicted {horizon} frames from {context} {shown}: {out} and {strip_path}")
     return 0

@@ -16,55 +16,84 @@ def register(sub) -> None:
     p = sub.add_parser(
         "train", help="train a model", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Train MODEL on a dataset and write a run folder (config.json, model.safetensors, "
-                    "checkpoints/last.ckpt, metrics.csv, tb/, samples/, curves.png).",
+                    "checkpoints/{last,best,stepN}.ckpt, metrics.csv, samples/, curves.png; tb/ with "
+                    "the tensorboard extra).\n\n"
+                    "Ctrl-C (or SIGTERM) finishes the current step, saves checkpoints/last.ckpt and "
+                    "exits 130 (143); a second Ctrl-C stops at once. --resume continues a run with "
+                    "the settings saved in its folder (flags may only extend --max-steps/--epochs); "
+                    "the final weights are bit for bit those of an uninterrupted run. A run folder "
+                    "is locked while a process trains in it.",
         epilog="examples:\n  rnnimg train rowrnn --data mnist-5k --preset mnist --max-steps 2000\n"
                "  rnnimg train rowrnn --data folder:./faces --set image_size=32 --set channels=3\n"
-               "  rnnimg train rowrnn --out runs/rowrnn-mnist --resume")
-    p.add_argument("model", help="model name (see `rnnimg list`)")
-    p.add_argument("--data", default="mnist-5k",
-                   help="dataset name, or folder:PATH for your own images (default: mnist-5k)")
+               "  rnnimg train --resume --out runs/rowrnn-mnist --max-steps 4000\n"
+               "  rnnimg train --config runs/rowrnn-mnist/config.json --out runs/again\n"
+               "  rnnimg train rowrnn --preset mnist --print-config > my.yaml")
+    p.add_argument("model", nargs="?", help="model name (see `rnnimg list`); optional with --resume "
+                   "or a --config that names it")
+    p.add_argument("--config", metavar="FILE", help="read settings from a JSON or YAML file (a run's "
+                   "config.json works); flags given as well override it")
+    p.add_argument("--print-config", action="store_true",
+                   help="print the resolved settings as JSON (valid YAML) and exit without training")
+    p.add_argument("--data", help="dataset name, or folder:PATH for your own images (default: mnist-5k)")
     p.add_argument("--preset", help="model preset, e.g. debug or mnist (see `rnnimg list`)")
     p.add_argument("--set", action="append", metavar="FIELD=VALUE", dest="overrides",
                    help="override a model config field, e.g. --set cell=gru (repeatable)")
     p.add_argument("--out", help="run folder (default: runs/MODEL-PRESET)")
     stop = p.add_mutually_exclusive_group()
     stop.add_argument("--epochs", type=positive_int, help="train this many epochs")
-    stop.add_argument("--max-steps", type=positive_int, help="train this many optimizer steps")
+    stop.add_argument("--max-steps", type=positive_int, help="train this many optimizer steps "
+                      "(default: 1 epoch)")
     p.add_argument("--batch-size", type=positive_int, help="default: the preset's, else 64")
     p.add_argument("--lr", type=float, help="Adam learning rate (default: the preset's, else 1e-3)")
-    p.add_argument("--grad-clip", type=float, default=1.0, help="clip gradient norm (0: off; default 1)")
-    p.add_argument("--seed", type=int, default=0, help="seed for reproducible runs (default 0)")
-    p.add_argument("--val-fraction", type=float, default=0.05,
-                   help="share of train held out for validation when the data have no val split")
-    p.add_argument("--ckpt-every", type=positive_int, default=200, metavar="N",
-                   help="write checkpoints/last.ckpt every N steps (also at epoch end and at the end)")
-    p.add_argument("--sample-every", type=positive_int, default=200, metavar="N",
-                   help="write sample pictures into samples/ every N steps")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from last.ckpt")
+    p.add_argument("--weight-decay", type=float, help="Adam weight decay (default 0)")
+    p.add_argument("--grad-clip", type=float, help="clip gradient norm (0: off; default 1)")
+    p.add_argument("--seed", type=int, help="seed for reproducible runs (default 0)")
+    p.add_argument("--val-fraction", type=float,
+                   help="share of train held out for validation when the data have no val split "
+                        "(default 0.05)")
+    p.add_argument("--val-batches", type=positive_int, help="validation batches per epoch (default 20)")
+    p.add_argument("--ckpt-every", type=positive_int, metavar="N", dest="ckpt_every_n_steps",
+                   help="write checkpoints/stepN.ckpt and last.ckpt every N steps (default 200)")
+    p.add_argument("--keep-ckpts", type=positive_int, metavar="K", dest="keep_checkpoints",
+                   help="keep the newest K periodic checkpoints (default 3)")
+    p.add_argument("--sample-every", type=positive_int, metavar="N", dest="sample_every_n_steps",
+                   help="write sample pictures into samples/ every N steps (default 200)")
+    p.add_argument("--log-every", type=positive_int, metavar="N", dest="log_every_n_steps",
+                   help="log metrics every N steps (default 10)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from checkpoints/last.ckpt with its saved settings")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
     p.add_argument("--data-dir", help="where torchvision datasets live (default: ./data)")
     p.add_argument("--download", action="store_true", help="allow torchvision to download the data")
     p.add_argument("--strict", action="store_true", help="stop at the first unreadable image")
     p.add_argument("--data-opt", action="append", metavar="KEY=VALUE",
                    help="another dataset option, e.g. --data-opt binarize_seed=1 (repeatable)")
-    p.add_argument("--num-workers", type=int, default=0, help="data loader worker processes")
-    g = p.add_argument_group("hardware (passed to Lightning)")
-    g.add_argument("--accelerator", default="auto", help="cpu, gpu, auto (default)")
-    g.add_argument("--devices", default="auto", help="number of devices or 'auto'")
-    g.add_argument("--strategy", default="auto", help="e.g. ddp, ddp_spawn, fsdp (default auto)")
-    g.add_argument("--precision", default="32-true", help="32-true (default), bf16-mixed, 16-mixed")
+    p.add_argument("--num-workers", type=int, help="data loader worker processes (default 0)")
+    g = p.add_argument_group("hardware (passed to Lightning; see docs/training.md for multi-node)")
+    g.add_argument("--accelerator", help="cpu, gpu, auto (default)")
+    g.add_argument("--devices", help="number of devices per node, a list such as 0,1, or 'auto'")
+    g.add_argument("--strategy", help="e.g. ddp, ddp_spawn, fsdp (default auto)")
+    g.add_argument("--num-nodes", type=positive_int, help="machines for multi-node DDP (default 1)")
+    g.add_argument("--precision", help="32-true (default), bf16-mixed, 16-mixed")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(run=cmd_train)
 
     p = sub.add_parser("evaluate", help="score a trained model on a test set",
                        description="Evaluate the model in RUN on a dataset split and print a table "
-                                   "(generators: NLL in nats per image and bits per dimension).")
+                                   "(generators: NLL in nats per image and bits per dimension). "
+                                   "Metrics are pooled over the whole split. A list is printed as "
+                                   "its values and their mean; a name ending in _per_step or "
+                                   "_per_class says what it runs over.")
     p.add_argument("run_dir", metavar="RUN", help="run folder written by `rnnimg train`")
     p.add_argument("--data", help="dataset (default: the one it was trained on)")
     p.add_argument("--split", default="test", choices=["train", "val", "test"])
     p.add_argument("--batch-size", type=positive_int, default=64)
     p.add_argument("--max-batches", type=positive_int, help="score only this many batches")
     p.add_argument("--data-opt", action="append", metavar="KEY=VALUE", help="dataset option")
+    p.add_argument("--importance-samples", type=positive_int, metavar="K",
+                   help="importance samples per image for models that estimate their NLL (DRAW)")
+    p.add_argument("--eval-opt", action="append", metavar="KEY=VALUE",
+                   help="another evaluation option the model takes (repeatable)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     add_device_arg(p)
     p.set_defaults(run=cmd_evaluate)
@@ -96,9 +125,30 @@ def cmd_list(args) -> int:
     return 0
 
 
-def cmd_train(args) -> int:
-    from rnnimg.train import TrainSettings, train
+# Flags that map one to one onto TrainSettings fields (None: not given).
+_SETTING_FLAGS = ("data", "preset", "out", "epochs", "max_steps", "batch_size", "lr", "weight_decay",
+                  "grad_clip", "seed", "val_fraction", "val_batches", "ckpt_every_n_steps",
+                  "keep_checkpoints", "sample_every_n_steps", "log_every_n_steps", "num_workers",
+                  "accelerator", "strategy", "num_nodes", "precision")
 
+
+def settings_from_args(args):
+    """TrainSettings from --config (if any) and the flags given on top, and the set of fields the
+    user gave (what --resume must honour or refuse)."""
+    from rnnimg.errors import RnnImgError
+    from rnnimg.train import TrainSettings, load_config_file
+
+    values: dict = load_config_file(args.config) if args.config else {}
+    for name in _SETTING_FLAGS:
+        if getattr(args, name) is not None:
+            values[name] = getattr(args, name)
+    if args.model is not None:
+        values["model"] = args.model
+    if args.devices is not None:
+        values["devices"] = int(args.devices) if str(args.devices).isdigit() else args.devices
+    if args.overrides:
+        values["overrides"] = {**values.get("overrides", {}),
+                               **parse_assignments(args.overrides, "--set")}
     data_options = parse_assignments(args.data_opt, "--data-opt")
     if args.data_dir:
         data_options["data_dir"] = args.data_dir
@@ -106,34 +156,64 @@ def cmd_train(args) -> int:
         data_options["download"] = True
     if args.strict:
         data_options["strict"] = True
-    devices = int(args.devices) if str(args.devices).isdigit() else args.devices
-    settings = TrainSettings(
-        model=args.model, data=args.data, preset=args.preset,
-        overrides=parse_assignments(args.overrides, "--set"), data_options=data_options,
-        out=args.out, epochs=args.epochs, max_steps=args.max_steps, batch_size=args.batch_size,
-        lr=args.lr, grad_clip=args.grad_clip or None, seed=args.seed, val_fraction=args.val_fraction,
-        ckpt_every_n_steps=args.ckpt_every, sample_every_n_steps=args.sample_every,
-        num_workers=args.num_workers, accelerator=args.accelerator, devices=devices,
-        strategy=args.strategy, precision=args.precision, resume=args.resume,
-        overwrite=args.overwrite, progress=not args.no_progress,
-    )
-    run_dir = train(settings)
+    if data_options:
+        values["data_options"] = {**values.get("data_options", {}), **data_options}
+    if args.no_progress:
+        values["progress"] = False
+    given = set(values)
+    if "grad_clip" in values and not values["grad_clip"]:
+        values["grad_clip"] = None  # --grad-clip 0: off
+    values["resume"], values["overwrite"] = args.resume, args.overwrite
+    if values.get("model") is None and not args.resume:
+        raise RnnImgError("name the MODEL to train (see `rnnimg list`), or pass --config FILE "
+                          "that names it, or --resume --out RUN.")
+    values.setdefault("model", None)
+    return TrainSettings(**values), given
+
+
+def cmd_train(args) -> int:
+    import sys
+    import time
+
+    from rnnimg.cli.common import quiet_libraries
+    from rnnimg.train import TrainingInterrupted, train
+    from rnnimg.train.run import resolve_settings
+
+    quiet_libraries()  # again: importing Lightning turned its banners back on
+    settings, given = settings_from_args(args)
+    if args.print_config:
+        resolved, _ = resolve_settings(settings, given)
+        print(json.dumps(resolved.to_dict(), indent=2))
+        return 0
+    start = time.time()
+    try:
+        run_dir = train(settings, given=given)
+    except TrainingInterrupted as stop:
+        print(f"rnnimg: {stop}", file=sys.stderr)
+        return stop.exit_code
     print(f"run folder: {run_dir}")
     print(f"  weights:  {run_dir / 'model.safetensors'}")
     print(f"  samples:  {run_dir / 'samples'}")
-    print(f"  curves:   {run_dir / 'curves.png'}")
+    if (run_dir / "checkpoints" / "best.ckpt").is_file():
+        print(f"  best:     {run_dir / 'checkpoints' / 'best.ckpt'} (lowest validation loss)")
+    curves = run_dir / "curves.png"
+    if curves.is_file() and curves.stat().st_mtime >= start - 1:
+        print(f"  curves:   {curves}")
+    from rnnimg.models.checkpoint import read_run_config
     from rnnimg.models.registry import get_model_class
 
     verb = {"generate": f"rnnimg sample {run_dir} -n 64 -o grid.png",
             "predict": f"rnnimg predict {run_dir} CLIP -o prediction.gif"}
-    task = get_model_class(settings.model).task
+    task = get_model_class(read_run_config(run_dir)["model"]).task
     print(f"next: rnnimg evaluate {run_dir}" + (f"   |   {verb[task]}" if task in verb else ""))
     return 0
 
 
 def format_value(value) -> str:
     if isinstance(value, list):
-        return "  ".join(f"{v:.4g}" for v in value) + f"   (per step; mean {sum(value) / len(value):.4g})"
+        if not value:
+            return "(empty)"
+        return " ".join(f"{v:.4g}" for v in value) + f" (mean {sum(value) / len(value):.4g})"
     return f"{value:.4f}"
 
 
@@ -141,25 +221,39 @@ def cmd_evaluate(args) -> int:
     from rnnimg.cli.common import resolve_device
     from rnnimg.train import evaluate
 
+    options = parse_assignments(args.eval_opt, "--eval-opt")
+    if args.importance_samples is not None:
+        options["importance_samples"] = args.importance_samples
     result = evaluate(args.run_dir, data=args.data, split=args.split, batch_size=args.batch_size,
                       max_batches=args.max_batches, device=resolve_device(args.device),
                       data_options=parse_assignments(args.data_opt, "--data-opt"),
-                      progress=not args.json)
+                      progress=not args.json, options=options)
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
     opts = result["data_options"]
     how = (f"binarization: {opts['binarize']} (seed {opts.get('binarize_seed', 0)})"
            if opts.get("binarize") else (f"{opts['levels']} levels" if opts.get("levels") else ""))
+    extra = "".join(f"; {k}={v}" for k, v in result.get("options", {}).items())
     print(f"{result['model']} on {result['data']} [{result['split']}], {result['num_items']} items"
-          + (f"; {how}" if how else ""))
+          + (f"; {how}" if how else "") + extra)
     print_table([(k, format_value(v)) for k, v in result["metrics"].items()])
     return 0
 
 
 def cmd_demo(args) -> int:
+    from rnnimg.cli.common import quiet_libraries
     from rnnimg.demo import run_demo
+    from rnnimg.train import train  # noqa: F401  (imports Lightning, which resets its log level)
 
-    run_demo(args.out, overwrite=args.overwrite, models=args.models, steps_scale=args.steps,
-             progress=not args.no_progress)
+    quiet_libraries()
+    try:
+        run_demo(args.out, overwrite=args.overwrite, models=args.models, steps_scale=args.steps,
+                 progress=not args.no_progress)
+    except OSError as err:  # a read-only or full --out
+        from rnnimg.errors import RnnImgError
+        from rnnimg.train.rundir import os_error_message
+
+        raise RnnImgError(os_error_message(err, args.out, "write the demo into") + "; choose "
+                          "another --out.") from None
     return 0

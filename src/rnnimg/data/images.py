@@ -174,12 +174,37 @@ def image_files(folder: Path) -> list[Path]:
     return files
 
 
-@register_dataset("folder", prefix=True, description="your own images: every image under PATH; "
-                  "class labels from subfolder names; every 10th image is the test split")
+def folder_classes(root: Path, files: list[Path]) -> list[str] | None:
+    """The class names of a folder dataset: its image subfolders, sorted (None if any image lies
+    directly in ``root``). Taken over all images, so the train and test splits agree."""
+    subdirs = {str(f.parent.relative_to(root)) for f in files}
+    return None if "." in subdirs else sorted(subdirs)
+
+
+def pin_folder(arg: str, options: dict) -> tuple[str, dict]:
+    """``folder:`` as a run saves it: the absolute path and the class folder names."""
+    root = Path(arg).expanduser().resolve()
+    if "classes" not in options and root.is_dir():
+        classes = folder_classes(root, image_files(root))
+        if classes is not None:
+            options["classes"] = classes
+    return str(root), options
+
+
+@register_dataset("folder", prefix=True, pin=pin_folder,
+                  description="your own images: every image under PATH; class labels from "
+                              "subfolder names; every 10th image is the test split")
 def folder(arg: str, split: str, image_size=None, channels=None, binarize=None,
-           binarize_seed: int = 0, levels=None, strict: bool = False) -> ImageDataset:
+           binarize_seed: int = 0, levels=None, strict: bool = False,
+           classes: list[str] | None = None) -> ImageDataset:
     root = Path(arg).expanduser()
     files = image_files(root)
+    found = folder_classes(root, files)
+    if classes is None:
+        classes = found
+    elif found is not None and set(found) - set(classes):
+        raise RnnImgError(f"{root} has class folder(s) {', '.join(sorted(set(found) - set(classes)))} "
+                          f"that the run was not trained on (its classes: {', '.join(classes)}).")
     if len(files) < 10 and split == "test":
         raise RnnImgError(f"{root} has {len(files)} images, too few for a test split (10 needed).")
     keep = [i for i in range(len(files)) if (i % 10 == 9) == (split == "test") or len(files) < 10]
@@ -204,8 +229,7 @@ def folder(arg: str, split: str, image_size=None, channels=None, binarize=None,
     images = [T.resize(T.to_channels(im, channels).unsqueeze(0), image_size)[0] for im in images]
     subdirs = [files[i].parent.relative_to(root) for i in ids]
     labels = None
-    if all(str(s) != "." for s in subdirs):
-        classes = sorted({str(s) for s in subdirs})
+    if classes is not None and all(str(s) != "." for s in subdirs):
         labels = torch.tensor([classes.index(str(s)) for s in subdirs])
     return ImageDataset(torch.stack(images), labels, torch.tensor(ids), binarize=binarize,
                         binarize_seed=binarize_seed, levels=levels)

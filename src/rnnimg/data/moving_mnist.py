@@ -35,6 +35,7 @@ from numpy.lib.stride_tricks import as_strided
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from rnnimg.data import transforms as T
 from rnnimg.data.clips import ClipDataset
 from rnnimg.data.images import mnist_5k_arrays, mnist_5k_split_indices
 from rnnimg.data.registry import load_dataset, register_dataset
@@ -243,7 +244,8 @@ def moving_mnist(split: str, num_digits: int = 2, frames: int = 20, canvas: int 
 
 
 class Reframed(Dataset):
-    """Resizes (antialiased bilinear) and converts the channels of another clip dataset's frames."""
+    """Resizes (antialiased bilinear) and converts the channels of another clip dataset's frames,
+    with the image datasets' transforms (:mod:`rnnimg.data.transforms`)."""
 
     def __init__(self, base: Dataset, frame_size: int | None, channels: int | None) -> None:
         if channels not in (None, 1, 3):
@@ -262,15 +264,7 @@ class Reframed(Dataset):
 
     def __getitem__(self, i: int) -> dict[str, Tensor]:
         frames = self.base[i]["frames"]  # (T, C, H, W) in [0, 1]
-        if self.frame_size is not None and frames.shape[-2:] != (self.frame_size, self.frame_size):
-            frames = torch.nn.functional.interpolate(
-                frames, size=(self.frame_size, self.frame_size), mode="bilinear", antialias=True,
-                align_corners=False).clamp(0, 1)
-        if self.channels == 3 and frames.shape[1] == 1:
-            frames = frames.expand(-1, 3, -1, -1).contiguous()
-        elif self.channels == 1 and frames.shape[1] == 3:
-            frames = (frames * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True)
-        return {"frames": frames}
+        return {"frames": T.to_channels(T.resize(frames, self.frame_size), self.channels)}
 
 
 def _moving_mnist(split: str, num_digits: int, frames: int, canvas: int, digits: str, data_dir: str,

@@ -27,6 +27,9 @@ class DatasetEntry:
     prefix: bool  # True for "folder:PATH"-style names
     task: str  # the batch keys it yields: "generate" (image[, label]), "predict" (frames), ...
     splits: tuple[str, ...]  # splits the factory makes itself; "val" otherwise comes from the trainer
+    # (arg, options) -> (arg, options) fixed for good, saved with a run (an absolute path, the
+    # class names), so the run reads the same data later from anywhere; None: nothing to fix.
+    pin: Callable[..., tuple] | None = None
 
 
 _DATASETS: dict[str, DatasetEntry] = {}
@@ -39,6 +42,7 @@ def register_dataset(
     task: str = "generate",
     prefix: bool = False,
     splits: tuple[str, ...] = ("train", "test"),
+    pin: Callable[..., tuple] | None = None,
 ):
     """Function decorator registering a dataset factory ``f(split, **options)`` under ``name``.
 
@@ -48,10 +52,21 @@ def register_dataset(
     def wrap(factory):
         if name in _DATASETS:
             raise ValueError(f"dataset {name!r} is registered twice")
-        _DATASETS[name] = DatasetEntry(name, factory, description, prefix, task, splits)
+        _DATASETS[name] = DatasetEntry(name, factory, description, prefix, task, splits, pin)
         return factory
 
     return wrap
+
+
+def pin_dataset(name: str, options: dict) -> tuple[str, dict]:
+    """The dataset name and options as a run should save them (see ``DatasetEntry.pin``): for
+    ``folder:PATH`` the absolute path and the class folder names, so every split and every later
+    command numbers the classes the same way."""
+    entry, arg = get_dataset_entry(name)
+    if entry.pin is None:
+        return name, dict(options)
+    arg, options = entry.pin(arg, dict(options))
+    return (f"{entry.name}:{arg}" if entry.prefix else name), options
 
 
 def _ensure_builtin_datasets() -> None:

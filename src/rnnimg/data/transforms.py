@@ -15,24 +15,34 @@ _LUMA = torch.tensor([0.299, 0.587, 0.114])
 
 
 def to_channels(image: Tensor, channels: int | None) -> Tensor:
-    """Convert (C, H, W) to ``channels`` (1 or 3): grey is repeated, colour is mixed to luma."""
-    if channels is None or image.shape[0] == channels:
+    """Convert (..., C, H, W) to ``channels`` (1 or 3): grey is repeated, colour is mixed to luma.
+
+    uint8 stays uint8 (rounded); floats stay floats.
+    """
+    have = image.shape[-3]
+    if channels is None or have == channels:
         return image
-    if channels == 3 and image.shape[0] == 1:
-        return image.expand(3, -1, -1).clone()
-    if channels == 1 and image.shape[0] == 3:
-        grey = (image.float() * _LUMA.view(3, 1, 1)).sum(0, keepdim=True)
+    if channels == 3 and have == 1:
+        return image.expand(*image.shape[:-3], 3, -1, -1).clone()
+    if channels == 1 and have == 3:
+        grey = (image.float() * _LUMA.view(3, 1, 1)).sum(-3, keepdim=True)
         return grey.round().clamp(0, 255).to(image.dtype) if image.dtype == torch.uint8 else grey
-    raise RnnImgError(f"cannot convert {image.shape[0]} channels to {channels}; use 1 or 3.")
+    raise RnnImgError(f"cannot convert {have} channels to {channels}; use 1 or 3.")
 
 
 def resize(images: Tensor, size: int | None) -> Tensor:
-    """Resize uint8 images (N, C, H, W) to ``size`` x ``size`` with antialiased bilinear filtering."""
+    """Resize images (N, C, H, W) to ``size`` x ``size`` with antialiased bilinear filtering.
+
+    uint8 images stay uint8 (rounded); float images in [0, 1] stay floats in [0, 1] (the
+    filter's overshoot at sharp edges is clipped).
+    """
     if size is None or images.shape[-2:] == (size, size):
         return images
     out = F.interpolate(images.float(), size=(size, size), mode="bilinear", antialias=True,
                         align_corners=False)
-    return out.round().clamp(0, 255).to(torch.uint8)
+    if images.dtype == torch.uint8:
+        return out.round().clamp(0, 255).to(torch.uint8)
+    return out.clamp(0, 1).to(images.dtype)
 
 
 def quantize(image: Tensor, levels: int) -> Tensor:

@@ -233,7 +233,8 @@ def unit_float(array: np.ndarray) -> Tensor:
 
 
 def read_clip(path: str | Path, channels: int | None = None,
-              frame_size: int | Sequence[int] | None = None, min_frames: int = 1) -> Tensor:
+              frame_size: int | Sequence[int] | None = None, min_frames: int = 1,
+              key: str | None = None) -> Tensor:
     """Read one clip for prediction: float (T, C, H, W) in [0, 1].
 
     Args:
@@ -242,6 +243,7 @@ def read_clip(path: str | Path, channels: int | None = None,
         channels: 1 or 3 to convert; ``None`` keeps the native count.
         frame_size: resize every frame to this side (or (height, width)); ``None`` keeps it.
         min_frames: raise if the clip is shorter (e.g. the model's context length + 1).
+        key: the array to read from a ``.npz`` holding several.
 
     Raises:
         RnnImgError: missing path, unreadable file, wrong array rank, NaN/Inf, values out of
@@ -251,7 +253,7 @@ def read_clip(path: str | Path, channels: int | None = None,
     if not path.exists():
         raise RnnImgError(f"{path}: no such file or folder.")
     if path.suffix.lower() in ARRAY_SUFFIXES and path.is_file():
-        array = load_array(path)
+        array = load_array(path, key)
         check_values(array, path)
         clip = _single_clip_array(array, path)
     elif path.is_dir() or path.suffix.lower() in VIDEO_SUFFIXES:

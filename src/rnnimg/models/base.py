@@ -56,6 +56,9 @@ class RnnImgModel(nn.Module):
     training_presets: ClassVar[dict[str, dict[str, Any]]] = {}
     # What `rnnimg demo` trains: TrainSettings fields (preset, data, max_steps, batch_size, ...).
     demo: ClassVar[dict[str, Any] | None] = None
+    # Raised when a change makes older weights mean something else under the same names and
+    # shapes (pixelrnn's gate order): load_pretrained refuses weights saved by another version.
+    weights_version: ClassVar[int] = 1
 
     def __init__(self, config: Any) -> None:
         super().__init__()
@@ -158,7 +161,8 @@ class RnnImgModel(nn.Module):
         """
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        meta = {"model": self.name, "config": self.config_dict(), **(extra or {})}
+        meta = {"model": self.name, "weights_version": self.weights_version,
+                "config": self.config_dict(), **(extra or {})}
         atomic_write(directory / WEIGHTS_FILE, lambda tmp: save_weights(self, tmp))
         atomic_write_text(directory / CONFIG_FILE, json.dumps(meta, indent=2))
 

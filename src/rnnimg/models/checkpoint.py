@@ -41,8 +41,8 @@ def load_pretrained(directory: str | os.PathLike, map_location: str = "cpu") -> 
     Nothing is unpickled: the config is JSON and the weights are safetensors.
 
     Raises:
-        RnnImgError: for a missing folder or file, malformed JSON, an unknown model or weights that
-            do not fit the config.
+        RnnImgError: for a missing folder or file, malformed JSON, an unknown model, weights of
+            another ``weights_version`` or weights that do not fit the config.
     """
     from safetensors import SafetensorError
     from safetensors.torch import load_model
@@ -51,6 +51,12 @@ def load_pretrained(directory: str | os.PathLike, map_location: str = "cpu") -> 
     cls = get_model_class(meta["model"])
     if not isinstance(meta["config"], dict):
         raise RnnImgError(f"{Path(directory) / CONFIG_FILE}: 'config' must be an object.")
+    saved_version = meta.get("weights_version", 1)
+    if saved_version != cls.weights_version:
+        raise RnnImgError(
+            f"{directory} holds {meta['model']!r} weights of version {saved_version}, but this rnnimg "
+            f"reads version {cls.weights_version} (the layout changed); retrain the model, or load it "
+            "with the rnnimg release that trained it.")
     model = cls(build_config(meta["model"], **meta["config"]))
     weights = Path(directory) / WEIGHTS_FILE
     if not weights.is_file():

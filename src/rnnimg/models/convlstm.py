@@ -29,12 +29,9 @@ Departures from the paper:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from torch import Tensor, nn
 
-from rnnimg.errors import RnnImgError
-from rnnimg.models.base import LossOutput
 from rnnimg.models.predictor import FramePredictor, check_conv_stack_config, check_frame_config
 from rnnimg.models.registry import register_model
 from rnnimg.nn import (
@@ -120,14 +117,3 @@ class ConvLSTM(FramePredictor):
         """Next-frame predictions (B, T-1, C, H, W) of a clip (B, T, C, H, W): teacher forcing on
         the context, own predictions after it; [:, t] depends on frames[:, :t+1] only."""
         return self.rollout(frames)[0]
-
-    def loss(self, batch: dict[str, Any]) -> LossOutput:
-        frames = batch["frames"]
-        self.check_frames(frames, "batch['frames']")
-        if frames.shape[1] <= self.config.context:
-            raise RnnImgError(
-                f"clips have {frames.shape[1]} frames; training needs more than context = "
-                f"{self.config.context}."
-            )
-        predictions, aux = self.rollout(frames)
-        return self.frame_loss(frames, predictions, aux)

@@ -14,6 +14,28 @@ from rnnimg.metrics import nats_to_bits_per_dim
 from rnnimg.models.base import LossOutput, RnnImgModel
 
 
+def check_generator_config(config: Any) -> None:
+    """Validate the fields every ``generate`` config shares: ``image_size``, ``channels``,
+    ``output``, ``levels``, ``binarization`` and ``num_classes`` (raises ValueError naming the
+    field). Call it from the config's ``__post_init__``."""
+    if config.output not in OUTPUTS:
+        raise ValueError(f"output must be one of {OUTPUTS}, got {config.output!r}")
+    if config.binarization not in BINARIZATIONS:
+        raise ValueError(f"binarization must be one of {BINARIZATIONS}, got {config.binarization!r}")
+    if config.channels not in (1, 3):
+        raise ValueError(f"channels must be 1 or 3, got {config.channels}")
+    if not 2 <= config.levels <= 256:
+        raise ValueError(f"levels must be in 2..256, got {config.levels}")
+    if config.image_size < 1:
+        raise ValueError(f"image_size must be >= 1, got {config.image_size}")
+    if config.num_classes < 0:
+        raise ValueError(f"num_classes must be >= 0, got {config.num_classes}")
+
+
+OUTPUTS = ("categorical", "bernoulli")  # softmax over levels | one Bernoulli per pixel
+BINARIZATIONS = ("fixed", "dynamic")
+
+
 def check_temperature(temperature: float) -> None:
     if not temperature > 0:
         raise RnnImgError(f"temperature must be > 0, got {temperature}.")
@@ -21,9 +43,7 @@ def check_temperature(temperature: float) -> None:
 
 def check_labels(label: Tensor | int | None, n: int, num_classes: int, device) -> Tensor | None:
     """Validate class labels for conditional sampling; returns a (n,) long tensor or None."""
-    if label is None:
-        if num_classes:
-            return None  # unconditional sampling is allowed: the label embedding is skipped
+    if label is None:  # unconditional sampling is allowed: the label embedding is skipped
         return None
     if not num_classes:
         raise RnnImgError("this model was trained without labels (num_classes=0); drop --label.")
@@ -38,6 +58,20 @@ def check_labels(label: Tensor | int | None, n: int, num_classes: int, device) -
             f"0..{num_classes - 1} (the model has num_classes={num_classes})."
         )
     return label
+
+
+def uniforms(shape: tuple[int, ...], generator: torch.Generator | None,
+             device: torch.device | str) -> Tensor:
+    """Uniform draws in [0, 1) of ``shape`` on ``device``, from ``generator`` wherever it lives.
+
+    A ``torch.Generator`` belongs to one device, and ``torch.rand(..., generator=g, device=d)``
+    fails when they differ (a CPU generator with a model on a GPU, or the reverse). So the numbers
+    are drawn on the generator's device and then moved: the same generator state gives the same
+    numbers whatever the model's device. Without a generator, the global RNG of ``device`` draws.
+    """
+    if generator is None:
+        return torch.rand(shape, device=device)
+    return torch.rand(shape, generator=generator, device=generator.device).to(device)
 
 
 class ImageGenerator(RnnImgModel):

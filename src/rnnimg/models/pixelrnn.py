@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rnnimg.errors import RnnImgError
-from rnnimg.models.generator import ImageGenerator
+from rnnimg.models.generator import ImageGenerator, check_generator_config, uniforms
 from rnnimg.models.registry import register_model
 from rnnimg.nn.diagonal_bilstm import DiagonalBiLSTM
 from rnnimg.nn.masked import MaskedConv2d, colour_groups
@@ -54,31 +54,22 @@ class PixelRNNConfig:
     num_classes: int = 0  # > 0 adds a learned per-class offset to every layer's gates
 
     def __post_init__(self):
+        check_generator_config(self)
         if self.variant not in VARIANTS:
             raise ValueError(f"variant must be one of {VARIANTS}, got {self.variant!r}")
-        if self.output not in ("categorical", "bernoulli"):
-            raise ValueError(f"output must be 'categorical' or 'bernoulli', got {self.output!r}")
-        if self.binarization not in ("fixed", "dynamic"):
-            raise ValueError(f"binarization must be 'fixed' or 'dynamic', got {self.binarization!r}")
-        if self.channels not in (1, 3):
-            raise ValueError(f"channels must be 1 or 3, got {self.channels}")
-        if not 2 <= self.levels <= 256:
-            raise ValueError(f"levels must be in 2..256, got {self.levels}")
-        for name in ("image_size", "num_layers"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.num_layers < 1:
+            raise ValueError(f"num_layers must be >= 1, got {self.num_layers}")
         for name in ("hidden", "head_hidden"):  # every colour group needs at least one feature
             if getattr(self, name) < self.channels:
                 raise ValueError(f"{name} must be >= channels ({self.channels}), "
                                  f"got {getattr(self, name)}")
-        if self.num_classes < 0:
-            raise ValueError(f"num_classes must be >= 0, got {self.num_classes}")
 
 
 @register_model("pixelrnn")
 class PixelRNN(ImageGenerator):
     extra_tasks = ("complete",)
     config_class = PixelRNNConfig
+    weights_version = 2  # 2: Row LSTM gates ordered [i, f, g, o] like nn.LSTMCell (1 was [i, f, o, g])
     presets = {
         # tiny and fast: Row LSTM (one step per row), binarized 28x28
         "debug": dict(variant="row", hidden=8, num_layers=2, head_hidden=16),
@@ -159,8 +150,7 @@ class PixelRNN(ImageGenerator):
     def _uniforms(self, n: int, generator: torch.Generator | None) -> Tensor:
         """One uniform per pixel and channel, drawn in raster then channel order: (H, W, C, n)."""
         c = self.config
-        return torch.rand(c.image_size, c.image_size, c.channels, n, generator=generator,
-                          device=self.device)
+        return uniforms((c.image_size, c.image_size, c.channels, n), generator, self.device)
 
     @torch.inference_mode()
     def sample(self, n: int, *, label=None, text=None, temperature: float = 1.0,
@@ -172,7 +162,8 @@ class PixelRNN(ImageGenerator):
             label: class index (int or (n,) tensor) for a conditional model.
             text: unsupported by this model (must be None).
             temperature: logits are divided by it; > 0.
-            generator: a ``torch.Generator`` on the model's device, for reproducible draws.
+            generator: a ``torch.Generator`` on the model's device or on the CPU, for
+                reproducible draws.
 
         Returns:
             (n, C, H, W) in [0, 1]; equal to :meth:`sample_naive` under the same generator state.
@@ -233,7 +224,7 @@ class PixelRNN(ImageGenerator):
             image: (B, C, H, W) in [0, 1] (binary for a Bernoulli model).
             known: (B, 1, H, W) bool, True where the pixel is kept.
             label: class index (int or (B,) tensor) for a conditional model.
-            generator: for reproducible draws.
+            generator: for reproducible draws (on the model's device or on the CPU).
             temperature: logits are divided by it; > 0.
 
         Returns:

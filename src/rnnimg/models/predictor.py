@@ -12,6 +12,7 @@ from torch import Tensor
 
 from rnnimg.errors import RnnImgError
 from rnnimg.models.base import LossOutput, RnnImgModel, as_metric
+from rnnimg.nn.checks import check_kernel_size
 from rnnimg.nn.patching import FRAME_OUTPUTS
 
 
@@ -21,8 +22,7 @@ def check_conv_stack_config(config: Any) -> None:
     for name in ("hidden_size", "num_layers"):
         if getattr(config, name) < 1:
             raise ValueError(f"{name} must be >= 1, got {getattr(config, name)}")
-    if config.kernel_size < 1 or config.kernel_size % 2 == 0:
-        raise ValueError(f"kernel_size must be odd and >= 1, got {config.kernel_size}")
+    check_kernel_size(config.kernel_size)
 
 
 def check_frame_config(config: Any) -> None:
@@ -118,6 +118,29 @@ class FramePredictor(RnnImgModel):
                 aux_sum = aux if aux_sum is None else aux_sum + aux
         aux_mean = None if aux_sum is None else aux_sum / (t - 1)
         return torch.stack(predictions, dim=1), aux_mean  # (B, T-1, C, H, W)
+
+    def training_truth_mask(self, batch: dict[str, Any]) -> tuple[Tensor | None, dict[str, float]]:
+        """Which steps of a training clip read the true frame: the ``truth_mask`` that
+        :meth:`loss` hands to :meth:`rollout`, and the schedule values it logs with it.
+
+        The default, ``(None, {})``, reads the context and then the model's own predictions, as
+        :meth:`predict` does. PredRNN overrides it with scheduled sampling.
+        """
+        return None, {}
+
+    def loss(self, batch: dict[str, Any]) -> LossOutput:
+        """:meth:`frame_loss` of a rollout over ``batch["frames"]`` (B, T, C, H, W), T > context,
+        reading the true frames where :meth:`training_truth_mask` says."""
+        frames = batch["frames"]
+        self.check_frames(frames, "batch['frames']")
+        if frames.shape[1] <= self.config.context:
+            raise RnnImgError(
+                f"clips have {frames.shape[1]} frames; training needs more than context = "
+                f"{self.config.context}."
+            )
+        mask, schedule = self.training_truth_mask(batch)
+        predictions, aux = self.rollout(frames, mask)
+        return self.frame_loss(frames, predictions, aux, **schedule)
 
     def frame_loss(self, frames: Tensor, predictions: Tensor, aux: Tensor | None = None,
                    **extra: float | Tensor) -> LossOutput:

@@ -45,8 +45,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rnnimg.errors import RnnImgError
-from rnnimg.models.base import LossOutput
 from rnnimg.models.predictor import FramePredictor, check_conv_stack_config, check_frame_config
 from rnnimg.models.registry import register_model
 from rnnimg.nn import (
@@ -219,23 +217,17 @@ class PredRNN(FramePredictor):
         mask = self.truth_mask(frames.shape[0], frames.shape[1], step, frames.device)
         return self.rollout(frames, mask)[0]
 
-    def loss(self, batch: dict[str, Any]) -> LossOutput:
+    def training_truth_mask(self, batch: dict[str, Any]) -> tuple[Tensor | None, dict[str, float]]:
+        """Scheduled sampling at iteration ``batch["step"]`` (or the trainer's step): the mask
+        drawn by :meth:`truth_mask`, and the probabilities it was drawn with (``eta``, and
+        ``r_eta`` for the reverse schedule) to log."""
         frames = batch["frames"]
-        self.check_frames(frames, "batch['frames']")
-        if frames.shape[1] <= self.config.context:
-            raise RnnImgError(
-                f"clips have {frames.shape[1]} frames; training needs more than context = "
-                f"{self.config.context}."
-            )
         step = int(batch.get("step", self.iteration))
         mask = self.truth_mask(frames.shape[0], frames.shape[1], step, frames.device)
-        predictions, aux = self.rollout(frames, mask)
-        extra: dict[str, float] = {}
-        if self.training and self.config.sampling == "scheduled":
-            c = self.config
-            extra["eta"] = scheduled_sampling_eta(step, c.sampling_start, c.sampling_decay)
-        elif self.training and self.config.sampling == "reverse":
-            c = self.config
-            extra["r_eta"], extra["eta"] = reverse_schedule(step, c.reverse_start, c.reverse_end,
-                                                            c.reverse_alpha)
-        return self.frame_loss(frames, predictions, aux, **extra)
+        c, schedule = self.config, {}
+        if mask is not None and c.sampling == "scheduled":
+            schedule["eta"] = scheduled_sampling_eta(step, c.sampling_start, c.sampling_decay)
+        elif mask is not None:
+            schedule["r_eta"], schedule["eta"] = reverse_schedule(step, c.reverse_start,
+                                                                  c.reverse_end, c.reverse_alpha)
+        return mask, schedule

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from rnnimg.models.generator import ImageGenerator
+from rnnimg.models.generator import ImageGenerator, check_generator_config, uniforms
 from rnnimg.models.registry import register_model
 from rnnimg.nn import RECURRENT_KINDS, make_recurrent
 
@@ -42,23 +42,14 @@ class RowRNNConfig:
     label_dim: int = 16  # size of that embedding
 
     def __post_init__(self):
+        check_generator_config(self)
         if self.cell not in RECURRENT_KINDS:
             raise ValueError(f"cell must be one of {RECURRENT_KINDS}, got {self.cell!r}")
-        if self.output not in ("categorical", "bernoulli"):
-            raise ValueError(f"output must be 'categorical' or 'bernoulli', got {self.output!r}")
-        if self.binarization not in ("fixed", "dynamic"):
-            raise ValueError(f"binarization must be 'fixed' or 'dynamic', got {self.binarization!r}")
-        if self.channels not in (1, 3):
-            raise ValueError(f"channels must be 1 or 3, got {self.channels}")
-        if not 2 <= self.levels <= 256:
-            raise ValueError(f"levels must be in 2..256, got {self.levels}")
-        for name in ("image_size", "hidden_size", "num_layers"):
+        for name in ("hidden_size", "num_layers"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
-        if self.num_classes < 0:
-            raise ValueError(f"num_classes must be >= 0, got {self.num_classes}")
 
 
 @register_model("rowrnn")
@@ -127,7 +118,8 @@ class RowRNN(ImageGenerator):
             label: class index (int or (n,) tensor) for a conditional model.
             text: unsupported by this model (must be None).
             temperature: logits are divided by it; > 0.
-            generator: a ``torch.Generator`` on the model's device, for reproducible draws.
+            generator: a ``torch.Generator`` on the model's device or on the CPU, for
+                reproducible draws.
 
         Returns:
             (n, C, H, W) in [0, 1].
@@ -141,8 +133,8 @@ class RowRNN(ImageGenerator):
             first = torch.full((1,), float(t == 0), device=dev)
             hidden, state = self.rnn(self._step_inputs(prev, first, label), state)
             logits = self._logits_from_hidden(hidden)[:, :, ..., 0, :] / temperature  # row t
-            u = torch.rand(logits.shape[:2] + logits.shape[-1:] if c.output == "categorical"
-                           else logits.shape, generator=generator, device=dev)
+            u = uniforms(logits.shape[:2] + logits.shape[-1:] if c.output == "categorical"
+                         else logits.shape, generator, dev)  # (n, C, W)
             if c.output == "bernoulli":
                 values = (u < torch.sigmoid(logits)).float()  # (n, C, W)
             else:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from rnnimg.nn.convlstm import _check_kernel
+from rnnimg.nn.checks import check_kernel_size
 
 
 class ConvGRUCell(nn.Module):
@@ -40,7 +40,7 @@ class ConvGRUCell(nn.Module):
 
     def __init__(self, input_channels: int, hidden_channels: int, kernel_size: int = 3) -> None:
         super().__init__()
-        _check_kernel(kernel_size)
+        check_kernel_size(kernel_size)
         self.input_channels, self.hidden_channels = input_channels, hidden_channels
         pad = kernel_size // 2
         # z and r from one fused convolution over [x, h]: (B, 2 * hidden, H, W)

@@ -24,10 +24,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-
-def _check_kernel(kernel_size: int) -> None:
-    if kernel_size < 1 or kernel_size % 2 == 0:
-        raise ValueError(f"kernel_size must be odd and >= 1 (same padding), got {kernel_size}")
+from rnnimg.nn.checks import check_kernel_size
 
 
 class ConvLSTMCell(nn.Module):
@@ -47,7 +44,7 @@ class ConvLSTMCell(nn.Module):
                  peephole: bool = False, peephole_size: tuple[int, int] | None = None,
                  forget_bias: float = 1.0) -> None:
         super().__init__()
-        _check_kernel(kernel_size)
+        check_kernel_size(kernel_size)
         self.input_channels, self.hidden_channels = input_channels, hidden_channels
         self.peephole = peephole
         self.gates = nn.Conv2d(input_channels + hidden_channels, 4 * hidden_channels, kernel_size,

@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from rnnimg.nn.checks import check_kernel_size
+
 MASK_TYPES = ("A", "B")
 
 
@@ -61,8 +63,8 @@ class MaskedConv2d(nn.Conv2d):
                  mask_type: str, groups: int = 1, in_groups: Tensor | None = None,
                  out_groups: Tensor | None = None, bias: bool = True) -> None:
         kh, kw = (kernel_size, kernel_size) if isinstance(kernel_size, int) else kernel_size
-        if kh % 2 == 0 or kw % 2 == 0:
-            raise ValueError(f"kernel_size must be odd, got {(kh, kw)}")
+        check_kernel_size(kh, "kernel_size (height)")
+        check_kernel_size(kw, "kernel_size (width)")
         if mask_type not in MASK_TYPES:
             raise ValueError(f"mask_type must be 'A' or 'B', got {mask_type!r}")
         super().__init__(in_channels, out_channels, (kh, kw), padding=(kh // 2, kw // 2), bias=bias)

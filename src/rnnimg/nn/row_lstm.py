@@ -2,7 +2,7 @@
 
 The image is processed row by row from the top; all pixels of a row are computed at once. For row i:
 
-    [i, f, o, g] = sigmoid/tanh( K_ss (*) h_{i-1} + K_is (*) x_i )
+    [i, f, g, o] = sigmoid/tanh( K_ss (*) h_{i-1} + K_is (*) x_i )
     c_i = f * c_{i-1} + i * g,    h_i = o * tanh(c_i)
 
 K_is is a 1 x k masked convolution over the row of the input map (mask B: the taps right of the
@@ -10,8 +10,12 @@ centre are zero, so pixel (i, j) never sees (i, j+1) and sees its own features o
 order). K_ss is an unmasked 1 x 3 convolution over the previous row's hidden state. The receptive
 field is a triangle above the pixel (plus the row to its left through K_is and earlier layers).
 
-Gate layout: the 4h gate features are [i, f, o, g], each h long; in colour the unit u of every gate
-belongs to the colour group of hidden unit u.
+Gate layout: the 4h gate features are [i, f, g, o], each h long (as ``torch.nn.LSTM``, ConvLSTM and
+ST-LSTM); in colour the unit u of every gate belongs to the colour group of hidden unit u.
+
+Sampling one pixel at a time: :meth:`RowLSTM.raster_steps` gives a stack of Row LSTMs a
+per-row / per-pixel step API with carried state (:class:`RowLSTMSteps`), so a sampler never reads
+the layers' weights itself.
 """
 
 from __future__ import annotations
@@ -24,18 +28,28 @@ from rnnimg.nn.masked import MaskedConv2d, colour_groups
 
 
 def gate_groups(hidden: int, groups: int) -> Tensor:
-    """Colour group of each of the 4h gate features laid out [i, f, o, g]."""
+    """Colour group of each of the 4h gate features laid out [i, f, g, o]."""
     return colour_groups(hidden, groups).repeat(4)
 
 
 def lstm_update(gates: Tensor, c: Tensor, dim: int = 1) -> tuple[Tensor, Tensor]:
-    """One LSTM cell update from pre-activations ``gates`` ([i, f, o, g] along ``dim``)."""
-    hidden = gates.shape[dim] // 4
-    ifo = torch.sigmoid(gates.narrow(dim, 0, 3 * hidden))
-    i, f, o = ifo.chunk(3, dim)
-    g = torch.tanh(gates.narrow(dim, 3 * hidden, hidden))
+    """One LSTM cell update from pre-activations ``gates`` ([i, f, g, o] along ``dim``):
+    c' = f c + i g, h' = o tanh(c'), returns (h', c')."""
+    # one sigmoid over all 4h (its g part unused) rather than three: the scans call this per step
+    i, f, _, o = torch.sigmoid(gates).chunk(4, dim)
+    g = torch.tanh(gates.narrow(dim, 2 * (gates.shape[dim] // 4), gates.shape[dim] // 4))
     c = f * c + i * g
     return o * torch.tanh(c), c
+
+
+def lstm_update_into(gates: Tensor, c_prev: Tensor, h_out: Tensor, c_out: Tensor) -> None:
+    """:func:`lstm_update` along the last dimension, written into preallocated ``h_out`` and
+    ``c_out`` (the samplers' per-pixel steps keep their state in fixed buffers)."""
+    hidden = gates.shape[-1] // 4
+    act = torch.sigmoid(gates)  # i, f, (unused), o
+    i, f, o = act[..., :hidden], act[..., hidden:2 * hidden], act[..., 3 * hidden:]
+    torch.addcmul(f * c_prev, i, torch.tanh(gates[..., 2 * hidden:3 * hidden]), out=c_out)
+    torch.mul(o, torch.tanh(c_out), out=h_out)
 
 
 class RowLSTM(nn.Module):
@@ -81,3 +95,62 @@ class RowLSTM(nn.Module):
         windows = F.pad(h_prev, (0, 0, 1, 1)).unfold(1, 3, 1)  # (B, W, h, 3): columns j-1..j+1
         weight = self.state_to_state.weight  # (4h, h, 3)
         return F.linear(windows.reshape(*h_prev.shape[:2], -1), weight.reshape(weight.shape[0], -1))
+
+    @classmethod
+    def raster_steps(cls, layers: list[RowLSTM], batch: int, height: int, width: int,
+                     gate_biases: list[Tensor | None]) -> RowLSTMSteps:
+        """Step a stack of Row LSTM layers one pixel at a time in raster order; see
+        :class:`RowLSTMSteps`. ``gate_biases`` holds one (batch, 4h) offset or None per layer."""
+        return RowLSTMSteps(layers, batch, width, gate_biases)
+
+
+class RowLSTMSteps:
+    """A stack of :class:`RowLSTM` layers run one pixel at a time, carrying the state.
+
+    Per row i: :meth:`start_row` computes every layer's state-to-state term K_ss (*) h_{i-1} for
+    the whole row (row i-1 is final). Per pixel (i, j) and layer l, the caller writes the layer's
+    input at column j into :meth:`input_at` ``(l, j)`` and calls :meth:`step` ``(l, j)``, which
+    adds the masked input-to-state taps over columns j-k//2..j of that input and runs the cell; it
+    returns the layer's output h at (i, j), equal to ``layer(x)[:, :, i, j]``. The weights are
+    packed once, and the inputs and states live in preallocated buffers.
+    """
+
+    def __init__(self, layers: list[RowLSTM], batch: int, width: int,
+                 gate_biases: list[Tensor | None]) -> None:
+        ref = layers[0].state_to_state.weight
+        self.layers, self.batch, self.hidden = list(layers), batch, layers[0].hidden
+        h, n, num = self.hidden, batch, len(layers)
+        in_channels = layers[0].input_to_state.in_channels
+        self.taps_w, self.bias = [], []
+        for layer, gate_bias in zip(layers, gate_biases):
+            wk = layer.input_to_state.masked_weight()[:, :, 0]  # (4h, in, k)
+            self.r = wk.shape[-1] // 2  # taps left of the centre; the right ones are masked out
+            # (r+1) columns x in features, flattened column-major like the input buffer's window
+            self.taps_w.append(wk[:, :, :self.r + 1].permute(2, 1, 0).reshape(-1, 4 * h).contiguous())
+            b = layer.input_to_state.bias.expand(n, -1)
+            self.bias.append((b if gate_bias is None else b + gate_bias).unsqueeze(1))  # (n, 1, 4h)
+        self.x = ref.new_zeros(num, n, width + self.r, in_channels)  # inputs, r zero columns left
+        self.pre = ref.new_zeros(num, n, width, 4 * h)  # the row's gates from K_ss and the biases
+        self.h_prev, self.c_prev = ref.new_zeros(num, n, width, h), ref.new_zeros(num, n, width, h)
+        self.h_cur, self.c_cur = ref.new_zeros(num, n, width, h), ref.new_zeros(num, n, width, h)
+
+    def start_row(self, i: int) -> None:
+        for layer in range(len(self.layers)):
+            ss = self.layers[layer].state_to_state_row(self.h_prev[layer])  # (n, W, 4h)
+            torch.add(ss, self.bias[layer], out=self.pre[layer])
+
+    def input_at(self, layer: int, j: int) -> Tensor:
+        """The buffer (n, in) to write layer ``layer``'s input at column ``j`` of this row into."""
+        return self.x[layer, :, j + self.r]
+
+    def step(self, layer: int, j: int) -> Tensor:
+        """The layer's output h (n, hidden) at column ``j`` of this row."""
+        window = self.x[layer, :, j:j + self.r + 1].reshape(self.batch, -1)  # columns j-r..j
+        gates = torch.addmm(self.pre[layer, :, j], window, self.taps_w[layer])
+        h_new = self.h_cur[layer, :, j]
+        lstm_update_into(gates, self.c_prev[layer, :, j], h_new, self.c_cur[layer, :, j])
+        return h_new
+
+    def end_row(self, i: int) -> None:
+        self.h_prev, self.h_cur = self.h_cur, self.h_prev
+        self.c_prev, self.c_cur = self.c_cur, self.c_prev

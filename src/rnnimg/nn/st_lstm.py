@@ -28,6 +28,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from rnnimg.nn.checks import check_kernel_size
+
 
 class SpatioTemporalLSTMCell(nn.Module):
     """One ST-LSTM step for every pixel of a feature map.
@@ -42,8 +44,7 @@ class SpatioTemporalLSTMCell(nn.Module):
     def __init__(self, input_channels: int, hidden_channels: int, kernel_size: int = 5,
                  forget_bias: float = 1.0) -> None:
         super().__init__()
-        if kernel_size < 1 or kernel_size % 2 == 0:
-            raise ValueError(f"kernel_size must be odd and >= 1 (same padding), got {kernel_size}")
+        check_kernel_size(kernel_size)
         self.input_channels, self.hidden_channels = input_channels, hidden_channels
         pad, hid = kernel_size // 2, hidden_channels
         self.conv_xh = nn.Conv2d(input_channels + hid, 4 * hid, kernel_size, padding=pad)  # i f g o

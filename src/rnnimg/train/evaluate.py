@@ -1,0 +1,113 @@
+"""``evaluate``: score a trained model on a dataset split through the model's additive
+evaluation statistics (summed over batches, then reduced once), so pooled metrics are exact."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+
+from rnnimg.data.registry import dataset_task, load_dataset
+from rnnimg.errors import RnnImgError
+from rnnimg.models.checkpoint import load_pretrained, read_run_config
+from rnnimg.train.data import check_dataset
+
+
+def check_evaluation_options(model, options: dict[str, Any]) -> None:
+    """Refuse options the model's ``evaluation_statistics`` does not take, with one line."""
+    allowed = tuple(model.evaluation_options)
+    for key in options:
+        if key not in allowed:
+            takes = ", ".join(allowed) if allowed else "none"
+            raise RnnImgError(f"{model.name} takes no evaluation option {key!r} (it takes: {takes}); "
+                              f"drop --{key.replace('_', '-')}.")
+
+
+def sum_statistics(total: dict[str, torch.Tensor], stats: dict[str, torch.Tensor]) -> None:
+    """Add one batch's statistics into ``total`` (float64, on the CPU)."""
+    for key, value in stats.items():
+        value = torch.as_tensor(value).detach().to("cpu", torch.float64)
+        total[key] = total[key] + value if key in total else value.clone()
+
+
+def all_reduce_statistics(total: dict[str, torch.Tensor], device) -> dict[str, torch.Tensor]:
+    """Sum the statistics over DDP processes (a no-op in a single process). Every process must
+    hold the same keys."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return total
+    out = {}
+    for key in sorted(total):
+        value = total[key].to(device)
+        dist.all_reduce(value)
+        out[key] = value.cpu()
+    return out
+
+
+@torch.no_grad()
+def evaluate(run_dir: str | Path, data: str | None = None, split: str = "test",
+             batch_size: int = 64, max_batches: int | None = None, device: str = "cpu",
+             data_options: dict | None = None, progress: bool = True,
+             options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Score the model in ``run_dir`` on a dataset split.
+
+    Each batch gives ``model.evaluation_statistics(batch, **options)`` (sums over its items); the
+    sums of the split go through ``model.reduce_statistics`` once.
+
+    Args:
+        run_dir: a run folder (config.json + model.safetensors).
+        data: dataset name (default: the one the run was trained on).
+        split: "train", "val" or "test".
+        batch_size, max_batches: how to batch, and how many batches to score at most.
+        device: where the model runs.
+        data_options: dataset options over the run's saved ones.
+        progress: show a progress bar.
+        options: evaluation options the model lists in ``evaluation_options``
+            (e.g. ``{"importance_samples": 100}``).
+
+    Returns:
+        {"model", "data", "split", "num_items", "metrics": {name: float or list}, "data_options",
+        "options"}.
+    """
+    from tqdm.auto import tqdm
+
+    options = dict(options or {})
+    model = load_pretrained(run_dir, map_location=device).eval()
+    check_evaluation_options(model, options)
+    meta = read_run_config(run_dir) if not str(run_dir).startswith("pretrained:") else {}
+    saved = meta.get("data", {}) if isinstance(meta.get("data"), dict) else {}
+    name = data or saved.get("name") or "mnist-5k"
+    data_opts = {**model.dataset_options(), **(saved.get("options", {}) if data is None else {}),
+                 **(data_options or {})}
+    task = dataset_task(name, data_opts)  # corrupt=... makes an image dataset a translate one
+    if task not in model.tasks():
+        raise RnnImgError(f"dataset {name!r} is for the {task!r} task, but {run_dir} holds a "
+                          f"{model.name!r} model ({'/'.join(model.tasks())}); pick a matching one.")
+    if data_opts.get("binarize") == "dynamic":
+        data_opts["binarize"] = "fixed"  # a test set is scored on one fixed binarization
+    dataset = load_dataset(name, split, **data_opts)
+    check_dataset(model, dataset, name)
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
+    total: dict[str, torch.Tensor] = {}
+    n_batches = len(loader) if max_batches is None else min(max_batches, len(loader))
+    for i, batch in enumerate(tqdm(loader, total=n_batches, desc="evaluate", disable=not progress,
+                                   leave=False)):
+        if i >= n_batches:
+            break
+        batch = {k: v.to(device) for k, v in batch.items()}
+        sum_statistics(total, model.evaluation_statistics(batch, **options))
+    if not total:
+        raise RnnImgError(f"dataset {name!r} [{split}] has no items to evaluate.")
+    total = all_reduce_statistics(total, device)
+    metrics = model.reduce_statistics(total)
+    for key, value in metrics.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            warnings.warn(f"metric {key} is {value}", stacklevel=2)
+    return {"model": model.name, "data": name, "split": split,
+            "num_items": int(total["count"].item()), "data_options": data_opts,
+            "options": options, "metrics": metrics}

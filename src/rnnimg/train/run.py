@@ -1,0 +1,345 @@
+"""``train()``: build the model and the data once, lay out and lock the run folder, and fit.
+
+    runs/NAME/
+      config.json        model name + config + data + training settings (all that rebuilds it)
+      model.safetensors  the weights users share and load (no pickle)
+      checkpoints/       last.ckpt (resume), best.ckpt (lowest val loss), stepNNNNNNN.ckpt
+                         (periodic); loaded with weights_only=True
+      metrics.csv        one row per logged step; TensorBoard events in tb/ (with the extra)
+      samples/           grids / GIFs written during training
+      curves.png         the loss curves
+      .rnnimg.lock       while a process trains in it (pid, host)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import importlib.util
+import json
+import os
+import signal
+import warnings
+from pathlib import Path
+
+import lightning as L
+import torch
+
+from rnnimg.callbacks import (
+    LAST_CKPT,
+    ExportWeights,
+    MetricsCSVLogger,
+    PreviewCallback,
+    SafeCheckpointIO,
+    SignalStop,
+    checkpoint_callbacks,
+    inspect_resume_checkpoint,
+)
+from rnnimg.data.registry import pin_dataset
+from rnnimg.errors import RnnImgError
+from rnnimg.fileio import atomic_write_text
+from rnnimg.models.base import CONFIG_FILE
+from rnnimg.models.checkpoint import read_run_config
+from rnnimg.models.registry import create_model
+from rnnimg.train.data import build_datasets, make_loaders
+from rnnimg.train.lit import LitModel, discriminator_parameters
+from rnnimg.train.rundir import (
+    RunLock,
+    check_not_busy,
+    clean_temporary_files,
+    clear_folder,
+    os_error_message,
+)
+from rnnimg.train.settings import TrainSettings, merge_resume
+
+
+class TrainingInterrupted(RnnImgError):
+    """Training stopped on SIGINT / SIGTERM after saving a checkpoint; ``exit_code`` is 130 / 143."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def _is_launched_worker() -> bool:
+    """True in the processes Lightning's DDP launcher starts for ranks > 0: they re-run the same
+    command, and must neither check, lock, clear nor write the run folder that rank 0 prepared."""
+    return any(int(os.environ.get(k, "0") or 0) > 0 for k in ("LOCAL_RANK", "NODE_RANK", "RANK"))
+
+
+def _check_hardware(s: TrainSettings) -> None:
+    """Let Lightning judge --accelerator/--devices/--strategy/--num-nodes/--precision before the
+    run folder is written: a typo there was a raw traceback after the folder existed."""
+    import logging
+
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+    log = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    level = log.level
+    log.setLevel(logging.WARNING)  # the real Trainer prints the "GPU available" lines
+    try:
+        L.Trainer(accelerator=s.accelerator, devices=s.devices, strategy=s.strategy,
+                  num_nodes=s.num_nodes, precision=s.precision, logger=False,
+                  enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    except (ValueError, TypeError, RuntimeError, MisconfigurationException) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise RnnImgError(f"bad hardware settings (--accelerator {s.accelerator}, --devices "
+                          f"{s.devices}, --strategy {s.strategy}, --num-nodes {s.num_nodes}, "
+                          f"--precision {s.precision}): {first}") from None
+    finally:
+        log.setLevel(level)
+
+
+def tensorboard_available() -> bool:
+    """TensorBoard is an extra (``pip install rnnimg[tensorboard]``); metrics.csv is always written."""
+    return importlib.util.find_spec("tensorboard") is not None or \
+        importlib.util.find_spec("tensorboardX") is not None
+
+
+def resolve_settings(settings: TrainSettings, given: set[str] | None = None
+                     ) -> tuple[TrainSettings, dict | None]:
+    """The resolved settings (on --resume: merged with the run's saved ones), and the run's saved
+    config.json on --resume (else None)."""
+    if not settings.resume:
+        return settings.resolved(), None
+    if settings.out is None and settings.model is None:
+        raise RnnImgError("--resume needs the run folder: pass --out RUN.")
+    out = settings.out if settings.out is not None else settings.resolved().out
+    meta = read_run_config(out)  # one-line error if it is not a run folder
+    if settings.model is not None and meta["model"] != settings.model:
+        raise RnnImgError(f"{out} holds a {meta['model']!r} run, not {settings.model!r}; drop MODEL "
+                          "or choose the right --out.")
+    saved = meta.get("training")
+    if not isinstance(saved, dict):
+        raise RnnImgError(f"{Path(out) / CONFIG_FILE} has no training settings; it is a model "
+                          "folder, not a run that can be resumed.")
+    merged = merge_resume({**saved, "model": meta["model"]},
+                          dataclasses.replace(settings, model=meta["model"]), given, Path(out))
+    return merged.resolved(), meta
+
+
+def train(settings: TrainSettings, callbacks: list[L.Callback] | None = None,
+          given: set[str] | None = None) -> Path:
+    """Train a model as ``settings`` say and return the run folder.
+
+    With ``settings.resume`` the run continues from ``checkpoints/last.ckpt`` with the settings
+    saved in its config.json; the final weights are bit for bit those of an uninterrupted run.
+
+    Args:
+        settings: what to train.
+        callbacks: more Lightning callbacks.
+        given: on resume, the fields the user set explicitly (the CLI passes its flags); None
+            takes the fields that differ from the defaults.
+
+    Raises:
+        RnnImgError: for bad settings, data, run folders or checkpoints, a busy folder, a full or
+            read-only disk; NonFiniteLossError on NaN/Inf; TrainingInterrupted on SIGINT/SIGTERM
+            (after the checkpoint was saved).
+    """
+    s, old_meta = resolve_settings(settings, given)
+    worker = _is_launched_worker()
+    run_dir = Path(s.out)
+    _check_hardware(s)
+    if not worker:
+        _check_out(run_dir, s)
+
+    # The model and the data, once. A bad --set or --data fails here, before anything is touched.
+    L.seed_everything(s.seed, workers=True, verbose=False)  # before the model: same weights
+    if old_meta is not None:
+        model = create_model(old_meta["model"], **old_meta["config"])
+    else:
+        model = create_model(s.model, s.preset, **s.overrides)
+    if old_meta is None:  # an absolute folder: path, the class folder names: saved with the run
+        data, data_options = pin_dataset(s.data, s.data_options)
+        s = dataclasses.replace(s, data=data, data_options=data_options)
+    train_set, val_set = build_datasets(s, model)
+    if s.precision == "16-mixed" and discriminator_parameters(model):
+        raise RnnImgError(f"--precision 16-mixed is not supported for {model.name}'s adversarial "
+                          "training; use bf16-mixed or 32-true.")
+    if len(train_set) < s.batch_size:
+        warnings.warn(f"the training set has {len(train_set)} items, fewer than the batch size "
+                      f"{s.batch_size}; each epoch is one short batch.", stacklevel=2)
+    lit = LitModel(model, s.lr, s.weight_decay, grad_clip=s.grad_clip,
+                   ckpt_path=run_dir / "checkpoints" / LAST_CKPT)
+    resume_ckpt = None
+    if s.resume:  # refuse a bad checkpoint before anything in the folder changes
+        resume_ckpt = inspect_resume_checkpoint(run_dir / "checkpoints" / LAST_CKPT,
+                                                lit.state_dict())
+        _check_budget(s, resume_ckpt, run_dir, len(train_set))
+
+    meta = {"preset": s.preset, "data": {"name": s.data, "options": {**model.dataset_options(),
+                                                                      **s.data_options}},
+            "training": s.to_dict()}
+    lock = RunLock(run_dir)
+    created = not run_dir.exists()
+    signals = SignalStop(ExportWeights(run_dir, meta))
+    try:
+        if not worker:
+            try:
+                _prepare(run_dir, s, lock, model, meta)
+            except OSError as err:
+                raise RnnImgError(os_error_message(err, run_dir, "write the run folder")
+                                  + "; choose another --out.") from None
+        def abort() -> None:  # a second Ctrl-C: leave the folder as a re-run accepts it
+            if not worker and not s.resume and not (run_dir / "checkpoints" / LAST_CKPT).is_file():
+                _remove_failed_run(run_dir, created)
+            lock.release()
+
+        signals.on_abort = abort
+        signals.install()
+        trainer, train_loader, val_loader = _build_trainer(s, run_dir, lit, signals, train_set,
+                                                           val_set, resume_ckpt, callbacks)
+        try:
+            trainer.fit(lit, train_loader, val_loader,
+                        ckpt_path=run_dir / "checkpoints" / LAST_CKPT if s.resume else None,
+                        weights_only=True)
+        except OSError as err:
+            if err.errno not in (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT, errno.EPERM):
+                raise
+            if (run_dir / "checkpoints" / LAST_CKPT).is_file():
+                then = (f"{_last_good(run_dir)}. Free some space (or fix the permissions) and resume "
+                        f"with `rnnimg train --resume --out {run_dir}`.")
+            else:
+                then = "no checkpoint was written yet. Free some space (or fix the permissions) " \
+                       "and start the run again."
+            raise RnnImgError(os_error_message(err, run_dir, "write to") + "; " + then) from None
+        if trainer.is_global_zero:
+            try:
+                write_curves(run_dir)
+            except OSError:
+                pass  # the curves are a convenience; the run itself is saved
+        if signals.stopped_at is not None and trainer.global_step < _budget_steps(trainer):
+            code = 128 + int(signals.requested or signal.SIGINT)
+            raise TrainingInterrupted(
+                f"stopped by {signal.Signals(signals.requested or signal.SIGINT).name} at step "
+                f"{signals.stopped_at}; checkpoint saved in {run_dir / 'checkpoints' / LAST_CKPT}. "
+                f"Continue with `rnnimg train --resume --out {run_dir}`.", code)
+        return run_dir
+    except BaseException:
+        if not worker and not s.resume and (lock.held or created) and \
+                not (run_dir / "checkpoints" / LAST_CKPT).is_file():
+            _remove_failed_run(run_dir, created)  # a plain re-run must be accepted
+        raise
+    finally:
+        signals.restore()
+        lock.release()
+
+
+def _budget_steps(trainer: L.Trainer) -> float:
+    if trainer.max_steps and trainer.max_steps > 0:
+        return trainer.max_steps
+    return float("inf")
+
+
+def _check_out(run_dir: Path, s: TrainSettings) -> None:
+    """Cheap checks of --out before the model and data are built."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RnnImgError(f"--out {run_dir} is a file; the run needs a folder, so choose another --out.")
+    if s.resume:
+        check_not_busy(run_dir)
+        if not (run_dir / "checkpoints" / LAST_CKPT).is_file():
+            raise RnnImgError(f"{run_dir} has no checkpoints/{LAST_CKPT} to resume from; it stopped "
+                              "before its first checkpoint, so start it again with --overwrite.")
+        return
+    if run_dir.exists() and any(run_dir.iterdir()):
+        check_not_busy(run_dir)
+        if not s.overwrite:
+            raise RnnImgError(f"{run_dir} already exists; pass --resume to continue it, --overwrite "
+                              "to replace it, or --out to choose another folder.")
+
+
+def _check_budget(s: TrainSettings, ckpt: dict, run_dir: Path, train_items: int) -> None:
+    """A resumed run must have steps left: say how to extend it instead of training 0 steps."""
+    step = ckpt["global_step"]
+    steps_per_epoch = train_items // s.batch_size if train_items > s.batch_size else 1
+    epoch_budget = s.epochs if s.epochs is not None else (None if s.max_steps else 1)
+    done = (s.max_steps is not None and step >= s.max_steps) or \
+        (epoch_budget is not None and step >= epoch_budget * steps_per_epoch)
+    if done:
+        budget = f"--max-steps {s.max_steps}" if s.max_steps is not None else \
+            f"--epochs {s.epochs or 1}"
+        raise RnnImgError(f"{run_dir} already finished its budget ({budget}, at step {step}); pass "
+                          "a larger --max-steps (or --epochs) with --resume to train it further.")
+
+
+def _prepare(run_dir: Path, s: TrainSettings, lock: RunLock, model, meta: dict) -> None:
+    """Create (or on --overwrite clear) the folder, lock it, clean temporary files, write
+    config.json for a new run."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    lock.acquire()  # the first write: a read-only or full file system fails here, with its errno
+    clean_temporary_files(run_dir)
+    if s.resume:
+        return
+    if s.overwrite:
+        clear_folder(run_dir)
+    atomic_write_text(run_dir / CONFIG_FILE,
+                      json.dumps({"model": model.name, "weights_version": model.weights_version,
+                                  "config": model.config_dict(), **meta}, indent=2))
+
+
+def _remove_failed_run(run_dir: Path, created: bool) -> None:
+    import shutil
+
+    try:
+        if created:
+            shutil.rmtree(run_dir)
+        elif run_dir.is_dir():
+            clear_folder(run_dir)
+    except OSError:
+        pass
+
+
+def _last_good(run_dir: Path) -> str:
+    path = run_dir / "checkpoints" / LAST_CKPT
+    try:
+        step = torch.load(path, map_location="cpu", weights_only=True)["global_step"]
+        return f"the last good checkpoint is {path} (step {step})"
+    except Exception:
+        return f"the last checkpoint is {path}"
+
+
+def _build_trainer(s: TrainSettings, run_dir: Path, lit: LitModel, signals: SignalStop,
+                   train_set, val_set, resume_ckpt: dict | None, callbacks):
+    train_loader, val_loader, sampler = make_loaders(train_set, val_set, s.batch_size, s.seed,
+                                                     s.num_workers)
+    resume_step = None
+    if resume_ckpt is not None:
+        resume_step = int(resume_ckpt["global_step"])
+        sampler.resume_after(resume_step)  # one batch per step (also for adversarial models)
+    loggers: list = [MetricsCSVLogger(run_dir, resume_step)]
+    if tensorboard_available():
+        loggers.append(L.pytorch.loggers.TensorBoardLogger(run_dir, name="tb", version="",
+                                                           default_hp_metric=False))
+    max_epochs = s.epochs if s.epochs is not None else (-1 if s.max_steps else 1)
+    trainer = L.Trainer(
+        max_epochs=max_epochs, max_steps=s.max_steps or -1,
+        gradient_clip_val=None if lit.adversarial else s.grad_clip,
+        accelerator=s.accelerator, devices=s.devices, strategy=s.strategy, num_nodes=s.num_nodes,
+        precision=s.precision, logger=loggers,
+        callbacks=[signals.export, signals,
+                   PreviewCallback(run_dir, s.sample_every_n_steps, seed=s.seed),
+                   *checkpoint_callbacks(run_dir, s.ckpt_every_n_steps, s.keep_checkpoints,
+                                         val_loader is not None),
+                   *(callbacks or [])],
+        enable_checkpointing=True, enable_progress_bar=s.progress, enable_model_summary=False,
+        num_sanity_val_steps=0, log_every_n_steps=max(1, s.log_every_n_steps),
+        limit_val_batches=s.val_batches if s.val_batches is not None else 1.0,
+        use_distributed_sampler=False,  # EpochSampler shards the data itself
+        default_root_dir=run_dir, plugins=[SafeCheckpointIO()],
+    )
+    return trainer, train_loader, val_loader
+
+
+def write_curves(run_dir: Path) -> Path | None:
+    """Plot metrics.csv into curves.png beside it (None if nothing was logged)."""
+    from rnnimg.viz import plot_curves, read_metrics_csv
+
+    csv_path = Path(run_dir) / "metrics.csv"
+    if not csv_path.is_file():
+        return None
+    series = read_metrics_csv(csv_path)
+    series = {k: v for k, v in series.items() if not k.endswith("_epoch") or "val" in k}
+    if not series:
+        return None
+    return plot_curves({Path(run_dir).name: series}, Path(run_dir) / "curves.png",
+                       title=f"{Path(run_dir).name}: training curves")

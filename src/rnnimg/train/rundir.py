@@ -1,0 +1,125 @@
+"""The run folder: one process at a time (a lock file with the owner's pid), leftover temporary
+files cleaned on start, and a fresh folder that is removed again if the run fails before it wrote
+its first checkpoint (so a plain re-run is accepted)."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+import socket
+import time
+from pathlib import Path
+
+from rnnimg.errors import RnnImgError
+
+LOCK_FILE = ".rnnimg.lock"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def lock_owner(run_dir: Path) -> dict | None:
+    """The live owner of ``run_dir``'s lock (``{"pid", "host", "since"}``), or None if the folder
+    is free (no lock, or a stale one left by a process that no longer exists on this host)."""
+    path = Path(run_dir) / LOCK_FILE
+    try:
+        owner = json.loads(path.read_text())
+        pid, host = int(owner["pid"]), str(owner["host"])
+    except FileNotFoundError:
+        return None
+    except (ValueError, KeyError, TypeError, OSError):
+        return None  # a half-written or foreign lock file: treat as stale
+    if host == socket.gethostname() and (pid == os.getpid() or not _pid_alive(pid)):
+        return None
+    return owner
+
+
+class RunLock:
+    """Holds ``run_dir/.rnnimg.lock`` (JSON with pid, host and start time) while a run writes the
+    folder. A second train, resume or ``--overwrite`` of a busy folder is a one-line error; a lock
+    whose process is gone (kill -9, a crash) is stale and taken over."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.path = Path(run_dir) / LOCK_FILE
+        self.held = False
+
+    def acquire(self) -> RunLock:
+        check_not_busy(self.path.parent)
+        record = json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                             "since": time.strftime("%Y-%m-%d %H:%M:%S")})
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileExistsError:
+                check_not_busy(self.path.parent)  # raced, or stale: the owner is gone
+                self.path.unlink(missing_ok=True)
+                continue
+            with os.fdopen(fd, "w") as f:
+                f.write(record)
+            self.held = True
+            return self
+        check_not_busy(self.path.parent)
+        raise RnnImgError(f"{self.path.parent} is being taken by another process; try again.")
+
+    def release(self) -> None:
+        if self.held:
+            self.held = False
+            try:
+                owner = json.loads(self.path.read_text())
+                if int(owner.get("pid", -1)) == os.getpid():
+                    self.path.unlink()
+            except (OSError, ValueError):
+                pass
+
+
+def check_not_busy(run_dir: Path) -> None:
+    """One-line error if another live process holds ``run_dir``."""
+    owner = lock_owner(run_dir)
+    if owner is not None:
+        raise RnnImgError(
+            f"{run_dir} is in use by process {owner['pid']} on {owner['host']} (since "
+            f"{owner.get('since', '?')}); wait for it to finish or stop it, or choose another --out. "
+            f"If no such process runs, delete {Path(run_dir) / LOCK_FILE}."
+        )
+
+
+def clean_temporary_files(run_dir: Path) -> list[Path]:
+    """Remove the temporary files an atomic write leaves when its process is killed
+    (``.NAME.XXXX.tmp...``). Only called while holding the lock, so no writer is using them."""
+    removed = []
+    for folder in (run_dir, run_dir / "checkpoints", run_dir / "samples"):
+        if folder.is_dir():
+            for path in folder.glob(".*.tmp*"):
+                if path.is_file():
+                    path.unlink(missing_ok=True)
+                    removed.append(path)
+    return removed
+
+
+def clear_folder(run_dir: Path, keep: tuple[str, ...] = (LOCK_FILE,)) -> None:
+    """Delete everything in ``run_dir`` except ``keep`` (the lock we hold)."""
+    for path in run_dir.iterdir():
+        if path.name in keep:
+            continue
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+
+
+def os_error_message(err: OSError, run_dir: Path, what: str) -> str:
+    """One line for a failed write in the run folder (full disk, read-only, no permission)."""
+    reason = {errno.ENOSPC: "the disk is full", errno.EROFS: "the file system is read-only",
+              errno.EACCES: "permission denied", errno.EDQUOT: "the disk quota is exceeded",
+              errno.EPERM: "permission denied"}.get(err.errno, err.strerror or str(err))
+    where = f" ({err.filename})" if err.filename else ""
+    return f"cannot {what} {run_dir}: {reason}{where}"

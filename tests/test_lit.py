@@ -1,0 +1,203 @@
+"""The LightningModule's hooks: adversarial training with two optimizers, the metrics.csv logger
+that appends, evaluation through additive statistics, and tensorboard as an extra."""
+
+import copy
+import csv
+from dataclasses import dataclass
+
+import lightning as L
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from rnnimg.callbacks import MetricsCSVLogger
+from rnnimg.models.base import LossOutput, RnnImgModel
+from rnnimg.train import LitModel
+
+
+@dataclass
+class TinyGANConfig:
+    size: int = 4
+
+
+class TinyGAN(RnnImgModel):
+    """Test-only adversarial model: a linear generator and a linear discriminator whose losses
+    each reach the other's parameters (no detach), so a leak would show."""
+
+    name = "tiny-gan-test"
+    task = "translate"
+    config_class = TinyGANConfig
+
+    def __init__(self, config=None):
+        super().__init__(config or TinyGANConfig())
+        self.gen = nn.Linear(4, 4)
+        self.disc = nn.Linear(4, 1)
+
+    def discriminator_parameters(self):
+        return list(self.disc.parameters())
+
+    def discriminator_loss(self, batch):
+        fake = self.gen(batch["source"])
+        real_score, fake_score = self.disc(batch["target"]), self.disc(fake)
+        loss = nn.functional.softplus(-real_score).mean() + nn.functional.softplus(fake_score).mean()
+        return LossOutput(loss, {"real": real_score.mean().detach()})
+
+    def loss(self, batch):
+        fake = self.gen(batch["source"])
+        adv = nn.functional.softplus(-self.disc(fake)).mean()
+        l1 = (fake - batch["target"]).abs().mean()
+        return LossOutput(l1 + 0.5 * adv, {"l1": l1.detach()})
+
+
+def tiny_batches(n=3):
+    g = torch.Generator().manual_seed(0)
+    return [{"source": torch.randn(8, 4, generator=g), "target": torch.randn(8, 4, generator=g)}
+            for _ in range(n)]
+
+
+def reference_steps(model, batches, lr):
+    """What the contract says, written out with plain torch: per batch, one Adam step of the
+    discriminator on its loss, then one Adam step of the generator on its loss."""
+    d_opt = torch.optim.Adam(model.disc.parameters(), lr=lr)
+    g_opt = torch.optim.Adam(model.gen.parameters(), lr=lr)
+    for batch in batches:
+        d_grads = torch.autograd.grad(model.discriminator_loss(batch).loss,
+                                      list(model.disc.parameters()))
+        for p, grad in zip(model.disc.parameters(), d_grads):
+            p.grad = grad
+        d_opt.step()
+        g_grads = torch.autograd.grad(model.loss(batch).loss, list(model.gen.parameters()))
+        for p, grad in zip(model.gen.parameters(), g_grads):
+            p.grad = grad
+        g_opt.step()
+    return model
+
+
+def test_adversarial_models_train_each_part_on_its_own_loss(tmp_path):
+    torch.manual_seed(0)
+    model = TinyGAN()
+    expected = reference_steps(copy.deepcopy(model), tiny_batches(), lr=0.01)
+    lit = LitModel(model, lr=0.01)
+    assert not lit.automatic_optimization
+    trainer = L.Trainer(accelerator="cpu", devices=1, max_steps=3, logger=False,
+                        enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False)
+    trainer.fit(lit, DataLoader(tiny_batches(), batch_size=None))
+    assert trainer.global_step == 3  # one step per batch, not one per optimizer
+    for (name, got), want in zip(model.state_dict().items(), expected.state_dict().values()):
+        torch.testing.assert_close(got, want, rtol=0, atol=1e-6, msg=name)
+    # And the discriminator's parameters really moved (by its loss), as did the generator's.
+    assert not torch.equal(model.disc.weight, TinyGAN().disc.weight)
+
+
+def test_a_generator_loss_leaking_into_the_discriminator_would_be_caught():
+    """The reference above is sensitive: stepping the discriminator on the sum of both losses
+    (the bug the contract forbids) ends somewhere else."""
+    torch.manual_seed(0)
+    model = TinyGAN()
+    good = reference_steps(copy.deepcopy(model), tiny_batches(), lr=0.01)
+    leaky = copy.deepcopy(model)
+    opt = torch.optim.Adam(leaky.parameters(), lr=0.01)
+    for batch in tiny_batches():
+        opt.zero_grad()
+        (leaky.discriminator_loss(batch).loss + leaky.loss(batch).loss).backward()
+        opt.step()
+    assert not torch.allclose(good.disc.weight, leaky.disc.weight, atol=1e-4)
+
+
+def test_metrics_csv_appends_rows_and_rewrites_only_for_a_new_column(tmp_path):
+    logger = MetricsCSVLogger(tmp_path)
+    logger.log_metrics({"train/loss": 1.0, "epoch": 0}, step=0)
+    logger.save()
+    inode = (tmp_path / "metrics.csv").stat().st_ino
+    logger.log_metrics({"train/loss": 0.5, "epoch": 0}, step=1)
+    logger.save()
+    assert (tmp_path / "metrics.csv").stat().st_ino == inode  # appended in place
+    logger.log_metrics({"val/loss": 0.7, "epoch": 0}, step=1)  # a new column: one rewrite
+    logger.save()
+    logger.log_metrics({"train/loss": 0.25, "epoch": 1}, step=2)
+    logger.save()
+    with open(tmp_path / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["step"], r["train/loss"], r["val/loss"]) for r in rows] == [
+        ("0", "1.0", ""), ("1", "0.5", ""), ("1", "", "0.7"), ("2", "0.25", "")]
+    # A resumed run at step 2 drops the rows of step >= 2 (they are logged again) on its first
+    # save, and not before (a refused resume leaves the file alone).
+    before = (tmp_path / "metrics.csv").read_bytes()
+    resumed = MetricsCSVLogger(tmp_path, resume_step=2)
+    assert (tmp_path / "metrics.csv").read_bytes() == before
+    resumed.log_metrics({"train/loss": 0.2, "epoch": 1}, step=2)
+    resumed.save()
+    with open(tmp_path / "metrics.csv") as f:
+        assert [r["step"] for r in csv.DictReader(f)] == ["0", "1", "1", "2"]
+
+
+def test_training_without_tensorboard_still_writes_metrics_and_curves(tmp_path, monkeypatch):
+    import rnnimg.train.run as run_module
+    from rnnimg.train import TrainSettings, train
+
+    monkeypatch.setattr(run_module, "tensorboard_available", lambda: False)
+    run = train(TrainSettings("rowrnn", preset="debug", max_steps=3, batch_size=4, progress=False,
+                              log_every_n_steps=1, accelerator="cpu", out=str(tmp_path / "run")))
+    assert (run / "metrics.csv").is_file() and (run / "curves.png").is_file()
+    assert not (run / "tb").exists()
+
+
+def test_evaluate_pools_statistics_over_batches(tmp_path):
+    """Scoring in batches of 7 gives what one batch of the whole split gives."""
+    from rnnimg import create_model, load_dataset
+    from rnnimg.train import evaluate
+
+    model = create_model("rowrnn", "debug")
+    model.save_pretrained(tmp_path / "gen")
+    result = evaluate(tmp_path / "gen", batch_size=7, max_batches=3, progress=False)
+    assert result["num_items"] == 21
+    data = load_dataset("mnist-5k", "test", **{**model.dataset_options(), "binarize": "fixed"})
+    batch = torch.utils.data.default_collate([data[i] for i in range(21)])
+    whole = model.reduce_statistics(model.evaluation_statistics(batch))
+    assert result["metrics"].keys() == whole.keys()
+    for key in whole:
+        assert result["metrics"][key] == pytest.approx(whole[key], rel=1e-6), key
+
+
+def test_evaluate_refuses_options_the_model_does_not_take(tmp_path, capsys):
+    from rnnimg import create_model
+    from rnnimg.cli import main
+
+    create_model("rowrnn", "debug").save_pretrained(tmp_path / "gen")
+    code = main(["evaluate", str(tmp_path / "gen"), "--importance-samples", "4", "--max-batches", "1"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1
+    assert "rowrnn takes no evaluation option 'importance_samples'" in err
+
+
+def test_adversarial_training_resumes_exactly(tmp_path):
+    """Both optimizers' states go into the checkpoint: 3 steps, then resume to 8 == 8 steps.
+    The data come through train()'s EpochSampler, so the resumed run sees the same batches."""
+    from rnnimg.train.data import make_loaders
+
+    items = [{"source": b["source"][i], "target": b["target"][i]} for b in tiny_batches(4)
+             for i in range(8)]
+
+    class SaveAt(L.Callback):
+        def on_train_batch_end(self, trainer, *args):
+            if trainer.global_step == 3:
+                trainer.save_checkpoint(tmp_path / "step3.ckpt")
+
+    def fit(max_steps, ckpt=None):
+        torch.manual_seed(0)
+        model = TinyGAN()
+        loader, _, sampler = make_loaders(items, None, batch_size=8, seed=0, num_workers=0)
+        if ckpt:
+            sampler.resume_after(3)
+        trainer = L.Trainer(accelerator="cpu", devices=1, max_steps=max_steps, logger=False,
+                            enable_checkpointing=False, enable_progress_bar=False,
+                            enable_model_summary=False, callbacks=[SaveAt()])
+        trainer.fit(LitModel(model, lr=0.01), loader, ckpt_path=ckpt, weights_only=True)
+        return model
+
+    straight = fit(8)
+    resumed = fit(8, ckpt=tmp_path / "step3.ckpt")
+    for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), name
