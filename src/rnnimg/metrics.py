@@ -164,14 +164,13 @@ def psnr_per_image(pred: Tensor, target: Tensor) -> Tensor:
 
 
 def ssim_per_image(pred: Tensor, target: Tensor) -> Tensor:
-    """Structural similarity of each image, data range 1: exactly :func:`ssim`'s definition
-    (gaussian window sigma 1.5, 11x11, mean over channels and over the pixels at least 5 from the
-    border) applied to every image of (B, C, H, W). Returns float64 (B,)."""
+    """Structural similarity of each image, data range 1: exactly :func:`ssim_per_clip`'s
+    definition (gaussian window sigma 1.5, 11x11, mean over channels and over the pixels at least
+    5 from the border) applied to every image of (B, C, H, W). Returns float64 (B,)."""
     if pred.shape != target.shape or pred.dim() != 4:
         raise ValueError(f"pred and target must both be (B, C, H, W); got {tuple(pred.shape)} and "
                          f"{tuple(target.shape)}.")
-    # one clip whose frames are the images: ssim() returns the value of each frame
-    return ssim(pred.unsqueeze(0), target.unsqueeze(0)).double()
+    return ssim_per_clip(pred.unsqueeze(1), target.unsqueeze(1))[:, 0]  # B clips of one frame
 
 
 # ---------------------------------------------------------------------------------------------
