@@ -196,15 +196,39 @@ def confusion_matrix(pred: Tensor, target: Tensor, num_classes: int, ignore_inde
     return (target * num_classes + pred).bincount(minlength=num_classes**2).view(num_classes, num_classes)
 
 
-def mean_iou_from_confusion(confusion: Tensor) -> Tensor:
-    """Mean intersection over union from a confusion matrix; see :func:`mean_iou`."""
+def iou_per_class(confusion: Tensor) -> Tensor:
+    """IoU_k = C[k, k] / (sum_j C[k, j] + sum_i C[i, k] - C[k, k]) for every class k of a
+    confusion matrix (rows = target, columns = prediction); NaN for a class absent from both
+    target and prediction (an empty union). Returns float64 (K,)."""
     confusion = confusion.double()
     inter = confusion.diag()
     union = confusion.sum(0) + confusion.sum(1) - inter
-    present = union > 0
+    return torch.where(union > 0, inter / union.clamp(min=1), torch.full_like(inter, float("nan")))
+
+
+def mean_iou_from_confusion(confusion: Tensor) -> Tensor:
+    """Mean intersection over union from a confusion matrix; see :func:`mean_iou`."""
+    ious = iou_per_class(confusion)
+    present = ~ious.isnan()
     if not present.any():
         return torch.tensor(float("nan"))
-    return (inter[present] / union[present]).mean().float()
+    return ious[present].mean().float()
+
+
+def segmentation_scores(confusion: Tensor) -> dict[str, Tensor]:
+    """The reported segmentation metrics of a (summed) confusion matrix.
+
+    Returns:
+        ``miou``: :func:`mean_iou_from_confusion` (absent classes left out), float32 scalar;
+        ``iou_per_class``: :func:`iou_per_class`, float64 (K,), NaN where a class is absent;
+        ``pixel_accuracy``: trace / total, the share of counted (non-ignored) pixels labelled
+        right, float32 scalar (NaN if no pixel was counted).
+    """
+    confusion = confusion.double()
+    total = confusion.sum()
+    accuracy = confusion.trace() / total if total > 0 else torch.tensor(float("nan"))
+    return {"miou": mean_iou_from_confusion(confusion), "iou_per_class": iou_per_class(confusion),
+            "pixel_accuracy": accuracy.float()}
 
 
 def mean_iou(pred_labels: Tensor, target_labels: Tensor, num_classes: int,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 
 from rnnimg.cli.common import add_device_arg, parse_assignments, positive_int, print_table
 
@@ -209,12 +210,28 @@ def cmd_train(args) -> int:
     return 0
 
 
-def format_value(value) -> str:
+def format_value(value, key: str = "") -> str:
     if isinstance(value, list):
         if not value:
             return "(empty)"
-        return " ".join(f"{v:.4g}" for v in value) + f" (mean {sum(value) / len(value):.4g})"
+        # NaN marks an entry with nothing to score (a class absent from target and prediction):
+        # shown as "-" and left out of the mean, as mIoU leaves it out
+        kept = [v for v in value if v == v]
+        over = "per class; " if key.endswith("_per_class") else ""
+        mean = f"{sum(kept) / len(kept):.4g}" if kept else "n/a"
+        return " ".join("-" if v != v else f"{v:.4g}" for v in value) + f" ({over}mean {mean})"
     return f"{value:.4f}"
+
+
+def _json_safe(value):
+    """NaN/Inf (the IoU of a class absent from a split) as null: strict JSON has no NaN."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    return value
 
 
 def cmd_evaluate(args) -> int:
@@ -229,7 +246,7 @@ def cmd_evaluate(args) -> int:
                       data_options=parse_assignments(args.data_opt, "--data-opt"),
                       progress=not args.json, options=options)
     if args.json:
-        print(json.dumps(result, indent=2))
+        print(json.dumps(_json_safe(result), indent=2, allow_nan=False))
         return 0
     opts = result["data_options"]
     how = (f"binarization: {opts['binarize']} (seed {opts.get('binarize_seed', 0)})"
@@ -237,7 +254,7 @@ def cmd_evaluate(args) -> int:
     extra = "".join(f"; {k}={v}" for k, v in result.get("options", {}).items())
     print(f"{result['model']} on {result['data']} [{result['split']}], {result['num_items']} items"
           + (f"; {how}" if how else "") + extra)
-    print_table([(k, format_value(v)) for k, v in result["metrics"].items()])
+    print_table([(k, format_value(v, k)) for k, v in result["metrics"].items()])
     return 0
 
 
