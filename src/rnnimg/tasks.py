@@ -325,6 +325,7 @@ def _segment_view(model, batch, generator) -> dict[str, Tensor]:
     return {"segmentation.png": with_legend(grid, model.class_names, present)}
 
 
+# ---------------------------------------------------------------------------------------------
 # translate
 
 
