@@ -52,8 +52,11 @@ def test_same_seed_same_output_and_save_load_round_trip(name, tmp_path):
     loaded = load_pretrained(tmp_path)
     assert type(loaded) is type(model) and loaded.config == model.config
     assert torch.equal(verb_output(loaded, batch, seed=5), out)
-    with torch.no_grad():
-        assert torch.equal(loaded.loss(batch).loss, model.loss(batch).loss)
+    with torch.no_grad():  # seeded: latent-variable models (draw) draw noise in their loss
+        torch.manual_seed(0)
+        loss = loaded.loss(batch).loss
+        torch.manual_seed(0)
+        assert torch.equal(loss, model.loss(batch).loss)
 
 
 def verb_output(model, batch, seed):
@@ -103,6 +106,8 @@ OUTPUTS = [dict(output="bernoulli", channels=1), dict(output="bernoulli", channe
 def test_generator_nll_is_the_log_likelihood_of_its_own_logits(name, overrides):
     """loss() trains (gradients everywhere) and its NLL equals -sum log p(pixel) gathered from the
     per-pixel logits of forward(), for Bernoulli and softmax outputs, grey and colour."""
+    if getattr(get_model_class(name), "likelihood", "exact") == "bound":
+        pytest.skip("a latent-variable model: its NLL is a bound (its own tests check it)")
     model = make(name, image_size=8, **overrides).train()
     batch = model.example_batch(3, torch.Generator().manual_seed(2))
     out = model.loss(batch)

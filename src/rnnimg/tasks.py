@@ -96,11 +96,84 @@ def sample_grid(model, n: int, *, label=None, text=None, temperature: float = 1.
 
 @task_view("generate")
 def _generate_view(model, batch, generator) -> dict[str, Tensor]:
-    """``samples.png``: 32 samples, cycling through the classes of a class-conditional model."""
+    """``samples.png``: 32 samples, cycling through the classes of a class-conditional model (or
+    the captions of ``batch`` for a caption model); ``drawing.gif`` for a model that draws in steps:
+    8 of them being drawn, with the write window on each frame."""
     n = 32
     num_classes = getattr(model.config, "num_classes", 0)
     label = torch.arange(n, device=model.device) % num_classes if num_classes else None
-    return {"samples.png": sample_grid(model, n, label=label, generator=generator)}
+    text = None
+    if getattr(model.config, "vocabulary", ()) and "text" in batch:  # a caption model
+        text = batch["text"][torch.arange(n) % len(batch["text"])].to(model.device)
+    pictures = {"samples.png": sample_grid(model, n, label=label, text=text, generator=generator)}
+    if draws_in_steps(model):
+        pictures["drawing.gif"] = drawing_animation(
+            model, 8, label=None if label is None else label[:8],
+            text=None if text is None else text[:8], generator=generator, nrow=4)
+    return pictures
+
+
+# the colour of the write window in drawing animations
+WINDOW_COLOUR = (1.0, 0.15, 0.15)
+
+
+def draws_in_steps(model) -> bool:
+    """True for a generator whose ``sample`` can return its steps (``return_steps=True``)."""
+    import inspect
+
+    return "return_steps" in inspect.signature(model.sample).parameters
+
+
+def outline_boxes(images: Tensor, boxes: Tensor, colour=WINDOW_COLOUR) -> Tensor:
+    """Draw one rectangle outline per image.
+
+    Args:
+        images: (n, 3, H, W) in [0, 1].
+        boxes: (n, 4) left, top, right, bottom in 0-indexed pixel coordinates; rounded and
+            clipped to the image (a window larger than the image shows as the image border).
+
+    Returns:
+        a copy of ``images`` with the outlines.
+    """
+    out = images.clone()
+    _, _, h, w = out.shape
+    rgb = torch.tensor(colour, dtype=out.dtype, device=out.device).view(3, 1)
+    for img, (x0, y0, x1, y1) in zip(out, boxes.round().long().tolist()):
+        x0, x1 = max(0, min(x0, w - 1)), max(0, min(x1, w - 1))
+        y0, y1 = max(0, min(y0, h - 1)), max(0, min(y1, h - 1))
+        img[:, y0, x0:x1 + 1] = rgb
+        img[:, y1, x0:x1 + 1] = rgb
+        img[:, y0:y1 + 1, x0] = rgb
+        img[:, y0:y1 + 1, x1] = rgb
+    return out
+
+
+def drawing_animation(model, n: int, *, label=None, text=None, temperature: float = 1.0,
+                      generator: torch.Generator | None = None, nrow: int = 8, hold: int = 4
+                      ) -> Tensor:
+    """Frames (T + hold, 3, H', W') of ``n`` samples being drawn: the canvas after every step, with
+    the step's write window as a rectangle where the model has one, then the finished grid held
+    for ``hold`` frames.
+
+    Raises:
+        RnnImgError: for a model that does not draw in steps.
+    """
+    if not draws_in_steps(model):
+        raise RnnImgError(f"a {model.name!r} model does not draw in steps, so there is nothing to "
+                          "animate; drop --animate (draw models can).")
+    _, steps = model.sample(n, label=label, text=text, temperature=temperature, generator=generator,
+                            return_steps=True)
+    canvases = steps["canvases"].cpu()  # (T, n, C, H, W)
+    boxes = steps.get("write_boxes")
+    frames = []
+    for t in range(canvases.shape[0]):
+        rgb = canvases[t].expand(-1, 3, -1, -1) if canvases.shape[2] == 1 else canvases[t]
+        if boxes is not None:
+            rgb = outline_boxes(rgb, boxes[t].cpu())
+        frames.append(make_grid(rgb, nrow=nrow))
+    final = canvases[-1].expand(-1, 3, -1, -1) if canvases.shape[2] == 1 else canvases[-1]
+    frames += [make_grid(final, nrow=nrow)] * hold
+    return torch.stack(frames)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from rnnimg.cli.common import (
     add_device_arg,
     check_output,
@@ -24,6 +26,10 @@ def register(sub) -> None:
     p.add_argument("--temperature", type=float, default=1.0,
                    help="divide the logits by T: < 1 is more conservative, > 1 more varied")
     p.add_argument("--label", type=int, help="class to draw, for a class-conditional model")
+    p.add_argument("--text", help="caption to draw, for a caption model (draw --preset captions), "
+                   "e.g. \"the digit 7 is at the top left\"")
+    p.add_argument("--animate", metavar="GIF", help="also write the drawing as an animation, with "
+                   "the write window on each frame (models that draw in steps: draw)")
     p.add_argument("--nrow", type=positive_int, default=8, help="images per grid row (default 8)")
     p.add_argument("--scale", type=positive_int, default=2, help="enlarge pixels (default 2)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
@@ -35,18 +41,32 @@ def register(sub) -> None:
 def cmd_sample(args) -> int:
     import torch
 
-    from rnnimg.tasks import load_model_for, sample_grid, save_picture
+    from rnnimg.tasks import drawing_animation, draws_in_steps, load_model_for, sample_grid, save_picture
 
     check_seed(args.seed)
     check_scale(args.scale)
     out = check_output(args.output, args.overwrite)
+    gif = check_output(Path(args.animate).with_suffix(".gif"), args.overwrite) if args.animate else None
     device = resolve_device(args.device)
     model = load_model_for(args.run_dir, "sample", device)
+    if gif is not None and not draws_in_steps(model):
+        from rnnimg.errors import RnnImgError
+
+        raise RnnImgError(f"a {model.name!r} model does not draw in steps, so --animate has nothing "
+                          "to show; drop it (draw models can).")
     gen = torch.Generator(device=device).manual_seed(args.seed)
-    grid = sample_grid(model, args.n, label=args.label, temperature=args.temperature, generator=gen,
-                       nrow=args.nrow)
+    grid = sample_grid(model, args.n, label=args.label, text=args.text, temperature=args.temperature,
+                       generator=gen, nrow=args.nrow)
+    frames = None
+    if gif is not None:  # the same draws again, step by step
+        gen = torch.Generator(device=device).manual_seed(args.seed)
+        frames = drawing_animation(model, args.n, label=args.label, text=args.text,
+                                   temperature=args.temperature, generator=gen, nrow=args.nrow)
     save_picture(grid, out, scale=args.scale)
     print(f"wrote {args.n} samples to {out}")
+    if frames is not None:
+        written = save_picture(frames, gif, scale=args.scale)
+        print(f"wrote the drawing ({len(frames)} frames) to {written}")
     return 0
 
 

@@ -1,6 +1,6 @@
 """Models, one per file; importing this package registers every built-in model."""
 
-from rnnimg.models import convlstm, dncnn, pixelrnn, predrnn, reseg, rowrnn, translator, unet  # noqa: F401
+from rnnimg.models import convlstm, dncnn, draw, pixelrnn, predrnn, reseg, rowrnn, translator, unet  # noqa: F401
 from rnnimg.models.base import LossOutput, RnnImgModel
 from rnnimg.models.checkpoint import load_pretrained, read_run_config
 from rnnimg.models.generator import ImageGenerator

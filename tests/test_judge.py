@@ -1,0 +1,99 @@
+"""The shipped digit judge: small, accurate on held-out digits, and a match score that rewards the
+right digit in the right place and nothing else."""
+
+from __future__ import annotations
+
+from importlib import resources
+
+import pytest
+import torch
+
+from rnnimg import create_model
+from rnnimg.data import load_dataset
+from rnnimg.errors import RnnImgError
+from rnnimg.judge import WEIGHTS, load_digit_judge, match_statistics
+
+
+class Lookup:
+    """A stand-in generator that returns a prepared image for each request."""
+
+    device = torch.device("cpu")
+
+    def __init__(self, images):
+        self.images = images
+
+    def sample(self, n, *, label=None, text=None, generator=None):
+        assert n == len(self.images)
+        return self.images
+
+
+def test_shipped_weights_are_small_and_judge_held_out_digits_well():
+    size = len(resources.files("rnnimg.data.assets").joinpath(WEIGHTS).read_bytes())
+    assert size < 200_000
+    test = load_dataset("mnist-5k", "test")
+    batch = torch.utils.data.default_collate([test[i] for i in range(len(test))])
+    judge = load_digit_judge()
+    assert (judge.classify(batch["image"]) == batch["label"]).float().mean() > 0.97
+    binary = load_dataset("mnist-5k", "test", binarize="fixed")
+    images = torch.stack([binary[i]["image"] for i in range(len(binary))])
+    assert (judge.classify(images) == batch["label"]).float().mean() > 0.95
+
+
+def test_label_match_counts_right_digits_only():
+    test = load_dataset("mnist-5k", "test")
+    batch = torch.utils.data.default_collate([test[i] for i in range(200)])
+    judge = load_digit_judge()
+    right = match_statistics(Lookup(batch["image"]), batch, judge)
+    wrong = match_statistics(Lookup(batch["image"]), {"label": (batch["label"] + 1) % 10}, judge)
+    assert float(right["judged"]) == 200
+    assert float(right["match"]) / 200 > 0.95 and float(wrong["match"]) / 200 < 0.05
+
+
+def test_caption_match_needs_the_right_digit_in_the_right_place():
+    data = load_dataset("mnist-captions", "test", test_size=200)
+    batch = torch.utils.data.default_collate([data[i] for i in range(200)])
+    judge = load_digit_judge()
+    right = match_statistics(Lookup(batch["image"]), batch, judge)
+    mirrored = match_statistics(Lookup(batch["image"].flip(-1).flip(-2)), batch, judge)
+    centre = (batch["places"] == 4).any(1) | (batch["places"] < 0).all(1)
+    assert float(right["match"]) / 200 > 0.9
+    # the point-mirrored image keeps the digits (upside down) but moves every off-centre one
+    assert float(mirrored["match"]) / 200 < 0.15 + float(centre.float().mean())
+    assert float(right["place_match"]) >= 196  # a thin 1 beside an 8 can hold < 1/4 of the ink
+    # place_match ignores which digit is where: a pair mirrored onto itself (a line through the
+    # centre) still has ink in both places, a single digit only at the centre
+    symmetric = sum({8 - p for p in ps if p >= 0} == {p for p in ps if p >= 0}
+                    for ps in batch["places"].tolist())
+    assert abs(float(mirrored["place_match"]) - symmetric) <= 4
+    blobs = torch.zeros_like(batch["image"])  # a plain square in each named cell: placed, no digit
+    for i, places in enumerate(batch["places"].tolist()):
+        for p in places:
+            if p >= 0:
+                y, x = (0, 16, 32)[p // 3], (0, 16, 32)[p % 3]
+                blobs[i, 0, y + 8:y + 20, x + 8:x + 20] = 1
+    placed = match_statistics(Lookup(blobs), batch, judge)
+    assert float(placed["place_match"]) == 200
+
+
+def test_draw_reports_the_condition_match_and_refuses_it_without_a_condition():
+    torch.manual_seed(0)
+    model = create_model("draw", "debug", num_classes=10).eval()
+    test = load_dataset("mnist-5k", "test", binarize="fixed")
+    batch = torch.utils.data.default_collate([test[i] for i in range(8)])
+    stats = model.evaluation_statistics(batch, judge=True, generator=torch.Generator().manual_seed(0))
+    share = model.reduce_statistics(stats)["condition_match"]
+    assert 0 <= share <= 1 and float(stats["judged"]) == 8
+    with pytest.raises(RnnImgError, match="conditional"):
+        create_model("draw", "debug").evaluation_statistics(batch, judge=True)
+
+
+def test_draw_judges_caption_batches_by_default():
+    from rnnimg.data.mnist_captions import VOCABULARY
+
+    torch.manual_seed(0)
+    model = create_model("draw", "debug", image_size=60, vocabulary=VOCABULARY).eval()
+    data = load_dataset("mnist-captions", "test", test_size=4, binarize="fixed")
+    batch = torch.utils.data.default_collate([data[i] for i in range(4)])
+    assert float(model.evaluation_statistics(batch)["judged"]) == 4
+    assert "judged" not in model.evaluation_statistics(batch, judge=False)
+    assert "judged" not in model.evaluation_statistics({"text": batch["text"], "image": batch["image"]})
