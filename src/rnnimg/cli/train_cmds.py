@@ -123,6 +123,10 @@ def cmd_list(args) -> int:
     print("\ndatasets:")
     print_table([(f"{e.name}:PATH" if e.prefix else e.name, f"[{e.task}] {e.description}")
                  for e in list_datasets()], ("name", "description"))
+    from rnnimg.pretrained import print_pretrained_table
+
+    print("\npretrained (use as RUN: rnnimg sample pretrained:NAME ...):")
+    print_pretrained_table()
     return 0
 
 
@@ -245,6 +249,10 @@ def cmd_evaluate(args) -> int:
                       max_batches=args.max_batches, device=resolve_device(args.device),
                       data_options=parse_assignments(args.data_opt, "--data-opt"),
                       progress=not args.json, options=options)
+    if args.max_batches is None and not str(args.run_dir).startswith(("pretrained:", "hf:")):
+        from rnnimg.cards import write_model_card
+
+        write_model_card(args.run_dir, evaluation=result)  # the card shows the latest scores
     if args.json:
         print(json.dumps(_json_safe(result), indent=2, allow_nan=False))
         return 0

@@ -59,6 +59,10 @@ class RnnImgModel(nn.Module):
     # Raised when a change makes older weights mean something else under the same names and
     # shapes (pixelrnn's gate order): load_pretrained refuses weights saved by another version.
     weights_version: ClassVar[int] = 1
+    # Weights shipped as `pretrained:NAME`: NAME -> TrainSettings fields (preset, data, max_steps,
+    # batch_size, lr, overrides, data_options, seed) plus optional "evaluate" (keyword arguments of
+    # rnnimg.train.evaluate). scripts/train_pretrained.py trains, scores and ships each one.
+    pretrained: ClassVar[dict[str, dict[str, Any]]] = {}
 
     def __init__(self, config: Any) -> None:
         super().__init__()

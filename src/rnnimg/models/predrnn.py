@@ -142,6 +142,15 @@ class PredRNN(FramePredictor):
     demo = dict(preset="debug", data="moving-mnist", max_steps=500, batch_size=8,
                 overrides=dict(frame_size=32, patch=4, context=5, horizon=5, sampling_decay=2.5e-3),
                 data_options=dict(train_clips=800, val_clips=64))
+    # Shipped weights (scripts/train_pretrained.py): the same small stack and data as
+    # convlstm-mmnist, half the steps (a PredRNN step costs about twice a ConvLSTM step on the CPU);
+    # eta reaches 0 at step 200 of 300.
+    pretrained = {"predrnn-mmnist": dict(
+        preset="debug", data="moving-mnist", max_steps=300, batch_size=16, lr=2e-3,
+        overrides=dict(frame_size=64, patch=8, context=10, horizon=10, hidden_size=32, num_layers=2,
+                       kernel_size=3, sampling_decay=5e-3),
+        data_options=dict(train_clips=4000, val_clips=64, test_clips=1000),
+        evaluate=dict(batch_size=50))}
 
     def __init__(self, config: PredRNNConfig) -> None:
         super().__init__(config)

@@ -79,7 +79,7 @@ def evaluate(run_dir: str | Path, data: str | None = None, split: str = "test",
     options = dict(options or {})
     model = load_pretrained(run_dir, map_location=device).eval()
     check_evaluation_options(model, options)
-    meta = read_run_config(run_dir) if not str(run_dir).startswith("pretrained:") else {}
+    meta = read_run_config(run_dir)
     saved = meta.get("data", {}) if isinstance(meta.get("data"), dict) else {}
     name = data or saved.get("name") or "mnist-5k"
     data_opts = {**model.dataset_options(), **(saved.get("options", {}) if data is None else {}),

@@ -204,10 +204,13 @@ def train(settings: TrainSettings, callbacks: list[L.Callback] | None = None,
                        "and start the run again."
             raise RnnImgError(os_error_message(err, run_dir, "write to") + "; " + then) from None
         if trainer.is_global_zero:
+            from rnnimg.cards import write_model_card
+
             try:
                 write_curves(run_dir)
+                write_model_card(run_dir)
             except OSError:
-                pass  # the curves are a convenience; the run itself is saved
+                pass  # the curves and the card are a convenience; the run itself is saved
         if signals.stopped_at is not None and trainer.global_step < _budget_steps(trainer):
             code = 128 + int(signals.requested or signal.SIGINT)
             raise TrainingInterrupted(

@@ -1,0 +1,341 @@
+"""What the web page does, without the web page: load the served models and turn the inputs of a
+tab into pictures through :mod:`rnnimg.tasks`.
+
+Nothing here imports Gradio, so every function is tested directly; :mod:`rnnimg.serve.app` only
+lays the controls out and calls these. Inputs come from a browser, so every function validates
+them and raises :class:`~rnnimg.errors.RnnImgError` with a readable message, which the page shows.
+Files are written only under the ``workdir`` a :class:`Session` owns (a temporary folder).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from rnnimg.errors import RnnImgError
+
+# task -> the batch key an uploaded image stands in for, where a task takes one image as input
+UPLOAD_KEYS = {"generate": "image", "complete": "image", "segment": "image", "translate": "source"}
+REGIONS = ("bottom half", "right half", "bottom-right quarter", "centre box")
+MAX_SAMPLES = 64
+MAX_UPLOAD_PIXELS = 4096 * 4096  # refuse decompression bombs before resizing
+
+
+@dataclass
+class ServedModel:
+    """A model on the page: what the user typed (``label``) and the loaded model."""
+
+    label: str
+    model: torch.nn.Module
+    data: dict = field(default_factory=dict)  # config.json's "data": name and options
+
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        return self.model.tasks()
+
+
+def default_specs() -> list[str]:
+    """Every shipped model, as ``pretrained:NAME``."""
+    from rnnimg.models.checkpoint import PRETRAINED_PREFIX, list_shipped
+
+    return [PRETRAINED_PREFIX + name for name in list_shipped()]
+
+
+def load_served(specs: list[str] | None = None, device: str = "cpu") -> list[ServedModel]:
+    """Load every ``RUN`` folder or ``pretrained:NAME`` in ``specs`` (default: all shipped ones).
+
+    Raises:
+        RnnImgError: if a spec cannot be loaded, or nothing is left to serve.
+    """
+    from rnnimg.models.checkpoint import load_pretrained, read_run_config
+
+    specs = list(specs or default_specs())
+    if not specs:
+        raise RnnImgError("no model to serve: pass run folders or pretrained:NAME (see `rnnimg list`).")
+    served = []
+    for spec in specs:
+        meta = read_run_config(spec)
+        served.append(ServedModel(spec, load_pretrained(spec, map_location=device).eval(),
+                                  meta.get("data", {})))
+    return served
+
+
+def tasks_of(served: list[ServedModel]) -> list[str]:
+    """The tasks the served models do, in the order the models first do them."""
+    seen: list[str] = []
+    for s in served:
+        seen += [t for t in s.tasks if t not in seen]
+    return seen
+
+
+def for_task(served: list[ServedModel], task: str) -> list[ServedModel]:
+    return [s for s in served if task in s.tasks]
+
+
+def pick(served: list[ServedModel], label: str | None, task: str) -> ServedModel:
+    able = for_task(served, task)
+    for s in able:
+        if s.label == label:
+            return s
+    if label is None and able:
+        return able[0]
+    raise RnnImgError(f"choose one of the models for {task}: {', '.join(s.label for s in able)}.")
+
+
+def input_shape(model, task: str) -> tuple[int, ...]:
+    """(C, H, W) of one input image of ``task`` (or (T, C, H, W) of a clip), from the model's own
+    ``example_batch``, so no config field is probed."""
+    batch = model.example_batch(1, torch.Generator().manual_seed(0))
+    key = UPLOAD_KEYS.get(task, "frames" if "frames" in batch else next(iter(batch)))
+    return tuple(batch[key].shape[1:])
+
+
+def to_numpy(picture: Tensor, scale: int = 1) -> np.ndarray:
+    """(3, H, W) in [0, 1] -> uint8 (H * scale, W * scale, 3) for the page (pixels enlarged as
+    blocks, so that 28x28 digits are visible and stay sharp)."""
+    picture = picture.detach().float().clamp(0, 1)
+    if scale > 1:
+        picture = picture.repeat_interleave(scale, dim=1).repeat_interleave(scale, dim=2)
+    return picture.mul(255).round().byte().permute(1, 2, 0).cpu().numpy()
+
+
+# ---------------------------------------------------------------------------------------------
+# reading what the user gives
+
+
+def image_from_array(array: np.ndarray, shape: tuple[int, ...], what: str = "the drawing") -> Tensor:
+    """A drawn or uploaded picture (H, W[, 3|4]) -> (1, C, H', W') in [0, 1] of the model's shape.
+
+    Transparent pixels count as black (a drawing on an empty canvas); a light picture with dark
+    strokes is inverted, since the models were trained on light digits on black.
+    """
+    a = np.asarray(array)
+    if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (1, 3, 4)) or a.size == 0:
+        raise RnnImgError(f"{what} is not an image (got an array of shape {a.shape}).")
+    if a.shape[0] * a.shape[1] > MAX_UPLOAD_PIXELS:
+        raise RnnImgError(f"{what} is {a.shape[1]}x{a.shape[0]} pixels; use one under 4096x4096.")
+    x = torch.from_numpy(a.astype(np.float32) / (255.0 if a.dtype == np.uint8 else 1.0))
+    x = x.unsqueeze(-1) if x.dim() == 2 else x  # (H, W, C)
+    if x.shape[-1] == 4:
+        x = x[..., :3] * x[..., 3:]  # composite onto black
+    x = x.permute(2, 0, 1).clamp(0, 1)  # (C, H, W)
+    border = torch.cat([x[:, 0], x[:, -1], x[:, :, 0], x[:, :, -1]], dim=1)
+    if border.mean() > 0.5:  # dark ink on a light page
+        x = 1 - x
+    return _fit(x, shape)
+
+
+def image_from_file(path: str | os.PathLike, shape: tuple[int, ...]) -> Tensor:
+    """An uploaded image file -> (1, C, H, W) in [0, 1] of the model's shape (resized)."""
+    from rnnimg.data.images import read_image
+
+    name = Path(path).name
+    try:
+        from PIL import Image
+
+        with Image.open(path) as img:
+            if img.width * img.height > MAX_UPLOAD_PIXELS:
+                raise RnnImgError(f"{name} is {img.width}x{img.height} pixels; use one under 4096x4096.")
+    except (OSError, SyntaxError, ValueError):
+        pass  # read_image says what is wrong
+    image = read_image(Path(path)).float().div(255)  # (C, H, W)
+    array = image.permute(1, 2, 0).numpy()
+    return image_from_array(array, shape, what=name)
+
+
+def _fit(x: Tensor, shape: tuple[int, ...]) -> Tensor:
+    """(C, H, W) -> (1, C', H', W') with the channels and size of ``shape``."""
+    channels, height, width = shape[-3:]
+    if x.shape[0] != channels:
+        x = x.mean(0, keepdim=True) if channels == 1 else x[:1].expand(channels, -1, -1)
+    x = x.unsqueeze(0)
+    if tuple(x.shape[-2:]) != (height, width):
+        x = F.interpolate(x, size=(height, width), mode="bilinear", antialias=True,
+                          align_corners=False).clamp(0, 1)
+    return x
+
+
+def region_mask(region: str, height: int, width: int) -> Tensor:
+    """(1, H, W) bool, True where the pixel is KEPT, for one of :data:`REGIONS`."""
+    known = torch.ones(1, height, width, dtype=torch.bool)
+    if region == "bottom half":
+        known[:, height // 2:] = False
+    elif region == "right half":
+        known[:, :, width // 2:] = False
+    elif region == "bottom-right quarter":
+        known[:, height // 2:, width // 2:] = False
+    elif region == "centre box":
+        known[:, height // 4:height - height // 4, width // 4:width - width // 4] = False
+    else:
+        raise RnnImgError(f"unknown region {region!r}; choose one of {', '.join(REGIONS)}.")
+    return known
+
+
+def test_items(served: ServedModel, split: str = "test"):
+    """The model's own test data (the data it was trained on, with its options)."""
+    from rnnimg.data import load_dataset
+
+    name = served.data.get("name") or "mnist-5k"
+    options = {**served.model.dataset_options(), **served.data.get("options", {})}
+    options.pop("download", None)  # the page never downloads anything
+    if options.get("binarize") == "dynamic":
+        options["binarize"] = "fixed"
+    return load_dataset(name, split, **options)
+
+
+def test_item(served: ServedModel, index: int) -> dict[str, Tensor]:
+    dataset = test_items(served)
+    if not 0 <= int(index) < len(dataset):
+        raise RnnImgError(f"test item {index} does not exist; choose 0..{len(dataset) - 1}.")
+    return dataset[int(index)]
+
+
+# ---------------------------------------------------------------------------------------------
+# the tabs
+
+
+def _generator(seed) -> torch.Generator:
+    try:
+        seed = int(seed)
+    except (TypeError, ValueError):
+        raise RnnImgError(f"the seed must be a whole number, got {seed!r}.") from None
+    if not 0 <= seed < 2**63:
+        raise RnnImgError(f"the seed must be in 0..2^63-1, got {seed}.")
+    return torch.Generator().manual_seed(seed)
+
+
+def _temperature(value) -> float:
+    t = float(value)
+    if not 0 < t <= 10:
+        raise RnnImgError(f"the temperature must be in (0, 10], got {value}.")
+    return t
+
+
+def _label(served: ServedModel, label) -> int | None:
+    num_classes = getattr(served.model.config, "num_classes", 0)
+    if label in (None, "", "any"):
+        return None
+    if not num_classes:
+        raise RnnImgError(f"{served.label} is not class-conditional; leave the label at 'any'.")
+    label = int(label)
+    if not 0 <= label < num_classes:
+        raise RnnImgError(f"the label must be in 0..{num_classes - 1}, got {label}.")
+    return label
+
+
+def takes_text(served: ServedModel) -> bool:
+    """Whether the model draws from a sentence (a caption model has a vocabulary)."""
+    return bool(getattr(served.model.config, "vocabulary", ()))
+
+
+def labels_of(served: ServedModel) -> list[str]:
+    return ["any", *(str(i) for i in range(getattr(served.model.config, "num_classes", 0)))]
+
+
+def sample(served: ServedModel, n: int = 16, label=None, seed=0, temperature=1.0, text: str = "",
+           scale: int = 3) -> np.ndarray:
+    """A grid of ``n`` samples (uint8 (H, W, 3), pixels enlarged ``scale`` times), via
+    :func:`rnnimg.tasks.sample_grid`."""
+    from rnnimg.tasks import sample_grid
+
+    n = int(n)
+    if not 1 <= n <= MAX_SAMPLES:
+        raise RnnImgError(f"the number of samples must be in 1..{MAX_SAMPLES}, got {n}.")
+    kwargs = {}
+    if text and text.strip():
+        if not takes_text(served):
+            raise RnnImgError(f"{served.label} does not take a sentence; leave the text empty.")
+        kwargs["text"] = text.strip()
+    grid = sample_grid(served.model, n, label=_label(served, label), temperature=_temperature(temperature),
+                       generator=_generator(seed), nrow=min(8, n), **kwargs)
+    return to_numpy(grid, scale)
+
+
+def complete(served: ServedModel, image: Tensor, region: str = "bottom half", n: int = 5, seed=0,
+             temperature=1.0, label=None, scale: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    """(the model's input, quantized; the occluded input then ``n`` completions), uint8 pictures
+    with pixels enlarged ``scale`` times, via :func:`rnnimg.tasks.completion_grid`."""
+    from rnnimg.tasks import completion_grid, quantize_for_model
+
+    n = int(n)
+    if not 1 <= n <= 16:
+        raise RnnImgError(f"the number of completions must be in 1..16, got {n}.")
+    image = quantize_for_model(served.model, image.to(served.model.device))  # (1, C, H, W)
+    known = region_mask(region, image.shape[-2], image.shape[-1])
+    grid = completion_grid(served.model, image, known, n, _generator(seed),
+                           temperature=_temperature(temperature), label=_label(served, label))
+    shown = image[0].cpu()
+    shown = shown.expand(3, -1, -1) if shown.shape[0] == 1 else shown
+    return to_numpy(shown, 2 * scale), to_numpy(grid, scale)
+
+
+def clip_from_file(path: str | os.PathLike, served: ServedModel) -> Tensor:
+    """An uploaded clip -> (T, C, H, W) in [0, 1] with the model's channels and frame size."""
+    from rnnimg.data.video_io import read_clip
+
+    t, c, h, _ = input_shape(served.model, "predict")
+    return read_clip(Path(path), channels=c, frame_size=h, min_frames=served.model.config.context)
+
+
+def predict(served: ServedModel, clip: Tensor, workdir: Path, horizon: int | None = None,
+            fps: float = 4) -> tuple[str, np.ndarray]:
+    """Predict from the first ``context`` frames of ``clip`` (T, C, H, W); returns (the path of
+    the GIF, truth beside prediction, written under ``workdir``; the strip as a picture)."""
+    from rnnimg.tasks import prediction_media
+    from rnnimg.viz import write_video
+
+    model = served.model
+    context = model.config.context
+    horizon = int(horizon or model.config.horizon)
+    if not 1 <= horizon <= 50:
+        raise RnnImgError(f"the horizon must be in 1..50 frames, got {horizon}.")
+    if len(clip) < context:
+        raise RnnImgError(f"the clip has {len(clip)} frames; the model needs at least {context}.")
+    given = clip[:context].to(model.device)
+    prediction = model.predict(given.unsqueeze(0), horizon)[0].cpu()  # (horizon, C, H, W)
+    truth = clip[context:context + horizon]
+    if 0 < len(truth) < horizon:
+        truth = torch.cat([truth, torch.full_like(prediction[len(truth):], 0.5)])
+    frames, strip = prediction_media(given, truth if len(truth) else None, prediction)
+    path = write_video(frames, Path(workdir) / f"prediction-{uuid.uuid4().hex[:8]}.gif", fps=fps, scale=3)
+    return str(path), to_numpy(strip, 2)
+
+
+def task_pictures(served: ServedModel, workdir: Path, task: str, index: int = 0,
+                  upload: Tensor | None = None, seed=0) -> list[str]:
+    """The task layer's pictures (:func:`rnnimg.tasks.preview`) of a served model on one test item
+    (or on an uploaded image where the task takes one), written under ``workdir``; returns paths.
+
+    This is what a task without a tab of its own shows: segmentation overlays, translation strips,
+    drawing animations and whatever a new task's view draws.
+    """
+    from rnnimg.tasks import preview, save_picture
+
+    item = test_item(served, index)
+    if upload is not None:
+        key = UPLOAD_KEYS.get(task)
+        if key is None:
+            raise RnnImgError(f"the {task} task takes no single image; choose a test item instead.")
+        item = {key: upload[0].to(item[key].dtype if key in item else upload.dtype)}
+    batch = torch.utils.data.default_collate([item])
+    try:
+        pictures = preview(served.model, batch, _generator(seed))
+    except KeyError as err:
+        raise RnnImgError(f"the pictures of {served.label} need {err} as well as an image; choose a "
+                          "test item instead of an upload.") from None
+    folder = Path(workdir) / f"pictures-{uuid.uuid4().hex[:8]}"
+    folder.mkdir(parents=True)
+    return [str(save_picture(p, folder / name, scale=3)) for name, p in pictures.items()]
+
+
+def make_workdir() -> Path:
+    """A fresh temporary folder for everything the page writes."""
+    return Path(tempfile.mkdtemp(prefix="rnnimg-serve-"))

@@ -1,0 +1,147 @@
+"""pretrained:NAME: resolution, the CLI verbs, the `rnnimg list` table, the recipes, and the models
+that really ship (their cards state scores that `rnnimg evaluate` reproduces)."""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from rnnimg import create_model, load_pretrained
+from rnnimg.cli import main
+from rnnimg.errors import RnnImgError
+from rnnimg.models import checkpoint
+from rnnimg.models.checkpoint import list_shipped, read_run_config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def fake_shipped(root: Path, name: str, model_name: str = "rowrnn", seed: int = 0) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    model = create_model(model_name, "debug")
+    model.save_pretrained(root / name, extra={"preset": "debug", "data": {
+        "name": "mnist-5k", "options": model.dataset_options()}})
+    return model
+
+
+@pytest.fixture
+def shipped(tmp_path, monkeypatch):
+    root = tmp_path / "pretrained"
+    monkeypatch.setattr(checkpoint, "PRETRAINED_ROOT", root)
+    models = {"alpha": fake_shipped(root, "alpha", seed=1), "beta": fake_shipped(root, "beta", seed=2)}
+    (root / "half").mkdir()  # a folder without weights is not a shipped model
+    (root / "half" / "config.json").write_text("{}")
+    return root, models
+
+
+def test_pretrained_name_loads_the_shipped_weights(shipped):
+    _, models = shipped
+    loaded = load_pretrained("pretrained:beta")
+    for key, value in models["beta"].state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value), key
+    assert not torch.equal(loaded.state_dict()["head.weight"], models["alpha"].state_dict()["head.weight"])
+    assert read_run_config("pretrained:alpha")["model"] == "rowrnn"
+
+
+def test_unknown_pretrained_name_is_one_line_listing_the_shipped(shipped):
+    with pytest.raises(RnnImgError) as err:
+        load_pretrained("pretrained:gamma")
+    message = str(err.value)
+    assert "\n" not in message and "'gamma'" in message and "alpha, beta" in message
+    assert "half" not in message
+    assert list_shipped() == ["alpha", "beta"]
+
+
+def test_cli_verbs_take_pretrained_names(shipped, tmp_path, capsys):
+    out = tmp_path / "grid.png"
+    assert main(["sample", "pretrained:alpha", "-n", "4", "-o", str(out), "--device", "cpu"]) == 0
+    assert out.is_file()
+    capsys.readouterr()
+    assert main(["evaluate", "pretrained:alpha", "--max-batches", "1", "--batch-size", "8", "--json",
+                 "--device", "cpu"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["num_items"] == 8 and result["metrics"]["nll_nats"] > 0
+    # a verb the model cannot do: one line naming the name the user typed
+    assert main(["complete", "pretrained:alpha", str(out), "-o", str(tmp_path / "c.png")]) == 2
+    assert "pretrained:alpha" in capsys.readouterr().err
+    assert main(["sample", "pretrained:nope", "-o", str(tmp_path / "x.png")]) == 2
+    assert "shipped: alpha, beta" in capsys.readouterr().err
+
+
+def test_pretrained_table_reads_the_headline_from_the_card(shipped):
+    from rnnimg.cards import write_model_card
+    from rnnimg.pretrained import pretrained_table
+
+    root, _ = shipped
+    result = {"model": "rowrnn", "data": "mnist-5k", "split": "test", "num_items": 500, "data_options": {},
+              "metrics": {"loss": 0.5, "nll_nats": 123.456, "bits_per_dim": 0.23}}
+    write_model_card(root / "alpha", evaluation=result, pictures=False)
+    rows = {r[0]: r for r in pretrained_table()}
+    assert rows["pretrained:alpha"] == ("pretrained:alpha", "rowrnn", "mnist-5k", "nll_nats 123.5 (test)")
+    assert rows["pretrained:beta"][3] == "not evaluated"
+
+
+def test_every_recipe_builds_its_model_and_names_are_unique():
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        import train_pretrained
+    finally:
+        sys.path.pop(0)
+    table = train_pretrained.recipes()
+    assert {"pixelrnn-mnist", "rowrnn-mnist", "convlstm-mmnist", "predrnn-mmnist"} <= set(table)
+    for name, (model_name, recipe) in table.items():
+        settings = train_pretrained.settings_for(model_name, recipe, Path("/nonexistent") / name)
+        model = create_model(model_name, settings.preset, **settings.overrides)
+        assert model.name == model_name
+        assert settings.max_steps, f"{name}: a recipe states its budget in steps"
+        command = train_pretrained.train_command(settings)
+        assert command.startswith(f"rnnimg train {model_name}")
+        assert f"--max-steps {settings.max_steps}" in command
+
+
+# --- the models that really ship ------------------------------------------------------------
+
+
+def test_shipped_models_fit_the_size_limit_and_match_their_recipes():
+    from rnnimg.models.registry import get_model_class
+
+    shipped = list_shipped()
+    total = sum(p.stat().st_size for p in checkpoint.PRETRAINED_ROOT.rglob("*") if p.is_file())
+    assert total < 20 * 1024 * 1024, f"shipped models take {total / 2**20:.1f} MB"
+    for name in shipped:
+        meta = read_run_config(f"pretrained:{name}")
+        recipe = get_model_class(meta["model"]).pretrained.get(name)
+        assert recipe is not None, f"{name} ships but no model declares its recipe"
+        assert meta["training"]["max_steps"] == recipe["max_steps"]
+        assert meta["preset"] == recipe.get("preset")
+        assert (checkpoint.PRETRAINED_ROOT / name / "README.md").is_file()
+
+
+@pytest.mark.skipif("pixelrnn-mnist" not in list_shipped(), reason="pixelrnn-mnist is not shipped yet")
+def test_pixelrnn_mnist_card_states_at_most_100_nats():
+    from rnnimg.cards import load_evaluations, read_card
+
+    card, body = read_card(checkpoint.PRETRAINED_ROOT / "pixelrnn-mnist" / "README.md")
+    result = card["model-index"][0]["results"][-1]
+    assert result["dataset"]["split"] == "test" and result["metrics"][0]["type"] == "nll_nats"
+    assert result["metrics"][0]["value"] <= 100
+    stored = load_evaluations("pretrained:pixelrnn-mnist")["mnist-5k [test]"]
+    assert stored["num_items"] == 500 and f"{stored['metrics']['nll_nats']:.4g}" in body
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list_shipped())
+def test_evaluate_reproduces_the_score_the_card_states(name):
+    from rnnimg.cards import load_evaluations
+    from rnnimg.train import evaluate
+
+    torch.set_num_threads(1)
+    stated = list(load_evaluations(f"pretrained:{name}").values())[-1]
+    again = evaluate(f"pretrained:{name}", data=stated["data"], split=stated["split"],
+                     data_options=stated["data_options"], progress=False,
+                     batch_size=50 if stated["data"] == "moving-mnist" else 64)
+    assert again["num_items"] == stated["num_items"]
+    for key, value in stated["metrics"].items():
+        if not isinstance(value, list):
+            assert again["metrics"][key] == pytest.approx(value, rel=1e-4, abs=1e-5), key
