@@ -143,6 +143,37 @@ def _gaussian_band(size: int, device: torch.device) -> Tensor:
 
 
 # ---------------------------------------------------------------------------------------------
+# images: pred and target are float (B, C, H, W) in [0, 1]; each returns (B,), one value an image
+
+PSNR_MAX_DB = 100.0  # the PSNR of an exact copy, which would be +inf (mse floored at 1e-10)
+
+
+def psnr_per_image(pred: Tensor, target: Tensor) -> Tensor:
+    """Peak signal-to-noise ratio in dB of each image, data range 1, over all channels (RGB, not Y).
+
+    psnr[b] = 10 * log10(1 / max(m[b], 1e-10)), where m[b] = mean over (c, h, w) of
+    (pred - target)^2, in float64 from [0, 1] values, no border crop. The floor caps an exact copy
+    at 100 dB instead of +inf, so that a split's mean stays finite (an inpainting box that falls
+    on an empty background leaves the input exactly right). Returns float64 (B,).
+    """
+    if pred.shape != target.shape or pred.dim() != 4:
+        raise ValueError(f"pred and target must both be (B, C, H, W); got {tuple(pred.shape)} and "
+                         f"{tuple(target.shape)}.")
+    mse = (pred.detach().double() - target.detach().double()).pow(2).mean(dim=(1, 2, 3))  # (B,)
+    return 10.0 * torch.log10(1.0 / mse.clamp_min(10 ** (-PSNR_MAX_DB / 10)))
+
+
+def ssim_per_image(pred: Tensor, target: Tensor) -> Tensor:
+    """Structural similarity of each image, data range 1: exactly :func:`ssim_per_clip`'s
+    definition (gaussian window sigma 1.5, 11x11, mean over channels and over the pixels at least
+    5 from the border) applied to every image of (B, C, H, W). Returns float64 (B,)."""
+    if pred.shape != target.shape or pred.dim() != 4:
+        raise ValueError(f"pred and target must both be (B, C, H, W); got {tuple(pred.shape)} and "
+                         f"{tuple(target.shape)}.")
+    return ssim_per_clip(pred.unsqueeze(1), target.unsqueeze(1))[:, 0]  # B clips of one frame
+
+
+# ---------------------------------------------------------------------------------------------
 # segmentation
 
 

@@ -399,6 +399,40 @@ def _segment_view(model, batch, generator) -> dict[str, Tensor]:
 
 
 # ---------------------------------------------------------------------------------------------
+# translate
+
+
+def translation_strip(model, source: Tensor, target: Tensor | None = None) -> Tensor:
+    """Before / steps / after: one row per image, the input, the estimate after every refinement
+    step (the last one is the output), and the target where it is known.
+
+    Args:
+        model: a model of the ``translate`` task.
+        source: (B, C_in, H, W) in [0, 1].
+        target: (B, C_out, H, W) or None.
+
+    Returns:
+        (3, H', W') in [0, 1].
+    """
+    steps = model.translate(source.to(model.device), return_steps=True).cpu()  # (B, K, C, H, W)
+    rows = []
+    for i in range(len(steps)):
+        row = [source[i].cpu().expand(3, -1, -1) if source.shape[1] == 1 else source[i].cpu()]
+        row += [s.expand(3, -1, -1) if s.shape[0] == 1 else s for s in steps[i]]
+        if target is not None:
+            row.append(target[i].cpu().expand(3, -1, -1) if target.shape[1] == 1 else target[i].cpu())
+        rows.append(torch.stack(row))  # (1 + K [+ 1], 3, H, W)
+    return frames_strip(rows)
+
+
+@task_view("translate")
+def _translate_view(model, batch, generator) -> dict[str, Tensor]:
+    """``translation.png``: for up to 8 images, the input, every refinement step (the last is the
+    output) and the target, one image a row."""
+    return {"translation.png": translation_strip(model, batch["source"][:8], batch["target"][:8])}
+
+
+# ---------------------------------------------------------------------------------------------
 # loading a model for a verb
 
 

@@ -2,8 +2,9 @@
 
 # Importing a dataset module registers its datasets: images (mnist-5k, mnist, fashion-mnist,
 # cifar10, folder), clips (clips), moving_mnist (moving-mnist, mnist-test-seq), scenes
-# (mnist-scenes), segmentation (masks, voc, pets), mnist_captions.
-from rnnimg.data import clips, images, mnist_captions, moving_mnist, scenes, segmentation  # noqa: F401
-from rnnimg.data.registry import list_datasets, load_dataset, register_dataset
+# (mnist-scenes), segmentation (masks, voc, pets), mnist_captions, shapes (shapes), pairs
+# (pairs:A,B). The corrupt= option of load_dataset lives in data/corrupt.py.
+from rnnimg.data import clips, images, mnist_captions, moving_mnist, pairs, scenes, segmentation, shapes  # noqa: F401
+from rnnimg.data.registry import dataset_task, list_datasets, load_dataset, register_dataset
 
-__all__ = ["list_datasets", "load_dataset", "register_dataset"]
+__all__ = ["dataset_task", "list_datasets", "load_dataset", "register_dataset"]

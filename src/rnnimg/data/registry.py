@@ -97,12 +97,19 @@ def load_dataset(name: str, split: str = "train", **options) -> Dataset:
         name: a registered name, or ``prefix:ARG`` such as ``folder:./images``.
         split: ``"train"`` or ``"test"`` (and ``"val"`` where the dataset makes one itself).
         **options: dataset options such as ``image_size``, ``channels``, ``binarize``,
-            ``data_dir``, ``download``, ``strict``; each dataset documents its own.
+            ``data_dir``, ``download``, ``strict``; each dataset documents its own. ``corrupt``
+            (with ``sigma``, ``amount``, ``boxes``, ``corrupt_seed``) turns any image dataset into
+            source/target pairs (see :mod:`rnnimg.data.corrupt`).
 
     Raises:
         RnnImgError: for an unknown name or option, a missing file or a bad split.
     """
+    from rnnimg.data.corrupt import CorruptedDataset, split_corruption_options
+
     entry, arg = get_dataset_entry(name)
+    corruption, options = split_corruption_options(options)  # corrupt=... wraps any image dataset
+    if corruption is not None and entry.task != "generate":
+        raise RnnImgError(f"corrupt= applies to image datasets; {name!r} is a {entry.task!r} dataset.")
     if split not in entry.splits:
         raise RnnImgError(
             f"dataset {name!r} has no split {split!r}; it has {', '.join(entry.splits)}."
@@ -116,9 +123,17 @@ def load_dataset(name: str, split: str = "train", **options) -> Dataset:
                 f"dataset {entry.name!r} takes no option(s) {', '.join(unknown)}; "
                 f"it takes: {', '.join(accepted) or 'none'}."
             )
-    if entry.prefix:
-        return entry.factory(arg, split, **options)
-    return entry.factory(split, **options)
+    dataset = entry.factory(arg, split, **options) if entry.prefix else entry.factory(split, **options)
+    return CorruptedDataset(dataset, split, corruption) if corruption is not None else dataset
+
+
+def dataset_task(name: str, options: dict | None = None) -> str:
+    """The task whose batches ``load_dataset(name, **options)`` yields: the registered task, or
+    "translate" for an image dataset with a ``corrupt`` option (it then yields source/target pairs)."""
+    entry, _ = get_dataset_entry(name)
+    if entry.task == "generate" and (options or {}).get("corrupt") is not None:
+        return "translate"
+    return entry.task
 
 
 def list_datasets(task: str | None = None) -> list[DatasetEntry]:

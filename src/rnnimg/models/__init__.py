@@ -1,6 +1,17 @@
 """Models, one per file; importing this package registers every built-in model."""
 
-from rnnimg.models import convlstm, draw, pixelrnn, pixelscan, predrnn, reseg, rowrnn, unet  # noqa: F401
+from rnnimg.models import (  # noqa: F401
+    convlstm,
+    dncnn,
+    draw,
+    pixelrnn,
+    pixelscan,
+    predrnn,
+    reseg,
+    rowrnn,
+    translator,
+    unet,
+)
 from rnnimg.models.base import LossOutput, RnnImgModel
 from rnnimg.models.checkpoint import load_pretrained, read_run_config
 from rnnimg.models.generator import ImageGenerator

@@ -1,6 +1,7 @@
 """Recurrent building blocks: plain ``torch.nn.Module`` s, no training code."""
 
-from rnnimg.nn.convlstm import ConvGRUCell, ConvLSTMCell
+from rnnimg.nn.convgru import ConvGRUCell
+from rnnimg.nn.convlstm import ConvLSTMCell
 from rnnimg.nn.diagonal_bilstm import DiagonalBiLSTM, DiagonalLSTM, skew, unskew
 from rnnimg.nn.masked import MaskedConv2d, colour_groups
 from rnnimg.nn.patching import FRAME_OUTPUTS, depth_to_space, patched_size, space_to_depth, to_frame_range

@@ -1,4 +1,4 @@
-"""Convolutional recurrent cells: ConvLSTM and ConvGRU.
+"""Convolutional recurrent cell: ConvLSTM (ConvGRU lives in :mod:`rnnimg.nn.convgru`).
 
 ConvLSTM (Shi et al. 2015, "Convolutional LSTM Network: A Machine Learning Approach for
 Precipitation Nowcasting", eq. 3) replaces the LSTM's matrix products by convolutions, so every
@@ -17,10 +17,6 @@ paper; they exist only when ``peephole=True`` (a parameter that is never used br
 
 Departure: the forget-gate bias starts at ``forget_bias`` (1.0), a standard trick (Jozefowicz et
 al. 2015) that the paper does not mention.
-
-ConvGRU (Ballas et al. 2016, "Delving Deeper into Convolutional Networks for Learning Video
-Representations") is the GRU with convolutions; the update and reset gates come from one fused
-convolution over ``[x, h]``, the candidate from a second one over ``[x, r o h]``.
 """
 
 from __future__ import annotations
@@ -86,37 +82,3 @@ class ConvLSTMCell(nn.Module):
             o = o + self.w_co * c  # the output gate peeks at the NEW cell state
         h = torch.sigmoid(o) * torch.tanh(c)
         return h, c
-
-
-class ConvGRUCell(nn.Module):
-    """One ConvGRU step: ``h_t = (1 - z) o n + z o h_{t-1}``.
-
-    z = sigma(W_z * [x, h]), r = sigma(W_r * [x, h]) (one fused convolution) and
-    n = tanh(W_n * [x, r o h]) (torch.nn.GRU's convention for where z weighs the old state).
-
-    Args:
-        input_channels: channels of x_t.
-        hidden_channels: channels of h_t.
-        kernel_size: odd side of the convolutions.
-    """
-
-    def __init__(self, input_channels: int, hidden_channels: int, kernel_size: int = 3) -> None:
-        super().__init__()
-        check_kernel_size(kernel_size)
-        self.input_channels, self.hidden_channels = input_channels, hidden_channels
-        pad = kernel_size // 2
-        self.gates = nn.Conv2d(input_channels + hidden_channels, 2 * hidden_channels, kernel_size,
-                               padding=pad)
-        self.candidate = nn.Conv2d(input_channels + hidden_channels, hidden_channels, kernel_size,
-                                   padding=pad)
-
-    def init_state(self, batch_size: int, height: int, width: int, device=None, dtype=None) -> Tensor:
-        return torch.zeros(batch_size, self.hidden_channels, height, width, device=device, dtype=dtype)
-
-    def forward(self, x: Tensor, h: Tensor | None = None) -> Tensor:
-        """x: (B, C_in, H, W); h: (B, hidden, H, W) or None for zeros. Returns h_t."""
-        if h is None:
-            h = self.init_state(x.shape[0], x.shape[2], x.shape[3], x.device, x.dtype)
-        z, r = torch.sigmoid(self.gates(torch.cat([x, h], dim=1))).chunk(2, dim=1)
-        n = torch.tanh(self.candidate(torch.cat([x, r * h], dim=1)))
-        return (1 - z) * n + z * h

@@ -19,7 +19,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
-from rnnimg.data.registry import get_dataset_entry, load_dataset
+from rnnimg.data.registry import dataset_task, get_dataset_entry, load_dataset
 from rnnimg.errors import RnnImgError
 from rnnimg.models.base import RnnImgModel
 
@@ -126,10 +126,11 @@ def build_datasets(settings, model: RnnImgModel) -> tuple[Dataset, Dataset | Non
     The model checks that the data can feed it (:meth:`RnnImgModel.check_dataset`).
     """
     entry, _ = get_dataset_entry(settings.data)
-    if entry.task not in model.tasks():
-        raise RnnImgError(f"dataset {settings.data!r} is for the {entry.task!r} task, but "
-                          f"{model.name!r} does {'/'.join(model.tasks())}; pick a matching one.")
     options = {**model.dataset_options(), **settings.data_options}
+    task = dataset_task(settings.data, options)  # corrupt=... makes an image dataset a translate one
+    if task not in model.tasks():
+        raise RnnImgError(f"dataset {settings.data!r} is for the {task!r} task, but "
+                          f"{model.name!r} does {'/'.join(model.tasks())}; pick a matching one.")
     train_set = load_dataset(settings.data, "train", **options)
     if len(train_set) == 0:
         raise RnnImgError(f"dataset {settings.data!r} has no training items.")

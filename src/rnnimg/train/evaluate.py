@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
-from rnnimg.data.registry import get_dataset_entry, load_dataset
+from rnnimg.data.registry import dataset_task, load_dataset
 from rnnimg.errors import RnnImgError
 from rnnimg.models.checkpoint import load_pretrained, read_run_config
 from rnnimg.train.data import check_dataset
@@ -82,12 +82,12 @@ def evaluate(run_dir: str | Path, data: str | None = None, split: str = "test",
     meta = read_run_config(run_dir)
     saved = meta.get("data", {}) if isinstance(meta.get("data"), dict) else {}
     name = data or saved.get("name") or "mnist-5k"
-    entry, _ = get_dataset_entry(name)
-    if entry.task not in model.tasks():
-        raise RnnImgError(f"dataset {name!r} is for the {entry.task!r} task, but {run_dir} holds a "
-                          f"{model.name!r} model ({'/'.join(model.tasks())}); pick a matching one.")
     data_opts = {**model.dataset_options(), **(saved.get("options", {}) if data is None else {}),
                  **(data_options or {})}
+    task = dataset_task(name, data_opts)  # corrupt=... makes an image dataset a translate one
+    if task not in model.tasks():
+        raise RnnImgError(f"dataset {name!r} is for the {task!r} task, but {run_dir} holds a "
+                          f"{model.name!r} model ({'/'.join(model.tasks())}); pick a matching one.")
     if data_opts.get("binarize") == "dynamic":
         data_opts["binarize"] = "fixed"  # a test set is scored on one fixed binarization
     dataset = load_dataset(name, split, **data_opts)
