@@ -93,6 +93,8 @@ class Translator(ImageTranslator):
     # `rnnimg demo`: denoising mnist-5k at sigma 25, about a minute on two CPU cores.
     demo = dict(preset="denoise", data="mnist-5k", max_steps=150, batch_size=32, lr=2e-3,
                 data_options=dict(corrupt="denoise", sigma=25))
+    pretrained = {"translator-denoise": dict(preset="denoise", data="mnist-5k", max_steps=400, batch_size=32,
+                                             lr=2e-3, data_options=dict(corrupt="denoise", sigma=25))}
 
     def __init__(self, config: TranslatorConfig) -> None:
         super().__init__(config)
