@@ -262,3 +262,20 @@ def test_kl_warmup_weighs_only_the_training_objective():
     torch.manual_seed(1)
     out = model.loss(batch)
     torch.testing.assert_close(out.loss, out.metrics["nll_bound_nats"] / dims)
+
+
+def test_evaluate_of_a_stochastic_bound_is_reproducible_and_leaves_the_callers_rng(tmp_path):
+    """DRAW's bound draws latents: evaluate seeds them (the same call gives the same numbers, as a
+    card's stated score must) and restores the caller's RNG state."""
+    from rnnimg.train import evaluate
+
+    torch.manual_seed(0)
+    model = create_model("draw", "debug")
+    model.save_pretrained(tmp_path, extra={"data": {"name": "mnist-5k", "options": {}}})
+    state = torch.get_rng_state()
+    first = evaluate(tmp_path, max_batches=2, batch_size=16, progress=False)
+    assert torch.equal(torch.get_rng_state(), state)
+    again = evaluate(tmp_path, max_batches=2, batch_size=16, progress=False)
+    other = evaluate(tmp_path, max_batches=2, batch_size=16, progress=False, seed=1)
+    assert again["metrics"] == first["metrics"]
+    assert other["metrics"]["nll_bound_nats"] != first["metrics"]["nll_bound_nats"]

@@ -140,6 +140,7 @@ def test_evaluate_reproduces_the_score_the_card_states(name):
     stated = list(load_evaluations(f"pretrained:{name}").values())[-1]
     again = evaluate(f"pretrained:{name}", data=stated["data"], split=stated["split"],
                      data_options=stated["data_options"], progress=False,
+                     options=stated.get("options") or {},
                      batch_size=50 if stated["data"] == "moving-mnist" else 64)
     assert again["num_items"] == stated["num_items"]
     for key, value in stated["metrics"].items():

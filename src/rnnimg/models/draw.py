@@ -132,8 +132,7 @@ class DRAW(ImageGenerator):
         "colour": dict(lr=1e-3, batch_size=32),
         "captions": dict(lr=1e-3, batch_size=64),
     }
-    # small (T = 16, 128 units), fixed-binarized mnist-5k. No attention: for the first few hundred
-    # steps the 2x2 read starves the encoder and the KL collapses (docs/benchmarks.md).
+    # small, no attention: early on the 2x2 read starves the encoder, the KL collapses (benchmarks.md)
     demo = dict(preset="mnist", overrides=dict(steps=16, enc_hidden=128, dec_hidden=128, z_size=32,
                                                attention=False),
                 data="mnist-5k", max_steps=200, batch_size=64, lr=3e-3)

@@ -157,7 +157,7 @@ class PixelScan(ImageGenerator):
         "cifar10": dict(lr=1e-3, batch_size=16),
     }
     demo = dict(preset="mnist", data="mnist-5k", max_steps=300, batch_size=16, lr=2e-3)
-    pretrained = {"pixelscan-mnist": dict(preset="mnist", data="mnist-5k", max_steps=1300, batch_size=16,
+    pretrained = {"pixelscan-mnist": dict(preset="mnist", data="mnist-5k", max_steps=600, batch_size=16,
                                           lr=2e-3)}
 
     def __init__(self, config: PixelScanConfig) -> None:

@@ -50,10 +50,22 @@ def all_reduce_statistics(total: dict[str, torch.Tensor], device) -> dict[str, t
 
 
 @torch.no_grad()
-def evaluate(run_dir: str | Path, data: str | None = None, split: str = "test",
+def evaluate(run_dir: str | Path, *args: Any, seed: int = 0, device: str = "cpu", **kwargs: Any
+             ) -> dict[str, Any]:
+    """Score the model in ``run_dir`` on a dataset split; see :func:`_evaluate` for the arguments.
+
+    Random draws of a stochastic evaluation (DRAW's latents, importance samples) are seeded with
+    ``seed``, so the same call gives the same numbers, and the caller's RNG state is restored.
+    """
+    cuda = [torch.device(device).index or 0] if torch.device(device).type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda):
+        return _evaluate(run_dir, *args, seed=seed, device=device, **kwargs)
+
+
+def _evaluate(run_dir: str | Path, data: str | None = None, split: str = "test",
              batch_size: int = 64, max_batches: int | None = None, device: str = "cpu",
              data_options: dict | None = None, progress: bool = True,
-             options: dict[str, Any] | None = None) -> dict[str, Any]:
+             options: dict[str, Any] | None = None, seed: int = 0) -> dict[str, Any]:
     """Score the model in ``run_dir`` on a dataset split.
 
     Each batch gives ``model.evaluation_statistics(batch, **options)`` (sums over its items); the
@@ -69,6 +81,8 @@ def evaluate(run_dir: str | Path, data: str | None = None, split: str = "test",
         progress: show a progress bar.
         options: evaluation options the model lists in ``evaluation_options``
             (e.g. ``{"importance_samples": 100}``).
+        seed: seeds the random draws of a stochastic evaluation (DRAW's latents, importance
+            samples), so the same call gives the same numbers; the caller's RNG state is restored.
 
     Returns:
         {"model", "data", "split", "num_items", "metrics": {name: float or list}, "data_options",
@@ -95,6 +109,7 @@ def evaluate(run_dir: str | Path, data: str | None = None, split: str = "test",
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
     total: dict[str, torch.Tensor] = {}
     n_batches = len(loader) if max_batches is None else min(max_batches, len(loader))
+    torch.manual_seed(seed)  # inside the caller's fork_rng (see evaluate)
     for i, batch in enumerate(tqdm(loader, total=n_batches, desc="evaluate", disable=not progress,
                                    leave=False)):
         if i >= n_batches:
