@@ -1,0 +1,134 @@
+"""The base class of the pixel-by-pixel generators (``pixelrnn``, ``pixelscan``): sampling and
+completion in raster order, shared by every model that predicts each pixel from all earlier ones.
+
+A subclass defines its network (``forward`` returns per-pixel logits) and
+:meth:`RasterGenerator.generate_cached`, its state-carrying sampler. Everything else lives here,
+so the fast and the naive sampler of every such model draw the same uniforms the same way:
+one uniform per pixel and channel in raster, then channel, order, turned into a value by the
+inverse CDF in :meth:`RasterGenerator.draw`. Equal logits and uniforms give equal pixels, which is
+what the tests that compare the two samplers rely on.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from rnnimg.errors import RnnImgError
+from rnnimg.models.generator import ImageGenerator, uniforms
+
+
+class RasterGenerator(ImageGenerator):
+    """A generator that also completes images, one pixel at a time in raster order."""
+
+    extra_tasks = ("complete",)
+
+    # --- what a subclass defines ----------------------------------------------------------------
+    def generate_cached(self, canvas: Tensor, known: Tensor | None, label: Tensor | None,
+                        temperature: float, u: Tensor) -> Tensor:
+        """Fill ``canvas`` (n, C, H, W) in raster order carrying the recurrent state, keeping the
+        pixels where ``known`` (n, 1, H, W) is True; ``u`` holds the uniforms (H, W, C, n)."""
+        raise NotImplementedError
+
+    # --- shared ---------------------------------------------------------------------------------
+    def draw(self, logits: Tensor, u: Tensor, temperature: float) -> Tensor:
+        """Values in [0, 1] from logits (n,) or (n, K) by inverse CDF on uniforms ``u`` (n,).
+
+        Both samplers call this, so equal logits and uniforms give equal pixels.
+        """
+        logits = logits / temperature
+        if self.config.output == "bernoulli":
+            return (u < torch.sigmoid(logits)).float()
+        cdf = logits.softmax(dim=-1).cumsum(dim=-1)  # (n, K)
+        level = (cdf < u.unsqueeze(-1)).sum(dim=-1).clamp(max=self.config.levels - 1)
+        return level.float() / (self.config.levels - 1)
+
+    def _uniforms(self, n: int, generator: torch.Generator | None) -> Tensor:
+        """One uniform per pixel and channel, drawn in raster then channel order: (H, W, C, n), on
+        the generator's device and then moved to the model's."""
+        c = self.config
+        return uniforms((c.image_size, c.image_size, c.channels, n), generator, self.device)
+
+    @torch.inference_mode()
+    def sample(self, n: int, *, label=None, text=None, temperature: float = 1.0,
+               generator: torch.Generator | None = None) -> Tensor:
+        """Draw ``n`` images pixel by pixel, carrying the recurrent state (constant work per pixel).
+
+        Args:
+            n: number of images.
+            label: class index (int or (n,) tensor) for a conditional model.
+            text: unsupported by these models (must be None).
+            temperature: logits are divided by it; > 0.
+            generator: a ``torch.Generator`` on the model's device or on the CPU, for
+                reproducible draws.
+
+        Returns:
+            (n, C, H, W) in [0, 1]; equal to :meth:`sample_naive` under the same generator state.
+        """
+        label = self.check_sample_args(n, label, text, temperature)
+        c = self.config
+        canvas = torch.zeros(n, c.channels, c.image_size, c.image_size, device=self.device)
+        return self.generate_cached(canvas, None, label, temperature, self._uniforms(n, generator))
+
+    @torch.inference_mode()
+    def sample_naive(self, n: int, *, label=None, text=None, temperature: float = 1.0,
+                     generator: torch.Generator | None = None, max_pixels: int | None = None
+                     ) -> Tensor:
+        """The reference sampler: one full forward pass per pixel and channel (slow).
+
+        ``max_pixels`` stops after that many pixels (the rest stay 0); benchmarks use it to time a
+        few pixels and extrapolate.
+        """
+        label = self.check_sample_args(n, label, text, temperature)
+        c = self.config
+        canvas = torch.zeros(n, c.channels, c.image_size, c.image_size, device=self.device)
+        return self._generate_naive(canvas, None, label, temperature, self._uniforms(n, generator),
+                                    max_pixels)
+
+    def _generate_naive(self, canvas: Tensor, known: Tensor | None, label: Tensor | None,
+                        temperature: float, u: Tensor, max_pixels: int | None = None) -> Tensor:
+        c = self.config
+        for p in range(c.image_size * c.image_size if max_pixels is None else max_pixels):
+            i, j = divmod(p, c.image_size)
+            for ch in range(c.channels):
+                logits = self(canvas, label)[:, ch, ..., i, j]  # (n,) or (n, K)
+                value = self.draw(logits, u[i, j, ch], temperature)
+                if known is not None:
+                    value = torch.where(known[:, 0, i, j], canvas[:, ch, i, j], value)
+                canvas[:, ch, i, j] = value
+        return canvas
+
+    def check_completion_inputs(self, image: Tensor, known: Tensor) -> None:
+        self.check_image(image)
+        if known.dtype != torch.bool:
+            raise RnnImgError(f"the known mask must be a bool tensor, got {known.dtype}.")
+        want = (image.shape[0], 1, *image.shape[2:])
+        if tuple(known.shape) != want:
+            raise RnnImgError(f"the known mask has shape {tuple(known.shape)}, but the image needs "
+                              f"{want}; make the mask the same size as the image.")
+        if bool(known.all()):
+            raise RnnImgError("the mask leaves no pixel unknown, so there is nothing to complete; "
+                              "mark the region to fill (e.g. --mask bottom-half).")
+
+    @torch.inference_mode()
+    def complete(self, image: Tensor, known: Tensor, *, label=None,
+                 generator: torch.Generator | None = None, temperature: float = 1.0) -> Tensor:
+        """Fill the unknown pixels of ``image`` in raster order, given every known pixel before them.
+
+        Args:
+            image: (B, C, H, W) in [0, 1] (binary for a Bernoulli model).
+            known: (B, 1, H, W) bool, True where the pixel is kept.
+            label: class index (int or (B,) tensor) for a conditional model.
+            generator: for reproducible draws (on the model's device or on the CPU).
+            temperature: logits are divided by it; > 0.
+
+        Returns:
+            (B, C, H, W): known pixels exactly as given, unknown ones sampled.
+        """
+        self.check_completion_inputs(image, known)
+        label = self.check_sample_args(image.shape[0], label, None, temperature)
+        canvas = image.to(self.device, torch.float32).clone()
+        known = known.to(self.device)
+        u = self._uniforms(image.shape[0], generator)
+        out = self.generate_cached(canvas, known, label, temperature, u)
+        return torch.where(known, image.to(out), out)  # known pixels bit for bit
