@@ -56,7 +56,9 @@ def run_demo(out: str | Path = "runs/demo", overwrite: bool = False, models: lis
         model = load_pretrained(run_dir).eval()
         test = load_dataset(recipe["data"], "test", **{**model.dataset_options(),
                                                        **recipe.get("data_options", {})})
-        batch = torch.utils.data.default_collate([test[i] for i in range(8)])
+        # spread over the split: mnist-5k's test digits are ordered by class, so the first 8 are all 0s
+        picks = torch.linspace(0, len(test) - 1, min(8, len(test))).long().tolist()
+        batch = torch.utils.data.default_collate([test[i] for i in picks])
         pictures = preview(model, batch, torch.Generator().manual_seed(0))
         files = []
         for picture_name, picture in pictures.items():
