@@ -137,8 +137,7 @@ class PixelRNN(RasterGenerator):
         return self.logits_from_features(x)
 
     # --- inference ----------------------------------------------------------------------------
-    def generate_cached(self, canvas: Tensor, known: Tensor | None, label: Tensor | None,
-                        temperature: float, u: Tensor) -> Tensor:
-        from rnnimg.models.pixelrnn_sampling import generate_cached
+    def pixel_sampler(self, n: int, label: Tensor | None):
+        from rnnimg.models.pixelrnn_sampling import PixelSampler
 
-        return generate_cached(self, canvas, known, label, temperature, u)
+        return PixelSampler(self, n, label)

@@ -87,31 +87,11 @@ class PixelSampler:
             x = out
         return self.head(x)
 
+    def end_pixel(self, j: int) -> None:
+        pass  # the layers' steppers advance within pixel()
+
     def end_row(self, i: int) -> None:
         self.layers.end_row(i)
-
-
-def generate_cached(model, canvas: Tensor, known: Tensor | None, label: Tensor | None,
-                    temperature: float, u: Tensor) -> Tensor:
-    """Fill ``canvas`` (n, C, H, W) in raster order, keeping pixels where ``known`` (n, 1, H, W).
-
-    ``u`` (H, W, C, n) holds the uniforms; ``canvas`` is filled in place and returned.
-    """
-    n, channels, height, width = canvas.shape
-    sampler = PixelSampler(model, n, label)
-    bernoulli = model.config.output == "bernoulli"
-    for i in range(height):
-        sampler.start_row(i)
-        for j in range(width):
-            for ch in range(channels):
-                logits = sampler.pixel(i, j)[:, ch]  # (n, K)
-                value = model.draw(logits[:, 0] if bernoulli else logits, u[i, j, ch], temperature)
-                if known is not None:
-                    value = torch.where(known[:, 0, i, j], canvas[:, ch, i, j], value)
-                canvas[:, ch, i, j] = value
-                sampler.set_pixel(i, j, ch, value)
-        sampler.end_row(i)
-    return canvas
 
 
 @torch.inference_mode()

@@ -204,8 +204,7 @@ class PixelScan(RasterGenerator):
         return logits[:, :, 0] if self.config.output == "bernoulli" else logits
 
     # --- inference ----------------------------------------------------------------------------
-    def generate_cached(self, canvas: Tensor, known: Tensor | None, label: Tensor | None,
-                        temperature: float, u: Tensor) -> Tensor:
-        from rnnimg.models.pixelscan_sampling import generate_cached
+    def pixel_sampler(self, n: int, label: Tensor | None):
+        from rnnimg.models.pixelscan_sampling import ScanSampler
 
-        return generate_cached(self, canvas, known, label, temperature, u)
+        return ScanSampler(self, n, label)

@@ -111,30 +111,6 @@ class ScanSampler:
         self._set_above(torch.stack(vs))
 
 
-def generate_cached(model, canvas: Tensor, known: Tensor | None, label: Tensor | None,
-                    temperature: float, u: Tensor) -> Tensor:
-    """Fill ``canvas`` (n, C, H, W) in raster order, keeping pixels where ``known`` (n, 1, H, W).
-
-    ``u`` (H, W, C, n) holds the uniforms; ``canvas`` is filled in place and returned.
-    """
-    n, channels, height, width = canvas.shape
-    sampler = ScanSampler(model, n, label)
-    bernoulli = model.config.output == "bernoulli"
-    for i in range(height):
-        sampler.start_row(i)
-        for j in range(width):
-            for ch in range(channels):
-                logits = sampler.pixel(i, j)[:, ch]  # (n, K)
-                value = model.draw(logits[:, 0] if bernoulli else logits, u[i, j, ch], temperature)
-                if known is not None:
-                    value = torch.where(known[:, 0, i, j], canvas[:, ch, i, j], value)
-                canvas[:, ch, i, j] = value
-                sampler.set_pixel(i, j, ch, value)
-            sampler.end_pixel(j)
-        sampler.end_row(i)
-    return canvas
-
-
 @torch.inference_mode()
 def cached_logits(model, image: Tensor, label: Tensor | None = None) -> Tensor:
     """The logits of ``image`` computed by the sampler's step functions, laid out as

@@ -2,7 +2,7 @@
 completion in raster order, shared by every model that predicts each pixel from all earlier ones.
 
 A subclass defines its network (``forward`` returns per-pixel logits) and
-:meth:`RasterGenerator.generate_cached`, its state-carrying sampler. Everything else lives here,
+:meth:`RasterGenerator.pixel_sampler`, its state-carrying sampler. Everything else lives here,
 so the fast and the naive sampler of every such model draw the same uniforms the same way:
 one uniform per pixel and channel in raster, then channel, order, turned into a value by the
 inverse CDF in :meth:`RasterGenerator.draw`. Equal logits and uniforms give equal pixels, which is
@@ -24,13 +24,35 @@ class RasterGenerator(ImageGenerator):
     extra_tasks = ("complete",)
 
     # --- what a subclass defines ----------------------------------------------------------------
-    def generate_cached(self, canvas: Tensor, known: Tensor | None, label: Tensor | None,
-                        temperature: float, u: Tensor) -> Tensor:
-        """Fill ``canvas`` (n, C, H, W) in raster order carrying the recurrent state, keeping the
-        pixels where ``known`` (n, 1, H, W) is True; ``u`` holds the uniforms (H, W, C, n)."""
+    def pixel_sampler(self, n: int, label: Tensor | None):
+        """The state-carrying sampler of ``n`` images: an object with ``start_row(i)``,
+        ``pixel(i, j) -> logits (n, C, K)`` of pixel (i, j) given every earlier pixel,
+        ``set_pixel(i, j, ch, value)``, ``end_pixel(j)`` and ``end_row(i)``."""
         raise NotImplementedError
 
     # --- shared ---------------------------------------------------------------------------------
+    def generate_cached(self, canvas: Tensor, known: Tensor | None, label: Tensor | None,
+                        temperature: float, u: Tensor) -> Tensor:
+        """Fill ``canvas`` (n, C, H, W) in raster order carrying the recurrent state, keeping the
+        pixels where ``known`` (n, 1, H, W) is True; ``u`` holds the uniforms (H, W, C, n).
+        ``canvas`` is filled in place and returned."""
+        n, channels, height, width = canvas.shape
+        sampler = self.pixel_sampler(n, label)
+        bernoulli = self.config.output == "bernoulli"
+        for i in range(height):
+            sampler.start_row(i)
+            for j in range(width):
+                for ch in range(channels):
+                    logits = sampler.pixel(i, j)[:, ch]  # (n, K)
+                    value = self.draw(logits[:, 0] if bernoulli else logits, u[i, j, ch], temperature)
+                    if known is not None:
+                        value = torch.where(known[:, 0, i, j], canvas[:, ch, i, j], value)
+                    canvas[:, ch, i, j] = value
+                    sampler.set_pixel(i, j, ch, value)
+                sampler.end_pixel(j)
+            sampler.end_row(i)
+        return canvas
+
     def draw(self, logits: Tensor, u: Tensor, temperature: float) -> Tensor:
         """Values in [0, 1] from logits (n,) or (n, K) by inverse CDF on uniforms ``u`` (n,).
 
