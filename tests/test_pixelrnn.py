@@ -9,7 +9,6 @@ import torch
 from rnnimg.data.masks import parse_mask
 from rnnimg.errors import RnnImgError
 from rnnimg.models import create_model
-from rnnimg.models.pixelrnn_sampling import cached_logits
 from rnnimg.nn import DiagonalLSTM, MaskedConv2d, skew, unskew
 from rnnimg.tasks import completion_grid
 
@@ -112,7 +111,7 @@ def test_cached_step_logits_match_full_forward(variant, channels, conditional):
     label = torch.tensor([0, 1, 2]) if conditional else None
     with torch.no_grad():
         full = model(image, label)
-    torch.testing.assert_close(cached_logits(model, image, label), full, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(model.cached_logits(image, label), full, atol=1e-5, rtol=1e-5)
 
 
 def test_lstm_update_is_torch_lstm_cell_gate_order():

@@ -10,7 +10,6 @@ import torch
 from rnnimg.data.masks import parse_mask
 from rnnimg.errors import RnnImgError
 from rnnimg.models import create_model
-from rnnimg.models.pixelscan_sampling import cached_logits
 
 CELLS = ("mingru", "minlstm")
 SIZE = 5
@@ -111,7 +110,7 @@ def test_cached_step_logits_match_full_forward(cell, channels, conditional):
     label = torch.tensor([0, 1, 2]) if conditional else None
     with torch.no_grad():
         full = model(image, label)
-    torch.testing.assert_close(cached_logits(model, image, label), full, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(model.cached_logits(image, label), full, atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize("channels", [1, 3])

@@ -92,20 +92,3 @@ class PixelSampler:
 
     def end_row(self, i: int) -> None:
         self.layers.end_row(i)
-
-
-@torch.inference_mode()
-def cached_logits(model, image: Tensor, label: Tensor | None = None) -> Tensor:
-    """The logits of ``image`` computed by the cached sampler's step functions, as ``model(image)``
-    lays them out. For tests: they must equal the full forward pass."""
-    n, channels, height, width = image.shape
-    sampler = PixelSampler(model, n, label)
-    out = image.new_zeros(n, channels, model.k, height, width)
-    for i in range(height):
-        sampler.start_row(i)
-        for j in range(width):
-            for ch in range(channels):
-                out[:, ch, :, i, j] = sampler.pixel(i, j)[:, ch]
-                sampler.set_pixel(i, j, ch, image[:, ch, i, j])
-        sampler.end_row(i)
-    return out[:, :, 0] if model.config.output == "bernoulli" else out

@@ -14,8 +14,8 @@ logits of c read is final (mask A and mask B); no feature of (i, j) reads its la
 states computed at the last pass are the final ones and are kept.
 
 Both samplers draw the same uniforms (one per pixel and channel, raster order) and invert the same
-CDF, so they give identical samples; the tests compare the logits of :func:`cached_logits` with
-the full forward pass too.
+CDF, so they give identical samples; the tests compare the logits of
+:meth:`RasterGenerator.cached_logits` with the full forward pass too.
 """
 
 from __future__ import annotations
@@ -109,21 +109,3 @@ class ScanSampler:
             v = v + block.vertical_out(F.gelu(self.column_state[layer]))
             vs.append(v)
         self._set_above(torch.stack(vs))
-
-
-@torch.inference_mode()
-def cached_logits(model, image: Tensor, label: Tensor | None = None) -> Tensor:
-    """The logits of ``image`` computed by the sampler's step functions, laid out as
-    ``model(image)``. For tests: they must equal the full forward pass."""
-    n, channels, height, width = image.shape
-    sampler = ScanSampler(model, n, label)
-    out = image.new_zeros(n, channels, model.k, height, width)
-    for i in range(height):
-        sampler.start_row(i)
-        for j in range(width):
-            for ch in range(channels):
-                out[:, ch, :, i, j] = sampler.pixel(i, j)[:, ch]
-                sampler.set_pixel(i, j, ch, image[:, ch, i, j])
-            sampler.end_pixel(j)
-        sampler.end_row(i)
-    return out[:, :, 0] if model.config.output == "bernoulli" else out

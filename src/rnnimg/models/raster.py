@@ -53,6 +53,23 @@ class RasterGenerator(ImageGenerator):
             sampler.end_row(i)
         return canvas
 
+    @torch.inference_mode()
+    def cached_logits(self, image: Tensor, label: Tensor | None = None) -> Tensor:
+        """The logits of ``image`` computed by the sampler's step functions, laid out as
+        ``self(image)``. For tests: they must equal the full forward pass."""
+        n, channels, height, width = image.shape
+        sampler = self.pixel_sampler(n, label)
+        out = image.new_zeros(n, channels, self.k, height, width)
+        for i in range(height):
+            sampler.start_row(i)
+            for j in range(width):
+                for ch in range(channels):
+                    out[:, ch, :, i, j] = sampler.pixel(i, j)[:, ch]
+                    sampler.set_pixel(i, j, ch, image[:, ch, i, j])
+                sampler.end_pixel(j)
+            sampler.end_row(i)
+        return out[:, :, 0] if self.config.output == "bernoulli" else out
+
     def draw(self, logits: Tensor, u: Tensor, temperature: float) -> Tensor:
         """Values in [0, 1] from logits (n,) or (n, K) by inverse CDF on uniforms ``u`` (n,).
 
