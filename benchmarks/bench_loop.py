@@ -223,8 +223,9 @@ def bare_run(settings: TrainSettings, warmup: int, steps: int, clock: Clock,
 
 def measure(size: str, variant: str, a, device: torch.device, clock: Clock) -> dict:
     spec = sizes()[size]
-    warmup, steps = (a.mmnist_warmup, a.mmnist_steps) if size.endswith("mmnist") else \
-        (a.warmup, a.steps)
+    kind = size.split("/")[1]
+    warmup, steps = {"mmnist": (a.mmnist_warmup, a.mmnist_steps),
+                     "shipped": (a.shipped_warmup, a.shipped_steps)}.get(kind, (a.warmup, a.steps))
     bare, loop, fetch, windows = [], [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         settings = TrainSettings(**{**spec, **VARIANTS[variant]}, out=str(Path(tmp) / "run"),
@@ -241,9 +242,10 @@ def measure(size: str, variant: str, a, device: torch.device, clock: Clock) -> d
                   f"{1 / loop[-1]:.2f} steps/s ({loop[-1] / b - 1:+.1%})", flush=True)
     pieces = {k: statistics.median(w.pieces.get(k, 0.0) for w in windows) / steps
               for k in sorted({k for w in windows for k in w.pieces})}
+    overheads = [lo / b - 1 for lo, b in zip(loop, bare)]
     return {"size": size, "variant": variant, "bare": statistics.median(bare),
             "loop": statistics.median(loop), "fetch": statistics.median(fetch),
-            "overheads": [l / b - 1 for l, b in zip(loop, bare)], "pieces": pieces,
+            "overheads": overheads, "overhead": statistics.median(overheads), "pieces": pieces,
             "batch_size": settings.resolved().batch_size, "steps": steps, "warmup": warmup}
 
 
@@ -279,6 +281,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=int, default=50, help="untimed steps first (default: 50)")
     p.add_argument("--steps", type=int, default=400,
                    help="timed steps; a multiple of the 200-step cadences (default: 400)")
+    p.add_argument("--shipped-warmup", type=int, default=10)
+    p.add_argument("--shipped-steps", type=int, default=200)
     p.add_argument("--mmnist-warmup", type=int, default=2)
     p.add_argument("--mmnist-steps", type=int, default=5)
     p.add_argument("--reps", type=int, default=3, help="bare/loop pairs, medians (default: 3)")
@@ -301,21 +305,25 @@ def main(argv: list[str] | None = None) -> int:
             if a.val_runs and not size.endswith("mmnist")]
 
     clock_name = "CPU time of the process" if device.type == "cpu" else "wall time, synchronized"
-    lines = [f"| size | variant | batch | bare steps/s | loop steps/s | overhead (median; reps) |",
-             "|---|---|---:|---:|---:|---|"]
+    lines = ["| size | variant | batch | window (steps) | bare steps/s | loop steps/s | overhead: "
+             "median of the pairs (each pair) |", "|---|---|---:|---:|---:|---:|---|"]
     for r in results:
         reps = ", ".join(f"{o:+.1%}" for o in r["overheads"])
-        lines.append(f"| {r['size']} | {r['variant']} | {r['batch_size']} | {1 / r['bare']:.2f} | "
-                     f"{1 / r['loop']:.2f} | {r['loop'] / r['bare'] - 1:+.1%} ({reps}) |")
+        lines.append(f"| {r['size']} | {r['variant']} | {r['batch_size']} | {r['steps']} | "
+                     f"{1 / r['bare']:.2f} | {1 / r['loop']:.2f} | {r['overhead']:+.1%} ({reps}) |")
     lines += ["", "Breakdown inside the window, ms per step (median over reps); 'data' is the bare "
               "loop's fetch, part of both loops:", "",
               "| size | variant | bare step | data | " + " | ".join(
-                  k := sorted({k for r in results for k in r["pieces"]})) + " |",
-              "|---|---|---:|---:|" + "---:|" * len(k)]
+                  k := sorted({k for r in results for k in r["pieces"]})) + " | sum of the pieces "
+              "| rest (Lightning's hooks and loops, and noise) |",
+              "|---|---|---:|---:|" + "---:|" * (len(k) + 2)]
     for r in results:
+        total = sum(r["pieces"].values())
+        rest = r["loop"] - r["bare"] - total
         lines.append(f"| {r['size']} | {r['variant']} | {1e3 * r['bare']:.2f} | "
                      f"{1e3 * r['fetch']:.2f} | " + " | ".join(
-                         f"{1e3 * r['pieces'].get(x, 0.0):.3f}" for x in k) + " |")
+                         f"{1e3 * r['pieces'].get(x, 0.0):.3f}" for x in k) +
+                     f" | {1e3 * total:.2f} ({total / r['bare']:.1%}) | {1e3 * rest:+.2f} |")
     if vals:
         lines += ["", "| size | one validation run (val_batches) | default epoch | amortized "
                   "per step | share of a bare step |", "|---|---:|---:|---:|---:|"]
