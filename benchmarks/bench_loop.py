@@ -14,13 +14,16 @@ loop is what a step costs with nothing around it::
 The real loop runs ``train()`` with the default settings (logging every 10 steps, progress bar,
 checkpoints and previews every 200 steps, 20 validation batches per epoch), or a variant.
 
-Timing: steady state only. A callback reads the clocks at the start of step ``--warmup`` and of
-step ``--warmup + --steps`` (the bare loop at the same points), so set-up, warm-up and the final
-checkpoint are outside the window; a window of a multiple of 200 steps holds its share of the
-periodic checkpoints and previews. On the CPU the clock is the process's CPU time
-(``time.process_time``, robust to other jobs on a shared machine; with ``--num-workers 0`` every
-cost is in this process), on CUDA the wall clock after a synchronize. The two loops alternate
-(bare, loop, bare, loop, ...) ``--reps`` times and medians are reported, so a slow spell hits both.
+Timing: steady state only, and interleaved finely because the machine is shared. The bare loop
+runs inside the real run's process, in bursts: at every ``--chunk``-th step of the timed window
+the real loop pauses (in a callback, before its step) while the bare loop takes ``--chunk``
+steps, so the two alternate every few hundred milliseconds and a slow spell of the machine hits
+both; the bursts' time is taken out of the real loop's window. The window runs from the start of
+step ``--warmup`` to the start of step ``--warmup + --steps`` (set-up, warm-up and the final
+checkpoint fall outside; a window of a multiple of 200 steps holds its share of the periodic
+checkpoints and previews). On the CPU the clock is the process's CPU time
+(``time.process_time``; with ``--num-workers 0`` every cost is in this process), on CUDA the wall
+clock after a synchronize. ``--reps`` runs; the overhead reported is the median over runs.
 
 Breakdown: inside the window the real loop's pieces are timed by wrapping them (a few
 microseconds a step): ``self.log`` and Lightning's logger connector, the loggers' writes, the
@@ -97,8 +100,12 @@ class Window(L.Callback):
     """Reads the clock at the start of steps ``start`` and ``stop`` and, in between, times the
     loop's pieces by wrapping them (host time on CUDA: no synchronize inside the wrappers)."""
 
-    def __init__(self, start: int, stop: int, clock: Clock) -> None:
+    def __init__(self, start: int, stop: int, clock: Clock, bare: BareLoop | None = None,
+                 chunk: int = 20) -> None:
         self.start, self.stop, self.clock = start, stop, clock
+        self.bare, self.chunk = bare, chunk
+        self.bare_seconds = self.bare_fetch = 0.0
+        self.bare_steps = 0
         self.t0 = self.t1 = None
         self.inside = False
         self.active: str | None = None
@@ -162,17 +169,30 @@ class Window(L.Callback):
         val_loop.run = timed_validation
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        if trainer.global_step == self.start:
+        step = trainer.global_step
+        if step == self.start:
+            if self.bare is not None:
+                self.bare.run(min(self.start, 20), self.clock)  # the bare loop's warm-up
             self.t0, self.inside = self.clock(), True
-        elif trainer.global_step == self.stop:
+        elif step == self.stop:
             self.t1, self.inside = self.clock(), False
+        if self.bare is not None and self.start <= step < self.stop and \
+                (step - self.start) % self.chunk == 0:
+            self.inside = False
+            seconds, fetch = self.bare.run(min(self.chunk, self.stop - step), self.clock)
+            self.bare_seconds += seconds
+            self.bare_fetch += fetch
+            self.bare_steps += min(self.chunk, self.stop - step)
+            self.inside = True
 
     def seconds_per_step(self) -> float:
-        return (self.t1 - self.t0) / (self.stop - self.start)
+        """The real loop's, bursts of the bare loop taken out."""
+        return (self.t1 - self.t0 - self.bare_seconds) / (self.stop - self.start)
 
 
-def loop_run(settings: TrainSettings, warmup: int, steps: int, clock: Clock) -> Window:
-    window = Window(warmup, warmup + steps, clock)
+def loop_run(settings: TrainSettings, warmup: int, steps: int, clock: Clock,
+             bare: BareLoop | None = None, chunk: int = 20) -> Window:
+    window = Window(warmup, warmup + steps, clock, bare, chunk)
     s = dataclasses.replace(settings, max_steps=warmup + steps + 1)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -181,44 +201,46 @@ def loop_run(settings: TrainSettings, warmup: int, steps: int, clock: Clock) -> 
     return window
 
 
-def bare_run(settings: TrainSettings, warmup: int, steps: int, clock: Clock,
-             device: torch.device) -> tuple[float, float]:
-    """Seconds per step of the bare loop, and of its data fetching alone."""
-    s = settings.resolved()
-    L.seed_everything(s.seed, workers=True, verbose=False)
-    model = create_model(s.model, s.preset, **s.overrides)
-    train_set, _ = build_datasets(s, model)
-    loader, _, _ = make_loaders(train_set, None, s.batch_size, s.seed, s.num_workers,
-                                pin_memory=device.type == "cuda")
-    model.to(device).train()
-    params = list(model.parameters())
-    opt = torch.optim.Adam(params, lr=s.lr, weight_decay=s.weight_decay)
+class BareLoop:
+    """The bare loop over the model, data, batch size, Adam and clipping that ``train()`` would
+    build from ``settings`` (same seed: same initial weights; same loaders: same batches)."""
 
-    def batches():
+    def __init__(self, settings: TrainSettings, device: torch.device) -> None:
+        s = settings.resolved()
+        L.seed_everything(s.seed, workers=True, verbose=False)
+        self.model = create_model(s.model, s.preset, **s.overrides)
+        train_set, _ = build_datasets(s, self.model)
+        self.loader, _, _ = make_loaders(train_set, None, s.batch_size, s.seed, s.num_workers,
+                                         pin_memory=device.type == "cuda")
+        self.model.to(device).train()
+        self.params = list(self.model.parameters())
+        self.opt = torch.optim.Adam(self.params, lr=s.lr, weight_decay=s.weight_decay)
+        self.grad_clip, self.device = s.grad_clip, device
+        self.batches = self._batches()
+        self.step = 0
+
+    def _batches(self):
         while True:
-            yield from loader
+            yield from self.loader
 
-    it = batches()
-    fetch = 0.0
-    t0 = None
-    for step in range(warmup + steps + 1):
-        f = clock(sync=False)
-        batch = {k: v.to(device, non_blocking=True) for k, v in next(it).items()}
-        if step > warmup:
-            fetch += clock(sync=False) - f
-        if step == warmup:
-            t0 = clock()
-        elif step == warmup + steps:
-            break
-        model.set_training_step(step)
-        loss = model.loss(batch).loss
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if s.grad_clip:
-            torch.nn.utils.clip_grad_norm_(params, s.grad_clip)
-        opt.step()
-    t1 = clock()
-    return (t1 - t0) / steps, fetch / steps
+    def run(self, steps: int, clock: Clock) -> tuple[float, float]:
+        """Take ``steps`` steps: (seconds, of which fetching the batches)."""
+        fetch = 0.0
+        t0 = clock()
+        with torch.enable_grad():
+            for _ in range(steps):
+                f = clock(sync=False)
+                batch = {k: v.to(self.device, non_blocking=True) for k, v in next(self.batches).items()}
+                fetch += clock(sync=False) - f
+                self.model.set_training_step(self.step)
+                loss = self.model.loss(batch).loss
+                self.opt.zero_grad(set_to_none=True)
+                loss.backward()
+                if self.grad_clip:
+                    torch.nn.utils.clip_grad_norm_(self.params, self.grad_clip)
+                self.opt.step()
+                self.step += 1
+        return clock() - t0, fetch
 
 
 def measure(size: str, variant: str, a, device: torch.device, clock: Clock) -> dict:
@@ -228,12 +250,12 @@ def measure(size: str, variant: str, a, device: torch.device, clock: Clock) -> d
                      "shipped": (a.shipped_warmup, a.shipped_steps)}.get(kind, (a.warmup, a.steps))
     bare, loop, fetch, windows = [], [], [], []
     with tempfile.TemporaryDirectory() as tmp:
-        settings = TrainSettings(**{**spec, **VARIANTS[variant]}, out=str(Path(tmp) / "run"),
-                                 overwrite=True, accelerator=device.type, devices=1,
-                                 progress=VARIANTS[variant].get("progress", a.progress))
+        settings = TrainSettings(**{**spec, "progress": a.progress, **VARIANTS[variant],
+                                    "out": str(Path(tmp) / "run"), "overwrite": True,
+                                    "accelerator": device.type, "devices": 1})
         for rep in range(a.reps):
-            b, f = bare_run(settings, warmup, steps, clock, device)
-            w = loop_run(settings, warmup, steps, clock)
+            w = loop_run(settings, warmup, steps, clock, BareLoop(settings, device), a.chunk)
+            b, f = w.bare_seconds / w.bare_steps, w.bare_fetch / w.bare_steps
             bare.append(b)
             fetch.append(f)
             loop.append(w.seconds_per_step())
@@ -285,7 +307,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--shipped-steps", type=int, default=200)
     p.add_argument("--mmnist-warmup", type=int, default=2)
     p.add_argument("--mmnist-steps", type=int, default=5)
-    p.add_argument("--reps", type=int, default=3, help="bare/loop pairs, medians (default: 3)")
+    p.add_argument("--reps", type=int, default=3, help="runs, medians (default: 3)")
+    p.add_argument("--chunk", type=int, default=20,
+                   help="steps of each loop between switches (default: 20)")
     p.add_argument("--val-runs", type=int, default=1, help="runs timing validation (0: skip)")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
                    help="the progress bar in the default variant (default: on, as train's)")
