@@ -127,6 +127,8 @@ class LitModel(L.LightningModule):
 
     def _log_step_metrics(self) -> None:
         """The training metrics of the step that just ended, as host tensors, for this row."""
+        if not self._step_outputs:
+            return
         names, values = [], []
         for out, loss_name, metric_prefix in self._step_outputs:
             names.append((f"train/{loss_name}", True))
@@ -143,7 +145,8 @@ class LitModel(L.LightningModule):
 
     def _is_log_step(self) -> bool:
         """Whether Lightning writes a row after this step (asked after the callbacks' batch end,
-        so a signal's stop, which also writes a row, is seen)."""
+        so a signal's stop, which also writes a row, is seen). Lightning's own test, so the rows
+        and the logged values never drift apart."""
         return self.trainer._logger_connector.should_update_logs
 
     @staticmethod
@@ -211,10 +214,11 @@ class LitModel(L.LightningModule):
         self.check_finite()  # a run never ends quietly on a NaN of its last steps
 
     # --- NaN / Inf ----------------------------------------------------------------------------
-    # The loss and the gradient norm of every step go into a ring on the device (one copy each,
-    # no host sync); the ring is read at the log cadence and before any checkpoint is written.
-    # So a NaN stops training within log_every_n_steps steps, names the step where it appeared,
-    # and never reaches a checkpoint or model.safetensors.
+    # The loss and the gradients' norms of every step are kept, unread, on the device (no host
+    # sync); they are read in one transfer at the log cadence, before validation and before any
+    # checkpoint is written. So a NaN stops training within log_every_n_steps steps (or at the
+    # next checkpoint, if sooner), names the step where it appeared, and never reaches a
+    # checkpoint or model.safetensors.
     def _watch(self, what: str, values: list[torch.Tensor]) -> None:
         """Record scalar ``values`` of this step (detached: no autograd graph is kept)."""
         values = [v.detach() for v in values]
