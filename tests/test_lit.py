@@ -345,3 +345,60 @@ def test_the_trainer_reads_nothing_back_from_the_device_between_log_steps(tmp_pa
 
     _train_rowrnn(tmp_path, image_folder, max_steps=6, log_every_n_steps=100, callbacks=[Window()])
     assert reads == []
+
+
+def test_the_progress_bar_redraws_at_most_every_interval_but_always_the_last_batch():
+    from types import SimpleNamespace
+
+    from rnnimg.callbacks import ThrottledTQDMProgressBar
+
+    drawn = []
+
+    class Bar(ThrottledTQDMProgressBar):
+        min_interval = 3600.0  # nothing is redrawn for the time, only for being last
+
+    bar = Bar()
+    base = ThrottledTQDMProgressBar.__mro__[2]  # Lightning's bar, after the mixin
+    assert base.__name__ == "TQDMProgressBar"
+    original = base.on_train_batch_end
+    base.on_train_batch_end = lambda self, trainer, *args: drawn.append(trainer.global_step)
+    try:
+        for step in range(1, 6):
+            progress = SimpleNamespace(is_last_batch=False)
+            trainer = SimpleNamespace(global_step=step, max_steps=5, should_stop=False,
+                                      fit_loop=SimpleNamespace(epoch_loop=SimpleNamespace(
+                                          batch_progress=progress)))
+            bar.on_train_batch_end(trainer, None, None, None, step - 1)
+    finally:
+        base.on_train_batch_end = original
+    assert drawn == [1, 5]  # the first batch, then the run's last one
+
+
+def test_previews_are_encoded_once_and_latest_is_the_newest(tmp_path, image_folder):
+    run = _train_rowrnn(tmp_path, image_folder, max_steps=6, sample_every_n_steps=3)
+    samples = run / "samples"
+    assert (samples / "samples_latest.png").read_bytes() == \
+        (samples / "samples_step0000006.png").read_bytes()
+    assert (samples / "samples_step0000003.png").read_bytes() != \
+        (samples / "samples_step0000006.png").read_bytes()
+
+
+def test_train_pins_memory_when_the_accelerator_is_cuda(tmp_path, image_folder, monkeypatch):
+    import warnings
+
+    import lightning.pytorch.accelerators as accelerators
+
+    seen = []
+
+    class Look(L.Callback):
+        def on_train_start(self, trainer, *args):
+            seen.append(trainer.train_dataloader.pin_memory)
+
+    _train_rowrnn(tmp_path, image_folder, max_steps=1, callbacks=[Look()], out=str(tmp_path / "a"))
+    # The CPU accelerator plays the GPU's part (pinning itself needs a GPU; the choice does not).
+    monkeypatch.setattr(accelerators, "CUDAAccelerator", accelerators.CPUAccelerator)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "pin_memory ... but no accelerator is found"
+        _train_rowrnn(tmp_path, image_folder, max_steps=1, callbacks=[Look()],
+                      out=str(tmp_path / "b"))
+    assert seen == [False, True]
