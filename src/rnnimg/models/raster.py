@@ -7,6 +7,14 @@ so the fast and the naive sampler of every such model draw the same uniforms the
 one uniform per pixel and channel in raster, then channel, order, turned into a value by the
 inverse CDF in :meth:`RasterGenerator.draw`. Equal logits and uniforms give equal pixels, which is
 what the tests that compare the two samplers rely on.
+
+On a GPU the cached sampler is launch-bound (about a hundred tiny kernels per pixel), so
+:meth:`RasterGenerator.sample` and :meth:`RasterGenerator.complete` run the whole raster loop as
+one :class:`rnnimg.nn.graphs.StaticStep` over static buffers (canvas, known mask, label, the
+pre-drawn uniforms): captured once as a CUDA graph per (batch, shapes, dtype, device, label or
+not, mask or not, temperature) and replayed on every later call (``graph="auto"``, the default),
+run eagerly over the same buffers on any other device. The loop has static Python indices and
+draws no random numbers, so nothing in it depends on the data.
 """
 
 from __future__ import annotations
@@ -16,6 +24,8 @@ from torch import Tensor
 
 from rnnimg.errors import RnnImgError
 from rnnimg.models.generator import ImageGenerator, uniforms
+from rnnimg.models.static import check_graph, graph_backend
+from rnnimg.nn import graphs
 
 
 class RasterGenerator(ImageGenerator):
@@ -52,6 +62,30 @@ class RasterGenerator(ImageGenerator):
                 sampler.end_pixel(j)
             sampler.end_row(i)
         return canvas
+
+    def generate_buffered(self, canvas: Tensor, known: Tensor | None, label: Tensor | None,
+                 temperature: float, u: Tensor, graph: bool | str = "auto") -> Tensor:
+        """:meth:`generate_cached` over static buffers (see the module docstring); ``graph`` as
+        :meth:`sample`'s. Returns a new tensor; ``canvas`` is left as it was unless ``graph`` is
+        False (then it is filled in place, as :meth:`generate_cached` does)."""
+        capture = check_graph(graph, canvas.device)
+        if graph is False:
+            return self.generate_cached(canvas, known, label, temperature, u)
+        key = ("raster", tuple(canvas.shape), canvas.dtype, canvas.device, known is not None,
+               label is not None, float(temperature), capture, graphs.parameter_key(self))
+        values = {"canvas": canvas, "u": u}
+        if known is not None:
+            values["known"] = known
+        if label is not None:
+            values["label"] = label
+
+        def build() -> graphs.StaticStep:
+            def fn(canvas, u, known=None, label=None):
+                return self.generate_cached(canvas, known, label, temperature, u)
+
+            return graphs.StaticStep(fn, values, graph_backend(canvas.device) if capture else None)
+
+        return graphs.cached_step(self, key, build)(**values).clone()
 
     @torch.inference_mode()
     def cached_logits(self, image: Tensor, label: Tensor | None = None) -> Tensor:
@@ -90,7 +124,7 @@ class RasterGenerator(ImageGenerator):
 
     @torch.inference_mode()
     def sample(self, n: int, *, label=None, text=None, temperature: float = 1.0,
-               generator: torch.Generator | None = None) -> Tensor:
+               generator: torch.Generator | None = None, graph: bool | str = "auto") -> Tensor:
         """Draw ``n`` images pixel by pixel, carrying the recurrent state (constant work per pixel).
 
         Args:
@@ -100,6 +134,12 @@ class RasterGenerator(ImageGenerator):
             temperature: logits are divided by it; > 0.
             generator: a ``torch.Generator`` on the model's device or on the CPU, for
                 reproducible draws.
+            graph: "auto" (default): on a CUDA device the whole raster loop is captured once as a
+                CUDA graph (per batch size, label or not, and temperature; the first call pays the
+                capture) and replayed on later calls; on any other device the same loop runs
+                eagerly over the same static buffers. True: always capture (a CUDA device only).
+                False: the plain eager loop without static buffers. All three give the same
+                samples.
 
         Returns:
             (n, C, H, W) in [0, 1]; equal to :meth:`sample_naive` under the same generator state.
@@ -107,7 +147,7 @@ class RasterGenerator(ImageGenerator):
         label = self.check_sample_args(n, label, text, temperature)
         c = self.config
         canvas = torch.zeros(n, c.channels, c.image_size, c.image_size, device=self.device)
-        return self.generate_cached(canvas, None, label, temperature, self._uniforms(n, generator))
+        return self.generate_buffered(canvas, None, label, temperature, self._uniforms(n, generator), graph)
 
     @torch.inference_mode()
     def sample_naive(self, n: int, *, label=None, text=None, temperature: float = 1.0,
@@ -151,7 +191,8 @@ class RasterGenerator(ImageGenerator):
 
     @torch.inference_mode()
     def complete(self, image: Tensor, known: Tensor, *, label=None,
-                 generator: torch.Generator | None = None, temperature: float = 1.0) -> Tensor:
+                 generator: torch.Generator | None = None, temperature: float = 1.0,
+                 graph: bool | str = "auto") -> Tensor:
         """Fill the unknown pixels of ``image`` in raster order, given every known pixel before them.
 
         Args:
@@ -160,6 +201,8 @@ class RasterGenerator(ImageGenerator):
             label: class index (int or (B,) tensor) for a conditional model.
             generator: for reproducible draws (on the model's device or on the CPU).
             temperature: logits are divided by it; > 0.
+            graph: "auto" | True | False, as :meth:`sample`'s (one graph per batch size, label or
+                not, and temperature; images and masks are inputs of the graph).
 
         Returns:
             (B, C, H, W): known pixels exactly as given, unknown ones sampled.
@@ -169,5 +212,6 @@ class RasterGenerator(ImageGenerator):
         canvas = image.to(self.device, torch.float32).clone()
         known = known.to(self.device)
         u = self._uniforms(image.shape[0], generator)
-        out = self.generate_cached(canvas, known, label, temperature, u)
+        out = self.generate_buffered(canvas, known, label, temperature, u, graph)
         return torch.where(known, image.to(out), out)  # known pixels bit for bit
+
