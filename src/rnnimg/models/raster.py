@@ -54,11 +54,12 @@ class RasterGenerator(ImageGenerator):
             for j in range(width):
                 for ch in range(channels):
                     logits = sampler.pixel(i, j)[:, ch]  # (n, K)
-                    value = self.draw(logits[:, 0] if bernoulli else logits, u[i, j, ch], temperature)
+                    slot = canvas[:, ch, i, j]  # (n,): drawn straight into the canvas
+                    value = self.draw(logits[:, 0] if bernoulli else logits, u[i, j, ch], temperature,
+                                      out=slot if known is None else None)
                     if known is not None:
-                        value = torch.where(known[:, 0, i, j], canvas[:, ch, i, j], value)
-                    canvas[:, ch, i, j] = value
-                    sampler.set_pixel(i, j, ch, value)
+                        torch.where(known[:, 0, i, j], slot, value, out=slot)
+                    sampler.set_pixel(i, j, ch, slot)
                 sampler.end_pixel(j)
             sampler.end_row(i)
         return canvas
@@ -104,17 +105,22 @@ class RasterGenerator(ImageGenerator):
             sampler.end_row(i)
         return out[:, :, 0] if self.config.output == "bernoulli" else out
 
-    def draw(self, logits: Tensor, u: Tensor, temperature: float) -> Tensor:
-        """Values in [0, 1] from logits (n,) or (n, K) by inverse CDF on uniforms ``u`` (n,).
+    def draw(self, logits: Tensor, u: Tensor, temperature: float, out: Tensor | None = None) -> Tensor:
+        """Values in [0, 1] from logits (n,) or (n, K) by inverse CDF on uniforms ``u`` (n,),
+        written into ``out`` (n,) float if given.
 
-        Both samplers call this, so equal logits and uniforms give equal pixels.
+        Both samplers call this, so equal logits and uniforms give equal pixels. (The cached
+        sampler runs it once per pixel: no division at temperature 1, and the comparison writes
+        its 0/1 floats straight into ``out``, fewer kernels on a GPU and the same values.)
         """
-        logits = logits / temperature
+        if temperature != 1:
+            logits = logits / temperature
         if self.config.output == "bernoulli":
-            return (u < torch.sigmoid(logits)).float()
+            p = torch.sigmoid(logits)
+            return (u < p).float() if out is None else torch.lt(u, p, out=out)
         cdf = logits.softmax(dim=-1).cumsum(dim=-1)  # (n, K)
         level = (cdf < u.unsqueeze(-1)).sum(dim=-1).clamp(max=self.config.levels - 1)
-        return level.float() / (self.config.levels - 1)
+        return torch.div(level, self.config.levels - 1, out=out)
 
     def _uniforms(self, n: int, generator: torch.Generator | None) -> Tensor:
         """One uniform per pixel and channel, drawn in raster then channel order: (H, W, C, n), on
