@@ -282,6 +282,9 @@ def test_predict_step_is_graph_safe(name, checked_capture):
     model = tiny_predictor(name)
     c = model.config
     model.predict(torch.rand(2, 3, c.channels, c.frame_size, c.frame_size), 2, graph=True)
+    # on "meta" (past predict's value checks, which sync): no CPU tensor made on the fly
+    model.to("meta")._predict_buffered(
+        torch.zeros(2, 3, c.channels, c.frame_size, c.frame_size, device="meta"), 2, capture=True)
 
 
 def test_step_cache_is_bounded_and_not_copied():
