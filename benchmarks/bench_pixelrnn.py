@@ -192,18 +192,20 @@ def main() -> None:
           f"cached samplers: median of {args.repeats} runs after one untimed (first = that run, "
           f"which captures the graph on a GPU). Naive sampler timed on {args.naive_pixels} pixels "
           f"and extrapolated linearly to the whole image. {memory}.\n")
+    ops = args.count_ops
     print(f"| variant | params | train img/s | train +MiB | naive img/s | eager cached img/s | "
           f"buffered img/s ({buffered}) | buffered first s | buffered / eager | eager / naive "
-          f"| cached +MiB (eager, buffered) |" + (" aten ops / pixel | kernels / pixel |" if args.count_ops else ""))
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---:|---:|" if args.count_ops else ""))
+          f"| cached +MiB (eager, buffered) |" + (" aten ops / pixel | kernels / pixel |" if ops else ""))
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---:|---:|" if ops else ""))
     for variant, r in rows:
-        train, naive, eager, buf = r["train"], r["naive"], r["eager"], r["buffered"]
+        train, eager, buf = r["train"], r["eager"], r["buffered"]
         speed = {k: v["items"] / v["seconds"] for k, v in r.items()}
         line = (f"| {variant} | {train['params']:,} | {speed['train']:.1f} | {train['added_mib']:.0f} "
-                f"| {speed['naive']:.3f} (extrapolated) | {speed['eager']:.1f} | {speed['buffered']:.1f} "
-                f"| {buf['first_s']:.2f} | {speed['buffered'] / speed['eager']:.2f}x "
-                f"| {speed['eager'] / speed['naive']:.0f}x | {eager['added_mib']:.0f}, {buf['added_mib']:.0f} |")
-        if args.count_ops:
+                f"| {speed['naive']:.3f} (extrapolated) | {speed['eager']:.1f} "
+                f"| {speed['buffered']:.1f} | {buf['first_s']:.2f} "
+                f"| {speed['buffered'] / speed['eager']:.2f}x | {speed['eager'] / speed['naive']:.0f}x "
+                f"| {eager['added_mib']:.0f}, {buf['added_mib']:.0f} |")
+        if ops:
             line += f" {eager['ops']:.1f} | {eager['kernels']:.1f} |"
         print(line)
 
