@@ -8,7 +8,7 @@ one uniform per pixel and channel in raster, then channel, order, turned into a 
 inverse CDF in :meth:`RasterGenerator.draw`. Equal logits and uniforms give equal pixels, which is
 what the tests that compare the two samplers rely on.
 
-On a GPU the cached sampler is launch-bound (about a hundred tiny kernels per pixel), so
+On a GPU the cached sampler is launch-bound (50 to 100 tiny kernels per pixel), so
 :meth:`RasterGenerator.sample` and :meth:`RasterGenerator.complete` run the whole raster loop as
 one :class:`rnnimg.nn.graphs.StaticStep` over static buffers (canvas, known mask, label, the
 pre-drawn uniforms): captured once as a CUDA graph per (batch, shapes, dtype, device, label or
@@ -65,7 +65,7 @@ class RasterGenerator(ImageGenerator):
         return canvas
 
     def generate_buffered(self, canvas: Tensor, known: Tensor | None, label: Tensor | None,
-                 temperature: float, u: Tensor, graph: bool | str = "auto") -> Tensor:
+                          temperature: float, u: Tensor, graph: bool | str = "auto") -> Tensor:
         """:meth:`generate_cached` over static buffers (see the module docstring); ``graph`` as
         :meth:`sample`'s. Returns a new tensor; ``canvas`` is left as it was unless ``graph`` is
         False (then it is filled in place, as :meth:`generate_cached` does)."""
@@ -220,4 +220,3 @@ class RasterGenerator(ImageGenerator):
         u = self._uniforms(image.shape[0], generator)
         out = self.generate_buffered(canvas, known, label, temperature, u, graph)
         return torch.where(known, image.to(out), out)  # known pixels bit for bit
-
