@@ -295,3 +295,14 @@ def test_step_cache_is_bounded_and_not_copied():
         model.sample(n, generator=gen(0))
     assert len(model._static_steps) == graphs.MAX_CACHED_STEPS
     assert len(copy.deepcopy(model)._static_steps) == 0
+    # in-place weight updates keep the steps, and they read the new values
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(-1.5)
+    assert torch.equal(model.sample(2, generator=gen(1)), model.sample(2, generator=gen(1), graph=False))
+    assert len(model._static_steps) == graphs.MAX_CACHED_STEPS
+    # replaced parameters (new addresses, as a captured graph would read) drop every step
+    other = tiny_sampler("pixelrnn", {"variant": "row"})
+    model.load_state_dict(other.state_dict(), assign=True)
+    assert torch.equal(model.sample(2, generator=gen(1)), other.sample(2, generator=gen(1), graph=False))
+    assert len(model._static_steps) == 1

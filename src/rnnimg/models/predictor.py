@@ -236,8 +236,7 @@ class FramePredictor(RnnImgModel):
         b, frames = context.shape[:2]
         zeros = self.init_state(b)
         first = context[:, 0]  # (B, C, H, W)
-        key = ("predict", tuple(first.shape), first.dtype, first.device, self.training, capture,
-               graphs.parameter_key(self))
+        key = ("predict", tuple(first.shape), first.dtype, first.device, self.training, capture)
 
         def build() -> graphs.StaticStep:
             def fn(frame: Tensor, state: Any) -> Tensor:

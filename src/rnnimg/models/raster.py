@@ -73,7 +73,7 @@ class RasterGenerator(ImageGenerator):
         if graph is False:
             return self.generate_cached(canvas, known, label, temperature, u)
         key = ("raster", tuple(canvas.shape), canvas.dtype, canvas.device, known is not None,
-               label is not None, float(temperature), capture, graphs.parameter_key(self))
+               label is not None, float(temperature), capture)
         values = {"canvas": canvas, "u": u}
         if known is not None:
             values["known"] = known

@@ -109,8 +109,8 @@ class StaticStep:
 
     A call ``step(name=value, ...)`` copies the values given into their buffers (buffers not named
     keep their contents: a recurrent state carried from call to call) and returns ``fn``'s
-    outputs. With a graph those outputs are the graph's own tensors, overwritten by the next call:
-    copy what must outlive it.
+    outputs. With a graph those outputs are the graph's own tensors, overwritten by the next call
+    (as are outputs that are buffers, in either mode): copy what must outlive it.
     """
 
     def __init__(self, fn: Callable[..., Any], example: dict[str, Any], backend=None) -> None:
@@ -119,7 +119,6 @@ class StaticStep:
                         for name, value in example.items()}
         self.captured = False
         self.outputs: Any = None
-        self.calls = 0
 
     def _run(self) -> Any:
         return self.fn(**self.buffers)
@@ -127,7 +126,6 @@ class StaticStep:
     def __call__(self, **values: Any) -> Any:
         for name, value in values.items():
             copy_tree(self.buffers[name], value)
-        self.calls += 1
         if self.backend is None:
             return self._run()
         if not self.captured:
@@ -142,8 +140,13 @@ class StaticStep:
 
 
 class StepCache(OrderedDict):
-    """A model's steps by key, least recently used first. Copying or pickling the model gives an
-    empty cache (a CUDA graph cannot be copied, and the copy's weights live elsewhere)."""
+    """A model's steps by key, least recently used first, all for one set of weight addresses.
+    Copying or pickling the model gives an empty cache (a CUDA graph cannot be copied, and the
+    copy's weights live elsewhere)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weights: tuple = ()
 
     def __deepcopy__(self, memo) -> StepCache:
         return StepCache()
@@ -154,11 +157,16 @@ class StepCache(OrderedDict):
 
 def cached_step(owner: torch.nn.Module, key: tuple, build: Callable[[], StaticStep]) -> StaticStep:
     """The step of ``owner`` for ``key``, built by ``build()`` on first use. The key should hold
-    everything the step's operations depend on: shapes, dtypes, device, static Python arguments,
-    and :func:`parameter_key` (a step reads the weights at their addresses)."""
+    everything the step's operations depend on: shapes, dtypes, device, static Python arguments.
+    The weights are read at their addresses, so when :func:`parameter_key` changes (parameters
+    replaced, the model moved) every step of ``owner`` is dropped, with its graph's memory."""
     cache = owner.__dict__.get("_static_steps")
     if cache is None:
         cache = owner.__dict__["_static_steps"] = StepCache()
+    weights = parameter_key(owner)
+    if weights != cache.weights:
+        cache.clear()
+        cache.weights = weights
     step = cache.get(key)
     if step is None:
         step = cache[key] = build()
@@ -170,6 +178,7 @@ def cached_step(owner: torch.nn.Module, key: tuple, build: Callable[[], StaticSt
 
 def parameter_key(module: torch.nn.Module) -> tuple:
     """Where and what the weights are: a captured graph reads them at these addresses, so a model
-    whose parameters were replaced (``load_state_dict(assign=True)``, ``.to()``) needs a new one.
-    In-place updates (an optimizer step) keep the key, and the graph reads the new values."""
+    whose parameters were replaced (``load_state_dict(assign=True)``, ``.to()``) needs new steps.
+    In-place updates (an optimizer step, ``load_state_dict``) keep the key, and the steps read the
+    new values: they pack the weights inside the step."""
     return tuple((p.data_ptr(), p.dtype, p.device) for p in module.parameters())
