@@ -306,3 +306,20 @@ def test_step_cache_is_bounded_and_not_copied():
     model.load_state_dict(other.state_dict(), assign=True)
     assert torch.equal(model.sample(2, generator=gen(1)), other.sample(2, generator=gen(1), graph=False))
     assert len(model._static_steps) == 1
+
+
+def test_threads_sharing_a_step_get_their_own_results():
+    """Calls with the same key share the buffers; the step's lock keeps threads from mixing them."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    model = tiny_sampler("pixelrnn", {"variant": "diagonal"})
+    predictor = tiny_predictor("convlstm")
+    c = predictor.config
+    clips = torch.rand(6, 2, 4, c.channels, c.frame_size, c.frame_size, generator=gen(0))
+    want = [model.sample(3, generator=gen(s), graph=False) for s in range(6)]
+    want_predict = [predictor.predict(clip, 3, graph=False) for clip in clips]
+    with ThreadPoolExecutor(3) as pool:
+        got = list(pool.map(lambda s: model.sample(3, generator=gen(s)), range(6)))
+        got_predict = list(pool.map(lambda clip: predictor.predict(clip, 3), clips))
+    assert all(torch.equal(a, b) for a, b in zip(got, want))
+    assert all(torch.equal(a, b) for a, b in zip(got_predict, want_predict))

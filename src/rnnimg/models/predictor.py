@@ -250,13 +250,14 @@ class FramePredictor(RnnImgModel):
 
         step = graphs.cached_step(self, key, build)
         out = context.new_empty(b, horizon, *first.shape[1:])  # (B, horizon, C, H, W)
-        prediction = step(frame=first, state=zeros)
-        for t in range(1, frames):
-            prediction = step(frame=context[:, t])
-        out[:, 0] = prediction
-        for k in range(1, horizon):
-            prediction = step(frame=prediction)  # copied into the frame buffer before it runs
-            out[:, k] = prediction
+        with step.lock:  # the buffers are shared by every call with this key, threads included
+            prediction = step(frame=first, state=zeros)
+            for t in range(1, frames):
+                prediction = step(frame=context[:, t])
+            out[:, 0] = prediction
+            for k in range(1, horizon):
+                prediction = step(frame=prediction)  # copied into the frame buffer before it runs
+                out[:, k] = prediction
         return out
 
     # --- trainer and evaluator hooks ----------------------------------------------------------

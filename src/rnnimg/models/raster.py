@@ -86,7 +86,9 @@ class RasterGenerator(ImageGenerator):
 
             return graphs.StaticStep(fn, values, graph_backend(canvas.device) if capture else None)
 
-        return graphs.cached_step(self, key, build)(**values).clone()
+        step = graphs.cached_step(self, key, build)
+        with step.lock:  # the buffers are shared by every call with this key, threads included
+            return step(**values).clone()
 
     @torch.inference_mode()
     def cached_logits(self, image: Tensor, label: Tensor | None = None) -> Tensor:

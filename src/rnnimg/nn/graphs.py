@@ -22,6 +22,7 @@ call with the same key.
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
@@ -110,7 +111,9 @@ class StaticStep:
     A call ``step(name=value, ...)`` copies the values given into their buffers (buffers not named
     keep their contents: a recurrent state carried from call to call) and returns ``fn``'s
     outputs. With a graph those outputs are the graph's own tensors, overwritten by the next call
-    (as are outputs that are buffers, in either mode): copy what must outlive it.
+    (as are outputs that are buffers, in either mode): copy what must outlive it. Callers that
+    may share a step across threads hold ``step.lock`` from the first call until they have copied
+    the outputs (a sequence of calls carrying a state included).
     """
 
     def __init__(self, fn: Callable[..., Any], example: dict[str, Any], backend=None) -> None:
@@ -119,6 +122,7 @@ class StaticStep:
                         for name, value in example.items()}
         self.captured = False
         self.outputs: Any = None
+        self.lock = threading.RLock()
 
     def _run(self) -> Any:
         return self.fn(**self.buffers)
