@@ -4,7 +4,9 @@ For each model it measures, each in a fresh subprocess so that peak memory is no
 
 - training clips/s: ``loss(batch)`` + backward + Adam step on random clips of context + horizon
   frames; the median of ``--steps`` timed steps after ``--warmup`` untimed ones;
-- inference clips/s: ``predict(context, horizon)`` (10 -> 10 on the mmnist preset);
+- inference clips/s: ``predict(context, horizon)`` (10 -> 10 on the mmnist preset), with its
+  buffer-based per-frame step (``graph="auto"``: a CUDA graph replayed per frame on a GPU,
+  captured in the warm-up) and as the plain loop of ``step`` calls (``graph=False``);
 - peak memory. CPU: the process's peak resident set size (``ru_maxrss``) and its rise over the
   resident size right after building the model and the batch (activations, gradients, optimizer
   state). CUDA: ``torch.cuda.max_memory_allocated``;
@@ -60,18 +62,19 @@ def _measure(name: str, preset: str, mode: str, args: dict, queue) -> None:
     batch = model.example_batch(args["batch_size"], torch.Generator().manual_seed(0))
     batch = {k: v.to(device) for k, v in batch.items()}
     params = sum(p.numel() for p in model.parameters())
-    opt = torch.optim.Adam(model.parameters(), lr=1e-4) if mode != "infer" else None
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4) if not mode.startswith("infer") else None
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 
     def run_once():
-        if opt is None:
-            model.predict(batch["frames"][:, :c.context], c.horizon)
+        if opt is None:  # "infer": buffered step (a CUDA graph on a GPU); "infer-plain": without
+            model.predict(batch["frames"][:, :c.context], c.horizon,
+                          graph="auto" if mode == "infer" else False)
         else:
             opt.zero_grad(set_to_none=True)
             model.loss(batch).loss.backward()
             opt.step()
 
-    model.train(mode != "infer")
+    model.train(not mode.startswith("infer"))
     rss_before = _rss_mib()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -154,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     args = {"batch_size": a.batch_size, "steps": a.steps, "warmup": a.warmup, "device": a.device,
             "threads": a.threads}
-    modes = ["train", *(["train-ckpt"] if a.grad_checkpoint else []), "infer"]
+    modes = ["train", *(["train-ckpt"] if a.grad_checkpoint else []), "infer", "infer-plain"]
     mem = "peak MiB" if a.device.startswith("cuda") else "peak RSS MiB (rise)"
     rows = [f"| model | params | mode | malloc | clips/s | {mem} |", "|---|---:|---|---|---:|---:|"]
     threads = None
@@ -165,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
                 threads = r["threads"]
                 rise = "" if r["rise_mib"] != r["rise_mib"] else f" (+{r['rise_mib']:.0f})"
                 what = {"train": "train (loss + backward + Adam)", "train-ckpt": "train, grad_checkpoint",
-                        "infer": "predict"}[mode]
+                        "infer": "predict (buffered step)", "infer-plain": "predict (graph=False)"}[mode]
                 rows.append(f"| {name} | {r['params'] / 1e6:.2f} M | {what} | "
                             f"{'keep' if keep else 'default'} | {r['clips_per_s']:.3g} | "
                             f"{r['peak_mib']:.0f}{rise} |")
@@ -186,7 +189,8 @@ Preset `{a.preset}`, batch {a.batch_size}, {a.warmup} warm-up + {a.steps} timed 
 - Date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC
 - Command: `{command.strip()}`
 - Training: `model.loss(batch)` + backward + Adam step on random clips (context + horizon frames).
-  Inference: `model.predict(context, horizon)`.
+  Inference: `model.predict(context, horizon)`, buffered (`graph="auto"`: a CUDA graph replayed per
+  frame on a GPU, captured in the warm-up) and plain (`graph=False`).
 - Memory: {CUDA_MEMORY if a.device.startswith("cuda") else CPU_MEMORY}.
 - malloc `keep`: the measuring process ran with {", ".join(f"{k}={v}" for k, v in KEEP_FREED_MEMORY.items())},
   so glibc keeps freed memory instead of returning it to the OS and re-faulting it every step.

@@ -12,6 +12,8 @@ from torch import Tensor
 
 from rnnimg.errors import RnnImgError
 from rnnimg.models.base import LossOutput, RnnImgModel, as_metric
+from rnnimg.models.static import check_graph, graph_backend
+from rnnimg.nn import graphs
 from rnnimg.nn.checks import check_kernel_size
 from rnnimg.nn.patching import FRAME_OUTPUTS
 
@@ -186,25 +188,37 @@ class FramePredictor(RnnImgModel):
                               "frames by 255).")
 
     @torch.inference_mode()
-    def predict(self, context: Tensor, horizon: int, *, generator=None) -> Tensor:
+    def predict(self, context: Tensor, horizon: int, *, generator=None,
+                graph: bool | str = "auto") -> Tensor:
         """Predict the ``horizon`` frames that follow ``context``, feeding back its own predictions.
 
         Args:
             context: (B, T0, C, H, W) in [0, 1], any T0 >= 1.
             horizon: frames to predict, >= 1; may exceed the horizon the model was trained on.
             generator: accepted like every task verb's; unused, as the prediction is deterministic.
+            graph: "auto" (default): the per-frame step reads the frame and the state from
+                preallocated buffers and writes the prediction and the new state back into them;
+                on a CUDA device it is captured once as a CUDA graph (per batch size, frame shape,
+                dtype, train/eval mode; the first call pays the capture) and replayed for every
+                frame, on any other device it runs eagerly over the same buffers. True: always
+                capture (a CUDA device only). False: the plain loop of :meth:`step` calls. All
+                three give the same predictions, bit for bit.
 
         Returns:
             (B, horizon, C, H, W) in [0, 1].
 
         Raises:
             RnnImgError: for a wrong shape, channel count or frame size, values outside [0, 1] or
-                not finite, or ``horizon`` < 1.
+                not finite, ``horizon`` < 1, or a ``graph`` option that is not "auto", True or
+                False (True off a GPU).
         """
         if isinstance(horizon, bool) or not isinstance(horizon, numbers.Integral) or horizon < 1:
             raise RnnImgError(f"horizon must be a whole number >= 1, got {horizon!r}.")
         self.check_frames(context, "context", values=True)
         context = context.to(self.device, next(self.parameters()).dtype)
+        capture = check_graph(graph, context.device)
+        if graph is not False:
+            return self._predict_buffered(context, int(horizon), capture)
         state = self.init_state(context.shape[0])
         for t in range(context.shape[1]):
             prediction, state = self.step(context[:, t], state)
@@ -213,6 +227,38 @@ class FramePredictor(RnnImgModel):
             prediction, state = self.step(prediction, state)
             predictions.append(prediction)
         return torch.stack(predictions, dim=1)  # (B, horizon, C, H, W)
+
+    def _predict_buffered(self, context: Tensor, horizon: int, capture: bool) -> Tensor:
+        """:meth:`predict` with one :class:`rnnimg.nn.graphs.StaticStep` per frame: it reads the
+        frame buffer and the state buffers, writes the new state into the state buffers in place
+        and returns the prediction. The state buffers are reset to :meth:`init_state` at the
+        start of every call; the same step (or graph) serves any context length and horizon."""
+        b, frames = context.shape[:2]
+        zeros = self.init_state(b)
+        first = context[:, 0]  # (B, C, H, W)
+        key = ("predict", tuple(first.shape), first.dtype, first.device, self.training, capture)
+
+        def build() -> graphs.StaticStep:
+            def fn(frame: Tensor, state: Any) -> Tensor:
+                prediction, new_state = self.step(frame, state)
+                # every new state tensor is computed before any buffer is overwritten
+                graphs.copy_tree(state, new_state)
+                return prediction
+
+            backend = graph_backend(first.device) if capture else None
+            return graphs.StaticStep(fn, {"frame": first, "state": zeros}, backend)
+
+        step = graphs.cached_step(self, key, build)
+        out = context.new_empty(b, horizon, *first.shape[1:])  # (B, horizon, C, H, W)
+        with step.lock:  # the buffers are shared by every call with this key, threads included
+            prediction = step(frame=first, state=zeros)
+            for t in range(1, frames):
+                prediction = step(frame=context[:, t])
+            out[:, 0] = prediction
+            for k in range(1, horizon):
+                prediction = step(frame=prediction)  # copied into the frame buffer before it runs
+                out[:, k] = prediction
+        return out
 
     # --- trainer and evaluator hooks ----------------------------------------------------------
     def dataset_options(self) -> dict[str, Any]:
