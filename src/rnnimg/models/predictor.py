@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from rnnimg.errors import RnnImgError
-from rnnimg.models.base import LossOutput, RnnImgModel, as_metric
+from rnnimg.models.base import LossOutput, RnnImgModel, as_metric, check_compile_mode
 from rnnimg.nn.checks import check_kernel_size
 from rnnimg.nn.patching import FRAME_OUTPUTS
 
@@ -96,6 +96,7 @@ class FramePredictor(RnnImgModel):
         """
         b, t = frames.shape[:2]
         c = self.config
+        forward_step = self._rollout_step()  # forward_step, or its compiled graph (compile_steps)
         state, prev, aux_sum = self.init_state(b), None, None
         predictions = []
         for s in range(t - 1):
@@ -110,14 +111,43 @@ class FramePredictor(RnnImgModel):
             if c.grad_checkpoint and torch.is_grad_enabled():
                 from torch.utils.checkpoint import checkpoint
 
-                prev, state, aux = checkpoint(self.forward_step, x, state, use_reentrant=False)
+                prev, state, aux = checkpoint(forward_step, x, state, use_reentrant=False)
             else:
-                prev, state, aux = self.forward_step(x, state)
+                prev, state, aux = forward_step(x, state)
             predictions.append(prev)
             if aux is not None:
                 aux_sum = aux if aux_sum is None else aux_sum + aux
         aux_mean = None if aux_sum is None else aux_sum / (t - 1)
         return torch.stack(predictions, dim=1), aux_mean  # (B, T-1, C, H, W)
+
+    # --- compiled training --------------------------------------------------------------------
+    _compile_mode: str | None = None
+
+    def compile_steps(self, mode: str | None = "default") -> None:
+        """From now on :meth:`rollout` (training and validation) runs :meth:`forward_step` (one
+        time step: every layer and the head) as ``torch.compile(forward_step, mode=mode)``: the
+        Python loop over time stays, and each step is one compiled graph. ``None``: eager again.
+
+        The compiled function is built on first use, holds no parameters of its own and is never
+        pickled, so ``state_dict`` keys, checkpoints and ``model.safetensors`` are those of the
+        eager model. :meth:`predict` and :meth:`step` stay eager.
+        """
+        check_compile_mode(mode)
+        self._compile_mode = mode
+        self.__dict__.pop("_compiled_step", None)
+
+    def _rollout_step(self):
+        """The step function :meth:`rollout` calls: ``forward_step`` or its compiled graph."""
+        if self._compile_mode is None:
+            return self.forward_step
+        if "_compiled_step" not in self.__dict__:
+            self._compiled_step = torch.compile(self.forward_step, mode=self._compile_mode)
+        return self._compiled_step
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state.pop("_compiled_step", None)  # a compiled function neither pickles nor deep-copies
+        return state
 
     def training_truth_mask(self, batch: dict[str, Any]) -> tuple[Tensor | None, dict[str, float]]:
         """Which steps of a training clip read the true frame: the ``truth_mask`` that
