@@ -14,6 +14,7 @@ from rnnimg.errors import RnnImgError
 from rnnimg.models.base import LossOutput, RnnImgModel, as_metric, check_compile_mode
 from rnnimg.nn.checks import check_kernel_size
 from rnnimg.nn.patching import FRAME_OUTPUTS
+from rnnimg.nn.precision import autocast_dtype
 
 
 def check_conv_stack_config(config: Any) -> None:
@@ -97,17 +98,20 @@ class FramePredictor(RnnImgModel):
         b, t = frames.shape[:2]
         c = self.config
         forward_step = self._rollout_step()  # forward_step, or its compiled graph (compile_steps)
+        low = autocast_dtype(frames)
+        inputs = frames if low is None else frames.to(low)  # once, not a cast per step: the steps
+        # read frames only through convolutions, so under autocast they see the same values
         state, prev, aux_sum = self.init_state(b), None, None
         predictions = []
         for s in range(t - 1):
             if c.tbptt and s and s % c.tbptt == 0:
                 state, prev = _detach_state(state), prev.detach()
             if s == 0 or (truth_mask is None and s < c.context):
-                x = frames[:, s]
+                x = inputs[:, s]
             elif truth_mask is None:
                 x = prev
             else:
-                x = torch.where(truth_mask[:, s].view(b, 1, 1, 1), frames[:, s], prev)
+                x = torch.where(truth_mask[:, s].view(b, 1, 1, 1), inputs[:, s], prev)
             if c.grad_checkpoint and torch.is_grad_enabled():
                 from torch.utils.checkpoint import checkpoint
 
