@@ -86,3 +86,45 @@ def test_bf16_state_dtypes_and_loss_close_to_float32(name):
         else:  # ([h], [c], m): h in bf16, the memories c and m in float32
             assert dtypes == [torch.bfloat16] * 2 + [torch.float32] * 3
     torch.testing.assert_close(losses[1], losses[0], rtol=1e-2, atol=0)
+
+
+@pytest.mark.parametrize("name", ["convlstm", pytest.param("predrnn", marks=pytest.mark.slow)])
+def test_a_compiled_bf16_step_gets_its_weights_cast_once_per_rollout(name, monkeypatch):
+    """torch.compile does not see autocast's weight cache: each compiled step would cast every
+    convolution weight again (found: all 6 of convlstm's, 14 of predrnn's, at every step). The
+    rollout casts them once and the step graphs receive bf16 weights. The graphs are inspected as
+    AOTAutograd hands them to the compiler (backend-independent, no C++ compile)."""
+    from functorch.compile import make_boxed_func
+    from torch._dynamo.backends.common import aot_autograd
+
+    casts_of = []  # per compiled graph: shapes of graph inputs that the graph casts
+
+    def inspect(gm, example_inputs):
+        inputs = {n for n in gm.graph.nodes if n.op == "placeholder"}
+        casts_of.append([tuple(n.args[0].meta["val"].shape) for n in gm.graph.nodes
+                         if n.op == "call_function" and n.args and n.args[0] in inputs
+                         and ("convert_element_type" in str(n.target) or "_to_copy" in str(n.target))])
+        return make_boxed_func(gm)
+
+    backend = aot_autograd(fw_compiler=inspect, bw_compiler=inspect)
+    monkeypatch.setattr(torch, "compile", lambda fn, mode=None: torch._dynamo.optimize(backend)(fn))
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    eager = create_model(name, "debug").train()
+    compiled = create_model(name, "debug").train()
+    compiled.load_state_dict(eager.state_dict())
+    compiled.compile_steps("default")
+    frames = torch.rand(2, 8, 1, 16, 16)
+    results = []
+    for model in (eager, compiled):
+        torch.manual_seed(1)
+        with torch.autocast("cpu", torch.bfloat16):
+            loss = model.loss({"frames": frames, "step": 20_000}).loss
+        loss.backward()
+        results.append([loss.detach()] + [p.grad for p in model.parameters()])
+    weight_shapes = {tuple(p.shape) for p in compiled.parameters()}
+    assert casts_of and not [s for graph in casts_of for s in graph if s in weight_shapes]
+    assert all(p.grad.dtype == torch.float32 for p in compiled.parameters())
+    for a, b in zip(*results):  # the same bf16 numbers as eager autocast
+        torch.testing.assert_close(b, a, rtol=1e-2, atol=1e-4)
+    torch._dynamo.reset()

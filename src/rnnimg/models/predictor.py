@@ -3,6 +3,7 @@ streaming, prediction and evaluation of a next-frame model; a subclass defines o
 
 from __future__ import annotations
 
+import contextlib
 import numbers
 from typing import Any
 
@@ -35,6 +36,23 @@ def check_frame_config(config: Any) -> None:
             raise ValueError(f"{name} must be >= 1, got {getattr(config, name)}")
     if config.tbptt < 0:
         raise ValueError(f"tbptt must be >= 0 (0 = full backpropagation), got {config.tbptt}")
+
+
+@contextlib.contextmanager
+def _conv_weights_as(module: torch.nn.Module, dtype: torch.dtype | None):
+    """Within the block, every convolution of ``module`` holds its weights cast to ``dtype`` (the
+    values autocast would give them; gradients flow back to the float32 parameters). ``None``:
+    nothing changes."""
+    if dtype is None:
+        yield
+        return
+    from torch.nn.utils.stateless import _reparametrize_module  # what torch.func.functional_call uses
+
+    cast = {f"{name}.{key}" if name else key: p.to(dtype)
+            for name, conv in module.named_modules() if isinstance(conv, torch.nn.Conv2d)
+            for key, p in conv.named_parameters(recurse=False)}
+    with _reparametrize_module(module, cast):
+        yield
 
 
 def _detach_state(state: Any) -> Any:
@@ -101,26 +119,31 @@ class FramePredictor(RnnImgModel):
         low = autocast_dtype(frames)
         inputs = frames if low is None else frames.to(low)  # once, not a cast per step: the steps
         # read frames only through convolutions, so under autocast they see the same values
-        state, prev, aux_sum = self.init_state(b), None, None
+        state, prev, aux_sum = self.init_state(b), None, None  # memories in the weights' dtype
         predictions = []
-        for s in range(t - 1):
-            if c.tbptt and s and s % c.tbptt == 0:
-                state, prev = _detach_state(state), prev.detach()
-            if s == 0 or (truth_mask is None and s < c.context):
-                x = inputs[:, s]
-            elif truth_mask is None:
-                x = prev
-            else:
-                x = torch.where(truth_mask[:, s].view(b, 1, 1, 1), inputs[:, s], prev)
-            if c.grad_checkpoint and torch.is_grad_enabled():
-                from torch.utils.checkpoint import checkpoint
+        # A compiled step does not see autocast's weight cache: it would cast every convolution's
+        # weights at every step (and their gradients back). Cast them once per rollout instead.
+        once = low is not None and self._compile_mode is not None and not (
+            c.grad_checkpoint and torch.is_grad_enabled())  # recomputation runs after the rollout
+        with _conv_weights_as(self, low if once else None):
+            for s in range(t - 1):
+                if c.tbptt and s and s % c.tbptt == 0:
+                    state, prev = _detach_state(state), prev.detach()
+                if s == 0 or (truth_mask is None and s < c.context):
+                    x = inputs[:, s]
+                elif truth_mask is None:
+                    x = prev
+                else:
+                    x = torch.where(truth_mask[:, s].view(b, 1, 1, 1), inputs[:, s], prev)
+                if c.grad_checkpoint and torch.is_grad_enabled():
+                    from torch.utils.checkpoint import checkpoint
 
-                prev, state, aux = checkpoint(forward_step, x, state, use_reentrant=False)
-            else:
-                prev, state, aux = forward_step(x, state)
-            predictions.append(prev)
-            if aux is not None:
-                aux_sum = aux if aux_sum is None else aux_sum + aux
+                    prev, state, aux = checkpoint(forward_step, x, state, use_reentrant=False)
+                else:
+                    prev, state, aux = forward_step(x, state)
+                predictions.append(prev)
+                if aux is not None:
+                    aux_sum = aux if aux_sum is None else aux_sum + aux
         aux_mean = None if aux_sum is None else aux_sum / (t - 1)
         return torch.stack(predictions, dim=1), aux_mean  # (B, T-1, C, H, W)
 
