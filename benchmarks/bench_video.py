@@ -265,10 +265,11 @@ def main(argv: list[str] | None = None) -> int:
     if a.out:
         command = "PYTHONPATH=src python benchmarks/bench_video.py " + shlex.join(
             sys.argv[1:] if argv is None else argv)
+        changed = "".join(f", {k}={v}" for k, v in overrides.items())
         text = f"""# Video predictor benchmarks
 
-Preset `{a.preset}`{"".join(f", {k}={v}" for k, v in overrides.items())}, batch {a.batch_size}, {a.warmup} warm-up + {a.steps} timed steps (median), device
-`{a.device}`, torch threads: {threads}, torch {torch.__version__}.
+Preset `{a.preset}`{changed}, batch {a.batch_size}, {a.warmup} warm-up + {a.steps} timed steps (median),
+device `{a.device}`, torch threads: {threads}, torch {torch.__version__}.
 
 - Machine: {machine()}. {a.note}
 - Date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC
