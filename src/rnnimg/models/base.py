@@ -158,15 +158,15 @@ class RnnImgModel(nn.Module):
 
         The default refuses: a generic ``nn.Module.compile`` of ``forward`` would not reach
         ``loss``, which is what the trainer calls. Models that support it override this (the frame
-        predictors compile their per-time-step function); :func:`compile_supported` lists them.
+        predictors compile their per-time-step function).
 
         Raises:
             RnnImgError: the model has no compiled path.
         """
         if mode is None:
             return
-        raise RnnImgError(f"--compile is not supported for {self.name}; it is for "
-                          f"{', '.join(compile_supported())}.")
+        raise RnnImgError(f"--compile is not supported for {self.name}: it has no compiled training "
+                          "step (RnnImgModel.compile_steps).")
 
     @property
     def device(self) -> torch.device:
@@ -189,14 +189,6 @@ class RnnImgModel(nn.Module):
                 "config": self.config_dict(), **(extra or {})}
         atomic_write(directory / WEIGHTS_FILE, lambda tmp: save_weights(self, tmp))
         atomic_write_text(directory / CONFIG_FILE, json.dumps(meta, indent=2))
-
-
-def compile_supported() -> list[str]:
-    """The registered models that override :meth:`RnnImgModel.compile_steps`."""
-    from rnnimg.models.registry import get_model_class, list_models
-
-    return [n for n in list_models()
-            if get_model_class(n).compile_steps is not RnnImgModel.compile_steps]
 
 
 def check_compile_mode(mode: str | None) -> None:

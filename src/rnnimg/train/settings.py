@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from rnnimg.errors import RnnImgError
-from rnnimg.models.base import RnnImgModel, check_compile_mode, compile_supported
-from rnnimg.models.registry import get_model_class
+from rnnimg.models.base import RnnImgModel, check_compile_mode
+from rnnimg.models.registry import get_model_class, list_models
 
 # Precisions the trainer accepts. The models compute in float32 (optionally under bf16/fp16
 # autocast); "64-true" or "bf16-true" would cast the weights and fail deep inside a layer.
@@ -115,6 +115,12 @@ class TrainSettings:
 _FLAGS = {"overrides": "--set", "data_options": "--data-opt", "ckpt_every_n_steps": "--ckpt-every",
           "sample_every_n_steps": "--sample-every", "log_every_n_steps": "--log-every",
           "keep_checkpoints": "--keep-ckpts", "model": "MODEL"}
+
+
+def compile_supported() -> list[str]:
+    """The registered models with a compiled training step (they override compile_steps)."""
+    return [n for n in list_models()
+            if get_model_class(n).compile_steps is not RnnImgModel.compile_steps]
 
 
 def flag_of(name: str) -> str:
