@@ -3,6 +3,7 @@ streaming, prediction and evaluation of a next-frame model; a subclass defines o
 
 from __future__ import annotations
 
+import contextlib
 import numbers
 from typing import Any
 
@@ -11,11 +12,12 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from rnnimg.errors import RnnImgError
-from rnnimg.models.base import LossOutput, RnnImgModel, as_metric
+from rnnimg.models.base import LossOutput, RnnImgModel, as_metric, check_compile_mode
 from rnnimg.models.static import check_graph, graph_backend
 from rnnimg.nn import graphs
 from rnnimg.nn.checks import check_kernel_size
 from rnnimg.nn.patching import FRAME_OUTPUTS
+from rnnimg.nn.precision import autocast_dtype
 
 
 def check_conv_stack_config(config: Any) -> None:
@@ -36,6 +38,23 @@ def check_frame_config(config: Any) -> None:
             raise ValueError(f"{name} must be >= 1, got {getattr(config, name)}")
     if config.tbptt < 0:
         raise ValueError(f"tbptt must be >= 0 (0 = full backpropagation), got {config.tbptt}")
+
+
+@contextlib.contextmanager
+def _conv_weights_as(module: torch.nn.Module, dtype: torch.dtype | None):
+    """Within the block, every convolution of ``module`` holds its weights cast to ``dtype`` (the
+    values autocast would give them; gradients flow back to the float32 parameters). ``None``:
+    nothing changes."""
+    if dtype is None:
+        yield
+        return
+    from torch.nn.utils.stateless import _reparametrize_module  # what torch.func.functional_call uses
+
+    cast = {f"{name}.{key}" if name else key: p.to(dtype)
+            for name, conv in module.named_modules() if isinstance(conv, torch.nn.Conv2d)
+            for key, p in conv.named_parameters(recurse=False)}
+    with _reparametrize_module(module, cast):
+        yield
 
 
 def _detach_state(state: Any) -> Any:
@@ -98,28 +117,66 @@ class FramePredictor(RnnImgModel):
         """
         b, t = frames.shape[:2]
         c = self.config
-        state, prev, aux_sum = self.init_state(b), None, None
+        forward_step = self._rollout_step()  # forward_step, or its compiled graph (compile_steps)
+        low = autocast_dtype(frames)
+        inputs = frames if low is None else frames.to(low)  # once, not a cast per step: the steps
+        # read frames only through convolutions, so under autocast they see the same values
+        state, prev, aux_sum = self.init_state(b), None, None  # memories in the weights' dtype
         predictions = []
-        for s in range(t - 1):
-            if c.tbptt and s and s % c.tbptt == 0:
-                state, prev = _detach_state(state), prev.detach()
-            if s == 0 or (truth_mask is None and s < c.context):
-                x = frames[:, s]
-            elif truth_mask is None:
-                x = prev
-            else:
-                x = torch.where(truth_mask[:, s].view(b, 1, 1, 1), frames[:, s], prev)
-            if c.grad_checkpoint and torch.is_grad_enabled():
-                from torch.utils.checkpoint import checkpoint
+        # A compiled step does not see autocast's weight cache: it would cast every convolution's
+        # weights at every step (and their gradients back). Cast them once per rollout instead.
+        once = low is not None and self._compile_mode is not None and not (
+            c.grad_checkpoint and torch.is_grad_enabled())  # recomputation runs after the rollout
+        with _conv_weights_as(self, low if once else None):
+            for s in range(t - 1):
+                if c.tbptt and s and s % c.tbptt == 0:
+                    state, prev = _detach_state(state), prev.detach()
+                if s == 0 or (truth_mask is None and s < c.context):
+                    x = inputs[:, s]
+                elif truth_mask is None:
+                    x = prev
+                else:
+                    x = torch.where(truth_mask[:, s].view(b, 1, 1, 1), inputs[:, s], prev)
+                if c.grad_checkpoint and torch.is_grad_enabled():
+                    from torch.utils.checkpoint import checkpoint
 
-                prev, state, aux = checkpoint(self.forward_step, x, state, use_reentrant=False)
-            else:
-                prev, state, aux = self.forward_step(x, state)
-            predictions.append(prev)
-            if aux is not None:
-                aux_sum = aux if aux_sum is None else aux_sum + aux
+                    prev, state, aux = checkpoint(forward_step, x, state, use_reentrant=False)
+                else:
+                    prev, state, aux = forward_step(x, state)
+                predictions.append(prev)
+                if aux is not None:
+                    aux_sum = aux if aux_sum is None else aux_sum + aux
         aux_mean = None if aux_sum is None else aux_sum / (t - 1)
         return torch.stack(predictions, dim=1), aux_mean  # (B, T-1, C, H, W)
+
+    # --- compiled training --------------------------------------------------------------------
+    _compile_mode: str | None = None
+
+    def compile_steps(self, mode: str | None = "default") -> None:
+        """From now on :meth:`rollout` (training and validation) runs :meth:`forward_step` (one
+        time step: every layer and the head) as ``torch.compile(forward_step, mode=mode)``: the
+        Python loop over time stays, and each step is one compiled graph. ``None``: eager again.
+
+        The compiled function is built on first use, holds no parameters of its own and is never
+        pickled, so ``state_dict`` keys, checkpoints and ``model.safetensors`` are those of the
+        eager model. :meth:`predict` and :meth:`step` stay eager.
+        """
+        check_compile_mode(mode)
+        self._compile_mode = mode
+        self.__dict__.pop("_compiled_step", None)
+
+    def _rollout_step(self):
+        """The step function :meth:`rollout` calls: ``forward_step`` or its compiled graph."""
+        if self._compile_mode is None:
+            return self.forward_step
+        if "_compiled_step" not in self.__dict__:
+            self._compiled_step = torch.compile(self.forward_step, mode=self._compile_mode)
+        return self._compiled_step
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state.pop("_compiled_step", None)  # a compiled function neither pickles nor deep-copies
+        return state
 
     def training_truth_mask(self, batch: dict[str, Any]) -> tuple[Tensor | None, dict[str, float]]:
         """Which steps of a training clip read the true frame: the ``truth_mask`` that
