@@ -19,6 +19,9 @@ from torch import Tensor
 def autocast_dtype(x: Tensor) -> torch.dtype | None:
     """The dtype autocast computes convolutions of ``x`` in, or None outside autocast."""
     kind = x.device.type
-    if not torch.is_autocast_enabled(kind):
+    try:
+        if not torch.is_autocast_enabled(kind):
+            return None
+    except RuntimeError:  # a device type autocast does not know (meta, ...): no autocast there
         return None
     return torch.get_autocast_dtype(kind)
