@@ -111,7 +111,8 @@ def quality(args) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=["speed", "quality", "evaluate"])
+    parser.add_argument("what", nargs="?", default="speed", choices=["speed", "quality", "evaluate"],
+                        help="default: speed (so `bench_draw.py --device cuda` times the model)")
     parser.add_argument("runs", nargs="*", help="run folders (evaluate)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=1)

@@ -1,15 +1,28 @@
 """Benchmark PixelRNN (Row LSTM and Diagonal BiLSTM): training throughput, sampling throughput of
-the naive and the state-carrying sampler, and peak memory. Prints a markdown table.
+the naive sampler, the plain state-carrying sampler (``graph=False``) and the buffered one
+(``graph="auto"``: a CUDA graph replayed on a GPU, the same static buffers run eagerly on the
+CPU), the kernels each pixel of the cached sampler launches, and peak memory. Prints a markdown
+table.
 
-Each measurement runs in a fresh child process, so that its peak memory can be read from
-``resource.getrusage(RUSAGE_SELF).ru_maxrss``: the table reports the peak resident set size of the
-child minus its resident set size after the model was built (the memory the phase itself added,
-weights excluded; for training it includes the optimizer state). The naive sampler runs a full
+Each measurement runs in a fresh child process. Memory: on the CPU the peak resident set size of
+the child (``resource.getrusage(RUSAGE_SELF).ru_maxrss``) minus its resident set size after the
+model was built (the memory the phase itself added, weights excluded; for training it includes
+the optimizer state); on a GPU ``torch.cuda.max_memory_allocated`` over the phase. Timing: process
+CPU time on the CPU (one thread by default, so a busy machine slows it less), wall-clock time with
+``torch.cuda.synchronize`` on a GPU. The cached samplers run once untimed (the buffered one
+captures its graph then) and ``--repeats`` times timed (median). The naive sampler runs a full
 forward pass per pixel, so it is timed on the first ``--naive-pixels`` pixels and extrapolated
 linearly to the whole image (every pixel costs the same forward pass); the table says so.
 
+``--count-ops`` counts, with a ``TorchDispatchMode``, the aten operations of one cached sampling
+run divided by the pixels: all of them, and those that launch a kernel on a GPU (views and
+allocations excluded; an approximation: a composite op such as ``linear`` counts once). On a GPU
+the cached sampler is launch-bound, so kernels per pixel x launch cost x pixels is its time per
+batch.
+
     PYTHONPATH=src python benchmarks/bench_pixelrnn.py                      # mnist preset, both variants
-    PYTHONPATH=src python benchmarks/bench_pixelrnn.py --variants row --threads 2
+    PYTHONPATH=src python benchmarks/bench_pixelrnn.py --device cuda --count-ops
+    PYTHONPATH=src python benchmarks/bench_pixelrnn.py --preset debug --batch 4 --repeats 1 --train-steps 1
 """
 
 from __future__ import annotations
@@ -32,20 +45,62 @@ def _peak_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
+def count_ops(model, batch: int) -> tuple[float, float]:
+    """(aten ops, kernel-launching ops) per pixel of one cached sampling run (``graph=False``:
+    the buffered step runs the very same operations)."""
+    import torch
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Counter(TorchDispatchMode):
+        def __init__(self) -> None:
+            super().__init__()
+            self.ops = self.kernels = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.ops += 1
+            # views only re-describe memory and allocations launch nothing; to(dtype) is marked
+            # as aliasing but copies when the dtype changes
+            launches = not func.is_view or func.overloadpacket is torch.ops.aten.to
+            if launches and func.overloadpacket not in (torch.ops.aten.empty, torch.ops.aten.empty_strided):
+                self.kernels += 1
+            return func(*args, **(kwargs or {}))
+
+    gen = torch.Generator().manual_seed(0)
+    with torch.inference_mode(), Counter() as counter:
+        model.sample(batch, generator=gen, graph=False)
+    pixels = model.config.image_size ** 2
+    return counter.ops / pixels, counter.kernels / pixels
+
+
 def _measure(args: dict) -> dict:
     """One phase in a fresh process: returns seconds, items and the memory the phase added."""
+    import statistics
+
     import torch
 
     from rnnimg.models import create_model
 
     torch.set_num_threads(args["threads"])
     torch.manual_seed(0)
-    model = create_model("pixelrnn", args["preset"], variant=args["variant"])
+    device = torch.device(args["device"])
+    cuda = device.type == "cuda"
+    model = create_model("pixelrnn", args["preset"], variant=args["variant"]).to(device)
     phase = args["phase"]
+
+    def sync() -> None:
+        if cuda:
+            torch.cuda.synchronize(device)
+
+    clock = time.perf_counter if cuda else time.process_time  # CPU time of this one-thread process
+    base = _rss_mib()
+    if cuda:
+        torch.cuda.reset_peak_memory_stats(device)
+    extra = {}
     if phase == "train":
         model.train()
         opt = torch.optim.Adam(model.parameters(), lr=1e-3)
         batch = model.example_batch(args["train_batch"], torch.Generator().manual_seed(0))
+        batch = {k: v.to(device) for k, v in batch.items()}
 
         def step():
             out = model.loss(batch)
@@ -53,28 +108,46 @@ def _measure(args: dict) -> dict:
             out.loss.backward()
             opt.step()
 
-        base = _rss_mib()
         step()  # warm-up (also allocates the optimizer state, counted in the memory)
-        start = time.perf_counter()
+        sync()
+        start = clock()
         for _ in range(args["train_steps"]):
             step()
-        seconds = time.perf_counter() - start
+        sync()
+        seconds = clock() - start
         items = args["train_steps"] * args["train_batch"]
-    else:
+    elif phase == "naive":
         model.eval()
         gen = torch.Generator().manual_seed(0)
-        base = _rss_mib()
-        start = time.perf_counter()
-        if phase == "fast":
-            model.sample(args["batch"], generator=gen)
-            seconds = time.perf_counter() - start
-        else:
-            model.sample_naive(args["batch"], generator=gen, max_pixels=args["naive_pixels"])
-            pixels = model.config.image_size ** 2
-            seconds = (time.perf_counter() - start) * pixels / args["naive_pixels"]  # extrapolated
+        sync()
+        start = clock()
+        model.sample_naive(args["batch"], generator=gen, max_pixels=args["naive_pixels"])
+        sync()
+        pixels = model.config.image_size ** 2
+        seconds = (clock() - start) * pixels / args["naive_pixels"]  # extrapolated
         items = args["batch"]
-    return {"seconds": seconds, "items": items, "added_mib": max(0.0, _peak_mib() - base),
-            "params": sum(p.numel() for p in model.parameters())}
+    else:  # "eager" (graph=False) | "buffered" (graph="auto")
+        model.eval()
+        graph = False if phase == "eager" else "auto"
+        gen = torch.Generator().manual_seed(0)
+        start = clock()
+        model.sample(args["batch"], generator=gen, graph=graph)  # buffered: capture (GPU)
+        sync()
+        extra["first_s"] = clock() - start
+        times = []
+        for _ in range(args["repeats"]):
+            start = clock()
+            model.sample(args["batch"], generator=gen, graph=graph)
+            sync()
+            times.append(clock() - start)
+        seconds = statistics.median(times)
+        items = args["batch"]
+    added = (torch.cuda.max_memory_allocated(device) / 2**20 if cuda
+             else max(0.0, _peak_mib() - base))
+    if phase == "eager" and args["count_ops"]:  # after the memory reading: the counter adds some
+        extra["ops"], extra["kernels"] = count_ops(model, args["batch"])
+    return {"seconds": seconds, "items": items, "added_mib": added,
+            "params": sum(p.numel() for p in model.parameters()), **extra}
 
 
 def main() -> None:
@@ -90,34 +163,51 @@ def main() -> None:
     parser.add_argument("--naive-pixels", type=int, default=4,
                         help="pixels the naive sampler is timed on before extrapolating (default 4)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    parser.add_argument("--device", default="cpu", help="cpu | cuda (default: cpu)")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="timed runs of each cached sampler after one untimed (default 3)")
+    parser.add_argument("--count-ops", action="store_true",
+                        help="also count aten ops and kernels per pixel of the cached sampler")
     args = parser.parse_args()
 
     ctx = mp.get_context("spawn")
     rows = []
     for variant in args.variants:
         result = {}
-        for phase in ("train", "fast", "naive"):
+        for phase in ("train", "naive", "eager", "buffered"):
             job = dict(vars(args), variant=variant, phase=phase)
             with ctx.Pool(1) as pool:
                 result[phase] = pool.apply(_measure, (job,))
-        fast, naive, train = result["fast"], result["naive"], result["train"]
-        rows.append((variant, train["params"],
-                     train["items"] / train["seconds"], train["added_mib"],
-                     naive["items"] / naive["seconds"], naive["seconds"], naive["added_mib"],
-                     fast["items"] / fast["seconds"], fast["seconds"], fast["added_mib"],
-                     naive["seconds"] / fast["seconds"]))
+        rows.append((variant, result))
 
-    print(f"pixelrnn preset `{args.preset}`, {platform.processor() or platform.machine()}, "
-          f"torch threads {args.threads}; sampling batch {args.batch}, training batch "
-          f"{args.train_batch}. Naive sampler timed on {args.naive_pixels} pixels and extrapolated "
-          "linearly to the whole image. Memory = peak RSS (getrusage ru_maxrss) minus RSS after the "
-          "model was built, in a fresh process per phase.\n")
-    print("| variant | params | train img/s | train +MiB | naive img/s | naive s/batch | naive +MiB "
-          "| fast img/s | fast s/batch | fast +MiB | fast / naive |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for r in rows:
-        print(f"| {r[0]} | {r[1]:,} | {r[2]:.1f} | {r[3]:.0f} | {r[4]:.3f} | {r[5]:.0f} (extrapolated) "
-              f"| {r[6]:.0f} | {r[7]:.1f} | {r[8]:.2f} | {r[9]:.0f} | {r[10]:.0f}x |")
+    cuda = args.device.startswith("cuda")
+    memory = ("Memory = torch.cuda.max_memory_allocated over the phase (MiB)" if cuda else
+              "Memory = peak RSS (getrusage ru_maxrss) minus RSS after the model was built, in a "
+              "fresh process per phase")
+    buffered = "CUDA graph, replayed" if cuda else "static buffers, eager"
+    print(f"pixelrnn preset `{args.preset}`, device {args.device}, "
+          f"{platform.processor() or platform.machine()}, torch threads {args.threads}; sampling "
+          f"batch {args.batch}, training batch {args.train_batch}. "
+          f"{'Wall-clock time after torch.cuda.synchronize' if cuda else 'Process CPU time'}; "
+          f"cached samplers: median of {args.repeats} runs after one untimed (first = that run, "
+          f"which captures the graph on a GPU). Naive sampler timed on {args.naive_pixels} pixels "
+          f"and extrapolated linearly to the whole image. {memory}.\n")
+    ops = args.count_ops
+    print(f"| variant | params | train img/s | train +MiB | naive img/s | eager cached img/s | "
+          f"buffered img/s ({buffered}) | buffered first s | buffered / eager | eager / naive "
+          f"| cached +MiB (eager, buffered) |" + (" aten ops / pixel | kernels / pixel |" if ops else ""))
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---:|---:|" if ops else ""))
+    for variant, r in rows:
+        train, eager, buf = r["train"], r["eager"], r["buffered"]
+        speed = {k: v["items"] / v["seconds"] for k, v in r.items()}
+        line = (f"| {variant} | {train['params']:,} | {speed['train']:.1f} | {train['added_mib']:.0f} "
+                f"| {speed['naive']:.3f} (extrapolated) | {speed['eager']:.1f} "
+                f"| {speed['buffered']:.1f} | {buf['first_s']:.2f} "
+                f"| {speed['buffered'] / speed['eager']:.2f}x | {speed['eager'] / speed['naive']:.0f}x "
+                f"| {eager['added_mib']:.0f}, {buf['added_mib']:.0f} |")
+        if ops:
+            line += f" {eager['ops']:.1f} | {eager['kernels']:.1f} |"
+        print(line)
 
 
 if __name__ == "__main__":

@@ -7,8 +7,9 @@ Sections (each a flag; with none, --scan --train --sample --coverage run):
 - ``--train``: training images/s (forward, backward, Adam step) at batch 16; the models take turns
   for ``--rounds`` rounds and the table gives each one's median, so that a busy machine slows all
   of them alike.
-- ``--sample``: the state-carrying samplers (batch 64, whole 28x28 images), and pixelscan's naive
-  sampler timed on ``--naive-pixels`` pixels and extrapolated linearly to 784.
+- ``--sample``: the state-carrying samplers (batch 64, whole 28x28 images; ``graph="auto"``: a
+  CUDA graph on a GPU, captured in one untimed call first), and pixelscan's naive sampler timed on
+  ``--naive-pixels`` pixels and extrapolated linearly to 784.
 - ``--coverage``: the share of its causal past (the pixels before it in raster order) that each
   logit depends on, from exact input gradients in float64 (random weights, small widths: the share
   depends on the wiring, not the width).
@@ -129,6 +130,8 @@ def bench_sample(device: str, rounds: int, naive_pixels: int) -> None:
     times = {label: [] for label in MODELS}
     walls = {label: [] for label in MODELS}
     clock = time.process_time if device == "cpu" else time.perf_counter
+    for model in models.values():  # untimed: on a GPU this call captures the sampler's CUDA graph
+        model.sample(64, generator=torch.Generator(device).manual_seed(0))
     for _ in range(rounds):
         for label, model in models.items():
             sync(device)
@@ -138,8 +141,10 @@ def bench_sample(device: str, rounds: int, naive_pixels: int) -> None:
             times[label].append(clock() - start)
             walls[label].append(time.perf_counter() - wall)
     model = models["pixelscan"]
+    sync(device)
     start = clock()
     model.sample_naive(64, generator=torch.Generator(device).manual_seed(0), max_pixels=naive_pixels)
+    sync(device)
     naive = (clock() - start) * 784 / naive_pixels
     print(f"\n### Sampling 64 images of 28x28, state-carrying samplers ({rounds} rounds, median)\n")
     print("| model | CPU s / batch | images/CPU-s | vs pixelrnn diagonal | vs pixelrnn row "

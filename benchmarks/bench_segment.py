@@ -136,6 +136,8 @@ def budget_rows(args) -> list[str]:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
                 opt.step()
                 steps += 1
+                if device.type == "cuda":  # the budget counts finished steps, not queued ones
+                    torch.cuda.synchronize(device)
                 if time.perf_counter() - start > args.budget:
                     break
         elapsed = time.perf_counter() - start

@@ -29,6 +29,7 @@ import json
 import multiprocessing as mp
 import resource
 import statistics
+import sys
 import time
 
 VARIANTS = {"translator": ("translator", {}), "translator+gan": ("translator", {"adv_weight": 0.01}),
@@ -207,6 +208,9 @@ def main(argv: list[str] | None = None) -> int:
     for x in (s, q):
         x.add_argument("--device", default="cpu", help="cpu | cuda (default: cpu)")
         x.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv or argv[0] not in ("speed", "quality", "-h", "--help"):
+        argv = ["speed", *argv]  # no subcommand: speed (``bench_translate.py --device cuda``)
     a = p.parse_args(argv)
     if a.what == "speed":
         speed(a)

@@ -76,6 +76,10 @@ def register(sub) -> None:
     g.add_argument("--strategy", help="e.g. ddp, ddp_spawn, fsdp (default auto)")
     g.add_argument("--num-nodes", type=positive_int, help="machines for multi-node DDP (default 1)")
     g.add_argument("--precision", help="32-true (default), bf16-mixed, 16-mixed")
+    g.add_argument("--compile", nargs="?", const="default", metavar="MODE",
+                   help="compile the training step with torch.compile (convlstm, predrnn): MODE "
+                        "default (the flag alone), reduce-overhead (CUDA graphs), max-autotune, "
+                        "max-autotune-no-cudagraphs, or none (off, e.g. on --resume)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(run=cmd_train)
 
@@ -134,7 +138,7 @@ def cmd_list(args) -> int:
 _SETTING_FLAGS = ("data", "preset", "out", "epochs", "max_steps", "batch_size", "lr", "weight_decay",
                   "grad_clip", "seed", "val_fraction", "val_batches", "ckpt_every_n_steps",
                   "keep_checkpoints", "sample_every_n_steps", "log_every_n_steps", "num_workers",
-                  "accelerator", "strategy", "num_nodes", "precision")
+                  "accelerator", "strategy", "num_nodes", "precision", "compile")
 
 
 def settings_from_args(args):

@@ -21,10 +21,13 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
+from rnnimg.errors import RnnImgError
 from rnnimg.fileio import atomic_write, atomic_write_text
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
+# torch.compile's modes (torch._inductor.list_mode_options()); "reduce-overhead" adds CUDA graphs.
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
 @dataclass
@@ -148,6 +151,23 @@ class RnnImgModel(nn.Module):
         default ignores it, so the trainer can call it on any model.
         """
 
+    # --- compiled training (optional) -----------------------------------------------------------
+    def compile_steps(self, mode: str | None = "default") -> None:
+        """Run the part of the training path worth compiling through ``torch.compile(mode=mode)``
+        from now on (``None``: eager again). Weights and state_dict keys are unchanged.
+
+        The default refuses: a generic ``nn.Module.compile`` of ``forward`` would not reach
+        ``loss``, which is what the trainer calls. Models that support it override this (the frame
+        predictors compile their per-time-step function).
+
+        Raises:
+            RnnImgError: the model has no compiled path.
+        """
+        if mode is None:
+            return
+        raise RnnImgError(f"--compile is not supported for {self.name}: it has no compiled training "
+                          "step (RnnImgModel.compile_steps).")
+
     @property
     def device(self) -> torch.device:
         return next(self.parameters()).device
@@ -169,6 +189,13 @@ class RnnImgModel(nn.Module):
                 "config": self.config_dict(), **(extra or {})}
         atomic_write(directory / WEIGHTS_FILE, lambda tmp: save_weights(self, tmp))
         atomic_write_text(directory / CONFIG_FILE, json.dumps(meta, indent=2))
+
+
+def check_compile_mode(mode: str | None) -> None:
+    """Raise RnnImgError unless ``mode`` is None or one of :data:`COMPILE_MODES`."""
+    if mode is not None and mode not in COMPILE_MODES:
+        raise RnnImgError(f"--compile {mode!r} is not a torch.compile mode; use one of "
+                          f"{', '.join(COMPILE_MODES)} (or none).")
 
 
 def save_weights(model: nn.Module, path: str | os.PathLike) -> None:

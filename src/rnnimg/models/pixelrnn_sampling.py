@@ -41,6 +41,7 @@ class PixelSampler:
         # canvas in the network's input scale, channels last, padded 3 rows on top, 3 columns a side
         self.canvas = w0.new_zeros(n, self.height + 3, self.width + 6, c.channels)
         self.row0 = w0.new_zeros(n, self.width, w0.shape[0])  # (n, W, 2h): the above part of row i
+        self.minus_one = w0.new_full((), -1.0)  # made on the device: nothing crosses from the host
         self.head1 = model.head_hidden.masked_weight()[:, :, 0, 0].t().contiguous()
         self.head1_b = model.head_hidden.bias
         self.head2 = model.head_out.masked_weight()[:, :, 0, 0].t().contiguous()
@@ -53,16 +54,17 @@ class PixelSampler:
         self.top = w0.new_zeros(n, w0.shape[0])  # the residual stream after the last layer
 
     def set_pixel(self, i: int, j: int, ch: int, value: Tensor) -> None:
-        self.canvas[:, i + 3, j + 3, ch] = value * 2 - 1
+        # value * 2 - 1 in one kernel (exact: 2 * value is)
+        torch.add(self.minus_one, value, alpha=2, out=self.canvas[:, i + 3, j + 3, ch])
 
     def start_row_input(self, i: int) -> None:
         above = self.canvas[:, i:i + 3].permute(0, 3, 1, 2)  # (n, C, 3, W+6): image rows i-3..i-1
         out = F.conv2d(above, self.w0_above, self.b0)  # (n, 2h, 1, W)
         self.row0.copy_(out[:, :, 0].transpose(1, 2))
 
-    def input_features(self, i: int, j: int) -> Tensor:
+    def input_features(self, i: int, j: int, out: Tensor | None = None) -> Tensor:
         patch = self.canvas[:, i + 3, j:j + 4].reshape(self.n, -1)  # (n, 4C): columns j-3..j
-        return torch.addmm(self.row0[:, j], patch, self.w0_row)  # (n, 2h)
+        return torch.addmm(self.row0[:, j], patch, self.w0_row, out=out)  # (n, 2h)
 
     def head(self, x: Tensor) -> Tensor:
         y = torch.addmm(self.head1_b, x.relu(), self.head1).relu_()
@@ -77,8 +79,7 @@ class PixelSampler:
         """Logits (n, C, K) of pixel (i, j), every pixel before it (and its channels before the
         one being drawn) already set."""
         steps, num = self.layers, self.model.config.num_layers
-        x = steps.input_at(0, j)
-        x.copy_(self.input_features(i, j))
+        x = self.input_features(i, j, out=steps.input_at(0, j))
         for layer in range(num):
             h = steps.step(layer, j)
             # x + residual(h) is the next layer's input, written straight into its buffer

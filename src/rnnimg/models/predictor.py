@@ -3,6 +3,7 @@ streaming, prediction and evaluation of a next-frame model; a subclass defines o
 
 from __future__ import annotations
 
+import contextlib
 import numbers
 from typing import Any
 
@@ -11,9 +12,12 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from rnnimg.errors import RnnImgError
-from rnnimg.models.base import LossOutput, RnnImgModel, as_metric
+from rnnimg.models.base import LossOutput, RnnImgModel, as_metric, check_compile_mode
+from rnnimg.models.static import check_graph, graph_backend
+from rnnimg.nn import graphs
 from rnnimg.nn.checks import check_kernel_size
 from rnnimg.nn.patching import FRAME_OUTPUTS
+from rnnimg.nn.precision import autocast_dtype
 
 
 def check_conv_stack_config(config: Any) -> None:
@@ -34,6 +38,23 @@ def check_frame_config(config: Any) -> None:
             raise ValueError(f"{name} must be >= 1, got {getattr(config, name)}")
     if config.tbptt < 0:
         raise ValueError(f"tbptt must be >= 0 (0 = full backpropagation), got {config.tbptt}")
+
+
+@contextlib.contextmanager
+def _conv_weights_as(module: torch.nn.Module, dtype: torch.dtype | None):
+    """Within the block, every convolution of ``module`` holds its weights cast to ``dtype`` (the
+    values autocast would give them; gradients flow back to the float32 parameters). ``None``:
+    nothing changes."""
+    if dtype is None:
+        yield
+        return
+    from torch.nn.utils.stateless import _reparametrize_module  # what torch.func.functional_call uses
+
+    cast = {f"{name}.{key}" if name else key: p.to(dtype)
+            for name, conv in module.named_modules() if isinstance(conv, torch.nn.Conv2d)
+            for key, p in conv.named_parameters(recurse=False)}
+    with _reparametrize_module(module, cast):
+        yield
 
 
 def _detach_state(state: Any) -> Any:
@@ -96,28 +117,66 @@ class FramePredictor(RnnImgModel):
         """
         b, t = frames.shape[:2]
         c = self.config
-        state, prev, aux_sum = self.init_state(b), None, None
+        forward_step = self._rollout_step()  # forward_step, or its compiled graph (compile_steps)
+        low = autocast_dtype(frames)
+        inputs = frames if low is None else frames.to(low)  # once, not a cast per step: the steps
+        # read frames only through convolutions, so under autocast they see the same values
+        state, prev, aux_sum = self.init_state(b), None, None  # memories in the weights' dtype
         predictions = []
-        for s in range(t - 1):
-            if c.tbptt and s and s % c.tbptt == 0:
-                state, prev = _detach_state(state), prev.detach()
-            if s == 0 or (truth_mask is None and s < c.context):
-                x = frames[:, s]
-            elif truth_mask is None:
-                x = prev
-            else:
-                x = torch.where(truth_mask[:, s].view(b, 1, 1, 1), frames[:, s], prev)
-            if c.grad_checkpoint and torch.is_grad_enabled():
-                from torch.utils.checkpoint import checkpoint
+        # A compiled step does not see autocast's weight cache: it would cast every convolution's
+        # weights at every step (and their gradients back). Cast them once per rollout instead.
+        once = low is not None and self._compile_mode is not None and not (
+            c.grad_checkpoint and torch.is_grad_enabled())  # recomputation runs after the rollout
+        with _conv_weights_as(self, low if once else None):
+            for s in range(t - 1):
+                if c.tbptt and s and s % c.tbptt == 0:
+                    state, prev = _detach_state(state), prev.detach()
+                if s == 0 or (truth_mask is None and s < c.context):
+                    x = inputs[:, s]
+                elif truth_mask is None:
+                    x = prev
+                else:
+                    x = torch.where(truth_mask[:, s].view(b, 1, 1, 1), inputs[:, s], prev)
+                if c.grad_checkpoint and torch.is_grad_enabled():
+                    from torch.utils.checkpoint import checkpoint
 
-                prev, state, aux = checkpoint(self.forward_step, x, state, use_reentrant=False)
-            else:
-                prev, state, aux = self.forward_step(x, state)
-            predictions.append(prev)
-            if aux is not None:
-                aux_sum = aux if aux_sum is None else aux_sum + aux
+                    prev, state, aux = checkpoint(forward_step, x, state, use_reentrant=False)
+                else:
+                    prev, state, aux = forward_step(x, state)
+                predictions.append(prev)
+                if aux is not None:
+                    aux_sum = aux if aux_sum is None else aux_sum + aux
         aux_mean = None if aux_sum is None else aux_sum / (t - 1)
         return torch.stack(predictions, dim=1), aux_mean  # (B, T-1, C, H, W)
+
+    # --- compiled training --------------------------------------------------------------------
+    _compile_mode: str | None = None
+
+    def compile_steps(self, mode: str | None = "default") -> None:
+        """From now on :meth:`rollout` (training and validation) runs :meth:`forward_step` (one
+        time step: every layer and the head) as ``torch.compile(forward_step, mode=mode)``: the
+        Python loop over time stays, and each step is one compiled graph. ``None``: eager again.
+
+        The compiled function is built on first use, holds no parameters of its own and is never
+        pickled, so ``state_dict`` keys, checkpoints and ``model.safetensors`` are those of the
+        eager model. :meth:`predict` and :meth:`step` stay eager.
+        """
+        check_compile_mode(mode)
+        self._compile_mode = mode
+        self.__dict__.pop("_compiled_step", None)
+
+    def _rollout_step(self):
+        """The step function :meth:`rollout` calls: ``forward_step`` or its compiled graph."""
+        if self._compile_mode is None:
+            return self.forward_step
+        if "_compiled_step" not in self.__dict__:
+            self._compiled_step = torch.compile(self.forward_step, mode=self._compile_mode)
+        return self._compiled_step
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state.pop("_compiled_step", None)  # a compiled function neither pickles nor deep-copies
+        return state
 
     def training_truth_mask(self, batch: dict[str, Any]) -> tuple[Tensor | None, dict[str, float]]:
         """Which steps of a training clip read the true frame: the ``truth_mask`` that
@@ -186,25 +245,37 @@ class FramePredictor(RnnImgModel):
                               "frames by 255).")
 
     @torch.inference_mode()
-    def predict(self, context: Tensor, horizon: int, *, generator=None) -> Tensor:
+    def predict(self, context: Tensor, horizon: int, *, generator=None,
+                graph: bool | str = "auto") -> Tensor:
         """Predict the ``horizon`` frames that follow ``context``, feeding back its own predictions.
 
         Args:
             context: (B, T0, C, H, W) in [0, 1], any T0 >= 1.
             horizon: frames to predict, >= 1; may exceed the horizon the model was trained on.
             generator: accepted like every task verb's; unused, as the prediction is deterministic.
+            graph: "auto" (default): the per-frame step reads the frame and the state from
+                preallocated buffers and writes the prediction and the new state back into them;
+                on a CUDA device it is captured once as a CUDA graph (per batch size, frame shape,
+                dtype, train/eval mode; the first call pays the capture) and replayed for every
+                frame, on any other device it runs eagerly over the same buffers. True: always
+                capture (a CUDA device only). False: the plain loop of :meth:`step` calls. All
+                three give the same predictions, bit for bit.
 
         Returns:
             (B, horizon, C, H, W) in [0, 1].
 
         Raises:
             RnnImgError: for a wrong shape, channel count or frame size, values outside [0, 1] or
-                not finite, or ``horizon`` < 1.
+                not finite, ``horizon`` < 1, or a ``graph`` option that is not "auto", True or
+                False (True off a GPU).
         """
         if isinstance(horizon, bool) or not isinstance(horizon, numbers.Integral) or horizon < 1:
             raise RnnImgError(f"horizon must be a whole number >= 1, got {horizon!r}.")
         self.check_frames(context, "context", values=True)
         context = context.to(self.device, next(self.parameters()).dtype)
+        capture = check_graph(graph, context.device)
+        if graph is not False:
+            return self._predict_buffered(context, int(horizon), capture)
         state = self.init_state(context.shape[0])
         for t in range(context.shape[1]):
             prediction, state = self.step(context[:, t], state)
@@ -213,6 +284,38 @@ class FramePredictor(RnnImgModel):
             prediction, state = self.step(prediction, state)
             predictions.append(prediction)
         return torch.stack(predictions, dim=1)  # (B, horizon, C, H, W)
+
+    def _predict_buffered(self, context: Tensor, horizon: int, capture: bool) -> Tensor:
+        """:meth:`predict` with one :class:`rnnimg.nn.graphs.StaticStep` per frame: it reads the
+        frame buffer and the state buffers, writes the new state into the state buffers in place
+        and returns the prediction. The state buffers are reset to :meth:`init_state` at the
+        start of every call; the same step (or graph) serves any context length and horizon."""
+        b, frames = context.shape[:2]
+        zeros = self.init_state(b)
+        first = context[:, 0]  # (B, C, H, W)
+        key = ("predict", tuple(first.shape), first.dtype, first.device, self.training, capture)
+
+        def build() -> graphs.StaticStep:
+            def fn(frame: Tensor, state: Any) -> Tensor:
+                prediction, new_state = self.step(frame, state)
+                # every new state tensor is computed before any buffer is overwritten
+                graphs.copy_tree(state, new_state)
+                return prediction
+
+            backend = graph_backend(first.device) if capture else None
+            return graphs.StaticStep(fn, {"frame": first, "state": zeros}, backend)
+
+        step = graphs.cached_step(self, key, build)
+        out = context.new_empty(b, horizon, *first.shape[1:])  # (B, horizon, C, H, W)
+        with step.lock:  # the buffers are shared by every call with this key, threads included
+            prediction = step(frame=first, state=zeros)
+            for t in range(1, frames):
+                prediction = step(frame=context[:, t])
+            out[:, 0] = prediction
+            for k in range(1, horizon):
+                prediction = step(frame=prediction)  # copied into the frame buffer before it runs
+                out[:, k] = prediction
+        return out
 
     # --- trainer and evaluator hooks ----------------------------------------------------------
     def dataset_options(self) -> dict[str, Any]:

@@ -15,6 +15,9 @@ over ``[x_t, h_{t-1}]`` with 4 * hidden output channels (i, f, g, o in that orde
 same function with one bias per gate. The peephole weights W_c* are per-position maps as in the
 paper; they exist only when ``peephole=True`` (a parameter that is never used breaks DDP).
 
+Under autocast (bf16 / fp16) the cell keeps c in float32 and returns h in the compute dtype, cast
+once where it is made instead of at every convolution that reads it (see :mod:`rnnimg.nn.precision`).
+
 Departure: the forget-gate bias starts at ``forget_bias`` (1.0), a standard trick (Jozefowicz et
 al. 2015) that the paper does not mention.
 """
@@ -25,6 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from rnnimg.nn.checks import check_kernel_size
+from rnnimg.nn.precision import autocast_dtype
 
 
 class ConvLSTMCell(nn.Module):
@@ -73,6 +77,9 @@ class ConvLSTMCell(nn.Module):
         if state is None:
             state = self.init_state(x.shape[0], x.shape[2], x.shape[3], x.device, x.dtype)
         h, c = state
+        low = autocast_dtype(x)  # bf16 / fp16 under autocast, else None (float32: nothing changes)
+        if low is not None:  # the gate convolution reads x and h in `low` anyway: cat them in it
+            x, h = x.to(low), h.to(low)
         i, f, g, o = self.gates(torch.cat([x, h], dim=1)).chunk(4, dim=1)  # each (B, hidden, H, W)
         if self.peephole:
             i = i + self.w_ci * c
@@ -81,4 +88,6 @@ class ConvLSTMCell(nn.Module):
         if self.peephole:
             o = o + self.w_co * c  # the output gate peeks at the NEW cell state
         h = torch.sigmoid(o) * torch.tanh(c)
+        if low is not None:  # c stays float32 (it accumulates); h is only ever read by convolutions
+            h = h.to(low)
         return h, c

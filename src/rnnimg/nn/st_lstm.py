@@ -19,6 +19,9 @@ one bias per gate. The official code's separate conv_x / conv_h / conv_m add the
 five convolutions. The memory term of the output gate is a k x k convolution over [c_t, m_t], as
 in the official code (the paper writes W_co o c_t + W_mo o m_t).
 
+Under autocast (bf16 / fp16) c and m stay float32 (they accumulate) and the cell casts what its
+convolutions read once, not once per convolution (see :mod:`rnnimg.nn.precision`).
+
 Departures: the forget biases start at ``forget_bias`` (the official code adds a constant 1.0 to
 the pre-activation instead); no layer normalisation (the official code has it off by default).
 """
@@ -29,6 +32,7 @@ import torch
 from torch import Tensor, nn
 
 from rnnimg.nn.checks import check_kernel_size
+from rnnimg.nn.precision import autocast_dtype
 
 
 class SpatioTemporalLSTMCell(nn.Module):
@@ -69,12 +73,18 @@ class SpatioTemporalLSTMCell(nn.Module):
         Returns (h_t, c_t, m_t, delta_c, delta_m), where delta_c = i o g and delta_m = i' o g' are
         the memory increments that PredRNN-V2's decoupling loss compares.
         """
+        low = autocast_dtype(x)  # bf16 / fp16 under autocast, else None (float32: nothing changes)
+        m_in = m
+        if low is not None:  # what the convolutions read, cast once (they would cast it anyway)
+            x, h, m_in = x.to(low), h.to(low), m.to(low)
         i, f, g, o = self.conv_xh(torch.cat([x, h], dim=1)).chunk(4, dim=1)  # (B, hidden, H, W)
-        i_m, f_m, g_m = self.conv_xm(torch.cat([x, m], dim=1)).chunk(3, dim=1)
+        i_m, f_m, g_m = self.conv_xm(torch.cat([x, m_in], dim=1)).chunk(3, dim=1)
         delta_c = torch.sigmoid(i) * torch.tanh(g)
         c = torch.sigmoid(f) * c + delta_c
         delta_m = torch.sigmoid(i_m) * torch.tanh(g_m)
         m = torch.sigmoid(f_m) * m + delta_m
         mem = torch.cat([c, m], dim=1)  # (B, 2 * hidden, H, W)
+        if low is not None:  # c and m stay float32; their concatenation is cast once for two convs
+            mem = mem.to(low)
         h = torch.sigmoid(o + self.conv_o(mem)) * torch.tanh(self.conv_1x1(mem))
         return h, c, m, delta_c, delta_m

@@ -150,6 +150,8 @@ def train(settings: TrainSettings, callbacks: list[L.Callback] | None = None,
         model = create_model(old_meta["model"], **old_meta["config"])
     else:
         model = create_model(s.model, s.preset, **s.overrides)
+    if s.compile is not None:  # speed only: the weights and their names stay the eager ones
+        model.compile_steps(s.compile)
     if old_meta is None:  # an absolute folder: path, the class folder names: saved with the run
         data, data_options = pin_dataset(s.data, s.data_options)
         s = dataclasses.replace(s, data=data, data_options=data_options)

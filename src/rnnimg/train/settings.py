@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from rnnimg.errors import RnnImgError
-from rnnimg.models.registry import get_model_class
+from rnnimg.models.base import RnnImgModel, check_compile_mode
+from rnnimg.models.registry import get_model_class, list_models
 
 # Precisions the trainer accepts. The models compute in float32 (optionally under bf16/fp16
 # autocast); "64-true" or "bf16-true" would cast the weights and fail deep inside a layer.
@@ -47,6 +48,9 @@ class TrainSettings:
     strategy: str = "auto"
     num_nodes: int = 1  # machines for multi-node DDP (see docs/training.md)
     precision: str = "32-true"
+    # torch.compile mode of the model's training step (RnnImgModel.compile_steps), or None for
+    # eager; True means "default". Changes speed, not the math, so a --resume may change it.
+    compile: str | None = None
     resume: bool = False  # continue from checkpoints/last.ckpt with the run's saved settings
     overwrite: bool = False  # replace an existing run folder
     progress: bool = True  # show the progress bar
@@ -94,6 +98,12 @@ class TrainSettings:
         if str(s.precision) not in PRECISIONS:
             raise RnnImgError(f"--precision {s.precision} is not supported: rnnimg models train in "
                               f"{', '.join(PRECISIONS)} (float32 weights, optional autocast).")
+        if s.compile is True or s.compile is False or s.compile in ("none", ""):
+            s.compile = "default" if s.compile is True else None
+        check_compile_mode(s.compile)
+        if s.compile is not None and cls.compile_steps is RnnImgModel.compile_steps:
+            raise RnnImgError(f"--compile is not supported for {self.model}; it is for "
+                              f"{', '.join(compile_supported())}.")
         return s
 
     def to_dict(self) -> dict[str, Any]:
@@ -105,6 +115,12 @@ class TrainSettings:
 _FLAGS = {"overrides": "--set", "data_options": "--data-opt", "ckpt_every_n_steps": "--ckpt-every",
           "sample_every_n_steps": "--sample-every", "log_every_n_steps": "--log-every",
           "keep_checkpoints": "--keep-ckpts", "model": "MODEL"}
+
+
+def compile_supported() -> list[str]:
+    """The registered models with a compiled training step (they override compile_steps)."""
+    return [n for n in list_models()
+            if get_model_class(n).compile_steps is not RnnImgModel.compile_steps]
 
 
 def flag_of(name: str) -> str:
