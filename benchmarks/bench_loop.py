@@ -27,11 +27,14 @@ clock after a synchronize. ``--reps`` runs; the overhead reported is the median 
 
 Breakdown: inside the window the real loop's pieces are timed by wrapping them (a few
 microseconds a step): ``self.log`` and Lightning's logger connector, the loggers' writes, the
-progress bar, the checkpoint and preview callbacks, validation, the NaN checks, data fetching.
+progress bar, the checkpoint and preview callbacks, validation, the NaN checks; and the bare
+loop's batch fetching, which both loops pay.
 Validation does not fall inside a window unless an epoch ends there; its cost per run is measured
 on its own (``--val-runs``) and amortized over the default epoch length.
 
-    PYTHONPATH=src python benchmarks/bench_loop.py --sizes debug shipped --reps 3
+    PYTHONPATH=src python benchmarks/bench_loop.py --sizes convlstm/debug convlstm/shipped --reps 3
+    PYTHONPATH=src python benchmarks/bench_loop.py --device cuda --sizes convlstm/mmnist \
+        --mmnist-warmup 20 --mmnist-steps 200
 """
 
 from __future__ import annotations
