@@ -347,7 +347,7 @@ def test_the_trainer_reads_nothing_back_from_the_device_between_log_steps(tmp_pa
     assert reads == []
 
 
-def test_the_progress_bar_redraws_at_most_every_interval_but_always_the_last_batch():
+def test_the_progress_bar_redraws_at_most_every_interval_but_always_the_last_batch(monkeypatch):
     from types import SimpleNamespace
 
     from rnnimg.callbacks import ThrottledTQDMProgressBar
@@ -360,17 +360,14 @@ def test_the_progress_bar_redraws_at_most_every_interval_but_always_the_last_bat
     bar = Bar()
     base = ThrottledTQDMProgressBar.__mro__[2]  # Lightning's bar, after the mixin
     assert base.__name__ == "TQDMProgressBar"
-    original = base.on_train_batch_end
-    base.on_train_batch_end = lambda self, trainer, *args: drawn.append(trainer.global_step)
-    try:
-        for step in range(1, 6):
-            progress = SimpleNamespace(is_last_batch=False)
-            trainer = SimpleNamespace(global_step=step, max_steps=5, should_stop=False,
-                                      fit_loop=SimpleNamespace(epoch_loop=SimpleNamespace(
-                                          batch_progress=progress)))
-            bar.on_train_batch_end(trainer, None, None, None, step - 1)
-    finally:
-        base.on_train_batch_end = original
+    monkeypatch.setattr(base, "on_train_batch_end",
+                        lambda self, trainer, *args: drawn.append(trainer.global_step))
+    for step in range(1, 6):
+        progress = SimpleNamespace(is_last_batch=False)
+        trainer = SimpleNamespace(global_step=step, max_steps=5, should_stop=False,
+                                  fit_loop=SimpleNamespace(epoch_loop=SimpleNamespace(
+                                      batch_progress=progress)))
+        bar.on_train_batch_end(trainer, None, None, None, step - 1)
     assert drawn == [1, 5]  # the first batch, then the run's last one
 
 
