@@ -201,3 +201,201 @@ def test_adversarial_training_resumes_exactly(tmp_path):
     resumed = fit(8, ckpt=tmp_path / "step3.ckpt")
     for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(a, b), name
+
+
+# --- the loop's own cost (issue 12): NaN/Inf watched on the device, metrics at the log cadence ---
+
+def test_finite_watch_names_the_first_bad_step_and_never_skips_one():
+    """Values are read back only when asked, or when more than `window` steps are unread: a NaN
+    recorded long before anyone asks is still the one reported, with its step and kind."""
+    from rnnimg.train.lit import FiniteWatch
+
+    watch = FiniteWatch(window=4)
+    for step in range(3):
+        assert watch.record("the loss", step, [torch.tensor(1.0)]) is None
+        assert watch.record("a gradient", step, [torch.tensor(2.0), torch.tensor(3.0)]) is None
+    assert watch.first_bad() is None and watch.first_bad() is None  # read, nothing pending
+    watch.record("the loss", 3, [torch.tensor(1.0)])
+    watch.record("a gradient", 3, [torch.tensor(1.0), torch.tensor(float("inf"))])
+    watch.record("the loss", 4, [torch.tensor(float("nan"))])  # later: not the first
+    for step in range(5, 7):
+        assert watch.record("the loss", step, [torch.tensor(1.0)]) is None
+    # Step 7 would be the 5th unread step: the watch reads the 4 it holds first.
+    assert watch.record("the loss", 7, [torch.tensor(1.0)]) == (3, "a gradient", float("inf"))
+    assert watch.first_bad() is None  # step 7 alone, finite
+
+
+def _train_rowrnn(tmp_path, image_folder, callbacks=None, **kw):
+    from rnnimg.train import TrainSettings, train
+
+    base = dict(model="rowrnn", preset="debug", data=f"folder:{image_folder}", max_steps=10,
+                batch_size=4, val_fraction=0.0, progress=False, accelerator="cpu",
+                sample_every_n_steps=0, ckpt_every_n_steps=0, log_every_n_steps=10,
+                out=str(tmp_path / "run"))
+    return train(TrainSettings(**{**base, **kw}), callbacks=callbacks)
+
+
+def test_a_nan_between_log_steps_never_reaches_a_checkpoint(tmp_path, image_folder, monkeypatch):
+    """The NaN check is read at the log cadence (10 here) AND before every checkpoint: the loss
+    turns NaN at step 5, the checkpoint due after step 6 is refused (not written, nor
+    model.safetensors), the error names step 5, and last.ckpt stays the step-4 one."""
+    from safetensors.torch import load_file
+
+    from rnnimg.errors import NonFiniteLossError
+    from rnnimg.models.rowrnn import RowRNN
+
+    original, calls = RowRNN.loss, {"n": 0}
+
+    def poisoned(self, batch):
+        out = original(self, batch)
+        if self.training:
+            calls["n"] += 1
+            if calls["n"] > 5:
+                out.loss = out.loss * float("nan")
+        return out
+
+    monkeypatch.setattr(RowRNN, "loss", poisoned)
+    with pytest.raises(NonFiniteLossError, match="the loss became nan at step 5.*last good"):
+        _train_rowrnn(tmp_path, image_folder, ckpt_every_n_steps=2)
+    run = tmp_path / "run"
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 4
+    for ckpt in (run / "checkpoints").glob("*.ckpt"):
+        state = torch.load(ckpt, weights_only=True)["state_dict"]
+        assert all(torch.isfinite(w).all() for w in state.values()), ckpt.name
+    assert all(torch.isfinite(w).all() for w in load_file(run / "model.safetensors").values())
+    assert calls["n"] == 6  # stopped at the checkpoint after step 5, not at the log step 9
+
+
+def test_a_nan_gradient_under_a_finite_loss_is_named(tmp_path, image_folder, monkeypatch):
+    """sqrt at 0 has an infinite derivative: 0 * sqrt(0) adds nothing to the loss but makes every
+    gradient NaN at step 3. The message says so (not "the loss became nan at step 4", which is
+    what the NaN weights give one step later if the gradients go unwatched)."""
+    from rnnimg.errors import NonFiniteLossError
+    from rnnimg.models.rowrnn import RowRNN
+
+    original, calls = RowRNN.loss, {"n": 0}
+
+    def poisoned(self, batch):
+        out = original(self, batch)
+        if self.training:
+            calls["n"] += 1
+            if calls["n"] == 4:
+                zero = sum((p - p.detach()).sum() for p in self.parameters())
+                out.loss = out.loss + 0.0 * torch.sqrt(zero)
+        return out
+
+    monkeypatch.setattr(RowRNN, "loss", poisoned)
+    with pytest.raises(NonFiniteLossError, match="a gradient became NaN or Inf at step 3"):
+        _train_rowrnn(tmp_path, image_folder, max_steps=6)
+
+
+def test_metrics_csv_has_each_log_steps_own_values(tmp_path, image_folder, monkeypatch):
+    """Rows come at the log cadence (every 3rd step: steps 2 and 5 of 7) and hold the loss and
+    every metric of that very step, not of an earlier one."""
+    from rnnimg.models.rowrnn import RowRNN
+
+    original, seen = RowRNN.loss, []
+
+    def recording(self, batch):
+        out = original(self, batch)
+        if self.training:
+            seen.append({"loss": float(out.loss.detach()), **{k: float(torch.as_tensor(v).float().mean())
+                                                     for k, v in out.metrics.items()}})
+        return out
+
+    monkeypatch.setattr(RowRNN, "loss", recording)
+    run = _train_rowrnn(tmp_path, image_folder, max_steps=7, log_every_n_steps=3)
+    with open(run / "metrics.csv") as f:
+        rows = [r for r in csv.DictReader(f) if r.get("train/loss")]
+    assert [int(r["step"]) for r in rows] == [2, 5]
+    for row in rows:
+        want = seen[int(row["step"])]
+        assert len(want) > 1  # the model reports metrics besides the loss
+        for key, value in want.items():
+            assert float(row[f"train/{key}"]) == pytest.approx(value, rel=1e-6), key
+
+
+def test_the_trainer_reads_nothing_back_from_the_device_between_log_steps(tmp_path, image_folder,
+                                                                          monkeypatch):
+    """On a GPU each host read (`if torch.isfinite(...)`, `.item()`, `.cpu()`) is a sync that
+    stalls a launch-bound step. Between log steps and checkpoints, lit.py makes none: here every
+    such call made from lit.py is counted over steps 1..4 of a run that logs every 100 steps."""
+    import sys
+
+    reads = []
+    inside = {"on": False}
+
+    def spy(name):
+        original = getattr(torch.Tensor, name)
+
+        def wrapper(self, *args, **kwargs):
+            caller = sys._getframe(1).f_code.co_filename
+            if inside["on"] and caller.endswith(("train/lit.py", "train\\lit.py")):
+                reads.append(f"{name} from line {sys._getframe(1).f_lineno}")
+            return original(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, name, wrapper)
+
+    for name in ("__bool__", "item", "cpu", "tolist", "__float__", "__int__", "numpy"):
+        spy(name)
+
+    class Window(L.Callback):
+        def on_train_batch_start(self, trainer, *args):
+            inside["on"] = 1 <= trainer.global_step < 5
+
+    _train_rowrnn(tmp_path, image_folder, max_steps=6, log_every_n_steps=100, callbacks=[Window()])
+    assert reads == []
+
+
+def test_the_progress_bar_redraws_at_most_every_interval_but_always_the_last_batch(monkeypatch):
+    from types import SimpleNamespace
+
+    from rnnimg.callbacks import ThrottledTQDMProgressBar
+
+    drawn = []
+
+    class Bar(ThrottledTQDMProgressBar):
+        min_interval = 3600.0  # nothing is redrawn for the time, only for being last
+
+    bar = Bar()
+    base = ThrottledTQDMProgressBar.__mro__[2]  # Lightning's bar, after the mixin
+    assert base.__name__ == "TQDMProgressBar"
+    monkeypatch.setattr(base, "on_train_batch_end",
+                        lambda self, trainer, *args: drawn.append(trainer.global_step))
+    for step in range(1, 6):
+        progress = SimpleNamespace(is_last_batch=False)
+        trainer = SimpleNamespace(global_step=step, max_steps=5, should_stop=False,
+                                  fit_loop=SimpleNamespace(epoch_loop=SimpleNamespace(
+                                      batch_progress=progress)))
+        bar.on_train_batch_end(trainer, None, None, None, step - 1)
+    assert drawn == [1, 5]  # the first batch, then the run's last one
+
+
+def test_previews_are_encoded_once_and_latest_is_the_newest(tmp_path, image_folder):
+    run = _train_rowrnn(tmp_path, image_folder, max_steps=6, sample_every_n_steps=3)
+    samples = run / "samples"
+    assert (samples / "samples_latest.png").read_bytes() == \
+        (samples / "samples_step0000006.png").read_bytes()
+    assert (samples / "samples_step0000003.png").read_bytes() != \
+        (samples / "samples_step0000006.png").read_bytes()
+
+
+def test_train_pins_memory_when_the_accelerator_is_cuda(tmp_path, image_folder, monkeypatch):
+    import warnings
+
+    import lightning.pytorch.accelerators as accelerators
+
+    seen = []
+
+    class Look(L.Callback):
+        def on_train_start(self, trainer, *args):
+            seen.append(trainer.train_dataloader.pin_memory)
+
+    _train_rowrnn(tmp_path, image_folder, max_steps=1, callbacks=[Look()], out=str(tmp_path / "a"))
+    # The CPU accelerator plays the GPU's part (pinning itself needs a GPU; the choice does not).
+    monkeypatch.setattr(accelerators, "CUDAAccelerator", accelerators.CPUAccelerator)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "pin_memory ... but no accelerator is found"
+        _train_rowrnn(tmp_path, image_folder, max_steps=1, callbacks=[Look()],
+                      out=str(tmp_path / "b"))
+    assert seen == [False, True]

@@ -10,13 +10,15 @@ import os
 import pickle
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar, TQDMProgressBar
+from lightning.pytorch.callbacks.progress import ProgressBar
 from lightning.pytorch.loggers.logger import Logger
 from lightning.pytorch.utilities import rank_zero_only
 
@@ -149,6 +151,11 @@ class ExportWeights(L.Callback):
         return self.run_dir / "checkpoints" / LAST_CKPT
 
     def on_save_checkpoint(self, trainer, pl_module, checkpoint) -> None:
+        # The trainer watches for NaN/Inf without a host sync per step; before any weights are
+        # written it reads what it watched, and raises if a step went bad.
+        check_finite = getattr(pl_module, "check_finite", None)
+        if check_finite is not None:
+            check_finite()
         if trainer.is_global_zero:
             export_weights(pl_module.model, self.run_dir, self.run_meta)
 
@@ -235,6 +242,40 @@ class SignalStop(L.Callback):
             trainer.should_stop = True
 
 
+class _ThrottledTrainBar:
+    """Redraws the training bar after a batch at most every ``min_interval`` seconds (and always
+    after an epoch's or the run's last batch). Lightning's bars redraw after every batch, which
+    costs about 0.2 ms a step on the CPU: 1% of a 20 ms step, for changes no one can read."""
+
+    min_interval = 0.2
+    _drawn_at = float("-inf")
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        now = time.monotonic()
+        last = trainer.fit_loop.epoch_loop.batch_progress.is_last_batch or trainer.should_stop or \
+            0 < trainer.max_steps <= trainer.global_step
+        if now - self._drawn_at < self.min_interval and not last:
+            return
+        self._drawn_at = now
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+
+
+class ThrottledRichProgressBar(_ThrottledTrainBar, RichProgressBar):
+    pass
+
+
+class ThrottledTQDMProgressBar(_ThrottledTrainBar, TQDMProgressBar):
+    pass
+
+
+def progress_bar() -> ProgressBar:
+    """The bar Lightning would pick (rich when installed, else tqdm), redrawn at most 5 times a
+    second during training."""
+    from lightning.pytorch.utilities.imports import _RICH_AVAILABLE
+
+    return ThrottledRichProgressBar() if _RICH_AVAILABLE else ThrottledTQDMProgressBar()
+
+
 class PreviewCallback(L.Callback):
     """Writes the model's preview pictures (sample grids, prediction strips) into ``samples/``
     every ``every_n_steps`` steps and at the end, with a fixed generator so grids are comparable."""
@@ -260,8 +301,11 @@ class PreviewCallback(L.Callback):
         written = []
         for name, picture in pictures.items():
             stem, suffix = os.path.splitext(name)
-            for path in (self.dir / f"{stem}_{tag}{suffix}", self.dir / f"{stem}_latest{suffix}"):
-                written.append(save_picture(picture, path, scale=2))
+            # Encoded once (PNG/GIF encoding is most of a preview's cost: 40 ms at the debug
+            # size, 240 ms at 64x64), then copied to the _latest name.
+            path = save_picture(picture, self.dir / f"{stem}_{tag}{suffix}", scale=2)
+            latest = path.with_name(f"{stem}_latest{path.suffix}")
+            written += [path, atomic_write_bytes(latest, path.read_bytes())]
         return written
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:

@@ -34,6 +34,7 @@ from rnnimg.callbacks import (
     SignalStop,
     checkpoint_callbacks,
     inspect_resume_checkpoint,
+    progress_bar,
 )
 from rnnimg.data.registry import pin_dataset
 from rnnimg.errors import RnnImgError
@@ -305,12 +306,7 @@ def _last_good(run_dir: Path) -> str:
 
 def _build_trainer(s: TrainSettings, run_dir: Path, lit: LitModel, signals: SignalStop,
                    train_set, val_set, resume_ckpt: dict | None, callbacks):
-    train_loader, val_loader, sampler = make_loaders(train_set, val_set, s.batch_size, s.seed,
-                                                     s.num_workers)
-    resume_step = None
-    if resume_ckpt is not None:
-        resume_step = int(resume_ckpt["global_step"])
-        sampler.resume_after(resume_step)  # one batch per step (also for adversarial models)
+    resume_step = int(resume_ckpt["global_step"]) if resume_ckpt is not None else None
     loggers: list = [MetricsCSVLogger(run_dir, resume_step)]
     if tensorboard_available():
         loggers.append(L.pytorch.loggers.TensorBoardLogger(run_dir, name="tb", version="",
@@ -324,7 +320,8 @@ def _build_trainer(s: TrainSettings, run_dir: Path, lit: LitModel, signals: Sign
         callbacks=[signals.export, signals,
                    PreviewCallback(run_dir, s.sample_every_n_steps, seed=s.seed),
                    *checkpoint_callbacks(run_dir, s.ckpt_every_n_steps, s.keep_checkpoints,
-                                         val_loader is not None),
+                                         val_set is not None),
+                   *([progress_bar()] if s.progress else []),
                    *(callbacks or [])],
         enable_checkpointing=True, enable_progress_bar=s.progress, enable_model_summary=False,
         num_sanity_val_steps=0, log_every_n_steps=max(1, s.log_every_n_steps),
@@ -332,6 +329,15 @@ def _build_trainer(s: TrainSettings, run_dir: Path, lit: LitModel, signals: Sign
         use_distributed_sampler=False,  # EpochSampler shards the data itself
         default_root_dir=run_dir, plugins=[SafeCheckpointIO()],
     )
+    # Pinned batches on a GPU: Lightning copies them with non_blocking=True, so the copy of the
+    # next batch overlaps the step instead of waiting for it.
+    from lightning.pytorch.accelerators import CUDAAccelerator
+
+    train_loader, val_loader, sampler = make_loaders(
+        train_set, val_set, s.batch_size, s.seed, s.num_workers,
+        pin_memory=isinstance(trainer.accelerator, CUDAAccelerator))
+    if resume_step is not None:
+        sampler.resume_after(resume_step)  # one batch per step (also for adversarial models)
     return trainer, train_loader, val_loader
 
 
