@@ -32,35 +32,23 @@ from dataclasses import dataclass
 
 from torch import Tensor, nn
 
-from rnnimg.models.predictor import FramePredictor, check_conv_stack_config, check_frame_config
+from rnnimg.models.predictor import FramePredictor, FramePredictorConfig, check_conv_stack_config
 from rnnimg.models.registry import register_model
-from rnnimg.nn import (
-    ConvLSTMCell,
-    depth_to_space,
-    patched_size,
-    space_to_depth,
-    to_frame_range,
-)
+from rnnimg.nn import ConvLSTMCell, patched_size, space_to_depth
 
 
 @dataclass
-class ConvLSTMConfig:
-    frame_size: int = 64  # square frames, side in pixels (any size: padded to a multiple of patch)
-    channels: int = 1  # channels per frame
-    context: int = 10  # frames given before the prediction starts
-    horizon: int = 10  # frames predicted in training (predict() takes any horizon)
-    patch: int = 4  # space-to-depth patch side (1 = no patching)
-    output: str = "clamp"  # "clamp" (to [0, 1], straight-through gradient) | "sigmoid"
+class ConvLSTMConfig(FramePredictorConfig):
+    # frame_size, channels, context, horizon, patch, output, loss, sampling (default "none": own
+    # predictions after the context), its schedule, grad_checkpoint, tbptt: FramePredictorConfig
     hidden_size: int = 128  # channels of h and c in every layer
     num_layers: int = 4  # stacked ConvLSTM layers
     kernel_size: int = 5  # odd side of the gate convolution
     peephole: bool = False  # the paper's Hadamard peepholes W_c* o c
     forget_bias: float = 1.0  # initial bias of the forget gate
-    grad_checkpoint: bool = False  # recompute each step in backward: ~22% less memory, ~1.4x time
-    tbptt: int = 0  # detach the state every tbptt steps (truncated BPTT); 0 = full BPTT
 
     def __post_init__(self):
-        check_frame_config(self)
+        super().__post_init__()
         check_conv_stack_config(self)
 
 
@@ -117,11 +105,4 @@ class ConvLSTM(FramePredictor):
             new_state.append((h, cell_c))
             x = h  # the next layer reads this layer's h at the same step
         patches = self.head(x)  # (B, C*p*p, grid, grid)
-        frame_next = to_frame_range(depth_to_space(patches, c.patch, c.frame_size, c.frame_size),
-                                    c.output)
-        return frame_next, new_state, None  # (B, C, H, W) in [0, 1]
-
-    def forward(self, frames: Tensor) -> Tensor:
-        """Next-frame predictions (B, T-1, C, H, W) of a clip (B, T, C, H, W): teacher forcing on
-        the context, own predictions after it; [:, t] depends on frames[:, :t+1] only."""
-        return self.rollout(frames)[0]
+        return self.to_frames(patches), new_state, None  # (B, C, H, W)
