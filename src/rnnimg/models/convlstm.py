@@ -5,13 +5,16 @@ Nowcasting". Each frame is folded into patches (space-to-depth), passed through 
 stacked :class:`rnnimg.nn.ConvLSTMCell` s (layer l reads the h of layer l-1 at the same time
 step), and a 1x1 convolution of the top h gives the next frame's patches, unfolded back to a
 frame. The output is mapped to [0, 1] like the data (``output="clamp"``, a clamp with a
-straight-through gradient, or ``"sigmoid"``), so a prediction can be fed back as the next input.
+straight-through gradient; ``"sigmoid"``; or ``"linear"``, raw in training and clipped in eval
+mode), so a prediction can be fed back as the next input.
 
-Training: the loss is the MSE of every next-frame prediction of the clip (frames 1..T-1). The
-first ``context`` steps read the true frames (teacher forcing); after that the model reads its own
+Training: the loss is the MSE (``loss="mse"``) or MSE + L1 (``"mse+l1"``) of every next-frame
+prediction of the clip (frames 1..T-1). The first ``context`` steps read the true frames (teacher
+forcing). After that, with ``sampling="none"`` (the config's default) the model reads its own
 previous prediction, exactly as at test time, with gradients flowing through the fed-back
-predictions. Choosing this over scheduled sampling keeps training and test identical and needs no
-schedule; ``predrnn`` has scheduled sampling.
+predictions; ``"scheduled"`` and ``"reverse"`` are PredRNN's scheduled sampling and PredRNN-V2's
+reverse scheduled sampling, shared with ``predrnn`` (see :mod:`rnnimg.models.predictor`; the
+trainer's step arrives through ``set_training_step``).
 
 Departures from the paper:
 - The paper's encoder-forecaster (the forecaster gets no input and copies the encoder states) is
@@ -21,7 +24,8 @@ Departures from the paper:
 - MSE loss with a clamped output (the paper: cross-entropy with a logistic output). A sigmoid
   with MSE is available (``output="sigmoid"``) but, measured on a moving square, the tiny models
   then collapse to the mean frame and stay there: the sigmoid's gradient vanishes on the
-  saturated background. The straight-through clamp keeps every wrong pixel's gradient.
+  saturated background. The straight-through clamp keeps every wrong pixel's gradient. Issue 12's
+  ablation of sampling, head and loss at equal CPU budget: docs/video-prediction.md.
 - Peepholes are an option (``peephole=True``, the paper's per-position Hadamard weights); the
   presets leave them off as OpenSTL does. The forget gate's bias starts at 1.
 """

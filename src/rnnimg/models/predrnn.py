@@ -6,11 +6,13 @@ Predictive Learning" (TPAMI; PredRNN-V2). A stack of :class:`rnnimg.nn.SpatioTem
 reads each frame as space-to-depth patches. Every layer keeps its own h and temporal memory c; the
 spatiotemporal memory m climbs the layers at each step and goes from the top layer at step t-1 to
 the bottom layer at step t (the zigzag). A 1x1 convolution of the top h gives the next frame's
-patches, mapped to [0, 1] by a clamp with a straight-through gradient (``output="clamp"``) or a
-sigmoid (see :func:`rnnimg.nn.to_frame_range` for why the clamp is the default).
+patches, mapped to [0, 1] by a clamp with a straight-through gradient (``output="clamp"``), a
+sigmoid, or ``"linear"`` (raw in training, as the official code; clipped in eval mode); see
+:func:`rnnimg.nn.to_frame_range`.
 
 Training reads, at every step after the context, either the true frame or the model's own previous
-prediction, drawn per (clip, step) from Bernoulli(eta) on the model's device (scheduled sampling):
+prediction, drawn per (clip, step) from Bernoulli(eta) on the model's device (scheduled sampling;
+one implementation in :mod:`rnnimg.models.predictor`, which ``convlstm`` shares):
 
 - ``sampling="scheduled"`` (PredRNN): eta = max(0, 1 - 2e-5 * step), so from iteration 50,000 on
   the model trains exactly as it is tested. The context steps always read the truth.
@@ -18,19 +20,20 @@ prediction, drawn per (clip, step) from Bernoulli(eta) on the model's device (sc
   first read the truth with probability r_eta, which ramps from 0.5 to 1 (exponentially between
   iterations 25,000 and 50,000), while the steps after the context use eta falling linearly from
   0.5 to 0 over the same iterations. See :func:`reverse_schedule`.
-- ``sampling="none"``: own predictions after the context from the start (as ``convlstm``).
+- ``sampling="none"``: own predictions after the context from the start (``convlstm``'s default).
 
-**The iteration count** comes from the trainer through :meth:`PredRNN.set_training_step` (called
+**The iteration count** comes from the trainer through ``set_training_step`` (called
 before every training step with the number of optimizer steps so far; it is not saved in
 checkpoints, so a resumed run must call it again), or per batch as ``batch["step"]`` (an int or a
 0-d tensor), which takes precedence. In eval mode (validation, ``predict``) the model always feeds
 back its own predictions.
 
-Loss: the MSE of every next-frame prediction, plus, when ``decouple_beta`` > 0, PredRNN-V2's
-decoupling loss: beta times the mean |cosine similarity| between the (1x1-adapted) increments of c
+Loss: the MSE (or, with ``loss="mse+l1"``, MSE + L1) of every next-frame prediction, plus, when
+``decouple_beta`` > 0, PredRNN-V2's decoupling loss: beta times the mean |cosine similarity| between the (1x1-adapted) increments of c
 and of m, per channel over positions, averaged over layers and steps (training mode only).
 
-Departures: the output is clamped to [0, 1] (the official code's is linear); forget biases are
+Departures: the output is clamped to [0, 1] by default (the official code's is linear:
+``output="linear"``); forget biases are
 learned, starting at 1, instead of a constant +1; the output gate's memory term is a convolution
 over [c, m] as in the official code rather than the paper's Hadamard product; no layer norm.
 """
