@@ -2,7 +2,7 @@
 
 Each variant is one factor changed from the model's default (sampling, output head, loss), or a
 combination. Every variant trains through the library's own trainer (``rnnimg.train.train``) with
-the same seed and data, until its budget of PROCESS CPU time is spent (``time.process_time()``,
+the same seed and the same training clips (see :class:`SameData`), until its budget of PROCESS CPU time is spent (``time.process_time()``,
 counted from the first training batch, validation excluded: fair on a contended machine, where wall
 time depends on the other processes). The FINAL weights are then scored with the library's
 evaluation (``rnnimg.train.evaluate``) on the same fixed Moving MNIST test clips (held-out test
@@ -96,6 +96,25 @@ class CPUBudget(L.Callback):
             trainer.should_stop = True
 
 
+class SameData(L.Callback):
+    """Every variant trains on the same clips. The training clips are drawn from torch's global
+    RNG when a batch is fetched, and so is the scheduled-sampling mask inside the training step;
+    without this, a variant that draws masks would see different clips from then on. Around each
+    training step (batch fetches happen outside it) the global RNG is switched to a generator
+    seeded by (seed, step) and restored after, so the masks are reproducible and the data stream
+    is the one a variant that draws nothing sees."""
+
+    def __init__(self, seed: int) -> None:
+        self.seed, self.saved = seed, None
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.saved = torch.get_rng_state()
+        torch.manual_seed(1_000_003 * (self.seed + 1) + trainer.global_step)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        torch.set_rng_state(self.saved)
+
+
 def baselines(clips_loader, context: int, horizon: int) -> dict[str, dict[str, float]]:
     """MSE/MAE/PSNR/SSIM of all-black frames and of the last context frame repeated."""
     from rnnimg.metrics import mae_per_frame, mse_per_frame, psnr, ssim
@@ -126,7 +145,7 @@ def run_variant(model: str, name: str, overrides: dict, args, run_dir: Path) -> 
         seed=args.seed, val_batches=4, ckpt_every_n_steps=0, sample_every_n_steps=0,
         accelerator=accelerator, devices=1, progress=False, overwrite=True)
     wall = time.perf_counter()
-    train(settings, callbacks=[budget])
+    train(settings, callbacks=[budget, SameData(args.seed)])
     wall = time.perf_counter() - wall
     result = evaluate(run_dir, split="test", batch_size=50, device=args.device, progress=False)
     metrics = {k: result["metrics"][k] for k in ("mse", "mae", "ssim", "psnr")}
