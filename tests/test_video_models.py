@@ -496,10 +496,13 @@ def test_mse_plus_l1_loss_is_the_hand_computed_sum(name):
 def test_presets_follow_the_ablation():
     """The mmnist presets carry the sampling, head and loss issue 12's ablation chose
     (docs/benchmarks.md, "Issue 12: quality per unit of compute"); the other values stay options."""
-    want = {"convlstm": dict(sampling="none", output="clamp", loss="mse"),
+    want = {"convlstm": dict(sampling="reverse", reverse_start=25_000, reverse_end=50_000,
+                             output="clamp", loss="mse"),
             "predrnn": dict(sampling="scheduled", sampling_decay=2e-5, output="clamp", loss="mse")}
     for name, values in want.items():
         config = create_model(name, "mmnist").config
         assert {k: getattr(config, k) for k in values} == values
     v2 = create_model("predrnn", "mmnist-v2").config
     assert (v2.sampling, v2.decouple_beta) == ("reverse", 0.1)
+    # the debug / demo / pretrained settings keep the config defaults (closed loop for convlstm)
+    assert create_model("convlstm", "debug").config.sampling == "none"

@@ -64,8 +64,10 @@ class ConvLSTM(FramePredictor):
                       kernel_size=3),
         # OpenSTL's Moving MNIST ConvLSTM (the "S" setting): 4 x 128, kernel 5, patch 4, 10 -> 10.
         # Sampling, head and loss: issue 12's ablation at equal CPU budget (docs/benchmarks.md):
-        # scheduled / reverse sampling, a linear or sigmoid head and MSE + L1 did not beat these.
-        "mmnist": dict(sampling="none", output="clamp", loss="mse"),
+        # reverse scheduled sampling (PredRNN-V2's schedule: 25,000 / 50,000 / 5,000 iterations,
+        # sized for OpenSTL's ~125,000-step run) beat closed-loop training on both seeds by 1-2%
+        # MSE at equal SSIM; a linear or sigmoid head and MSE + L1 did not beat the clamp and MSE.
+        "mmnist": dict(sampling="reverse", output="clamp", loss="mse"),
     }
     # OpenSTL trains the mmnist model with Adam, lr 5e-4, batch 16.
     training_presets = {"debug": dict(lr=3e-3, batch_size=8), "mmnist": dict(lr=5e-4, batch_size=16)}
