@@ -2,12 +2,12 @@
 
 Each variant is one factor changed from the model's default (sampling, output head, loss), or a
 combination. Every variant trains through the library's own trainer (``rnnimg.train.train``) with
-the same seed and the same training clips (see :class:`SameData`), until its budget of PROCESS CPU time is spent (``time.process_time()``,
-counted from the first training batch, validation excluded: fair on a contended machine, where wall
-time depends on the other processes). The FINAL weights are then scored with the library's
-evaluation (``rnnimg.train.evaluate``) on the same fixed Moving MNIST test clips (held-out test
-digits; no checkpoint is chosen on them), next to two model-free baselines on those clips: all-black
-frames and the last context frame repeated.
+the same seed and the same training clips (see :class:`SameData`), until its budget of PROCESS
+CPU time is spent (``time.process_time()``, counted from the first training batch, validation
+excluded: fair on a contended machine, where wall time depends on the other processes). The
+FINAL weights are then scored with the library's evaluation (``rnnimg.train.evaluate``) on the
+same fixed Moving MNIST test clips (held-out test digits; no checkpoint is chosen on them), next
+to two model-free baselines on those clips: all-black frames and the last context frame repeated.
 
 Setting: the shipped weights' size (64x64 Moving MNIST, 10 -> 10, patch 8, 2 layers x 32, kernel 3,
 batch 16, lr 2e-3), 4,000 training clips, 1,000 test clips.

@@ -29,13 +29,14 @@ checkpoints, so a resumed run must call it again), or per batch as ``batch["step
 back its own predictions.
 
 Loss: the MSE (or, with ``loss="mse+l1"``, MSE + L1) of every next-frame prediction, plus, when
-``decouple_beta`` > 0, PredRNN-V2's decoupling loss: beta times the mean |cosine similarity| between the (1x1-adapted) increments of c
-and of m, per channel over positions, averaged over layers and steps (training mode only).
+``decouple_beta`` > 0, PredRNN-V2's decoupling loss: beta times the mean |cosine similarity|
+between the (1x1-adapted) increments of c and of m, per channel over positions, averaged over
+layers and steps (training mode only).
 
 Departures: the output is clamped to [0, 1] by default (the official code's is linear:
-``output="linear"``); forget biases are
-learned, starting at 1, instead of a constant +1; the output gate's memory term is a convolution
-over [c, m] as in the official code rather than the paper's Hadamard product; no layer norm.
+``output="linear"``); forget biases are learned, starting at 1, instead of a constant +1; the
+output gate's memory term is a convolution over [c, m] as in the official code rather than the
+paper's Hadamard product; no layer norm.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ from rnnimg.models.predictor import (  # noqa: F401  (the schedules' old home: k
 )
 from rnnimg.models.registry import register_model
 from rnnimg.nn import SpatioTemporalLSTMCell, patched_size, space_to_depth
+
 
 @dataclass
 class PredRNNConfig(FramePredictorConfig):
