@@ -1,4 +1,5 @@
-"""PredRNN: the ST-LSTM cell against the paper's equations, the zigzag memory, scheduled sampling."""
+"""PredRNN: the ST-LSTM cell against the paper's equations, the zigzag memory, the schedules' values.
+(The truth masks both predictors draw from the schedules: tests/test_video_models.py.)"""
 
 from __future__ import annotations
 
@@ -89,91 +90,6 @@ def test_reverse_schedule_values():
     r = [reverse_schedule(s)[0] for s in steps]
     e = [reverse_schedule(s)[1] for s in steps]
     assert r == sorted(r) and e == sorted(e, reverse=True)
-
-
-def test_truth_masks_follow_the_schedule():
-    torch.manual_seed(0)
-    model = create_model("predrnn", "debug").train()  # context 4
-    assert model.truth_mask(8, 8, 0).all()  # eta = 1: every step reads the truth
-    late = model.truth_mask(8, 8, 50_000)
-    assert late[:, :4].all() and not late[:, 4:].any()  # eta = 0: own predictions after the context
-    mid = model.truth_mask(4000, 8, 25_000)[:, 4:].float().mean()
-    assert abs(mid - 0.5) < 0.03
-    model.eval()
-    assert model.truth_mask(8, 8, 0) is None
-
-    rev = create_model("predrnn", "debug", sampling="reverse").train()
-    early = rev.truth_mask(4000, 8, 0)
-    assert early[:, 0].all()
-    assert abs(early[:, 1:4].float().mean() - 0.5) < 0.03 and abs(early[:, 4:].float().mean() - 0.5) < 0.03
-    done = rev.truth_mask(8, 8, 100_000)
-    assert done[:, :4].all() and not done[:, 4:].any()
-
-
-def test_schedule_endpoints_change_what_the_model_reads():
-    """eta = 1 is teacher forcing; eta = 0 trains exactly as predict() runs."""
-    torch.manual_seed(0)
-    model = create_model("predrnn", "debug").train()
-    frames = torch.rand(2, 8, 1, 16, 16)
-    with torch.no_grad():
-        teacher = model.rollout(frames, torch.ones(2, 7, dtype=torch.bool))[0]
-        torch.testing.assert_close(model(frames, step=0), teacher, rtol=0, atol=0)
-        late = model(frames, step=60_000)
-        torch.testing.assert_close(late[:, 3:], model.predict(frames[:, :4], 4), rtol=0, atol=1e-6)
-        assert not torch.allclose(late, teacher)
-
-
-class _MaskSeen(Exception):
-    pass
-
-
-def _mask_read_by_loss(model, batch):
-    """The truth mask that ``model.loss(batch)`` hands to the rollout (the rollout is not run)."""
-    seen = {}
-
-    def spy(frames, truth_mask=None):
-        seen["mask"] = truth_mask
-        raise _MaskSeen
-
-    model.rollout = spy
-    with pytest.raises(_MaskSeen):
-        model.loss(batch)
-    del model.rollout
-    return seen["mask"]
-
-
-def test_training_step_sets_what_the_loss_reads():
-    """The step the trainer reports (or batch["step"]) sets the rate at which the loss's rollout
-    reads true frames, and the logged eta is that rate."""
-    torch.manual_seed(0)
-    context = 4  # debug preset; clips of 8 frames -> 7 steps, 3 of them after the context
-    model = create_model("predrnn", "debug").train()
-    big = {"frames": torch.zeros(4000, 8, 1, 16, 16)}
-    small = model.example_batch(2, torch.Generator().manual_seed(0))
-    for step, in_batch, eta in [(0, False, 1.0), (25_000, False, 0.5), (40_000, True, 0.2),
-                                (60_000, False, 0.0)]:
-        if in_batch:
-            model.set_training_step(7)  # the batch's step wins
-            batch, small_batch = {**big, "step": step}, {**small, "step": step}
-        else:
-            model.set_training_step(step)
-            batch, small_batch = big, small
-        mask = _mask_read_by_loss(model, batch)
-        assert mask.shape == (4000, 7) and mask[:, :context].all()  # the context reads the truth
-        assert mask[:, context:].float().mean().item() == pytest.approx(eta, abs=0.02)
-        assert model.loss(small_batch).metrics["eta"] == pytest.approx(eta)
-    rev = create_model("predrnn", "debug", sampling="reverse").train()
-    for step, r_eta, eta in [(0, 0.5, 0.5), (30_000, 1 - 0.5 * math.exp(-1), 0.4), (50_000, 1.0, 0.0)]:
-        rev.set_training_step(step)
-        mask = _mask_read_by_loss(rev, big)
-        assert mask[:, 0].all()  # the first frame is always read
-        assert mask[:, 1:context].float().mean().item() == pytest.approx(r_eta, abs=0.02)
-        assert mask[:, context:].float().mean().item() == pytest.approx(eta, abs=0.02)
-        metrics = rev.loss(small).metrics
-        assert (metrics["r_eta"], metrics["eta"]) == pytest.approx((r_eta, eta))
-    # eval mode and sampling="none": no mask, i.e. own predictions after the context
-    assert _mask_read_by_loss(model.eval(), small) is None
-    assert _mask_read_by_loss(create_model("predrnn", "debug", sampling="none").train(), small) is None
 
 
 def test_decoupling_loss_is_added_only_when_enabled():

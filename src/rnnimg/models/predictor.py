@@ -1,10 +1,26 @@
 """The ``predict`` task's base class: :class:`FramePredictor`, the generic rollout, loss,
-streaming, prediction and evaluation of a next-frame model; a subclass defines one recurrent step."""
+streaming, prediction and evaluation of a next-frame model; a subclass defines one recurrent step.
+
+:class:`FramePredictorConfig` holds the fields every frame predictor shares, among them the three
+training options both ``convlstm`` and ``predrnn`` take from here (one implementation):
+
+- ``sampling``: what a training clip reads after the context. ``"none"``: its own predictions from
+  step 0 on, exactly as at test time. ``"scheduled"`` (PredRNN; OpenSTL): the true frame with
+  probability eta = max(0, sampling_start - sampling_decay * step), drawn per (clip, step).
+  ``"reverse"`` (PredRNN-V2): see :func:`reverse_schedule`. The step comes from the trainer
+  through :meth:`FramePredictor.set_training_step` or from ``batch["step"]``.
+- ``output``: how the head's values become a frame, see :func:`rnnimg.nn.to_frame_range`:
+  ``"clamp"`` (straight-through clamp), ``"sigmoid"``, or ``"linear"`` (raw in training, fed back
+  unclipped during the training rollout as OpenSTL does; clipped to [0, 1] in eval mode).
+- ``loss``: ``"mse"`` or ``"mse+l1"``, see :meth:`FramePredictor.frame_loss`.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import math
 import numbers
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -16,8 +32,61 @@ from rnnimg.models.base import LossOutput, RnnImgModel, as_metric, check_compile
 from rnnimg.models.static import check_graph, graph_backend
 from rnnimg.nn import graphs
 from rnnimg.nn.checks import check_kernel_size
-from rnnimg.nn.patching import FRAME_OUTPUTS
+from rnnimg.nn.patching import FRAME_OUTPUTS, depth_to_space, to_frame_range
 from rnnimg.nn.precision import autocast_dtype
+
+SAMPLING_KINDS = ("none", "scheduled", "reverse")
+LOSS_KINDS = ("mse", "mse+l1")
+
+
+def scheduled_sampling_eta(step: int, start: float = 1.0, decay: float = 2e-5) -> float:
+    """PredRNN's probability of reading the true frame after the context at iteration ``step``.
+
+    eta = max(0, start - decay * step): 1.0 at step 0, 0.5 at 25,000, 0 from 50,000 on.
+    """
+    return max(0.0, start - decay * step)
+
+
+def reverse_schedule(step: int, start: int = 25_000, end: int = 50_000,
+                     alpha: float = 5_000.0) -> tuple[float, float]:
+    """PredRNN-V2's reverse scheduled sampling at iteration ``step``: (r_eta, eta).
+
+    r_eta, the probability that a context step reads the true frame, is 0.5 before ``start``,
+    1 - 0.5 exp(-(step - start) / alpha) up to ``end``, then 1. eta, the same probability for the
+    steps after the context, is 0.5 before ``start``, falls linearly to 0 at ``end``, then stays 0.
+    (The official code's defaults: 25,000, 50,000, 5,000.)
+    """
+    if step < start:
+        return 0.5, 0.5
+    if step < end:
+        return (1.0 - 0.5 * math.exp(-(step - start) / alpha),
+                0.5 - 0.5 * (step - start) / (end - start))
+    return 1.0, 0.0
+
+
+@dataclass
+class FramePredictorConfig:
+    """The fields every frame predictor's config shares (a subclass adds its network's fields and
+    may change a default, as ``predrnn`` does for ``sampling``)."""
+
+    frame_size: int = 64  # square frames, side in pixels (any size: padded to a multiple of patch)
+    channels: int = 1  # channels per frame
+    context: int = 10  # frames given before the prediction starts
+    horizon: int = 10  # frames predicted in training (predict() takes any horizon)
+    patch: int = 4  # space-to-depth patch side (1 = no patching)
+    output: str = "clamp"  # "clamp" (straight-through) | "sigmoid" | "linear" (raw in training)
+    loss: str = "mse"  # "mse" | "mse+l1" (MSE plus mean absolute error, weight 1 each)
+    sampling: str = "none"  # after the context: "none" (own predictions) | "scheduled" | "reverse"
+    sampling_start: float = 1.0  # eta at iteration 0 ("scheduled")
+    sampling_decay: float = 2e-5  # eta falls by this much per iteration ("scheduled")
+    reverse_start: int = 25_000  # iteration where the reverse schedule starts moving
+    reverse_end: int = 50_000  # iteration where it reaches r_eta = 1, eta = 0
+    reverse_alpha: float = 5_000.0  # time constant of r_eta's exponential ramp
+    grad_checkpoint: bool = False  # recompute each step in backward (less memory, more time)
+    tbptt: int = 0  # detach the state every tbptt steps (truncated BPTT); 0 = full BPTT
+
+    def __post_init__(self):
+        check_frame_config(self)
 
 
 def check_conv_stack_config(config: Any) -> None:
@@ -30,14 +99,24 @@ def check_conv_stack_config(config: Any) -> None:
 
 
 def check_frame_config(config: Any) -> None:
-    """Validate the fields every ``predict`` config shares (raises ValueError naming the field)."""
-    if config.output not in FRAME_OUTPUTS:
-        raise ValueError(f"output must be one of {FRAME_OUTPUTS}, got {config.output!r}")
+    """Validate the fields of :class:`FramePredictorConfig` (raises ValueError naming the field)."""
+    for name, kinds in (("output", FRAME_OUTPUTS), ("loss", LOSS_KINDS), ("sampling", SAMPLING_KINDS)):
+        if getattr(config, name) not in kinds:
+            raise ValueError(f"{name} must be one of {kinds}, got {getattr(config, name)!r}")
     for name in ("frame_size", "channels", "context", "horizon", "patch"):
         if getattr(config, name) < 1:
             raise ValueError(f"{name} must be >= 1, got {getattr(config, name)}")
     if config.tbptt < 0:
         raise ValueError(f"tbptt must be >= 0 (0 = full backpropagation), got {config.tbptt}")
+    if not 0.0 <= config.sampling_start <= 1.0:
+        raise ValueError(f"sampling_start must be in [0, 1], got {config.sampling_start}")
+    if config.sampling_decay < 0:
+        raise ValueError(f"sampling_decay must be >= 0, got {config.sampling_decay}")
+    if not 0 <= config.reverse_start < config.reverse_end:
+        raise ValueError(f"need 0 <= reverse_start < reverse_end, got {config.reverse_start}, "
+                         f"{config.reverse_end}")
+    if config.reverse_alpha <= 0:
+        raise ValueError(f"reverse_alpha must be > 0, got {config.reverse_alpha}")
 
 
 @contextlib.contextmanager
@@ -80,14 +159,33 @@ class FramePredictor(RnnImgModel):
 
     task = "predict"
 
+    def __init__(self, config: Any) -> None:
+        super().__init__(config)
+        self.iteration = 0  # optimizer steps so far, set by the trainer through set_training_step()
+
+    def set_training_step(self, step: int) -> None:
+        """The number of optimizer steps so far; drives the scheduled-sampling probabilities.
+
+        The trainer calls it before every training step. It is not saved in checkpoints, so a
+        resumed run must call it again; ``batch["step"]`` takes precedence over it."""
+        self.iteration = int(step)
+
+    def to_frames(self, patches: Tensor) -> Tensor:
+        """The head's patches (B, C*p*p, grid, grid) -> the predicted frame (B, C, H, W), mapped
+        by ``config.output``; a ``"linear"`` output is raw in train mode, clipped in eval mode."""
+        c = self.config
+        frame = depth_to_space(patches, c.patch, c.frame_size, c.frame_size)
+        return to_frame_range(frame, c.output, clip=not self.training)
+
     # --- what a subclass defines --------------------------------------------------------------
     def init_state(self, batch_size: int) -> Any:
         """The zero recurrent state for ``batch_size`` clips, on the model's device and dtype."""
         raise NotImplementedError
 
     def forward_step(self, frame: Tensor, state: Any) -> tuple[Tensor, Any, Tensor | None]:
-        """One time step: frame (B, C, H, W) in [0, 1] -> (prediction of the next frame in [0, 1],
-        new state, auxiliary loss of this step or None)."""
+        """One time step: frame (B, C, H, W) -> (prediction of the next frame, new state,
+        auxiliary loss of this step or None). The prediction is in [0, 1] except for
+        ``output="linear"`` in train mode (see :meth:`to_frames`)."""
         raise NotImplementedError
 
     # --- streaming ----------------------------------------------------------------------------
@@ -95,9 +193,12 @@ class FramePredictor(RnnImgModel):
         """Feed one frame (B, C, H, W); returns (prediction of the next frame, new state).
 
         Start with ``state = model.init_state(B)``. Feeding the context frames and then each
-        returned prediction gives exactly :meth:`predict`'s result.
+        returned prediction gives exactly :meth:`predict`'s result. The prediction is always in
+        [0, 1], even for ``output="linear"`` on a model left in train mode.
         """
         prediction, state, _ = self.forward_step(frame, state)
+        if self.config.output == "linear" and self.training:
+            prediction = prediction.clamp(0, 1)
         return prediction, state
 
     # --- batch paths --------------------------------------------------------------------------
@@ -178,14 +279,55 @@ class FramePredictor(RnnImgModel):
         state.pop("_compiled_step", None)  # a compiled function neither pickles nor deep-copies
         return state
 
+    def truth_mask(self, batch_size: int, length: int, step: int,
+                   device: torch.device | None = None) -> Tensor | None:
+        """(B, length-1) bool: which steps of a training clip read the true frame at iteration
+        ``step``, drawn from the global RNG on ``device``, one draw per (clip, step).
+
+        ``None`` (context true, own predictions after it) in eval mode or with
+        ``sampling="none"``. ``"scheduled"``: the context steps read the truth, the later ones
+        with probability :func:`scheduled_sampling_eta`. ``"reverse"``: step 0 reads the truth,
+        the other context steps with probability r_eta and the later ones with eta
+        (:func:`reverse_schedule`).
+        """
+        c = self.config
+        if not self.training or c.sampling == "none":
+            return None
+        t = torch.arange(length - 1, device=device)  # (T-1,) input step index
+        u = torch.rand(batch_size, length - 1, device=device)  # one draw per (clip, step)
+        if c.sampling == "scheduled":
+            eta = scheduled_sampling_eta(step, c.sampling_start, c.sampling_decay)
+            return (t < c.context) | (u < eta)
+        r_eta, eta = reverse_schedule(step, c.reverse_start, c.reverse_end, c.reverse_alpha)
+        return (t == 0) | torch.where(t < c.context, u < r_eta, u < eta)
+
+    def forward(self, frames: Tensor, step: int | None = None) -> Tensor:
+        """Next-frame predictions (B, T-1, C, H, W) of a clip (B, T, C, H, W) as in training
+        (the ``sampling`` schedule in train mode at iteration ``step``, default the trainer's);
+        [:, t] depends on frames[:, :t+1] only."""
+        step = self.iteration if step is None else step
+        mask = self.truth_mask(frames.shape[0], frames.shape[1], step, frames.device)
+        return self.rollout(frames, mask)[0]
+
     def training_truth_mask(self, batch: dict[str, Any]) -> tuple[Tensor | None, dict[str, float]]:
         """Which steps of a training clip read the true frame: the ``truth_mask`` that
         :meth:`loss` hands to :meth:`rollout`, and the schedule values it logs with it.
 
-        The default, ``(None, {})``, reads the context and then the model's own predictions, as
-        :meth:`predict` does. PredRNN overrides it with scheduled sampling.
+        The mask that :meth:`truth_mask` draws at iteration ``batch["step"]`` (an int or a 0-d
+        tensor) or else the trainer's step, and the probabilities it was drawn with (``eta``, and
+        ``r_eta`` for the reverse schedule); ``(None, {})`` for ``sampling="none"`` and in eval
+        mode, which reads the context and then the model's own predictions, as :meth:`predict`.
         """
-        return None, {}
+        frames = batch["frames"]
+        step = int(batch.get("step", self.iteration))
+        mask = self.truth_mask(frames.shape[0], frames.shape[1], step, frames.device)
+        c, schedule = self.config, {}
+        if mask is not None and c.sampling == "scheduled":
+            schedule["eta"] = scheduled_sampling_eta(step, c.sampling_start, c.sampling_decay)
+        elif mask is not None:
+            schedule["r_eta"], schedule["eta"] = reverse_schedule(step, c.reverse_start,
+                                                                  c.reverse_end, c.reverse_alpha)
+        return mask, schedule
 
     def loss(self, batch: dict[str, Any]) -> LossOutput:
         """:meth:`frame_loss` of a rollout over ``batch["frames"]`` (B, T, C, H, W), T > context,
@@ -203,7 +345,12 @@ class FramePredictor(RnnImgModel):
 
     def frame_loss(self, frames: Tensor, predictions: Tensor, aux: Tensor | None = None,
                    **extra: float | Tensor) -> LossOutput:
-        """MSE over every next-frame prediction (as PredRNN and OpenSTL train), plus ``aux``.
+        """The training loss over every next-frame prediction (frames 1..T-1), plus ``aux``.
+
+        With N = B * (T-1) * C * H * W predicted pixel values p and targets y:
+        ``loss="mse"`` (as PredRNN and OpenSTL train): sum((p - y)^2) / N;
+        ``loss="mse+l1"``: sum((p - y)^2) / N + sum(|p - y|) / N (weight 1 each).
+        p is what the rollout produced: for ``output="linear"`` in train mode, the raw values.
 
         Metrics, on the frames after the context only: ``mse`` and ``mae`` summed over (C, H, W)
         and averaged over clips and frames (OpenSTL's convention, as ``rnnimg.metrics``), and
@@ -211,6 +358,8 @@ class FramePredictor(RnnImgModel):
         """
         target = frames[:, 1:]  # (B, T-1, C, H, W)
         loss = F.mse_loss(predictions, target)
+        if self.config.loss == "mse+l1":
+            loss = loss + F.l1_loss(predictions, target)
         future = slice(self.config.context - 1, None)  # predictions of frames context..T-1
         err = (predictions[:, future] - target[:, future]).detach()
         metrics: dict[str, float | Tensor] = {

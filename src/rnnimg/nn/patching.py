@@ -38,14 +38,23 @@ def depth_to_space(x: Tensor, patch: int, height: int, width: int) -> Tensor:
     return F.pixel_shuffle(x, patch)[..., :height, :width]  # crop the padding
 
 
-FRAME_OUTPUTS = ("clamp", "sigmoid")
+FRAME_OUTPUTS = ("clamp", "sigmoid", "linear")
 
 
-def to_frame_range(z: Tensor, kind: str) -> Tensor:
-    """Map the output layer's values to [0, 1]: ``"sigmoid"``, or ``"clamp"``: clamp(z, 0, 1) with
-    the identity's gradient (straight-through), so every wrong pixel gets a gradient. With a
-    sigmoid and MSE the tiny models collapse to the mean frame and stay there (the sigmoid's
-    gradient vanishes on the saturated background; measured on a moving square)."""
+def to_frame_range(z: Tensor, kind: str, clip: bool = True) -> Tensor:
+    """Map the output layer's values to [0, 1].
+
+    - ``"clamp"``: clamp(z, 0, 1) with the identity's gradient (straight-through), so every wrong
+      pixel gets a gradient.
+    - ``"sigmoid"``: sigmoid(z). With a sigmoid and MSE the tiny models collapse to the mean frame
+      and stay there (the sigmoid's gradient vanishes on the saturated background; measured on a
+      moving square).
+    - ``"linear"``: z itself when ``clip`` is False (training: the raw output, as the official
+      PredRNN code and OpenSTL train it), clamp(z, 0, 1) when ``clip`` is True (evaluation and
+      prediction). Only this kind reads ``clip``; the others are always in [0, 1].
+    """
     if kind == "sigmoid":
         return torch.sigmoid(z)
+    if kind == "linear":
+        return z.clamp(0, 1) if clip else z
     return z.clamp(0, 1).detach() + (z - z.detach())  # value exactly clamp(z), gradient 1
