@@ -15,8 +15,9 @@
 
 The Row LSTM's logits run through inductor in the default suite (the one test of the property:
 about a minute of compiling on the contended 2 cores, less with a warm inductor cache); the
-samples, and the Diagonal BiLSTM and pixelscan through inductor, are `slow`. Their graph counts are checked in the default suite with dynamo's
-``aot_eager`` backend (same tracing and guards, no code generation: a few seconds).
+samples, and the Diagonal BiLSTM and pixelscan through inductor, are `slow`. Their graph counts
+are checked in the default suite with dynamo's ``aot_eager`` backend (same tracing and guards, no
+code generation: a few seconds).
 """
 
 from __future__ import annotations
