@@ -20,7 +20,14 @@ allocations excluded; an approximation: a composite op such as ``linear`` counts
 the cached sampler is launch-bound, so kernels per pixel x launch cost x pixels is its time per
 batch.
 
+``--compile [MODE]`` adds the sampler whose per-pixel step is compiled (``sample(...,
+compile=MODE)``, default mode "default"; on a GPU its kernels are captured in the whole-image CUDA
+graph), timed like the others after one untimed call that compiles (its "first s"). With
+``--count-ops`` the kernels per pixel of the eager and the compiled sampler are then also counted
+with ``torch.profiler`` (:func:`count_kernels`): what a GPU would launch per pixel.
+
     PYTHONPATH=src python benchmarks/bench_pixelrnn.py                      # mnist preset, both variants
+    PYTHONPATH=src python benchmarks/bench_pixelrnn.py --compile --count-ops --variants row
     PYTHONPATH=src python benchmarks/bench_pixelrnn.py --device cuda --count-ops
     PYTHONPATH=src python benchmarks/bench_pixelrnn.py --preset debug --batch 4 --repeats 1 --train-steps 1
 """
@@ -70,6 +77,44 @@ def count_ops(model, batch: int) -> tuple[float, float]:
         model.sample(batch, generator=gen, graph=False)
     pixels = model.config.image_size ** 2
     return counter.ops / pixels, counter.kernels / pixels
+
+
+# ops that only re-describe or allocate memory: no kernel on a GPU
+NO_KERNEL = {"empty", "empty_strided", "empty_like", "as_strided", "view", "reshape", "_reshape_alias",
+             "select", "slice", "narrow", "squeeze", "unsqueeze", "permute", "transpose", "t", "expand",
+             "alias", "detach", "unfold", "split", "chunk", "unbind", "resolve_conj", "resolve_neg",
+             "lift_fresh", "_unsafe_view", "view_as", "expand_as", "split_with_sizes", "numpy_T",
+             "contiguous", "result_type", "is_nonzero", "_local_scalar_dense", "item"}
+
+
+def count_kernels(model, batch: int, compile: bool | str) -> dict:
+    """Kernels per pixel of one cached sampling run (``graph=False``), eager or with the compiled
+    per-pixel step, counted with ``torch.profiler`` on the CPU: inductor's generated kernels
+    (``cpp_fused_*``, recorded with ``torch._inductor.config.cpp.enable_kernel_profile``; each is
+    one fused Triton kernel on a GPU) and the outermost aten operations that launch a kernel (the
+    eager per-row work, and the matrix multiplies a compiled graph hands to extern kernels; views
+    and allocations excluded, as in :func:`count_ops`)."""
+    import torch
+    import torch._inductor.config as inductor_config
+    from torch.profiler import ProfilerActivity, profile
+
+    inductor_config.cpp.enable_kernel_profile = True
+    gen = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    with torch.inference_mode():
+        model.sample(batch, generator=gen(), graph=False, compile=compile)  # compiles
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            model.sample(batch, generator=gen(), graph=False, compile=compile)
+    fused = aten = 0
+    for e in prof.events():
+        if "cpp_fused" in e.name:
+            fused += 1
+        elif e.name.startswith("aten::") and e.name[6:] not in NO_KERNEL:
+            parent = e.cpu_parent
+            while parent is not None and not parent.name.startswith("aten::"):
+                parent = parent.cpu_parent
+            aten += parent is None  # the outermost aten op only: linear, not its addmm as well
+    pixels = model.config.image_size ** 2
+    return {"fused": fused / pixels, "aten": aten / pixels, "kernels": (fused + aten) / pixels}
 
 
 def _measure(args: dict) -> dict:
@@ -126,18 +171,24 @@ def _measure(args: dict) -> dict:
         pixels = model.config.image_size ** 2
         seconds = (clock() - start) * pixels / args["naive_pixels"]  # extrapolated
         items = args["batch"]
-    else:  # "eager" (graph=False) | "buffered" (graph="auto")
+    else:  # "eager" (graph=False) | "buffered" (graph="auto") | "compiled" (+ compile=MODE)
         model.eval()
         graph = False if phase == "eager" else "auto"
+        compile = args["compile"] if phase == "compiled" else False
+        if compile and args["count_ops"]:  # compile once, with the kernels named for the profiler
+            import torch._inductor.config as inductor_config
+
+            inductor_config.cpp.enable_kernel_profile = True
         gen = torch.Generator().manual_seed(0)
         start = clock()
-        model.sample(args["batch"], generator=gen, graph=graph)  # buffered: capture (GPU)
+        # buffered: capture (GPU); compiled: compile (+ capture)
+        model.sample(args["batch"], generator=gen, graph=graph, compile=compile)
         sync()
         extra["first_s"] = clock() - start
         times = []
         for _ in range(args["repeats"]):
             start = clock()
-            model.sample(args["batch"], generator=gen, graph=graph)
+            model.sample(args["batch"], generator=gen, graph=graph, compile=compile)
             sync()
             times.append(clock() - start)
         seconds = statistics.median(times)
@@ -146,6 +197,10 @@ def _measure(args: dict) -> dict:
              else max(0.0, _peak_mib() - base))
     if phase == "eager" and args["count_ops"]:  # after the memory reading: the counter adds some
         extra["ops"], extra["kernels"] = count_ops(model, args["batch"])
+        if args["compile"]:
+            extra["profiled"] = count_kernels(model, args["batch"], False)
+    if phase == "compiled" and args["count_ops"]:
+        extra["profiled"] = count_kernels(model, args["batch"], args["compile"])
     return {"seconds": seconds, "items": items, "added_mib": added,
             "params": sum(p.numel() for p in model.parameters()), **extra}
 
@@ -168,13 +223,19 @@ def main() -> None:
                         help="timed runs of each cached sampler after one untimed (default 3)")
     parser.add_argument("--count-ops", action="store_true",
                         help="also count aten ops and kernels per pixel of the cached sampler")
+    parser.add_argument("--compile", nargs="?", const="default", default=False,
+                        choices=["default", "max-autotune-no-cudagraphs"],
+                        help="also time the sampler with a compiled per-pixel step (mode: default)")
+    parser.add_argument("--phases", nargs="+", default=["train", "naive", "eager", "buffered"],
+                        choices=["train", "naive", "eager", "buffered"],
+                        help="phases to run besides compiled (default: all)")
     args = parser.parse_args()
 
     ctx = mp.get_context("spawn")
     rows = []
     for variant in args.variants:
         result = {}
-        for phase in ("train", "naive", "eager", "buffered"):
+        for phase in [*args.phases, *(["compiled"] if args.compile else [])]:
             job = dict(vars(args), variant=variant, phase=phase)
             with ctx.Pool(1) as pool:
                 result[phase] = pool.apply(_measure, (job,))
@@ -193,21 +254,39 @@ def main() -> None:
           f"which captures the graph on a GPU). Naive sampler timed on {args.naive_pixels} pixels "
           f"and extrapolated linearly to the whole image. {memory}.\n")
     ops = args.count_ops
-    print(f"| variant | params | train img/s | train +MiB | naive img/s | eager cached img/s | "
-          f"buffered img/s ({buffered}) | buffered first s | buffered / eager | eager / naive "
-          f"| cached +MiB (eager, buffered) |" + (" aten ops / pixel | kernels / pixel |" if ops else ""))
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---:|---:|" if ops else ""))
-    for variant, r in rows:
-        train, eager, buf = r["train"], r["eager"], r["buffered"]
-        speed = {k: v["items"] / v["seconds"] for k, v in r.items()}
-        line = (f"| {variant} | {train['params']:,} | {speed['train']:.1f} | {train['added_mib']:.0f} "
-                f"| {speed['naive']:.3f} (extrapolated) | {speed['eager']:.1f} "
-                f"| {speed['buffered']:.1f} | {buf['first_s']:.2f} "
-                f"| {speed['buffered'] / speed['eager']:.2f}x | {speed['eager'] / speed['naive']:.0f}x "
-                f"| {eager['added_mib']:.0f}, {buf['added_mib']:.0f} |")
-        if ops:
-            line += f" {eager['ops']:.1f} | {eager['kernels']:.1f} |"
-        print(line)
+    if set(args.phases) == {"train", "naive", "eager", "buffered"}:
+        print(f"| variant | params | train img/s | train +MiB | naive img/s | eager cached img/s | "
+              f"buffered img/s ({buffered}) | buffered first s | buffered / eager | eager / naive "
+              f"| cached +MiB (eager, buffered) |" + (" aten ops / pixel | kernels / pixel |" if ops else ""))
+        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---:|---:|" if ops else ""))
+        for variant, r in rows:
+            train, eager, buf = r["train"], r["eager"], r["buffered"]
+            speed = {k: v["items"] / v["seconds"] for k, v in r.items()}
+            line = (f"| {variant} | {train['params']:,} | {speed['train']:.1f} | {train['added_mib']:.0f} "
+                    f"| {speed['naive']:.3f} (extrapolated) | {speed['eager']:.1f} "
+                    f"| {speed['buffered']:.1f} | {buf['first_s']:.2f} "
+                    f"| {speed['buffered'] / speed['eager']:.2f}x | {speed['eager'] / speed['naive']:.0f}x "
+                    f"| {eager['added_mib']:.0f}, {buf['added_mib']:.0f} |")
+            if ops:
+                line += f" {eager['ops']:.1f} | {eager['kernels']:.1f} |"
+            print(line)
+    if args.compile:
+        mode = "CUDA graph of the compiled step, replayed" if cuda else "static buffers, compiled step"
+        print(f"\nCompiled per-pixel step (mode {args.compile!r}; {mode}). Kernels / pixel counted "
+              f"with torch.profiler (count_kernels): generated fused kernels + outermost "
+              f"kernel-launching aten ops.\n")
+        print("| variant | phase | img/s | first s (compiles) | fused kernels / pixel | aten kernels / pixel "
+              "| kernels / pixel |")
+        print("|---|---|---:|---:|---:|---:|---:|")
+        for variant, r in rows:
+            for phase in ("eager", "buffered", "compiled"):
+                if phase not in r:
+                    continue
+                m = r[phase]
+                k = m.get("profiled")
+                counts = (f"{k['fused']:.1f} | {k['aten']:.1f} | {k['kernels']:.1f}" if k else "- | - | -")
+                print(f"| {variant} | {phase} | {m['items'] / m['seconds']:.1f} | {m['first_s']:.2f} "
+                      f"| {counts} |")
 
 
 if __name__ == "__main__":

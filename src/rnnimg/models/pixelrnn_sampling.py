@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from rnnimg.nn.graphs import at, into
+
 
 class PixelSampler:
     """A PixelRNN one pixel at a time: input convolution, recurrent layers (stepped by their own
@@ -55,7 +57,7 @@ class PixelSampler:
 
     def set_pixel(self, i: int, j: int, ch: int, value: Tensor) -> None:
         # value * 2 - 1 in one kernel (exact: 2 * value is)
-        torch.add(self.minus_one, value, alpha=2, out=self.canvas[:, i + 3, j + 3, ch])
+        into(torch.add, self.minus_one, value, alpha=2, out=at(at(self.canvas, 1, i + 3), 1, j + 3)[:, ch])
 
     def start_row_input(self, i: int) -> None:
         above = self.canvas[:, i:i + 3].permute(0, 3, 1, 2)  # (n, C, 3, W+6): image rows i-3..i-1
@@ -63,8 +65,8 @@ class PixelSampler:
         self.row0.copy_(out[:, :, 0].transpose(1, 2))
 
     def input_features(self, i: int, j: int, out: Tensor | None = None) -> Tensor:
-        patch = self.canvas[:, i + 3, j:j + 4].reshape(self.n, -1)  # (n, 4C): columns j-3..j
-        return torch.addmm(self.row0[:, j], patch, self.w0_row, out=out)  # (n, 2h)
+        patch = at(self.canvas, 1, i + 3)[:, j:j + 4].reshape(self.n, -1)  # (n, 4C): columns j-3..j
+        return into(torch.addmm, at(self.row0, 1, j), patch, self.w0_row, out=out)  # (n, 2h)
 
     def head(self, x: Tensor) -> Tensor:
         y = torch.addmm(self.head1_b, x.relu(), self.head1).relu_()
@@ -84,7 +86,7 @@ class PixelSampler:
             h = steps.step(layer, j)
             # x + residual(h) is the next layer's input, written straight into its buffer
             out = steps.input_at(layer + 1, j) if layer + 1 < num else self.top
-            torch.add(torch.addmm(self.res_b[layer], h, self.res_w[layer]), x, out=out)
+            into(torch.add, torch.addmm(self.res_b[layer], h, self.res_w[layer]), x, out=out)
             x = out
         return self.head(x)
 

@@ -24,6 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from rnnimg.nn.graphs import at, into
+
 
 class ScanSampler:
     """The network one pixel at a time. ``start_row(i)``, then per pixel ``pixel(i, j)`` once per
@@ -74,7 +76,8 @@ class ScanSampler:
 
     def set_pixel(self, i: int, j: int, ch: int, value: Tensor) -> None:
         # value * 2 - 1 in one kernel (exact: 2 * value is)
-        torch.add(self.minus_one, value, alpha=2, out=self.canvas[:, ch, i + self.pad, j + self.pad])
+        into(torch.add, self.minus_one, value, alpha=2,
+             out=at(at(self.canvas[:, ch], 1, i + self.pad), 1, j + self.pad))
 
     def start_row(self, i: int) -> None:
         self.state.zero_()
@@ -85,7 +88,7 @@ class ScanSampler:
         patch = self.canvas[:, :, i:i + self.pad + 1, j:j + k].reshape(self.n, -1)
         h = torch.addmm(self.b0, patch, self.w0)  # (n, D)
         for layer, block in enumerate(self.blocks):
-            gates = torch.addmm(self.above_gates[layer, :, j], h, self.row_w[layer])
+            gates = torch.addmm(at(self.above_gates[layer], 1, j), h, self.row_w[layer])
             s = block.row.update(gates, self.state[layer])
             self.new_state[layer] = s
             h = h + torch.addmm(self.out_b[layer], F.gelu(s), self.out_w[layer])

@@ -24,7 +24,7 @@ from torch import Tensor
 
 from rnnimg.errors import RnnImgError
 from rnnimg.models.generator import ImageGenerator, uniforms
-from rnnimg.models.static import check_graph, graph_backend
+from rnnimg.models.static import check_compile, check_graph, graph_backend
 from rnnimg.nn import graphs
 
 
@@ -42,38 +42,58 @@ class RasterGenerator(ImageGenerator):
 
     # --- shared ---------------------------------------------------------------------------------
     def generate_cached(self, canvas: Tensor, known: Tensor | None, label: Tensor | None,
-                        temperature: float, u: Tensor) -> Tensor:
+                        temperature: float, u: Tensor, compile: bool | str = False,
+                        logits: Tensor | None = None) -> Tensor:
         """Fill ``canvas`` (n, C, H, W) in raster order carrying the recurrent state, keeping the
         pixels where ``known`` (n, 1, H, W) is True; ``u`` holds the uniforms (H, W, C, n).
-        ``canvas`` is filled in place and returned."""
+        ``canvas`` is filled in place and returned. ``compile``: run each pixel through
+        :func:`rnnimg.nn.graphs.compiled_step` of :meth:`raster_pixel` (a mode name, True for
+        "default", or False for eager). ``logits`` (n, C, K, H, W), if given, receives every
+        pixel's logits (before the temperature)."""
         n, channels, height, width = canvas.shape
         sampler = self.pixel_sampler(n, label)
-        bernoulli = self.config.output == "bernoulli"
+        pixel_step = graphs.compiled_step(self.raster_pixel, compile) if compile else self.raster_pixel
         for i in range(height):
             sampler.start_row(i)
             for j in range(width):
-                for ch in range(channels):
-                    logits = sampler.pixel(i, j)[:, ch]  # (n, K)
-                    slot = canvas[:, ch, i, j]  # (n,): drawn straight into the canvas
-                    value = self.draw(logits[:, 0] if bernoulli else logits, u[i, j, ch], temperature,
-                                      out=slot if known is None else None)
-                    if known is not None:
-                        torch.where(known[:, 0, i, j], slot, value, out=slot)
-                    sampler.set_pixel(i, j, ch, slot)
+                pixel_step(sampler, canvas, known, u, temperature, i, j, logits)
                 sampler.end_pixel(j)
             sampler.end_row(i)
         return canvas
 
+    def raster_pixel(self, sampler, canvas: Tensor, known: Tensor | None, u: Tensor,
+                     temperature: float, i: int, j: int, logits_out: Tensor | None = None) -> None:
+        """Draw pixel (i, j), every channel, into ``canvas`` and the sampler's state: the per-pixel
+        work of :meth:`generate_cached`. Its inputs are tensors, the sampler (whose buffers it
+        reads and writes in place) and the position (i, j), indexed with
+        :func:`rnnimg.nn.graphs.at`, so ``torch.compile(dynamic=True)`` traces it once for every
+        position. ``logits_out`` (n, C, K, H, W), if given, receives the pixel's logits."""
+        bernoulli = self.config.output == "bernoulli"
+        for ch in range(canvas.shape[1]):
+            logits = sampler.pixel(i, j)[:, ch]  # (n, K)
+            if logits_out is not None:
+                graphs.at(graphs.at(logits_out[:, ch], 2, i), 2, j).copy_(logits)
+            slot = graphs.at(graphs.at(canvas[:, ch], 1, i), 1, j)  # (n,): drawn into the canvas
+            value = self.draw(logits[:, 0] if bernoulli else logits,
+                              graphs.at(graphs.at(u, 0, i), 0, j)[ch], temperature,
+                              out=slot if known is None else None)
+            if known is not None:
+                graphs.into(torch.where, graphs.at(graphs.at(known[:, 0], 1, i), 1, j), slot,
+                            value, out=slot)
+            sampler.set_pixel(i, j, ch, slot)
+
     def generate_buffered(self, canvas: Tensor, known: Tensor | None, label: Tensor | None,
-                          temperature: float, u: Tensor, graph: bool | str = "auto") -> Tensor:
-        """:meth:`generate_cached` over static buffers (see the module docstring); ``graph`` as
-        :meth:`sample`'s. Returns a new tensor; ``canvas`` is left as it was unless ``graph`` is
-        False (then it is filled in place, as :meth:`generate_cached` does)."""
+                          temperature: float, u: Tensor, graph: bool | str = "auto",
+                          compile: bool | str = False) -> Tensor:
+        """:meth:`generate_cached` over static buffers (see the module docstring); ``graph`` and
+        ``compile`` as :meth:`sample`'s. Returns a new tensor; ``canvas`` is left as it was unless
+        ``graph`` is False (then it is filled in place, as :meth:`generate_cached` does)."""
         capture = check_graph(graph, canvas.device)
+        compile = check_compile(compile)
         if graph is False:
-            return self.generate_cached(canvas, known, label, temperature, u)
+            return self.generate_cached(canvas, known, label, temperature, u, compile)
         key = ("raster", tuple(canvas.shape), canvas.dtype, canvas.device, known is not None,
-               label is not None, float(temperature), capture)
+               label is not None, float(temperature), capture, compile)
         values = {"canvas": canvas, "u": u}
         if known is not None:
             values["known"] = known
@@ -82,7 +102,7 @@ class RasterGenerator(ImageGenerator):
 
         def build() -> graphs.StaticStep:
             def fn(canvas, u, known=None, label=None):
-                return self.generate_cached(canvas, known, label, temperature, u)
+                return self.generate_cached(canvas, known, label, temperature, u, compile)
 
             return graphs.StaticStep(fn, values, graph_backend(canvas.device) if capture else None)
 
@@ -91,21 +111,17 @@ class RasterGenerator(ImageGenerator):
             return step(**values).clone()
 
     @torch.inference_mode()
-    def cached_logits(self, image: Tensor, label: Tensor | None = None) -> Tensor:
-        """The logits of ``image`` computed by the sampler's step functions, laid out as
-        ``self(image)``. For tests: they must equal the full forward pass."""
+    def cached_logits(self, image: Tensor, label: Tensor | None = None,
+                      compile: bool | str = False) -> Tensor:
+        """The logits of ``image`` computed by the cached sampler's per-pixel step (with every
+        pixel known, so the image is kept), laid out as ``self(image)``; ``compile`` as
+        :meth:`sample`'s. For tests: they must equal the full forward pass."""
         n, channels, height, width = image.shape
-        sampler = self.pixel_sampler(n, label)
-        out = image.new_zeros(n, channels, self.k, height, width)
-        for i in range(height):
-            sampler.start_row(i)
-            for j in range(width):
-                for ch in range(channels):
-                    out[:, ch, :, i, j] = sampler.pixel(i, j)[:, ch]
-                    sampler.set_pixel(i, j, ch, image[:, ch, i, j])
-                sampler.end_pixel(j)
-            sampler.end_row(i)
-        return out[:, :, 0] if self.config.output == "bernoulli" else out
+        logits = image.new_zeros(n, channels, self.k, height, width)
+        known = torch.ones(n, 1, height, width, dtype=torch.bool, device=image.device)
+        u = image.new_full((height, width, channels, n), 0.5)
+        self.generate_cached(image.clone(), known, label, 1.0, u, check_compile(compile), logits)
+        return logits[:, :, 0] if self.config.output == "bernoulli" else logits
 
     def draw(self, logits: Tensor, u: Tensor, temperature: float, out: Tensor | None = None) -> Tensor:
         """Values in [0, 1] from logits (n,) or (n, K) by inverse CDF on uniforms ``u`` (n,),
@@ -119,10 +135,12 @@ class RasterGenerator(ImageGenerator):
             logits = logits / temperature
         if self.config.output == "bernoulli":
             p = torch.sigmoid(logits)
-            return (u < p).float() if out is None else torch.lt(u, p, out=out)
+            return (u < p).float() if out is None else graphs.into(torch.lt, u, p, out=out)
         cdf = logits.softmax(dim=-1).cumsum(dim=-1)  # (n, K)
         level = (cdf < u.unsqueeze(-1)).sum(dim=-1).clamp(max=self.config.levels - 1)
-        return torch.div(level, self.config.levels - 1, out=out)
+        if out is None:
+            return level / (self.config.levels - 1)
+        return graphs.into(torch.div, level, self.config.levels - 1, out=out)
 
     def _uniforms(self, n: int, generator: torch.Generator | None) -> Tensor:
         """One uniform per pixel and channel, drawn in raster then channel order: (H, W, C, n), on
@@ -132,7 +150,8 @@ class RasterGenerator(ImageGenerator):
 
     @torch.inference_mode()
     def sample(self, n: int, *, label=None, text=None, temperature: float = 1.0,
-               generator: torch.Generator | None = None, graph: bool | str = "auto") -> Tensor:
+               generator: torch.Generator | None = None, graph: bool | str = "auto",
+               compile: bool | str = False) -> Tensor:
         """Draw ``n`` images pixel by pixel, carrying the recurrent state (constant work per pixel).
 
         Args:
@@ -148,6 +167,14 @@ class RasterGenerator(ImageGenerator):
                 eagerly over the same static buffers. True: always capture (a CUDA device only).
                 False: the plain eager loop without static buffers. All three give the same
                 samples.
+            compile: False (default), True or a ``torch.compile`` mode ("default",
+                "max-autotune-no-cudagraphs"): run each pixel's work (every layer, the head and
+                the draw) through one ``torch.compile``-d step, which fuses the per-layer
+                elementwise work into a few kernels; with ``graph`` capturing, those kernels are
+                what the CUDA graph replays. The first call compiles (tens of seconds; a few
+                graphs per batch size, not one per pixel). The logits agree with the eager ones to
+                rounding (~1e-6), so a sample can differ from the eager one only where a uniform
+                falls that close to a probability.
 
         Returns:
             (n, C, H, W) in [0, 1]; equal to :meth:`sample_naive` under the same generator state.
@@ -155,7 +182,8 @@ class RasterGenerator(ImageGenerator):
         label = self.check_sample_args(n, label, text, temperature)
         c = self.config
         canvas = torch.zeros(n, c.channels, c.image_size, c.image_size, device=self.device)
-        return self.generate_buffered(canvas, None, label, temperature, self._uniforms(n, generator), graph)
+        return self.generate_buffered(canvas, None, label, temperature, self._uniforms(n, generator),
+                                      graph, compile)
 
     @torch.inference_mode()
     def sample_naive(self, n: int, *, label=None, text=None, temperature: float = 1.0,
@@ -200,7 +228,7 @@ class RasterGenerator(ImageGenerator):
     @torch.inference_mode()
     def complete(self, image: Tensor, known: Tensor, *, label=None,
                  generator: torch.Generator | None = None, temperature: float = 1.0,
-                 graph: bool | str = "auto") -> Tensor:
+                 graph: bool | str = "auto", compile: bool | str = False) -> Tensor:
         """Fill the unknown pixels of ``image`` in raster order, given every known pixel before them.
 
         Args:
@@ -211,6 +239,7 @@ class RasterGenerator(ImageGenerator):
             temperature: logits are divided by it; > 0.
             graph: "auto" | True | False, as :meth:`sample`'s (one graph per batch size, label or
                 not, and temperature; images and masks are inputs of the graph).
+            compile: as :meth:`sample`'s.
 
         Returns:
             (B, C, H, W): known pixels exactly as given, unknown ones sampled.
@@ -220,5 +249,5 @@ class RasterGenerator(ImageGenerator):
         canvas = image.to(self.device, torch.float32).clone()
         known = known.to(self.device)
         u = self._uniforms(image.shape[0], generator)
-        out = self.generate_buffered(canvas, known, label, temperature, u, graph)
+        out = self.generate_buffered(canvas, known, label, temperature, u, graph, compile)
         return torch.where(known, image.to(out), out)  # known pixels bit for bit

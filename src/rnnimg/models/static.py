@@ -28,3 +28,21 @@ def graph_backend(device: torch.device) -> graphs.CudaGraph:
         return graphs.CudaGraph(device)
     except ValueError as err:
         raise RnnImgError(f"{err}.") from None
+
+
+COMPILE_MODES = ("default", "max-autotune-no-cudagraphs")
+
+
+def check_compile(compile) -> str | bool:
+    """Validate a verb's ``compile`` option: False, or the ``torch.compile`` mode of its compiled
+    per-pixel step (True means "default"). Modes that capture CUDA graphs themselves
+    ("reduce-overhead", "max-autotune") are refused: the verb's ``graph`` option captures the
+    whole loop, compiled kernels included."""
+    if compile is False:
+        return False
+    if compile is True:
+        return "default"
+    if compile in COMPILE_MODES:
+        return compile
+    raise RnnImgError(f"compile must be False, True or one of {', '.join(COMPILE_MODES)}, got "
+                      f"{compile!r}; CUDA graphs come from the graph option.")

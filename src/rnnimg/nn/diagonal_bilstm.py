@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from rnnimg.nn.graphs import at, into
 from rnnimg.nn.masked import MaskedConv2d
 from rnnimg.nn.row_lstm import gate_groups, lstm_update, lstm_update_into
 
@@ -209,16 +210,17 @@ class DiagonalBiLSTMSteps:
 
     def input_at(self, layer: int, j: int) -> Tensor:
         """The buffer (n, in) to write layer ``layer``'s input at column ``j`` of this row into."""
-        return self.x[layer, :, j]
+        return at(self.x[layer], 1, j)
 
     def step(self, layer: int, j: int) -> Tensor:
         """The layer's output (n, hidden) at column ``j`` of this row: the left-to-right state
         there plus the right-to-left state of the pixel above."""
-        gates = torch.addmm(self.pre_f[layer, :, j], self.x[layer, :, j], self.f_in[layer])
-        gates.addmm_(self.hf[layer, :, j], self.f_left[layer])
-        h_new = self.hf[layer, :, j + 1]
-        lstm_update_into(gates, self.cf[layer, :, j], h_new, self.cf[layer, :, j + 1])
-        return torch.add(h_new, self.hb[layer, :, j], out=self.out[layer, :, j])
+        hf, cf = self.hf[layer], self.cf[layer]  # (n, W + 1, h): slot j is column j - 1
+        gates = torch.addmm(at(self.pre_f[layer], 1, j), at(self.x[layer], 1, j), self.f_in[layer])
+        gates.addmm_(at(hf, 1, j), self.f_left[layer])
+        h_new = at(hf, 1, j + 1)
+        lstm_update_into(gates, at(cf, 1, j), h_new, at(cf, 1, j + 1))
+        return into(torch.add, h_new, at(self.hb[layer], 1, j), out=at(self.out[layer], 1, j))
 
     def end_row(self, i: int) -> None:
         """Right-to-left scans of row i, every layer at once: (L, n, ...) batched products."""

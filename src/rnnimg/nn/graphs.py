@@ -42,6 +42,25 @@ def wants_capture(graph: bool | str, device: torch.device) -> bool:
     return graph is True or (graph == "auto" and device.type == "cuda")
 
 
+def into(op: Callable[..., Tensor], *args: Any, out: Tensor, **kwargs: Any) -> Tensor:
+    """``op(*args, out=out, **kwargs)``: a result written straight into a buffer (often a
+    non-contiguous view of a larger one), which saves a copy kernel per call in eager mode.
+    Under ``torch.compile``, which cannot trace ``out=`` into a non-contiguous tensor (a graph
+    break per call), it is ``out.copy_(op(*args, **kwargs))`` instead: inductor then fuses the copy
+    into the kernel that computes the value. Same values either way."""
+    if torch.compiler.is_compiling():
+        return out.copy_(op(*args, **kwargs))
+    return op(*args, out=out, **kwargs)
+
+
+def at(t: Tensor, dim: int, index: int) -> Tensor:
+    """``t.select(dim, index)`` (a view, no kernel) for a position ``index`` >= 0, written as
+    ``narrow`` + ``squeeze`` because ``torch.compile(dynamic=True)`` traces that with a symbolic
+    ``index`` while it specializes ``select`` (and ``t[..., index]``) to each value: one compiled
+    graph then serves every pixel instead of one graph per column."""
+    return t.narrow(dim, index, 1).squeeze(dim)
+
+
 def flatten(tree: Any) -> list[Tensor]:
     """The tensors of a nested tuple / list (a recurrent state), depth first."""
     if isinstance(tree, Tensor):
@@ -67,6 +86,26 @@ def copy_tree(dst: Any, src: Any) -> None:
         if d.shape != s.shape:
             raise ValueError(f"a buffer of shape {tuple(d.shape)} was given {tuple(s.shape)}")
         d.copy_(s)
+
+
+COMPILE_RECOMPILE_LIMIT = 64  # a compiled step's code is shared by every model of its class
+
+
+def compiled_step(fn: Callable[..., Any], mode: str) -> Callable[..., Any]:
+    """``torch.compile(fn, mode=mode, dynamic=True, fullgraph=True)`` for a per-step function of
+    buffers and Python int positions: ``dynamic=True`` makes the positions symbolic, so one graph
+    serves every position (inductor's in-place pass still tells position 0 apart: a few graphs per
+    shape, not one per position); ``fullgraph=True`` makes a graph break an error instead of a
+    silent slow path. Dynamo keeps its compiled graphs on ``fn``'s code, shared by every model of a
+    class, so the call raises the recompile limit: past it dynamo would fall back to eager
+    silently."""
+    compiled = torch.compile(fn, mode=mode, dynamic=True, fullgraph=True)
+
+    def step(*args: Any) -> Any:
+        with torch._dynamo.config.patch(recompile_limit=COMPILE_RECOMPILE_LIMIT):
+            return compiled(*args)
+
+    return step
 
 
 class CudaGraph:

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from rnnimg.nn.graphs import at, into
 from rnnimg.nn.masked import MaskedConv2d, colour_groups
 
 
@@ -48,8 +49,8 @@ def lstm_update_into(gates: Tensor, c_prev: Tensor, h_out: Tensor, c_out: Tensor
     hidden = gates.shape[-1] // 4
     act = torch.sigmoid(gates)  # i, f, (unused), o
     i, f, o = act[..., :hidden], act[..., hidden:2 * hidden], act[..., 3 * hidden:]
-    torch.addcmul(f * c_prev, i, torch.tanh(gates[..., 2 * hidden:3 * hidden]), out=c_out)
-    torch.mul(o, torch.tanh(c_out), out=h_out)
+    into(torch.addcmul, f * c_prev, i, torch.tanh(gates[..., 2 * hidden:3 * hidden]), out=c_out)
+    into(torch.mul, o, torch.tanh(c_out), out=h_out)
 
 
 class RowLSTM(nn.Module):
@@ -141,14 +142,14 @@ class RowLSTMSteps:
 
     def input_at(self, layer: int, j: int) -> Tensor:
         """The buffer (n, in) to write layer ``layer``'s input at column ``j`` of this row into."""
-        return self.x[layer, :, j + self.r]
+        return at(self.x[layer], 1, j + self.r)
 
     def step(self, layer: int, j: int) -> Tensor:
         """The layer's output h (n, hidden) at column ``j`` of this row."""
         window = self.x[layer, :, j:j + self.r + 1].reshape(self.batch, -1)  # columns j-r..j
-        gates = torch.addmm(self.pre[layer, :, j], window, self.taps_w[layer])
-        h_new = self.h_cur[layer, :, j]
-        lstm_update_into(gates, self.c_prev[layer, :, j], h_new, self.c_cur[layer, :, j])
+        gates = torch.addmm(at(self.pre[layer], 1, j), window, self.taps_w[layer])
+        h_new = at(self.h_cur[layer], 1, j)
+        lstm_update_into(gates, at(self.c_prev[layer], 1, j), h_new, at(self.c_cur[layer], 1, j))
         return h_new
 
     def end_row(self, i: int) -> None:
