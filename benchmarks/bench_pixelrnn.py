@@ -56,27 +56,14 @@ def count_ops(model, batch: int) -> tuple[float, float]:
     """(aten ops, kernel-launching ops) per pixel of one cached sampling run (``graph=False``:
     the buffered step runs the very same operations)."""
     import torch
-    from torch.utils._python_dispatch import TorchDispatchMode
 
-    class Counter(TorchDispatchMode):
-        def __init__(self) -> None:
-            super().__init__()
-            self.ops = self.kernels = 0
-
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            self.ops += 1
-            # views only re-describe memory and allocations launch nothing; to(dtype) is marked
-            # as aliasing but copies when the dtype changes
-            launches = not func.is_view or func.overloadpacket is torch.ops.aten.to
-            if launches and func.overloadpacket not in (torch.ops.aten.empty, torch.ops.aten.empty_strided):
-                self.kernels += 1
-            return func(*args, **(kwargs or {}))
+    from rnnimg.nn.graphs import KernelCounter
 
     gen = torch.Generator().manual_seed(0)
-    with torch.inference_mode(), Counter() as counter:
+    with torch.inference_mode(), KernelCounter() as counter:
         model.sample(batch, generator=gen, graph=False)
     pixels = model.config.image_size ** 2
-    return counter.ops / pixels, counter.kernels / pixels
+    return counter.ops / pixels, counter.kernels.total() / pixels
 
 
 # ops that only re-describe or allocate memory: no kernel on a GPU

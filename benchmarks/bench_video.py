@@ -119,22 +119,10 @@ def count_step_ops(name: str, preset: str, overrides: dict, bf16: bool,
     """Aten ops per time step of a training step (loss + backward), views excluded, under bf16
     autocast or float32: the difference between clips of two lengths, so per-rollout work (the
     weight casts autocast caches, the loss) cancels. Eager only: a compiled step is one graph."""
-    import collections
-
     import torch
-    from torch.utils._python_dispatch import TorchDispatchMode
 
     from rnnimg import create_model
-
-    class Count(TorchDispatchMode):
-        def __init__(self):
-            super().__init__()
-            self.ops = collections.Counter()
-
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            if not func.is_view:
-                self.ops[func.overloadpacket.__name__] += 1
-            return func(*args, **(kwargs or {}))
+    from rnnimg.nn.graphs import KernelCounter
 
     counts, lengths = [], []
     for extra in (2, 6):  # clips of context + 2 and context + 6 frames
@@ -144,11 +132,11 @@ def count_step_ops(name: str, preset: str, overrides: dict, bf16: bool,
         length = c.context + extra
         lengths.append(length)
         frames = torch.rand(2, length, c.channels, c.frame_size, c.frame_size, device=device)
-        with Count() as count:
+        with KernelCounter() as count:
             with torch.autocast(torch.device(device).type, torch.bfloat16, enabled=bf16):
                 loss = model.loss({"frames": frames, "step": 20_000}).loss
             loss.backward()
-        counts.append(count.ops)
+        counts.append(count.kernels)
     steps = lengths[1] - lengths[0]
     return {k: (counts[1][k] - counts[0][k]) / steps for k in counts[0] | counts[1]}
 

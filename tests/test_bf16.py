@@ -7,26 +7,11 @@ autocast caches for the whole forward pass, the loss) cancels out."""
 
 from __future__ import annotations
 
-import collections
-
 import pytest
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
 
 from rnnimg import create_model
-
-
-class OpCount(TorchDispatchMode):
-    """Counts the aten ops that compute something (not views) while active."""
-
-    def __init__(self):
-        super().__init__()
-        self.ops = collections.Counter()
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        if not func.is_view:
-            self.ops[func.overloadpacket.__name__] += 1
-        return func(*args, **(kwargs or {}))
+from rnnimg.nn.graphs import KernelCounter
 
 
 def ops_per_step(name, bf16, layers=2, lengths=(6, 8)):
@@ -36,11 +21,11 @@ def ops_per_step(name, bf16, layers=2, lengths=(6, 8)):
         torch.manual_seed(0)
         model = create_model(name, "debug", num_layers=layers).train()
         frames = torch.rand(2, t, 1, 16, 16)
-        with OpCount() as count:
+        with KernelCounter() as count:
             with torch.autocast("cpu", torch.bfloat16, enabled=bf16):
                 loss = model.loss({"frames": frames, "step": 20_000}).loss
             loss.backward()
-        counts.append(count.ops)
+        counts.append(count.kernels)
     steps = lengths[1] - lengths[0]
     return {k: (counts[1][k] - counts[0][k]) / steps for k in counts[1] | counts[0]}
 

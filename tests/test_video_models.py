@@ -360,7 +360,8 @@ def test_the_trainer_drives_both_schedules():
     for name in MODELS:
         model = _scheduled(name, sampling_decay=0.1).train()
         lit = LitModel(model, lr=1e-3)
-        lit.trainer = type("T", (), {"global_step": 5, "log_every_n_steps": 1})()  # global_step reads trainer.global_step
+        # a stand-in trainer: LitModel.global_step reads trainer.global_step
+        lit.trainer = type("T", (), {"global_step": 5, "log_every_n_steps": 1})()
         try:
             batch = model.example_batch(2, torch.Generator().manual_seed(0))
             lit._log_metrics = lambda *a, **k: None

@@ -23,12 +23,13 @@ call with the same key.
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import Tensor
+from torch.utils._python_dispatch import TorchDispatchMode
 
 GRAPH_CHOICES = ("auto", True, False)
 MAX_CACHED_STEPS = 8  # per owner; each captured graph keeps its own memory pool on the GPU
@@ -225,3 +226,24 @@ def parameter_key(module: torch.nn.Module) -> tuple:
     In-place updates (an optimizer step, ``load_state_dict``) keep the key, and the steps read the
     new values: they pack the weights inside the step."""
     return tuple((p.data_ptr(), p.dtype, p.device) for p in module.parameters())
+
+
+class KernelCounter(TorchDispatchMode):
+    """While active, counts the aten ops that run: ``ops``, all of them, and ``kernels``, by name,
+    those that would launch a kernel on a GPU (views only re-describe memory and bare allocations
+    launch nothing). On a launch-bound GPU the kernel count, not the arithmetic, sets the time of a
+    recurrent step; the benchmarks and tests count per time step or per pixel with it."""
+
+    _FREE = ("empty", "empty_strided")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ops = 0
+        self.kernels: Counter[str] = Counter()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.ops += 1
+        name = func.overloadpacket.__name__
+        if not func.is_view and name not in self._FREE:
+            self.kernels[name] += 1
+        return func(*args, **(kwargs or {}))
