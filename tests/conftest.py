@@ -6,7 +6,7 @@ import pytest
 import torch
 
 os.environ.setdefault("PYTHONWARNINGS", "ignore::DeprecationWarning")
-torch.set_num_threads(1)  # two test workers on two cores
+torch.set_num_threads(1)  # two test workers on two cores; the sampler tests run thousands of tiny ops
 
 
 @pytest.fixture(autouse=True)
@@ -29,3 +29,4 @@ def image_folder(tmp_path):
         sub.mkdir(parents=True, exist_ok=True)
         Image.fromarray(rng.integers(0, 256, (28, 28), dtype=np.uint8)).save(sub / f"{i:02d}.png")
     return tmp_path / "imgs"
+

@@ -32,12 +32,6 @@ SAMPLERS = [("pixelrnn", {"variant": "row"}), ("pixelrnn", {"variant": "diagonal
 SAMPLER_IDS = ["row", "diagonal", "pixelscan"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def tiny_sampler(name: str, overrides: dict, num_classes: int = 0, channels: int = 1):

@@ -16,14 +16,6 @@ VARIANTS = ("row", "diagonal")
 SIZE = 5
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """These tests run thousands of tiny ops; with 2 threads on a busy 2-core machine the OpenMP
-    workers spin-wait for each other and the file takes over a minute instead of a few seconds."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def tiny(variant: str, channels: int = 1, num_classes: int = 0, size: int = SIZE, seed: int = 0):

@@ -15,12 +15,6 @@ CELLS = ("mingru", "minlstm")
 SIZE = 5
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def tiny(cell: str = "mingru", channels: int = 1, num_classes: int = 0, size: int = SIZE,
