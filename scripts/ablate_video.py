@@ -1,4 +1,6 @@
-"""Issue 12, item 1: video prediction quality per unit of compute.
+"""Issue 12, item 1: video prediction quality per unit of compute (a quality study, so it lives in
+scripts/: `../shared/gpu/check.sh` runs every benchmarks/ script with its defaults, and this one
+trains eight variants for minutes each).
 
 Each variant is one factor changed from the model's default (sampling, output head, loss), or a
 combination. Every variant trains through the library's own trainer (``rnnimg.train.train``) with
@@ -12,9 +14,9 @@ to two model-free baselines on those clips: all-black frames and the last contex
 Setting: the shipped weights' size (64x64 Moving MNIST, 10 -> 10, patch 8, 2 layers x 32, kernel 3,
 batch 16, lr 2e-3), 4,000 training clips, 1,000 test clips.
 
-    python benchmarks/ablate_video.py --model convlstm --budget 300 --out ablation.md
-    python benchmarks/ablate_video.py --model convlstm --variants baseline linear
-    python benchmarks/ablate_video.py --model convlstm --combo best scheduled output=linear
+    python scripts/ablate_video.py --model convlstm --budget 300 --out ablation.md
+    python scripts/ablate_video.py --model convlstm --variants baseline linear
+    python scripts/ablate_video.py --model convlstm --combo best scheduled output=linear
 
 Each variant's run and its result (``ablation.json``) go to ``--runs/MODEL-VARIANT[-sSEED]``; a
 variant whose result is already there is not run again, so several processes can each run a subset
@@ -196,7 +198,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--table-only", action="store_true", help="only write the table")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    command = "python benchmarks/ablate_video.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    command = "python scripts/ablate_video.py " + " ".join(sys.argv[1:] if argv is None else argv)
 
     table = variants(args.model, args.budget, args.step_cost or STEP_COST[args.model])
     for combo in args.combo:
