@@ -37,19 +37,9 @@ from __future__ import annotations
 import argparse
 import multiprocessing as mp
 import platform
-import resource
 import time
 
-
-def _rss_mib() -> float:
-    """Current resident set size of this process in MiB (Linux /proc)."""
-    with open("/proc/self/statm") as f:
-        pages = int(f.read().split()[1])
-    return pages * resource.getpagesize() / 2**20
-
-
-def _peak_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+from memory import peak_rss_mib, rss_mib  # benchmarks/memory.py
 
 
 def count_ops(model, batch: int) -> tuple[float, float]:
@@ -124,7 +114,7 @@ def _measure(args: dict) -> dict:
             torch.cuda.synchronize(device)
 
     clock = time.perf_counter if cuda else time.process_time  # CPU time of this one-thread process
-    base = _rss_mib()
+    base = rss_mib()
     if cuda:
         torch.cuda.reset_peak_memory_stats(device)
     extra = {}
@@ -181,7 +171,7 @@ def _measure(args: dict) -> dict:
         seconds = statistics.median(times)
         items = args["batch"]
     added = (torch.cuda.max_memory_allocated(device) / 2**20 if cuda
-             else max(0.0, _peak_mib() - base))
+             else max(0.0, peak_rss_mib() - base))
     if phase == "eager" and args["count_ops"]:  # after the memory reading: the counter adds some
         extra["ops"], extra["kernels"] = count_ops(model, args["batch"])
         if args["compile"]:

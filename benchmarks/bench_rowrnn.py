@@ -13,13 +13,9 @@ from __future__ import annotations
 import argparse
 import multiprocessing as mp
 import platform
-import resource
 import time
 
-
-def rss_mb() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * resource.getpagesize() / 2**20
+from memory import peak_rss_mib, rss_mib  # benchmarks/memory.py
 
 
 def measure(kind: str, cell: str, preset: str, batch: int, steps: int, device: str, q) -> None:
@@ -47,7 +43,7 @@ def measure(kind: str, cell: str, preset: str, batch: int, steps: int, device: s
     if device.startswith("cuda"):
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
-    before = rss_mb()
+    before = rss_mib()
     start = time.perf_counter()
     for _ in range(steps):
         step()
@@ -55,7 +51,7 @@ def measure(kind: str, cell: str, preset: str, batch: int, steps: int, device: s
         torch.cuda.synchronize()
         peak = torch.cuda.max_memory_allocated() / 2**20
     else:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - before
+        peak = peak_rss_mib() - before
     q.put((batch * steps / (time.perf_counter() - start), max(peak, 0.0),
            sum(p.numel() for p in model.parameters())))
 

@@ -26,20 +26,13 @@ import datetime
 import json
 import multiprocessing as mp
 import platform
-import resource
 import shlex
 import statistics
 import sys
 import time
 from pathlib import Path
 
-
-def _rss_mib() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
+from memory import peak_rss_mib, rss_mib  # benchmarks/memory.py
 
 
 def _measure(name: str, mode: str, args: dict, queue) -> None:
@@ -69,7 +62,7 @@ def _measure(name: str, mode: str, args: dict, queue) -> None:
             torch.cuda.synchronize()
 
     model.train(mode == "train")
-    base = _rss_mib()
+    base = rss_mib()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     for _ in range(args["warmup"]):
@@ -82,7 +75,7 @@ def _measure(name: str, mode: str, args: dict, queue) -> None:
     if device.type == "cuda":
         memory = f"{torch.cuda.max_memory_allocated() / 2**20:.0f} MiB"
     else:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        peak = peak_rss_mib()
         memory = f"{peak:.0f} MiB (+{peak - base:.0f})"
     queue.put({"images_s": args["batch_size"] / statistics.median(times), "memory": memory,
                "params": sum(p.numel() for p in model.parameters())})

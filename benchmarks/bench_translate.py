@@ -27,21 +27,15 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
-import resource
 import statistics
 import sys
 import time
 
+from memory import peak_rss_mib, rss_mib  # benchmarks/memory.py
+
 VARIANTS = {"translator": ("translator", {}), "translator+gan": ("translator", {"adv_weight": 0.01}),
             "dncnn": ("dncnn", {})}
 
-
-def _rss_mib() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def _optimizers(model, lr: float):
@@ -94,7 +88,7 @@ def _speed(variant: str, preset: str, mode: str, args: dict, queue) -> None:
             train_step(model, batch, opt_g, opt_d)
 
     model.train(mode != "infer")
-    rss_before = _rss_mib()
+    rss_before = rss_mib()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     for _ in range(args["warmup"]):
@@ -109,7 +103,7 @@ def _speed(variant: str, preset: str, mode: str, args: dict, queue) -> None:
     if device.type == "cuda":
         peak, rise = torch.cuda.max_memory_allocated(device) / 2**20, float("nan")
     else:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+        peak = peak_rss_mib()
         rise = peak - rss_before
     queue.put({"params": sum(p.numel() for p in model.parameters()),
                "images_per_s": args["batch_size"] / statistics.median(times), "peak_mib": peak,

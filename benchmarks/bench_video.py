@@ -32,7 +32,6 @@ import datetime
 import multiprocessing as mp
 import os
 import platform
-import resource
 import shlex
 import statistics
 import subprocess
@@ -40,18 +39,13 @@ import sys
 import time
 from pathlib import Path
 
+from memory import peak_rss_mib, rss_mib  # benchmarks/memory.py
+
 CPU_MEMORY = ("peak resident set size (ru_maxrss) of a fresh process per row; in brackets its rise "
               "over the resident size after building the model and the batch (activations, "
               "gradients, optimizer state)")
 CUDA_MEMORY = "torch.cuda.max_memory_allocated over the warm-up and timed steps"
 
-
-def _rss_mib() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def _measure(name: str, preset: str, mode: str, args: dict, queue) -> None:
@@ -88,7 +82,7 @@ def _measure(name: str, preset: str, mode: str, args: dict, queue) -> None:
             opt.step()
 
     model.train(not mode.startswith("infer"))
-    rss_before = _rss_mib()
+    rss_before = rss_mib()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     start = time.perf_counter()
@@ -107,7 +101,7 @@ def _measure(name: str, preset: str, mode: str, args: dict, queue) -> None:
     if device.type == "cuda":
         peak, rise = torch.cuda.max_memory_allocated(device) / 2**20, float("nan")
     else:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+        peak = peak_rss_mib()
         rise = peak - rss_before
     queue.put({"params": params, "clips_per_s": args["batch_size"] / seconds, "peak_mib": peak,
                "rise_mib": rise, "threads": torch.get_num_threads(), "warmup_s": warmup_s,
