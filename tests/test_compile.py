@@ -134,18 +134,14 @@ def test_compiled_steps_train_to_the_eager_losses(name, overrides, steps):
 def test_a_compiled_run_resumes_exactly(tmp_path):
     """Compiling holds nothing a checkpoint misses: a compiled run cut at step 4 and resumed (again
     compiled) ends with the weights of an uninterrupted compiled run, bit for bit."""
-    import lightning as L
     from safetensors.torch import load_file
 
-    class CrashAt(L.Callback):
-        def on_train_batch_start(self, trainer, *args):
-            if trainer.global_step == 4:
-                raise RuntimeError("simulated crash")
+    from helpers import CrashAt
 
     kw = dict(compile="default", max_steps=8, ckpt_every_n_steps=2)
     full = train(_settings(tmp_path / "full", **kw))
     with pytest.raises(RuntimeError, match="simulated crash"):
-        train(_settings(tmp_path / "cut", **kw), callbacks=[CrashAt()])
+        train(_settings(tmp_path / "cut", **kw), callbacks=[CrashAt(4)])
     resumed = train(_settings(tmp_path / "cut", resume=True, **kw))
     a, b = load_file(full / "model.safetensors"), load_file(resumed / "model.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

@@ -3,11 +3,11 @@ weights of an uninterrupted one, and metrics.csv neither loses nor duplicates a 
 
 import csv
 
-import lightning as L
 import pytest
 import torch
 from safetensors.torch import load_file
 
+from helpers import CrashAt
 from rnnimg.errors import RnnImgError
 from rnnimg.train import TrainSettings, train
 from rnnimg.train.run import resolve_settings
@@ -22,16 +22,6 @@ def settings(out, data, **kw):
     base.update(kw)
     return TrainSettings(**base)
 
-
-class CrashAt(L.Callback):
-    """Dies like kill -9 would, as far as the run folder can tell: no checkpoint on the way out."""
-
-    def __init__(self, step):
-        self.step = step
-
-    def on_train_batch_start(self, trainer, *args):
-        if trainer.global_step == self.step:
-            raise RuntimeError("simulated crash")
 
 
 def rows(run):

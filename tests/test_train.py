@@ -1,10 +1,10 @@
 import csv
 
-import lightning as L
 import pytest
 import torch
 from safetensors.torch import load_file
 
+from helpers import CrashAt
 from rnnimg.errors import NonFiniteLossError, RnnImgError
 from rnnimg.train import TrainSettings, evaluate, train
 
@@ -16,14 +16,6 @@ def settings(out, **kw):
     base.update(kw)
     return TrainSettings(**base)
 
-
-class CrashAt(L.Callback):
-    def __init__(self, step):
-        self.step = step
-
-    def on_train_batch_start(self, trainer, *args):
-        if trainer.global_step == self.step:
-            raise RuntimeError("simulated crash")
 
 
 @pytest.mark.parametrize("crash_step", [5, 4])  # mid-epoch and at an epoch boundary (4 steps/epoch)
