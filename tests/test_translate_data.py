@@ -143,7 +143,8 @@ def test_pairs_with_mismatched_stems_list_the_first_few(pair_folders):
     a, b = pair_folders
     for i in range(7):
         (b / f"im{i:02d}.png").rename(b / f"other{i}.png")
-    with pytest.raises(RnnImgError, match=r"7 only in .*A \(im00, im01, im02, im03, im04, \.\.\.\)") as err:
+    with pytest.raises(RnnImgError, match=r"7 input\(s\) without a target in .*B: im00, im01, im02, "
+                                          r"im03, im04 \(and 2 more\)") as err:
         load_dataset(f"pairs:{a},{b}", "train")
     assert "other0" in str(err.value) and "\n" not in str(err.value)
 
