@@ -46,6 +46,17 @@ def generation_ranks(model) -> torch.Tensor:
     return torch.arange(c.image_size ** 2 * c.channels).view(c.image_size, c.image_size, c.channels)
 
 
+def inputs_seen_by_each_logit(model, image: torch.Tensor):
+    """For each position k = (i, j, ch) in generation order, yield (k, (i, j, ch), seen): seen is
+    (H, W, C) bool (indexed like :func:`generation_ranks`), the inputs whose gradient into the
+    logits of position k is non-zero for some image of ``image`` (B, C, H, W)."""
+    image = image.detach().requires_grad_(True)
+    logits = per_position(model(image))  # (B, H, W, C, K)
+    for k, (i, j, ch) in enumerate(raster_order(model)):
+        (grad,) = torch.autograd.grad(logits[:, i, j, ch].sum(), image, retain_graph=True)
+        yield k, (i, j, ch), (grad != 0).any(dim=0).permute(1, 2, 0)  # (H, W, C)
+
+
 @torch.no_grad()
 def later_logits_changed_by_flips(model, image: torch.Tensor) -> int:
     """Flip each input position in generation order (to another level of the model) and assert
@@ -61,3 +72,69 @@ def later_logits_changed_by_flips(model, image: torch.Tensor) -> int:
         assert not differs[rank <= k].any(), f"an earlier logit changed with input {(i, j, ch)}"
         later_changed += int(differs[rank > k].sum())
     return later_changed
+
+
+def check_fast_sampler_matches_naive(model, channels: int, size: int) -> None:
+    """The state-carrying sampler and the naive one draw identical samples from one seed; another
+    seed draws others; samples have the model's shape and range."""
+    fast = model.sample(3, temperature=0.8, generator=torch.Generator().manual_seed(5))
+    naive = model.sample_naive(3, temperature=0.8, generator=torch.Generator().manual_seed(5))
+    assert torch.equal(fast, naive)
+    other = model.sample(3, temperature=0.8, generator=torch.Generator().manual_seed(6))
+    assert not torch.equal(fast, other)
+    assert fast.shape == (3, channels, size, size) and fast.min() >= 0 and fast.max() <= 1
+
+
+def check_completion(model, image: torch.Tensor, known: torch.Tensor) -> None:
+    """``complete`` keeps the known pixels, draws the unknown ones as the naive sampler does from
+    the same uniforms, and draws others from another seed."""
+    out = model.complete(image, known, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(out[known.expand_as(out)], image[known.expand_as(image)])
+    unknown = ~known.expand_as(out)
+    assert not torch.equal(out[unknown], image[unknown])
+    u = model._uniforms(len(image), torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        naive = model._generate_naive(image.clone(), known, None, 1.0, u)
+    assert torch.equal(out, naive)
+    again = model.complete(image, known, generator=torch.Generator().manual_seed(1))
+    assert not torch.equal(again[unknown], out[unknown])
+
+
+def check_cached_logits_match_forward(model, conditional: bool) -> None:
+    """The cached per-pixel step gives the full forward's logits, with and without labels."""
+    image = random_level_image(model, n=3)
+    label = torch.tensor([0, 1, 2]) if conditional else None
+    with torch.no_grad():
+        full = model(image, label)
+    torch.testing.assert_close(model.cached_logits(image, label), full, atol=1e-5, rtol=1e-5)
+
+
+def check_label_changes_logits_and_samples(model) -> tuple[torch.Tensor, torch.Tensor]:
+    """Labels 0 and 2 give other logits and other samples from one seed; returns the samples."""
+    image = random_level_image(model)
+    with torch.no_grad():
+        assert not torch.allclose(model(image, torch.tensor([0, 0])), model(image, torch.tensor([2, 2])))
+    a = model.sample(4, label=0, generator=torch.Generator().manual_seed(0))
+    b = model.sample(4, label=2, generator=torch.Generator().manual_seed(0))
+    assert not torch.equal(a, b)
+    return a, b
+
+
+def loss_after_fitting(name: str, steps: int = 30, **overrides):
+    """(first, last) LossOutput of the ``debug`` model ``name`` fitted with Adam for ``steps`` on 4
+    fixed binarized 10x10 digits; returns the batch too."""
+    from rnnimg.data import load_dataset
+    from rnnimg.models import create_model
+
+    data = load_dataset("mnist-5k", "train", binarize="fixed", image_size=10)
+    batch = {"image": torch.stack([data[i]["image"] for i in range(4)])}
+    torch.manual_seed(0)
+    model = create_model(name, "debug", image_size=10, **overrides)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    first = model.loss(batch)
+    for _ in range(steps):
+        out = model.loss(batch)
+        opt.zero_grad()
+        out.loss.backward()
+        opt.step()
+    return first, model.loss(batch)

@@ -177,6 +177,82 @@ def test_tiny_overfit_drives_the_bound_down_and_iwae_never_exceeds_the_bound():
         torch.testing.assert_close(sum(metrics["kl_nats_per_step"]), metrics["kl_nats"])
 
 
+class LatentTrace:
+    """Records, at every step of the model's passes, the posterior's (mu, log sigma), the learned
+    prior's raw output (alignDRAW) and z, the first z_size inputs of the decoder."""
+
+    def __init__(self, model):
+        self.posterior, self.prior, self.z = [], [], []
+        z_size = model.config.z_size
+        self.handles = [
+            model.posterior.register_forward_hook(lambda m, i, out: self.posterior.append(out.detach())),
+            model.decoder.register_forward_hook(lambda m, i, out: self.z.append(i[0][:, :z_size].detach()))]
+        if model.prior is not None:
+            self.handles.append(model.prior.register_forward_hook(
+                lambda m, i, out: self.prior.append(out.detach())))
+
+    def log_ratios(self, steps: int) -> list[torch.Tensor]:
+        """Per pass, (B,) sum_t log p(z_t) - log q(z_t | x), by torch.distributions."""
+        out = []
+        for start in range(0, len(self.z), steps):
+            total = 0
+            for t in range(start, start + steps):
+                mu, log_sigma = self.posterior[t].chunk(2, 1)
+                if self.prior:  # alignDRAW's prior: tanh of a linear map of h_dec
+                    mu_p, log_sigma_p = torch.tanh(self.prior[t]).chunk(2, 1)
+                    prior = Normal(mu_p, log_sigma_p.exp())
+                else:
+                    prior = Normal(0.0, 1.0)
+                z = self.z[t]
+                total = total + prior.log_prob(z).sum(1) - Normal(mu, log_sigma.exp()).log_prob(z).sum(1)
+            out.append(total)
+        return out
+
+    def remove(self):
+        for h in self.handles:
+            h.remove()
+
+
+@pytest.mark.parametrize("learned_prior", [False, True])
+def test_log_ratio_is_log_prior_minus_log_posterior_at_the_drawn_z(learned_prior):
+    """run()'s log_ratio against log p(z) - log q(z | x) from torch.distributions, at the z the
+    pass drew (mu + sigma * the generator's normals); a flipped sign or a swapped density fails."""
+    model = tiny(learned_prior=learned_prior).eval()
+    image = model.example_batch(3, torch.Generator().manual_seed(3))["image"]
+    trace = LatentTrace(model)
+    with torch.no_grad():
+        out = model.run(image, generator=torch.Generator().manual_seed(1))
+    trace.remove()
+    gen = torch.Generator().manual_seed(1)
+    for t in range(3):  # z is the reparametrized draw from q
+        mu, log_sigma = trace.posterior[t].chunk(2, 1)
+        torch.testing.assert_close(trace.z[t], mu + log_sigma.exp() * torch.randn(mu.shape, generator=gen))
+    (expected,) = trace.log_ratios(3)
+    assert expected.abs().min() > 0.1  # a sign flip would show
+    torch.testing.assert_close(out["log_ratio"], expected, rtol=1e-5, atol=1e-4)
+
+
+def test_importance_weighted_estimate_matches_an_independent_computation():
+    """evaluation_statistics' iwae and same-draws bound from log w_k = log p(x | z_k) + log p(z_k)
+    - log q(z_k | x), every density from torch.distributions, on the draws the model made."""
+    from torch.distributions import Bernoulli
+
+    model, k = tiny().eval(), 4
+    batch = model.example_batch(3, torch.Generator().manual_seed(0))
+    stats = model.evaluation_statistics(batch, importance_samples=k,
+                                        generator=torch.Generator().manual_seed(2))
+    trace = LatentTrace(model)
+    gen = torch.Generator().manual_seed(2)
+    with torch.no_grad():
+        canvases = [model.run(batch["image"], generator=gen)["canvas"] for _ in range(k)]
+    trace.remove()
+    log_w = torch.stack([Bernoulli(logits=c).log_prob(batch["image"]).sum((1, 2, 3)) + ratio
+                         for c, ratio in zip(canvases, trace.log_ratios(3))]).double()  # (K, B)
+    iwae = -(torch.logsumexp(log_w, 0) - math.log(k))
+    assert float(stats["iwae"]) == pytest.approx(float(iwae.sum()), rel=1e-5)
+    assert float(stats["bound_sampled"]) == pytest.approx(float(-log_w.mean(0).sum()), rel=1e-5)
+
+
 def test_statistics_add_up_across_batches():
     model = tiny().eval()
     batch = model.example_batch(4, torch.Generator().manual_seed(0))

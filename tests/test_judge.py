@@ -87,6 +87,41 @@ def test_draw_reports_the_condition_match_and_refuses_it_without_a_condition():
         create_model("draw", "debug").evaluation_statistics(batch, judge=True)
 
 
+def test_draw_condition_match_samples_and_judges_under_the_batchs_own_labels(monkeypatch):
+    """A perfect class-conditional sampler (it returns held-out digits of the label it is asked
+    for) scores ~1 only if DRAW asks for, and judges against, each item's own label."""
+    test = load_dataset("mnist-5k", "test", binarize="fixed")
+    pool = torch.utils.data.default_collate([test[i] for i in range(len(test))])
+    by_label = {d: pool["image"][pool["label"] == d] for d in range(10)}
+    anyone = torch.randperm(len(test), generator=torch.Generator().manual_seed(0))  # any digits
+    torch.manual_seed(0)
+    model = create_model("draw", "debug", num_classes=10).eval()
+    asked = []
+
+    def perfect(n, *, label=None, text=None, temperature=1.0, generator=None):
+        asked.append(label)
+        if label is None:
+            return pool["image"][anyone[:n]]
+        return torch.stack([by_label[int(d)][k % len(by_label[int(d)])] for k, d in enumerate(label)])
+
+    monkeypatch.setattr(model, "sample", perfect)
+    eval_set = load_dataset("mnist-5k", "train", binarize="fixed")
+    batch = torch.utils.data.default_collate([eval_set[i] for i in range(0, len(eval_set), 100)])
+    assert len(batch["label"].unique()) == 10  # mnist-5k is sorted by label
+    stats = model.evaluation_statistics(batch, judge=True, generator=torch.Generator().manual_seed(0))
+    assert len(asked) == 1 and asked[0] is not None and torch.equal(asked[0], batch["label"])
+    assert model.reduce_statistics(stats)["condition_match"] > 0.9
+    # labels that do not name the batch's images: the samples are judged, not the batch's images
+    shifted = dict(batch, label=(batch["label"] + 3) % 10)
+    stats = model.evaluation_statistics(shifted, judge=True, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(asked[1], shifted["label"])
+    assert model.reduce_statistics(stats)["condition_match"] > 0.9
+    # and the score has teeth: a sampler that ignores its label scores about chance
+    monkeypatch.setattr(model, "sample", lambda n, **kw: pool["image"][anyone[:n]])
+    stats = model.evaluation_statistics(batch, judge=True, generator=torch.Generator().manual_seed(0))
+    assert model.reduce_statistics(stats)["condition_match"] < 0.3
+
+
 def test_draw_judges_caption_batches_by_default():
     from rnnimg.data.mnist_captions import VOCABULARY
 

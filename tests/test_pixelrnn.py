@@ -6,10 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+import helpers
 from helpers import generation_ranks as ranks
-from helpers import later_logits_changed_by_flips, per_position
 from helpers import random_level_image as random_image
-from helpers import raster_order as order
 from rnnimg.data.masks import parse_mask
 from rnnimg.errors import RnnImgError
 from rnnimg.models import create_model
@@ -38,21 +37,16 @@ def tiny(variant: str, channels: int = 1, num_classes: int = 0, size: int = SIZE
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_changing_a_pixel_leaves_earlier_logits_unchanged(variant, channels):
     model = tiny(variant, channels)
-    later_changed = later_logits_changed_by_flips(model, random_image(model))
-    rank = ranks(model)
-    assert later_changed > rank.numel()  # the test has teeth: later logits do depend on the pixel
+    # the test has teeth: later logits do depend on the pixel
+    assert helpers.later_logits_changed_by_flips(model, random_image(model)) > ranks(model).numel()
 
 
 @pytest.mark.parametrize("channels", [1, 3])
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_logit_gradient_is_zero_on_current_and_later_inputs(variant, channels):
     model = tiny(variant, channels)
-    image = random_image(model, n=4).requires_grad_(True)
-    logits = per_position(model(image))  # (B, H, W, C, K)
     rank = ranks(model)
-    for k, (i, j, ch) in enumerate(order(model)):
-        (grad,) = torch.autograd.grad(logits[:, i, j, ch].sum(), image, retain_graph=True)
-        seen = (grad != 0).any(dim=0).permute(1, 2, 0)  # (H, W, C): same indexing as rank
+    for k, (i, j, ch), seen in helpers.inputs_seen_by_each_logit(model, random_image(model, n=4)):
         assert not seen[rank >= k].any(), f"logit {(i, j, ch)} sees itself or a later input"
         if ch > 0:  # a colour channel sees the earlier channels of its own pixel
             assert seen[i, j, :ch].all(), f"logit {(i, j, ch)} misses its pixel's earlier channels"
@@ -64,12 +58,8 @@ def test_logit_gradient_is_zero_on_current_and_later_inputs(variant, channels):
 @pytest.mark.parametrize("channels", [1, 3])
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_cached_step_logits_match_full_forward(variant, channels, conditional):
-    model = tiny(variant, channels, num_classes=3 if conditional else 0)
-    image = random_image(model, n=3)
-    label = torch.tensor([0, 1, 2]) if conditional else None
-    with torch.no_grad():
-        full = model(image, label)
-    torch.testing.assert_close(model.cached_logits(image, label), full, atol=1e-5, rtol=1e-5)
+    helpers.check_cached_logits_match_forward(tiny(variant, channels, num_classes=3 if conditional else 0),
+                                      conditional)
 
 
 def test_lstm_update_is_torch_lstm_cell_gate_order():
@@ -163,13 +153,7 @@ def test_skew_unskew_round_trip():
 @pytest.mark.parametrize("channels", [1, 3])
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_fast_and_naive_samplers_give_identical_samples(variant, channels):
-    model = tiny(variant, channels, size=4)
-    fast = model.sample(3, temperature=0.8, generator=torch.Generator().manual_seed(5))
-    naive = model.sample_naive(3, temperature=0.8, generator=torch.Generator().manual_seed(5))
-    assert torch.equal(fast, naive)
-    other = model.sample(3, temperature=0.8, generator=torch.Generator().manual_seed(6))
-    assert not torch.equal(fast, other)
-    assert fast.shape == (3, channels, 4, 4) and fast.min() >= 0 and fast.max() <= 1
+    helpers.check_fast_sampler_matches_naive(tiny(variant, channels, size=4), channels, size=4)
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -178,47 +162,18 @@ def test_completion_keeps_known_pixels_and_samples_the_rest(variant):
     image = random_image(model, n=4)
     known = parse_mask("bottom-half", SIZE, SIZE).unsqueeze(0).expand(4, -1, -1, -1).clone()
     known[1, 0, SIZE - 1, 0] = True  # a different mask per image is allowed
-    out = model.complete(image, known, generator=torch.Generator().manual_seed(0))
-    assert torch.equal(out[known.expand_as(out)], image[known.expand_as(image)])
-    unknown = ~known.expand_as(out)
-    assert not torch.equal(out[unknown], image[unknown])
-    # the unknown pixels are those the naive sampler draws from the same uniforms
-    u = model._uniforms(4, torch.Generator().manual_seed(0))
-    with torch.inference_mode():
-        naive = model._generate_naive(image.clone(), known, None, 1.0, u)
-    assert torch.equal(out, naive)
-    again = model.complete(image, known, generator=torch.Generator().manual_seed(1))
-    assert not torch.equal(again[unknown], out[unknown])
+    helpers.check_completion(model, image, known)
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_class_label_changes_logits_and_samples(variant):
-    model = tiny(variant, num_classes=3)
-    image = random_image(model)
-    with torch.no_grad():
-        assert not torch.allclose(model(image, torch.tensor([0, 0])), model(image, torch.tensor([2, 2])))
-    a = model.sample(4, label=0, generator=torch.Generator().manual_seed(0))
-    b = model.sample(4, label=2, generator=torch.Generator().manual_seed(0))
-    assert not torch.equal(a, b)
+    helpers.check_label_changes_logits_and_samples(tiny(variant, num_classes=3))
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_loss_falls_on_a_few_fixed_images(variant):
-    from rnnimg.data import load_dataset
-
-    data = load_dataset("mnist-5k", "train", binarize="fixed", image_size=10)
-    batch = {"image": torch.stack([data[i]["image"] for i in range(4)])}
-    torch.manual_seed(0)
-    model = create_model("pixelrnn", "debug", variant=variant, image_size=10)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    first = model.loss(batch)
+    first, last = helpers.loss_after_fitting("pixelrnn", variant=variant)
     assert set(first.metrics) == {"nll_nats", "bits_per_dim"}
-    for _ in range(30):
-        out = model.loss(batch)
-        opt.zero_grad()
-        out.loss.backward()
-        opt.step()
-    last = model.loss(batch)
     assert last.metrics["nll_nats"] < 0.6 * first.metrics["nll_nats"]
     # metrics are the exact NLL: nats per image and bits per dimension of the same number
     dims = 10 * 10

@@ -7,10 +7,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+import helpers
 from helpers import generation_ranks as ranks
-from helpers import later_logits_changed_by_flips, per_position
 from helpers import random_level_image as random_image
-from helpers import raster_order as order
 from rnnimg.data.masks import parse_mask
 from rnnimg.errors import RnnImgError
 from rnnimg.models import create_model
@@ -38,11 +37,9 @@ def tiny(cell: str = "mingru", channels: int = 1, num_classes: int = 0, size: in
 @pytest.mark.parametrize("cell", CELLS)
 def test_changing_a_pixel_leaves_earlier_logits_unchanged(cell, channels):
     model = tiny(cell, channels)
-    later_changed = later_logits_changed_by_flips(model, random_image(model))
-    rank = ranks(model)
     # the test has teeth: later logits do depend on the pixel (that every one does is the
     # gradient test's job: with random weights one logit's ReLUs can all sit at zero)
-    assert later_changed > rank.numel() ** 2 / 4
+    assert helpers.later_logits_changed_by_flips(model, random_image(model)) > ranks(model).numel() ** 2 / 4
 
 
 @pytest.mark.parametrize("channels", [1, 3])
@@ -51,12 +48,9 @@ def test_every_logit_sees_exactly_the_whole_causal_past(cell, channels):
     """Gradients over a whole image: logit k depends on every input before k and on nothing else
     (PixelCNN and the Diagonal BiLSTM fail the 'every' half; their blind spots)."""
     model = tiny(cell, channels, size=6, dtype=torch.float64)
-    image = random_image(model, n=32, dtype=torch.float64).requires_grad_(True)
-    logits = per_position(model(image))  # (B, H, W, C, K)
     rank = ranks(model)
-    for k, (i, j, ch) in enumerate(order(model)):
-        (grad,) = torch.autograd.grad(logits[:, i, j, ch].sum(), image, retain_graph=True)
-        seen = (grad != 0).any(dim=0).permute(1, 2, 0)  # (H, W, C): same indexing as rank
+    image = random_image(model, n=32, dtype=torch.float64)
+    for k, (i, j, ch), seen in helpers.inputs_seen_by_each_logit(model, image):
         assert torch.equal(seen, rank < k), f"logit {(i, j, ch)} does not see exactly its past"
 
 
@@ -68,23 +62,13 @@ def test_cached_step_logits_match_full_forward(cell, channels, conditional):
     if conditional:  # the label offsets start at zero; make them matter
         with torch.no_grad():
             model.label_embedding.weight.normal_(0, 1)
-    image = random_image(model, n=3)
-    label = torch.tensor([0, 1, 2]) if conditional else None
-    with torch.no_grad():
-        full = model(image, label)
-    torch.testing.assert_close(model.cached_logits(image, label), full, atol=1e-5, rtol=1e-5)
+    helpers.check_cached_logits_match_forward(model, conditional)
 
 
 @pytest.mark.parametrize("channels", [1, 3])
 @pytest.mark.parametrize("cell", CELLS)
 def test_fast_and_naive_samplers_give_identical_samples(cell, channels):
-    model = tiny(cell, channels, size=4)
-    fast = model.sample(3, temperature=0.8, generator=torch.Generator().manual_seed(5))
-    naive = model.sample_naive(3, temperature=0.8, generator=torch.Generator().manual_seed(5))
-    assert torch.equal(fast, naive)
-    other = model.sample(3, temperature=0.8, generator=torch.Generator().manual_seed(6))
-    assert not torch.equal(fast, other)
-    assert fast.shape == (3, channels, 4, 4) and fast.min() >= 0 and fast.max() <= 1
+    helpers.check_fast_sampler_matches_naive(tiny(cell, channels, size=4), channels, size=4)
 
 
 @pytest.mark.parametrize("channels", [1, 3])
@@ -94,47 +78,20 @@ def test_completion_keeps_known_pixels_and_samples_the_rest(channels):
     known = parse_mask("bottom-half", SIZE, SIZE).unsqueeze(0).expand(4, -1, -1, -1).clone()
     known[1, 0, SIZE - 1, 0] = True  # a different mask per image is allowed
     known[2, 0, 0, 1] = False  # and holes above known pixels
-    out = model.complete(image, known, generator=torch.Generator().manual_seed(0))
-    assert torch.equal(out[known.expand_as(out)], image[known.expand_as(image)])
-    unknown = ~known.expand_as(out)
-    assert not torch.equal(out[unknown], image[unknown])
-    u = model._uniforms(4, torch.Generator().manual_seed(0))
-    with torch.inference_mode():
-        naive = model._generate_naive(image.clone(), known, None, 1.0, u)
-    assert torch.equal(out, naive)
-    again = model.complete(image, known, generator=torch.Generator().manual_seed(1))
-    assert not torch.equal(again[unknown], out[unknown])
+    helpers.check_completion(model, image, known)
 
 
 def test_class_label_changes_logits_and_samples():
     model = tiny(num_classes=3)
     with torch.no_grad():
         model.label_embedding.weight.normal_(0, 1)
-    image = random_image(model)
-    with torch.no_grad():
-        assert not torch.allclose(model(image, torch.tensor([0, 0])), model(image, torch.tensor([2, 2])))
-    a = model.sample(4, label=0, generator=torch.Generator().manual_seed(0))
-    b = model.sample(4, label=2, generator=torch.Generator().manual_seed(0))
-    assert not torch.equal(a, b)
+    a, _ = helpers.check_label_changes_logits_and_samples(model)
     assert torch.equal(a, model.sample_naive(4, label=0, generator=torch.Generator().manual_seed(0)))
 
 
 @pytest.mark.parametrize("cell", CELLS)
 def test_loss_falls_on_a_few_fixed_images(cell):
-    from rnnimg.data import load_dataset
-
-    data = load_dataset("mnist-5k", "train", binarize="fixed", image_size=10)
-    batch = {"image": torch.stack([data[i]["image"] for i in range(4)])}
-    torch.manual_seed(0)
-    model = create_model("pixelscan", "debug", cell=cell, image_size=10)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    first = model.loss(batch)
-    for _ in range(30):
-        out = model.loss(batch)
-        opt.zero_grad()
-        out.loss.backward()
-        opt.step()
-    last = model.loss(batch)
+    first, last = helpers.loss_after_fitting("pixelscan", cell=cell)
     assert last.metrics["nll_nats"] < 0.6 * first.metrics["nll_nats"]
 
 

@@ -52,6 +52,50 @@ def test_renet_sweeps_see_their_row_their_column_and_then_the_whole_image(cell):
     assert layer(x).shape == (1, 6, 4, 3)
 
 
+def _direction_footprints(sweep, grid, i, j, hidden):
+    """Which grid cells (h, w) the forward and the backward half of ``sweep``'s output at (i, j)
+    depend on."""
+    grid = grid.clone().requires_grad_(True)
+    out = sweep(grid)  # (B, 2H, h, w): [forward, backward] halves, as torch's bidirectional RNNs
+    seen = []
+    for half in (slice(0, hidden), slice(hidden, 2 * hidden)):
+        (grad,) = torch.autograd.grad(out[:, half, i, j].sum(), grid, retain_graph=True)
+        seen.append(grad.abs().sum(dim=(0, 1)) > 0)
+    return seen
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_each_sweep_direction_sees_its_own_side_at_every_position(cell):
+    """Along a 5-patch row (column), the forward half at position j sees positions 0..j of its row
+    (column) and the backward half positions j..4, at the first, middle and last positions. (At
+    the last one a forward-only sweep already sees the whole row, so that is not enough.) One ReNet
+    layer then sees the whole image from its first and middle cells as well."""
+    torch.manual_seed(0)
+    hidden = 3
+    layer = ReNetLayer(2, hidden, patch_size=1, cell=cell).double()
+    grid = torch.randn(2, 2, 4, 5, dtype=torch.float64)  # (B, C, h=4, w=5)
+    for j in (0, 2, 4):
+        forward, backward = _direction_footprints(layer.sweep_rows, grid, 1, j, hidden)
+        expected = torch.zeros(4, 5, dtype=torch.bool)
+        expected[1, :j + 1] = True
+        assert torch.equal(forward, expected), f"row sweep, forward half at column {j}"
+        expected = torch.zeros(4, 5, dtype=torch.bool)
+        expected[1, j:] = True
+        assert torch.equal(backward, expected), f"row sweep, backward half at column {j}"
+    columns = torch.randn(2, 2 * hidden, 5, 4, dtype=torch.float64)  # (B, 2H, h=5, w=4)
+    for i in (0, 2, 4):
+        forward, backward = _direction_footprints(layer.sweep_columns, columns, i, 1, hidden)
+        expected = torch.zeros(5, 4, dtype=torch.bool)
+        expected[:i + 1, 1] = True
+        assert torch.equal(forward, expected), f"column sweep, forward half at row {i}"
+        expected = torch.zeros(5, 4, dtype=torch.bool)
+        expected[i:, 1] = True
+        assert torch.equal(backward, expected), f"column sweep, backward half at row {i}"
+    x = torch.randn(1, 2, 4, 5, dtype=torch.float64)
+    for i, j in ((0, 0), (2, 2), (1, 3)):
+        assert _footprint(layer, x, i, j).all(), f"one layer at ({i}, {j}) misses part of the image"
+
+
 def test_renet_fold_equals_running_every_row_and_column_on_its_own():
     """Folding rows (columns) into the batch gives what a loop over rows (columns) gives."""
     torch.manual_seed(0)

@@ -81,6 +81,54 @@ def test_pair_transform_applies_crop_and_flip_to_train_only():
     assert train["image"].shape == (1, 8, 8) and train["mask"].dtype == torch.long
 
 
+def _mask_of(image: torch.Tensor) -> torch.Tensor:
+    """The mask an image (C, H, W) uint8 encodes: label = pixel value of channel 0 // 64, and 255
+    (ignore) where that value is odd."""
+    mask = (image[0] // 64).to(torch.uint8)
+    mask[image[0] % 2 == 1] = 255
+    return mask
+
+
+def _windows(image: torch.Tensor, side: int) -> list[torch.Tensor]:
+    h, w = image.shape[-2:]
+    return [image[:, y:y + side, x:x + side] for y in range(h - side + 1) for x in range(w - side + 1)]
+
+
+def test_pair_transform_in_training_mode_keeps_image_and_mask_aligned(tmp_path):
+    """Training-mode PairTransform (random crop and flip): the output mask is the one its output
+    image encodes, for every draw; the draws really crop at several places and flip both ways.
+    The same holds for the items of a masks: dataset's train split."""
+    image = torch.randint(0, 256, (3, 23, 31), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    transform = PairTransform(crop=16, flip=True, train=True)
+    windows = _windows(image, 16)
+    seen, flipped = set(), set()
+    for seed in range(40):
+        torch.manual_seed(seed)
+        out = transform(image, _mask_of(image))
+        pixels = (out["image"] * 255).round().to(torch.uint8)  # (3, 16, 16)
+        assert out["mask"].dtype == torch.long and torch.equal(out["mask"], _mask_of(pixels).long())
+        plain = [k for k, win in enumerate(windows) if torch.equal(win, pixels)]
+        mirrored = [k for k, win in enumerate(windows) if torch.equal(win, pixels.flip(-1))]
+        assert plain or mirrored, "the output is not a (flipped) window of the image"
+        seen.update(plain + mirrored)
+        flipped.add(bool(mirrored) and not plain)
+    assert len(seen) >= 10 and flipped == {True, False}
+
+    (tmp_path / "img").mkdir()
+    (tmp_path / "msk").mkdir()
+    for i in range(3):
+        gen = torch.Generator().manual_seed(i)
+        pic = torch.randint(0, 256, (3, 20, 26), dtype=torch.uint8, generator=gen)
+        Image.fromarray(pic.permute(1, 2, 0).numpy()).save(tmp_path / "img" / f"{i}.png")
+        Image.fromarray(_mask_of(pic).numpy()).save(tmp_path / "msk" / f"{i}.png")
+    data = load_dataset(f"masks:{tmp_path / 'img'},{tmp_path / 'msk'}", "train", crop=12, flip=True)
+    torch.manual_seed(0)
+    for _ in range(5):
+        for item in (data[i] for i in range(len(data))):
+            pixels = (item["image"] * 255).round().to(torch.uint8)
+            assert pixels.shape == (3, 12, 12) and torch.equal(item["mask"], _mask_of(pixels).long())
+
+
 # --- mnist-scenes -------------------------------------------------------------------------------
 
 

@@ -143,9 +143,25 @@ def test_pairs_with_mismatched_stems_list_the_first_few(pair_folders):
     a, b = pair_folders
     for i in range(7):
         (b / f"im{i:02d}.png").rename(b / f"other{i}.png")
-    with pytest.raises(RnnImgError, match=r"7 only in .*A \(im00, im01, im02, im03, im04, \.\.\.\)") as err:
+    with pytest.raises(RnnImgError, match=r"7 input\(s\) without a target in .*B: im00, im01, im02, "
+                                          r"im03, im04 \(and 2 more\)") as err:
         load_dataset(f"pairs:{a},{b}", "train")
     assert "other0" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_two_images_with_one_stem_and_too_few_for_a_test_split_are_one_line(pair_folders, tmp_path):
+    a, b = pair_folders
+    _write(a, "im03.jpg", np.zeros((8, 10, 3), dtype=np.uint8))
+    with pytest.raises(RnnImgError, match=r"im03.jpg and im03.png have the same stem 'im03'|"
+                                          r"im03.png and im03.jpg have the same stem 'im03'"):
+        load_dataset(f"pairs:{a},{b}", "train")
+    for i in range(3):
+        _write(tmp_path / "C", f"{i}.png", np.zeros((4, 4), dtype=np.uint8))
+        _write(tmp_path / "D", f"{i}.png", np.zeros((4, 4), dtype=np.uint8))
+    spec = f"pairs:{tmp_path / 'C'},{tmp_path / 'D'}"
+    assert len(load_dataset(spec, "train")) == 3  # under 10 pairs, train is all of them
+    with pytest.raises(RnnImgError, match="has 3 pairs, too few for a test split"):
+        load_dataset(spec, "test")
 
 
 def test_pairs_of_different_sizes_are_one_line(pair_folders):

@@ -219,6 +219,67 @@ def test_discriminator_loss_reaches_only_the_discriminator_and_trains_it():
     assert out.metrics["d_real"] > out.metrics["d_fake"] + 0.1
 
 
+class PairProbe(torch.nn.Module):
+    """A stand-in discriminator with known per-pixel logits that tell source, real and fake apart."""
+
+    def forward(self, source, image):
+        return 3 * image[:, :1] - 2 * source[:, :1] + 0.5  # (B, 1, H, W)
+
+
+def test_discriminator_loss_is_halved_bce_of_real_pairs_to_1_and_translated_pairs_to_0():
+    model = _gan().eval()
+    model.discriminator = PairProbe()
+    batch = model.example_batch(4, torch.Generator().manual_seed(0))
+    batch["target"] = 1 - batch["target"]  # far from the untrained translation (about the source)
+    out = model.discriminator_loss(batch)
+    source, target = batch["source"], batch["target"]
+    with torch.no_grad():
+        fake = model(source)
+    p_real = torch.sigmoid(PairProbe()(source, target))
+    p_fake = torch.sigmoid(PairProbe()(source, fake))
+    expected = -0.5 * (torch.log(p_real).mean() + torch.log(1 - p_fake).mean())
+    swapped = -0.5 * (torch.log(1 - p_real).mean() + torch.log(p_fake).mean())
+    assert abs(float(expected - swapped)) > 0.05  # the probe tells real from translated
+    torch.testing.assert_close(out.loss, expected)
+    torch.testing.assert_close(out.metrics["d_real"], p_real.mean())
+    torch.testing.assert_close(out.metrics["d_fake"], p_fake.mean())
+
+
+def _receptive_interval(layers, first, last):
+    """The input rows [a, b] that output rows [first, last] of pix2pix-style convolutions read:
+    ``layers`` (kernel 4, stride 2, padding 1) blocks, then two (kernel 3, stride 1, padding 1)."""
+    a, b = first, last
+    for k, s, p in reversed([(4, 2, 1)] * layers + [(3, 1, 1)] * 2):
+        a, b = a * s - p, b * s - p + k - 1
+    return a, b
+
+
+@pytest.mark.parametrize("layers", [1, 2])
+def test_patch_discriminator_shape_receptive_field_and_that_it_reads_the_source(layers):
+    """One logit per 2^layers pixels; the logit of an inner patch depends on exactly the square of
+    source AND image pixels that the convolutions reach (26 x 26 for two blocks, as the docstring
+    says); and the discriminator is conditional: another source with the same image changes it."""
+    from rnnimg.nn.patchgan import PatchDiscriminator
+
+    torch.manual_seed(0)
+    disc = PatchDiscriminator(1, 3, features=8, layers=layers).double().eval()
+    source = torch.randn(2, 1, 48, 40, dtype=torch.float64, requires_grad=True)
+    image = torch.randn(2, 3, 48, 40, dtype=torch.float64, requires_grad=True)
+    logits = disc(source, image)
+    assert logits.shape == (2, 1, 48 // 2 ** layers, 40 // 2 ** layers)
+    i, j = logits.shape[2] // 2, logits.shape[3] // 2
+    logits[:, :, i, j].sum().backward()
+    (top, bottom), (left, right) = _receptive_interval(layers, i, i), _receptive_interval(layers, j, j)
+    assert bottom - top + 1 == 7 * 2 ** layers - 2 and (layers != 2 or bottom - top + 1 == 26)
+    expected = torch.zeros(48, 40, dtype=torch.bool)
+    expected[top:bottom + 1, left:right + 1] = True
+    for what, x in (("source", source), ("image", image)):
+        assert torch.equal(x.grad.abs().sum(dim=(0, 1)) > 0, expected), what
+    with torch.no_grad():
+        other = disc(source + torch.randn_like(source), image)
+    assert (other - logits).abs().max() > 1e-3
+
+
 def test_two_optimizer_training_of_the_debug_gan_is_stable():
     """The trainer's scheme (a discriminator step, then a generator step with the other
     parameters) for 60 steps, at pix2pix's weighting (L1 x 100 + GAN, i.e. adv_weight 0.01):

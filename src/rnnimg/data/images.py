@@ -174,6 +174,47 @@ def image_files(folder: Path) -> list[Path]:
     return files
 
 
+def files_by_stem(folder: Path) -> dict[str, Path]:
+    """Every image under ``folder`` by its stem: the path below ``folder`` without the suffix
+    (``x/1.png`` -> ``x/1``). Two images with one stem are a one-line error."""
+    files: dict[str, Path] = {}
+    for path in image_files(folder):
+        stem = str(path.relative_to(folder).with_suffix(""))
+        if stem in files:
+            raise RnnImgError(f"{folder}: {files[stem].name} and {path.name} have the same stem "
+                              f"{stem!r}; keep one of them.")
+        files[stem] = path
+    return files
+
+
+def matched_stems(spec: str, first: Path, second: Path, nouns: tuple[str, str],
+                  hint: str) -> list[tuple[str, Path, Path]]:
+    """(stem, file in ``first``, file in ``second``) for every stem, sorted by stem: the pairs of a
+    ``pairs:`` or ``masks:`` dataset. A stem that only one folder has is a one-line error that
+    starts with ``spec``, counts and names the first few unmatched stems of each folder (``nouns``
+    says what the two folders hold) and ends with ``hint``."""
+    a, b = files_by_stem(first), files_by_stem(second)
+    only_a, only_b = set(a) - set(b), set(b) - set(a)
+    if only_a or only_b:
+        what = []
+        for missing, folder, (have, lack) in ((only_a, second, nouns), (only_b, first, nouns[::-1])):
+            if missing:
+                names = sorted(missing)
+                shown = ", ".join(names[:5]) + (f" (and {len(names) - 5} more)" if len(names) > 5 else "")
+                what.append(f"{len(names)} {have}(s) without {'an' if lack[0] in 'aeiou' else 'a'} "
+                            f"{lack} in {folder}: {shown}")
+        raise RnnImgError(f"{spec}: the stems do not match; {'; '.join(what)}. {hint}")
+    return [(stem, a[stem], b[stem]) for stem in sorted(a)]
+
+
+def every_tenth(items: list, split: str, owner: str, noun: str) -> list:
+    """The items of ``split`` when every 10th item (in the given order) is the test split; under
+    10 items, train is all of them and test a one-line error ("``owner`` has N ``noun``...")."""
+    if split == "test" and len(items) < 10:
+        raise RnnImgError(f"{owner} has {len(items)} {noun}, too few for a test split (10 needed).")
+    return [x for i, x in enumerate(items) if (i % 10 == 9) == (split == "test") or len(items) < 10]
+
+
 def folder_classes(root: Path, files: list[Path]) -> list[str] | None:
     """The class names of a folder dataset: its image subfolders, sorted (None if any image lies
     directly in ``root``). Taken over all images, so the train and test splits agree."""

@@ -20,36 +20,9 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from rnnimg.data import transforms as T
-from rnnimg.data.images import image_files, read_image
+from rnnimg.data.images import every_tenth, matched_stems, read_image
 from rnnimg.data.registry import register_dataset
 from rnnimg.errors import RnnImgError
-
-
-def _by_stem(folder: Path) -> dict[str, Path]:
-    files: dict[str, Path] = {}
-    for path in image_files(folder):
-        stem = str(path.relative_to(folder).with_suffix(""))
-        if stem in files:
-            raise RnnImgError(f"{folder}: two images share the stem {stem!r} ({files[stem].name}, "
-                              f"{path.name}); keep one of them.")
-        files[stem] = path
-    return files
-
-
-def matched_stems(inputs: Path, targets: Path) -> list[tuple[str, Path, Path]]:
-    """(stem, input file, target file) for every stem, sorted; a one-line error listing the first
-    few stems that only one folder has."""
-    a, b = _by_stem(inputs), _by_stem(targets)
-    only_a, only_b = sorted(set(a) - set(b)), sorted(set(b) - set(a))
-    if only_a or only_b:
-        parts = []
-        for folder, missing, count in ((inputs, only_a, len(only_a)), (targets, only_b, len(only_b))):
-            if missing:
-                shown = ", ".join(missing[:5]) + (", ..." if count > 5 else "")
-                parts.append(f"{count} only in {folder} ({shown})")
-        raise RnnImgError(f"pairs: the stems of the two folders do not match: {'; '.join(parts)}. "
-                          "Name each input and its target alike (a.png and a.jpg pair).")
-    return [(stem, a[stem], b[stem]) for stem in sorted(a)]
 
 
 class PairDataset(Dataset):
@@ -86,10 +59,9 @@ def pairs(arg: str, split: str, image_size=None, channels=None, source_channels=
     if image_size is not None and (not isinstance(image_size, int) or image_size < 2):
         raise RnnImgError(f"image_size must be a whole number >= 2, got {image_size!r}.")
     inputs, targets = (Path(p.strip()).expanduser() for p in parts)
-    matched = matched_stems(inputs, targets)
-    if split == "test" and len(matched) < 10:
-        raise RnnImgError(f"pairs:{arg} has {len(matched)} pairs, too few for a test split (10 needed).")
-    keep = [m for i, m in enumerate(matched) if (i % 10 == 9) == (split == "test") or len(matched) < 10]
+    matched = matched_stems(f"pairs:{arg}", inputs, targets, ("input", "target"),
+                            "Name each input and its target alike (a.png and a.jpg pair).")
+    keep = every_tenth(matched, split, f"pairs:{arg}", "pairs")
     sources, goals = [], []
     for stem, a, b in keep:
         source, target = read_image(a), read_image(b)

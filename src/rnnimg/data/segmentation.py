@@ -26,7 +26,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from rnnimg.data import transforms as T
-from rnnimg.data.images import image_files, read_image
+from rnnimg.data.images import every_tenth, matched_stems, read_image
 from rnnimg.data.registry import register_dataset
 from rnnimg.errors import RnnImgError
 
@@ -192,22 +192,6 @@ class PairDataset(Dataset):
         return None
 
 
-def _by_stem(folder: Path) -> dict[str, Path]:
-    files: dict[str, Path] = {}
-    for path in image_files(folder):
-        stem = str(path.relative_to(folder).with_suffix(""))
-        if stem in files:
-            raise RnnImgError(f"{folder}: {files[stem].name} and {path.name} have the same stem "
-                              f"{stem!r}; keep one of them.")
-        files[stem] = path
-    return files
-
-
-def _first(names, n: int = 5) -> str:
-    names = sorted(names)
-    return ", ".join(names[:n]) + (f" (and {len(names) - n} more)" if len(names) > n else "")
-
-
 @register_dataset("masks", prefix=True, task="segment",
                   description="your own segmentation pairs: masks:IMAGES,MASKS, matched by file "
                   "stem; masks as index PNGs (value = class, 255 = ignore) or VOC-palette PNGs; "
@@ -219,23 +203,12 @@ def masks(arg: str, split: str, image_size=None, channels=None, crop=None, flip:
         raise RnnImgError(f"masks:{arg}: write masks:IMAGES,MASKS with the two folders separated "
                           "by a comma, e.g. masks:./images,./masks.")
     image_dir, mask_dir = (Path(p).expanduser() for p in parts)
-    images, masks_ = _by_stem(image_dir), _by_stem(mask_dir)
-    no_mask, no_image = set(images) - set(masks_), set(masks_) - set(images)
-    if no_mask or no_image:
-        what = []
-        if no_mask:
-            what.append(f"{len(no_mask)} image(s) without a mask in {mask_dir}: {_first(no_mask)}")
-        if no_image:
-            what.append(f"{len(no_image)} mask(s) without an image in {image_dir}: {_first(no_image)}")
-        raise RnnImgError(f"masks:{arg}: the stems do not match; {'; '.join(what)}. Give each "
-                          "image a mask of the same file name (any image suffix).")
-    stems = sorted(images)
-    if split == "test" and len(stems) < 10:
-        raise RnnImgError(f"masks:{arg} has {len(stems)} pairs, too few for a test split (10 needed).")
-    keep = [s for i, s in enumerate(stems) if (i % 10 == 9) == (split == "test") or len(stems) < 10]
+    keep = every_tenth(matched_stems(f"masks:{arg}", image_dir, mask_dir, ("image", "mask"),
+                                     "Give each image a mask of the same file name (any image suffix)."),
+                       split, f"masks:{arg}", "pairs")
     pics, labels = [], []
-    for stem in keep:
-        image, mask = read_image(images[stem], channels), read_mask(masks_[stem])
+    for stem, image_file, mask_file in keep:
+        image, mask = read_image(image_file, channels), read_mask(mask_file)
         if tuple(image.shape[1:]) != tuple(mask.shape):
             raise RnnImgError(f"{stem}: the image is {image.shape[2]}x{image.shape[1]} but its mask "
                               f"is {mask.shape[1]}x{mask.shape[0]}; they must be the same size.")
@@ -247,7 +220,7 @@ def masks(arg: str, split: str, image_size=None, channels=None, crop=None, flip:
     if channels is None and len({p.shape[0] for p in pics}) > 1:
         pics = [T.to_channels(p, 3) for p in pics]
     transform = PairTransform(image_size, channels, crop, flip, train=split == "train")
-    return PairDataset(pics, labels, keep, transform, tuple(class_names))
+    return PairDataset(pics, labels, [m[0] for m in keep], transform, tuple(class_names))
 
 
 # --- torchvision sets ---------------------------------------------------------------------------

@@ -34,9 +34,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from torch import Tensor, nn
+from torch import Tensor
 
 from rnnimg.models.predictor import FramePredictor, FramePredictorConfig, check_conv_stack_config
+from rnnimg.models.predictor_config import DEBUG_CONV_STACK
 from rnnimg.models.registry import register_model
 from rnnimg.nn import ConvLSTMCell, patched_size, space_to_depth
 
@@ -60,8 +61,7 @@ class ConvLSTMConfig(FramePredictorConfig):
 class ConvLSTM(FramePredictor):
     config_class = ConvLSTMConfig
     presets = {
-        "debug": dict(frame_size=16, context=4, horizon=4, patch=2, hidden_size=16, num_layers=2,
-                      kernel_size=3),
+        "debug": dict(DEBUG_CONV_STACK),
         # OpenSTL's Moving MNIST ConvLSTM (the "S" setting): 4 x 128, kernel 5, patch 4, 10 -> 10.
         # Sampling, head and loss: issue 12's ablation at equal CPU budget (docs/benchmarks.md):
         # reverse scheduled sampling (PredRNN-V2's schedule: 25,000 / 50,000 / 5,000 iterations,
@@ -88,15 +88,10 @@ class ConvLSTM(FramePredictor):
     def __init__(self, config: ConvLSTMConfig) -> None:
         super().__init__(config)
         c = config
-        self.grid = patched_size(c.frame_size, c.patch)  # side of the patch grid
-        patch_channels = c.channels * c.patch ** 2
-        self.cells = nn.ModuleList(
-            ConvLSTMCell(patch_channels if layer == 0 else c.hidden_size, c.hidden_size,
-                         c.kernel_size, peephole=c.peephole, peephole_size=(self.grid, self.grid),
-                         forget_bias=c.forget_bias)
-            for layer in range(c.num_layers)
-        )
-        self.head = nn.Conv2d(c.hidden_size, patch_channels, 1)  # top h -> next frame's patches
+        grid = patched_size(c.frame_size, c.patch)
+        self.build_patch_stack(lambda inputs: ConvLSTMCell(
+            inputs, c.hidden_size, c.kernel_size, peephole=c.peephole, peephole_size=(grid, grid),
+            forget_bias=c.forget_bias))
 
     def init_state(self, batch_size: int) -> list[tuple[Tensor, Tensor]]:
         """[(h, c)] per layer, each (B, hidden, grid, grid), zeros."""

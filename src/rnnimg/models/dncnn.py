@@ -24,6 +24,7 @@ from torch import Tensor, nn
 from rnnimg.models.registry import register_model
 from rnnimg.models.translation import ImageTranslator, check_translation_config, match_channels
 from rnnimg.nn import to_frame_range
+from rnnimg.nn.checks import check_at_least
 
 
 @dataclass
@@ -38,10 +39,8 @@ class DnCNNConfig:
 
     def __post_init__(self):
         check_translation_config(self)
-        if self.features < 1:
-            raise ValueError(f"features must be >= 1, got {self.features}")
-        if self.depth < 2:
-            raise ValueError(f"depth must be >= 2, got {self.depth}")
+        check_at_least(self, 1, "features")
+        check_at_least(self, 2, "depth")
 
 
 @register_model("dncnn")

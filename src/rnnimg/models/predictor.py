@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import numbers
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -27,7 +28,7 @@ from rnnimg.models.predictor_config import (  # noqa: F401  (importable from her
 )
 from rnnimg.models.static import check_graph, graph_backend
 from rnnimg.nn import graphs
-from rnnimg.nn.patching import depth_to_space, to_frame_range
+from rnnimg.nn.patching import depth_to_space, patched_size, to_frame_range
 from rnnimg.nn.precision import autocast_dtype
 
 
@@ -81,6 +82,18 @@ class FramePredictor(RnnImgModel):
         The trainer calls it before every training step. It is not saved in checkpoints, so a
         resumed run must call it again; ``batch["step"]`` takes precedence over it."""
         self.iteration = int(step)
+
+    def build_patch_stack(self, make_cell: Callable[[int], torch.nn.Module]) -> None:
+        """The layers of a stacked convolutional predictor (convlstm, predrnn): ``grid`` (side of
+        the patch grid), ``cells`` (``config.num_layers`` of ``make_cell(input_channels)``; layer 0
+        reads the frame's space-to-depth patches, the others the h of the layer below) and
+        ``head`` (a 1x1 convolution of the top h to the next frame's patches)."""
+        c = self.config
+        self.grid = patched_size(c.frame_size, c.patch)
+        patch_channels = c.channels * c.patch ** 2
+        self.cells = torch.nn.ModuleList(make_cell(patch_channels if layer == 0 else c.hidden_size)
+                                         for layer in range(c.num_layers))
+        self.head = torch.nn.Conv2d(c.hidden_size, patch_channels, 1)  # (B, C*p*p, grid, grid)
 
     def to_frames(self, patches: Tensor) -> Tensor:
         """The head's patches (B, C*p*p, grid, grid) -> the predicted frame (B, C, H, W), mapped

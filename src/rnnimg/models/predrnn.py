@@ -55,8 +55,10 @@ from rnnimg.models.predictor import (  # noqa: F401  (the schedules' old home: k
     reverse_schedule,
     scheduled_sampling_eta,
 )
+from rnnimg.models.predictor_config import DEBUG_CONV_STACK
 from rnnimg.models.registry import register_model
-from rnnimg.nn import SpatioTemporalLSTMCell, patched_size, space_to_depth
+from rnnimg.nn import SpatioTemporalLSTMCell, space_to_depth
+from rnnimg.nn.checks import check_at_least
 
 
 @dataclass
@@ -73,16 +75,14 @@ class PredRNNConfig(FramePredictorConfig):
     def __post_init__(self):
         super().__post_init__()
         check_conv_stack_config(self)
-        if self.decouple_beta < 0:
-            raise ValueError(f"decouple_beta must be >= 0, got {self.decouple_beta}")
+        check_at_least(self, 0, "decouple_beta")
 
 
 @register_model("predrnn")
 class PredRNN(FramePredictor):
     config_class = PredRNNConfig
     presets = {
-        "debug": dict(frame_size=16, context=4, horizon=4, patch=2, hidden_size=16, num_layers=2,
-                      kernel_size=3),
+        "debug": dict(DEBUG_CONV_STACK),
         # The paper's / OpenSTL's Moving MNIST setting: 4 x 128, kernel 5, patch 4, 10 -> 10,
         # scheduled sampling (eta 0 from step 50,000), clamped head, MSE: issue 12's ablation at
         # equal CPU budget (docs/benchmarks.md) found reverse sampling level with it at equal
@@ -112,14 +112,8 @@ class PredRNN(FramePredictor):
     def __init__(self, config: PredRNNConfig) -> None:
         super().__init__(config)
         c = config
-        self.grid = patched_size(c.frame_size, c.patch)  # side of the patch grid
-        patch_channels = c.channels * c.patch ** 2
-        self.cells = nn.ModuleList(
-            SpatioTemporalLSTMCell(patch_channels if layer == 0 else c.hidden_size, c.hidden_size,
-                                   c.kernel_size, forget_bias=c.forget_bias)
-            for layer in range(c.num_layers)
-        )
-        self.head = nn.Conv2d(c.hidden_size, patch_channels, 1)  # top h -> next frame's patches
+        self.build_patch_stack(lambda inputs: SpatioTemporalLSTMCell(
+            inputs, c.hidden_size, c.kernel_size, forget_bias=c.forget_bias))
         # V2's adapter exists only when its loss is on: an unused parameter would break DDP.
         self.adapter = nn.Conv2d(c.hidden_size, c.hidden_size, 1, bias=False) if c.decouple_beta else None
 

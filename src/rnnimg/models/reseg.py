@@ -43,6 +43,7 @@ from torch import Tensor, nn
 
 from rnnimg.models.registry import register_model
 from rnnimg.models.segmenter import ImageSegmenter, check_segment_config
+from rnnimg.nn.checks import check_at_least
 from rnnimg.nn.renet import RENET_CELLS, ReNetLayer
 
 MNIST_SCENE_CLASSES = ("background", *(str(d) for d in range(10)))
@@ -77,8 +78,7 @@ class ReSegConfig:
         for name in ("encoder_channels", "renet_hidden", "patch_sizes"):
             if any(not isinstance(v, int) or v < 1 for v in getattr(self, name)):
                 raise ValueError(f"{name} must hold whole numbers >= 1, got {getattr(self, name)}")
-        if self.upsample_channels < 1:
-            raise ValueError(f"upsample_channels must be >= 1, got {self.upsample_channels}")
+        check_at_least(self, 1, "upsample_channels")
 
 
 @register_model("reseg")

@@ -29,7 +29,7 @@ class PatchDiscriminator(nn.Module):
         source_channels: channels of the conditioning image.
         target_channels: channels of the real or translated image.
         features: channels of the first block; each stride-2 block doubles them.
-        layers: stride-2 blocks (the receptive field grows with them: 2 blocks see 22x22 pixels).
+        layers: stride-2 blocks (each logit sees (7 * 2^layers - 2)^2 pixels: 26x26 for 2).
     """
 
     def __init__(self, source_channels: int, target_channels: int, features: int = 32,
