@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rnnimg.cli.common import add_device_arg, check_output, positive_int, resolve_device
+from rnnimg.cli.common import (
+    IMAGE_SUFFIXES,
+    Outputs,
+    add_image_io_args,
+    add_overwrite_and_device,
+    image_memory_hint,
+    positive_int,
+    read_input_image,
+    resolve_device,
+)
 
 
 def register(sub) -> None:
@@ -15,18 +24,14 @@ def register(sub) -> None:
                     "with --overlay the image under its labels with a legend naming the classes. "
                     "The image is resized to the model's training size and the labels resized "
                     "back with nearest neighbour (--no-resize runs at INPUT's own size).")
-    p.add_argument("run_dir", metavar="RUN", help="run folder (or pretrained:NAME) of a reseg or "
-                   "unet model")
-    p.add_argument("input", metavar="INPUT", help="an image file (png, jpg, ...)")
-    p.add_argument("-o", "--output", default="mask.png", help="mask file, an index PNG "
-                   "(default mask.png)")
+    add_image_io_args(p, "run folder (or pretrained:NAME) of a reseg or unet model",
+                      "an image file (png, jpg, ...)", "mask.png", "mask file, an index PNG")
     p.add_argument("--overlay", help="also write the image under its labels, with a legend")
     p.add_argument("--scale", type=positive_int, default=2, help="enlarge the overlay's pixels "
                    "(default 2)")
     p.add_argument("--no-resize", action="store_true", help="segment at INPUT's own size instead "
                    "of the model's training size")
-    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
-    add_device_arg(p)
+    add_overwrite_and_device(p)
     p.set_defaults(run=cmd_segment)
 
 
@@ -50,33 +55,25 @@ def write_index_png(labels, path: Path) -> Path:
 
 
 def cmd_segment(args) -> int:
-    from rnnimg.data.images import read_image
-    from rnnimg.errors import RnnImgError
     from rnnimg.tasks import load_model_for, save_picture, segment_image, segmentation_overlay
 
-    out = Path(args.output)
-    if out.suffix.lower() != ".png":
-        raise RnnImgError(f"-o {out}: the mask is an index PNG; use a .png file name.")
-    check_output(out, args.overwrite)
-    if args.overlay:
-        if Path(args.overlay).resolve() == out.resolve():
-            raise RnnImgError("--overlay and -o name the same file; choose two names.")
-        check_output(args.overlay, args.overwrite)
+    outs = Outputs(args.overwrite)  # both outputs checked before the model loads
+    out = outs.add(args.output, "-o", (".png",), "mask.png")  # an index PNG holds the labels
+    overlay = outs.add(args.overlay, "--overlay", IMAGE_SUFFIXES, "overlay.png") if args.overlay else None
     model = load_model_for(args.run_dir, "segment", resolve_device(args.device))
-    pixels = read_image(Path(args.input))  # (C, H, W) uint8, its own channel count
-    want = model.config.channels
-    if pixels.shape[0] != want:
-        kind = {1: "grey", 3: "colour"}
-        raise RnnImgError(f"{args.input} is a {kind[pixels.shape[0]]} image, but the model takes "
-                          f"{kind[want]} images; convert it to {kind[want]} first.")
-    image = pixels.float() / 255.0
-    labels = segment_image(model, image, resize=not args.no_resize)  # (H, W)
-    write_index_png(labels, out)
+    image = read_input_image(args.input, model.config.channels)  # (C, H, W)
+    then = "drop --no-resize (it segments at the model's training size), or pass a smaller " \
+           "image" if args.no_resize else "pass a smaller image"
+    with image_memory_hint("segmenting", image, then):
+        labels = segment_image(model, image, resize=not args.no_resize)  # (H, W)
+        picture = segmentation_overlay(model, image, labels) if overlay is not None else None
+    outs.write(out, lambda tmp: write_index_png(labels, tmp))
+    if overlay is not None:
+        outs.write(overlay, lambda tmp: save_picture(picture, tmp, scale=args.scale))
+    outs.commit()  # the mask and the overlay, or neither
     names = model.class_names
     found = ", ".join(names[k] for k in sorted(int(v) for v in labels.unique()))
     print(f"{out}: {labels.shape[1]}x{labels.shape[0]} labels ({found})")
-    if args.overlay:
-        path = save_picture(segmentation_overlay(model, image, labels), args.overlay,
-                            scale=args.scale)
-        print(f"{path}: overlay with legend")
+    if overlay is not None:
+        print(f"{overlay}: overlay with legend")
     return 0

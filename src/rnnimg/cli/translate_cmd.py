@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from rnnimg.cli.common import add_device_arg, check_output, positive_int, resolve_device
+from rnnimg.cli.common import (
+    IMAGE_SUFFIXES,
+    Outputs,
+    add_image_io_args,
+    add_overwrite_and_device,
+    image_memory_hint,
+    positive_int,
+    read_input_image,
+    resolve_device,
+)
 
 
 def register(sub) -> None:
@@ -13,43 +20,32 @@ def register(sub) -> None:
         description="Run the translate-task model in RUN (translator, dncnn) on INPUT and write the "
                     "output image. With --steps, also write a strip: the input, the estimate after "
                     "every refinement step (the last is the output).")
-    p.add_argument("run_dir", metavar="RUN", help="run folder (or pretrained:NAME) of a translator "
-                   "or dncnn model")
-    p.add_argument("input", metavar="INPUT", help="the image to translate (PNG, JPEG, ...)")
-    p.add_argument("-o", "--output", default="translated.png", help="output image (default "
-                   "translated.png)")
+    add_image_io_args(p, "run folder (or pretrained:NAME) of a translator or dncnn model",
+                      "the image to translate (PNG, JPEG, ...)", "translated.png", "output image")
     p.add_argument("--steps", metavar="STRIP.png", help="also write the strip of every step here")
     p.add_argument("--scale", type=positive_int, default=3, help="enlarge the strip's pixels "
                    "(default 3; the output keeps the input's size)")
-    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
-    add_device_arg(p)
+    add_overwrite_and_device(p)
     p.set_defaults(run=cmd_translate)
 
 
 def cmd_translate(args) -> int:
-    from rnnimg.data.images import read_image
-    from rnnimg.errors import RnnImgError
     from rnnimg.tasks import load_model_for, translation_strip
     from rnnimg.viz import save_image
 
-    out = check_output(args.output, args.overwrite)
-    strip_path = check_output(args.steps, args.overwrite) if args.steps else None
-    if strip_path is not None and strip_path.resolve() == out.resolve():
-        raise RnnImgError("--steps and -o name the same file; choose two names.")
-    image = read_image(Path(args.input))  # (C, H, W) uint8, grey or RGB as stored
+    outs = Outputs(args.overwrite)  # both outputs checked before the model loads
+    out = outs.add(args.output, "-o", IMAGE_SUFFIXES, "translated.png")
+    strip_path = outs.add(args.steps, "--steps", IMAGE_SUFFIXES, "steps.png") if args.steps else None
     model = load_model_for(args.run_dir, "translate", resolve_device(args.device))
-    want = model.config.in_channels
-    if image.shape[0] != want:
-        kind = {1: "grey", 3: "colour"}
-        raise RnnImgError(f"{args.input} is a {kind[image.shape[0]]} image, but the model in "
-                          f"{args.run_dir} takes {kind[want]} input; convert the image first.")
-    source = (image.float() / 255.0).unsqueeze(0).to(model.device)  # (1, C, H, W)
-    output = model.translate(source)[0].cpu()
-    save_image(output, out)
-    written = [str(out)]
-    if strip_path is not None:
-        save_image(translation_strip(model, source), strip_path, scale=args.scale)
-        written.append(str(strip_path))
+    image = read_input_image(args.input, model.config.in_channels)  # (C, H, W)
+    with image_memory_hint("translating", image):
+        source = image.unsqueeze(0).to(model.device)  # (1, C, H, W)
+        output = model.translate(source)[0].cpu()
+        strip = translation_strip(model, source) if strip_path is not None else None
+    outs.write(out, lambda tmp: save_image(output, tmp))
+    if strip is not None:
+        outs.write(strip_path, lambda tmp: save_image(strip, tmp, scale=args.scale))
+    written = outs.commit()  # the output and the strip, or neither
     print(f"translated {args.input} ({image.shape[-1]}x{image.shape[-2]}) with {model.name}: "
-          f"{' and '.join(written)}")
+          f"{' and '.join(str(p) for p in written)}")
     return 0
