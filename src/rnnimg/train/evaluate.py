@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
-from rnnimg.data.registry import dataset_task, load_dataset
+from rnnimg.data.registry import dataset_task, load_dataset, task_mismatch_hint
 from rnnimg.errors import RnnImgError
 from rnnimg.models.checkpoint import load_pretrained, read_run_config
 from rnnimg.train.data import check_dataset
@@ -101,7 +101,8 @@ def _evaluate(run_dir: str | Path, data: str | None = None, split: str = "test",
     task = dataset_task(name, data_opts)  # corrupt=... makes an image dataset a translate one
     if task not in model.tasks():
         raise RnnImgError(f"dataset {name!r} is for the {task!r} task, but {run_dir} holds a "
-                          f"{model.name!r} model ({'/'.join(model.tasks())}); pick a matching one.")
+                          f"{model.name!r} model ({'/'.join(model.tasks())}); "
+                          f"{task_mismatch_hint(task, model.tasks())}.")
     if data_opts.get("binarize") == "dynamic":
         data_opts["binarize"] = "fixed"  # a test set is scored on one fixed binarization
     dataset = load_dataset(name, split, **data_opts)
