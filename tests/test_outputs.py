@@ -94,3 +94,251 @@ def test_demo_folder_check(tmp_path):
     assert not_a_demo_reason(demo) is None
     (demo / "thesis.txt").write_text("mine")
     assert "thesis.txt" in not_a_demo_reason(demo)
+
+
+# --- all outputs or none ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def draw_run(tmp_path_factory):
+    """A tiny untrained draw model: it draws in steps, so sample --animate has a GIF to write."""
+    import torch
+
+    from rnnimg import create_model
+
+    torch.manual_seed(0)
+    run = tmp_path_factory.mktemp("draw") / "run"
+    create_model("draw", "debug", image_size=16, steps=3, enc_hidden=16, dec_hidden=16,
+                 z_size=4).save_pretrained(run)
+    return run
+
+
+@pytest.fixture(scope="module")
+def reseg_run(tmp_path_factory):
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from rnnimg import create_model
+
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("reseg")
+    create_model("reseg", "debug").save_pretrained(folder / "run")
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (20, 24), dtype=np.uint8)).save(
+        folder / "in.png")
+    return folder / "run", folder / "in.png"
+
+
+def _files(folder):
+    return sorted(p.name for p in folder.iterdir())
+
+
+def test_sample_writes_nothing_when_the_animation_cannot_be_written(draw_run, tmp_path, capsys):
+    """`sample -o s.png --animate /unwritable/d.gif` wrote s.png, then exited 2; the re-run with
+    the path fixed was then refused because s.png existed."""
+    (tmp_path / "notes.txt").write_text("a file, not a folder")
+    grid = tmp_path / "s.png"
+    code = main(["sample", str(draw_run), "-n", "2", "-o", str(grid), "--animate",
+                 str(tmp_path / "notes.txt" / "d.gif")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "--animate" in err, err
+    assert _files(tmp_path) == ["notes.txt"]  # nothing written
+    # the same command with the path fixed works, without --overwrite
+    assert main(["sample", str(draw_run), "-n", "2", "-o", str(grid), "--animate",
+                 str(tmp_path / "d.gif")]) == 0
+    assert _files(tmp_path) == ["d.gif", "notes.txt", "s.png"]
+
+
+@pytest.mark.skipif(hasattr(__import__("os"), "geteuid") and __import__("os").geteuid() == 0,
+                    reason="root writes into read-only folders")
+def test_sample_refuses_a_read_only_folder_before_any_work(draw_run, tmp_path, capsys):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        code = main(["sample", str(draw_run), "-n", "2", "-o", str(tmp_path / "s.png"), "--animate",
+                     str(locked / "d.gif")])
+    finally:
+        locked.chmod(0o700)
+    err = capsys.readouterr().err
+    assert code == 2 and "--animate" in err and "not writable" in err
+    assert _files(tmp_path) == ["locked"] and _files(locked) == []
+
+
+def _fail_on_write(monkeypatch, number: int, err_no: int):
+    """Make the ``number``-th file write raise OSError(err_no), naming the (temporary) file it was
+    given, as a full disk or a permission error does."""
+    import os
+
+    import rnnimg.fileio
+    import rnnimg.viz
+
+    original = rnnimg.fileio.atomic_write_bytes
+    calls = []
+
+    def write(path, data):
+        calls.append(path)
+        if len(calls) == number:
+            raise OSError(err_no, os.strerror(err_no), str(path))
+        return original(path, data)
+
+    monkeypatch.setattr(rnnimg.fileio, "atomic_write_bytes", write)
+    monkeypatch.setattr(rnnimg.viz, "atomic_write_bytes", write)
+    return calls
+
+
+def test_a_full_disk_on_the_second_output_leaves_no_first_output(draw_run, reseg_run, tmp_path,
+                                                                  monkeypatch, capsys):
+    import errno
+
+    out = tmp_path / "out"
+    out.mkdir()
+    run, image = reseg_run
+    for argv, flag in (
+            (["sample", str(draw_run), "-n", "2", "-o", str(out / "s.png"), "--animate",
+              str(out / "d.gif")], "--animate"),
+            (["segment", str(run), str(image), "-o", str(out / "m.png"), "--overlay",
+              str(out / "o.png")], "--overlay")):
+        calls = _fail_on_write(monkeypatch, 2, errno.ENOSPC)
+        code = main(argv)
+        err = capsys.readouterr().err.strip()
+        assert len(calls) == 2, calls  # the first file was written (to its temporary file)
+        assert code == 2 and len(err.splitlines()) == 1, err
+        assert "the disk is full" in err and f"{flag} " in err and "free some space" in err
+        assert ".tmp" not in err
+        assert _files(out) == []  # neither output, and no temporary file either
+        monkeypatch.undo()
+        assert main(argv) == 0 and len(_files(out)) == 2  # the re-run is accepted
+        for path in out.iterdir():
+            path.unlink()
+
+
+def test_a_permission_error_names_the_file_and_the_real_next_step(draw_run, tmp_path, monkeypatch,
+                                                                  capsys):
+    import errno
+
+    _fail_on_write(monkeypatch, 1, errno.EACCES)
+    grid = tmp_path / "s.png"
+    assert main(["sample", str(draw_run), "-n", "2", "-o", str(grid)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "permission denied" in err and f"-o {grid}" in err and "can write to" in err, err
+    assert ".tmp" not in err and "free some space" not in err
+    assert _files(tmp_path) == []
+
+
+def test_fileio_write_all_is_all_or_nothing(tmp_path):
+    import errno
+
+    from rnnimg.fileio import atomic_write_all
+
+    def good(tmp):
+        with open(tmp, "w") as f:
+            f.write("new")
+
+    def full(tmp):
+        raise OSError(errno.ENOSPC, "No space left on device", tmp)
+
+    (tmp_path / "old.txt").write_text("old")
+    with pytest.raises(OSError) as info:
+        atomic_write_all([(tmp_path / "a.txt", good), (tmp_path / "sub" / "dir" / "b.txt", good),
+                          (tmp_path / "old.txt", good), (tmp_path / "c.txt", full)])
+    assert info.value.filename == str(tmp_path / "c.txt")  # the target, not the temporary name
+    assert _files(tmp_path) == ["old.txt"] and (tmp_path / "old.txt").read_text() == "old"
+    written = atomic_write_all([(tmp_path / "a.txt", good), (tmp_path / "sub" / "b.txt", good)])
+    assert [p.read_text() for p in written] == ["new", "new"]
+
+
+# --- wording: each message names its own flag and the real next step ---------------------------
+
+
+def _one_line(capsys):
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    return err
+
+
+def test_output_errors_name_their_own_flag(draw_run, reseg_run, tmp_path, capsys):
+    import re
+
+    run, image = reseg_run
+    taken = tmp_path / "taken.png"
+    taken.write_bytes(b"mine")
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    cases = [
+        (["segment", str(run), str(image), "-o", str(tmp_path / "m.png"), "--overlay", str(taken)],
+         "--overlay", "already exists"),
+        (["segment", str(run), str(image), "-o", str(tmp_path / "m.png"), "--overlay", str(folder)],
+         "--overlay", "is a folder"),
+        (["translate", str(run), str(image), "-o", str(tmp_path / "t.png"), "--steps", str(taken)],
+         "--steps", "already exists"),
+        (["translate", str(run), str(image), "-o", str(tmp_path / "t.png"), "--steps",
+          str(tmp_path / "steps.txt")], "--steps", "use a file name ending in .png"),
+        (["sample", str(draw_run), "-o", str(tmp_path / "s.png"), "--animate", str(taken)],
+         "--animate", "use a file name ending in .gif"),
+        (["sample", str(draw_run), "-o", str(tmp_path / "s.png"), "--animate", str(folder)],
+         "--animate", "is a folder"),
+    ]
+    for argv, flag, what in cases:
+        assert main(argv) == 2
+        err = _one_line(capsys)
+        assert flag in err and what in err, err
+        assert not re.search(r"(?<![-\w])-o\b", err), err  # not blamed on -o
+    assert _files(tmp_path) == ["folder", "taken.png"] and taken.read_bytes() == b"mine"
+
+
+def test_sample_into_a_folder_does_not_suggest_overwrite(draw_run, tmp_path, capsys):
+    for extra in ([], ["--overwrite"]):
+        assert main(["sample", str(draw_run), "-o", str(tmp_path), *extra]) == 2
+        err = _one_line(capsys)
+        assert "is a folder" in err and "--overwrite" not in err and "grid.png" in err, err
+
+
+def test_translate_model_on_an_image_dataset_names_the_data_opt(tmp_path, capsys):
+    code = main(["train", "translator", "--preset", "debug", "--data", "mnist-5k", "--max-steps", "1",
+                 "--accelerator", "cpu", "--no-progress", "--out", str(tmp_path / "r")])
+    assert code == 2 and "--data-opt corrupt=denoise" in _one_line(capsys)
+    assert not (tmp_path / "r").exists()
+
+
+def test_the_web_page_shows_no_server_paths():
+    pytest.importorskip("gradio")
+    import gradio as gr
+
+    from rnnimg.serve.app import _page_errors
+
+    @_page_errors
+    def upload():
+        raise RnnImgError("/tmp/gradio/8f3a1c9e/upload.png is not an image; choose a PNG or JPEG.")
+
+    with pytest.raises(gr.Error) as info:
+        upload()
+    assert info.value.message == "upload.png is not an image; choose a PNG or JPEG."
+
+
+# --- out of memory ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("error", [
+    RuntimeError("[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: can't allocate "
+                 "memory: you tried to allocate 9200000000 bytes."),
+    MemoryError(),
+    "cuda"])
+def test_out_of_memory_is_one_line_naming_the_size(reseg_run, tmp_path, monkeypatch, capsys, error):
+    import torch
+
+    import rnnimg.tasks
+
+    if error == "cuda":
+        error = torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    def no_memory(*args, **kwargs):
+        raise error
+
+    run, image = reseg_run
+    monkeypatch.setattr(rnnimg.tasks, "segment_image", no_memory)
+    assert main(["segment", str(run), str(image), "-o", str(tmp_path / "m.png"), "--no-resize"]) == 2
+    err = _one_line(capsys)
+    assert "ran out of memory segmenting a 24x20 image" in err and "--no-resize" in err, err
+    assert "--tile" in err and "no --tile yet" in err  # truthful: the flag does not exist
+    assert _files(tmp_path) == []
