@@ -342,3 +342,57 @@ def test_out_of_memory_is_one_line_naming_the_size(reseg_run, tmp_path, monkeypa
     assert "ran out of memory segmenting a 24x20 image" in err and "--no-resize" in err, err
     assert "--tile" in err and "no --tile yet" in err  # truthful: the flag does not exist
     assert _files(tmp_path) == []
+
+
+def _no_memory(*args, **kwargs):
+    raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: can't "
+                       "allocate memory: you tried to allocate 5400000000 bytes.")
+
+
+@pytest.mark.parametrize("verb", ["sample", "complete", "predict", "translate", "evaluate", "train"])
+def test_every_verb_turns_out_of_memory_into_one_line(verb, draw_run, tmp_path, monkeypatch, capsys):
+    import numpy as np
+    from PIL import Image
+
+    import rnnimg.tasks
+    import rnnimg.train
+    from rnnimg import create_model
+    from rnnimg.models.registry import get_model_class
+
+    out = tmp_path / "out"
+    out.mkdir()
+    grey = np.random.default_rng(0).integers(0, 256, (28, 28), dtype=np.uint8)
+    if verb == "sample":
+        monkeypatch.setattr(rnnimg.tasks, "sample_grid", _no_memory)
+        argv, expect = ["sample", str(draw_run), "-n", "5000", "-o", str(out / "s.png")], \
+            ["5000 images of 16x16", "-n"]
+    elif verb == "complete":
+        create_model("pixelrnn", "debug").save_pretrained(tmp_path / "run")
+        Image.fromarray(grey).save(tmp_path / "in.png")
+        monkeypatch.setattr(rnnimg.tasks, "completion_grid", _no_memory)
+        argv, expect = ["complete", str(tmp_path / "run"), str(tmp_path / "in.png"), "-o",
+                        str(out / "c.png")], ["28x28 image 8 times", "-n"]
+    elif verb == "predict":
+        create_model("convlstm", "debug").save_pretrained(tmp_path / "run")
+        np.save(tmp_path / "clip.npy", np.zeros((8, 16, 16), dtype=np.uint8))
+        monkeypatch.setattr(get_model_class("convlstm"), "predict", _no_memory)
+        argv, expect = ["predict", str(tmp_path / "run"), str(tmp_path / "clip.npy"), "-o",
+                        str(out / "p.gif")], ["4 frames of 16x16", "--horizon"]
+    elif verb == "translate":
+        create_model("translator", "debug").save_pretrained(tmp_path / "run")
+        Image.fromarray(grey).save(tmp_path / "in.png")
+        monkeypatch.setattr(get_model_class("translator"), "translate", _no_memory)
+        argv, expect = ["translate", str(tmp_path / "run"), str(tmp_path / "in.png"), "-o",
+                        str(out / "t.png")], ["translating a 28x28 image", "no --tile yet"]
+    elif verb == "evaluate":
+        monkeypatch.setattr(rnnimg.train, "evaluate", _no_memory)
+        argv, expect = ["evaluate", str(draw_run), "--batch-size", "512"], ["batches of 512",
+                                                                              "--batch-size"]
+    else:
+        monkeypatch.setattr(rnnimg.train, "train", _no_memory)
+        argv, expect = ["train", "rowrnn", "--batch-size", "512", "--out", str(out / "r")], \
+            ["training at --batch-size 512", "pass a smaller --batch-size"]
+    assert main([*argv, *(["--device", "cpu"] if verb not in ("train",) else [])]) == 2
+    err = _one_line(capsys)
+    assert err.startswith("rnnimg: error: ran out of memory") and all(e in err for e in expect), err
+    assert _files(out) == []

@@ -49,6 +49,14 @@ def main(argv: list[str] | None = None) -> int:
 
         print(f"rnnimg: error: {os_error_line(err)}", file=sys.stderr)
         return 2
+    except (MemoryError, RuntimeError) as err:  # the verbs name the size; this is the backstop
+        from rnnimg.cli.common import is_out_of_memory
+
+        if not is_out_of_memory(err):
+            raise
+        print(f"rnnimg: error: ran out of memory in `rnnimg {args.command}`; pass smaller inputs "
+              "(a smaller image, -n or --batch-size).", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
