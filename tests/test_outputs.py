@@ -396,3 +396,59 @@ def test_every_verb_turns_out_of_memory_into_one_line(verb, draw_run, tmp_path, 
     err = _one_line(capsys)
     assert err.startswith("rnnimg: error: ran out of memory") and all(e in err for e in expect), err
     assert _files(out) == []
+
+
+# --- evaluate --importance-samples: bounded memory, with progress -------------------------------
+
+
+def test_importance_samples_are_reduced_in_chunks_with_progress(monkeypatch):
+    """K = 100000 held every draw's canvas at once and showed no progress for minutes: the
+    draws are now reduced in chunks (a running log-sum-exp) and reported as they finish."""
+    import math
+    import weakref
+
+    import torch
+
+    import rnnimg.models.draw as draw_module
+    from rnnimg import create_model
+
+    torch.manual_seed(0)
+    model = create_model("draw", "debug", image_size=16, steps=3, enc_hidden=16, dec_hidden=16,
+                         z_size=4).eval()
+    batch = {"image": (torch.rand(5, 1, 16, 16, generator=torch.Generator().manual_seed(1)) > 0.5)
+             .float()}
+    k = 10
+    g = torch.Generator().manual_seed(0)  # the estimate, computed independently from the same draws
+    with torch.no_grad():
+        runs = [model.run(batch["image"], generator=g) for _ in range(k)]
+    log_w = torch.stack([r["log_ratio"].double() - r["recon"].double() for r in runs])
+    expected_iwae = float(-(torch.logsumexp(log_w, 0) - math.log(k)).sum())
+    expected_bound = float(torch.stack([r["recon"].double() + r["kl"].double().sum(1)
+                                        for r in runs]).mean(0).sum())
+    run, alive, most = model.run, weakref.WeakSet(), []
+
+    def counted_run(*args, **kwargs):
+        out = run(*args, **kwargs)
+        alive.add(out["canvas"])
+        most.append(len(alive))
+        return out
+
+    monkeypatch.setattr(model, "run", counted_run)
+    for chunk in (64, 3):
+        monkeypatch.setattr(draw_module, "IMPORTANCE_CHUNK", chunk)
+        calls, most[:] = [], []
+        stats = model.evaluation_statistics(batch, importance_samples=k,
+                                            generator=torch.Generator().manual_seed(0),
+                                            progress=lambda done, of, calls=calls: calls.append((done, of)))
+        assert float(stats["iwae"]) == pytest.approx(expected_iwae, rel=1e-12)
+        assert float(stats["bound"]) == pytest.approx(expected_bound, rel=1e-12)
+        assert calls == ([(10, 10)] if chunk == 64 else [(3, 10), (6, 10), (9, 10), (10, 10)])
+        if chunk == 3:
+            assert max(most) <= 2 * chunk < k  # canvases of at most two chunks alive, not all K
+
+
+def test_evaluate_shows_the_importance_draws_as_they_finish(draw_run, capsys):
+    assert main(["evaluate", str(draw_run), "--importance-samples", "5", "--max-batches", "2",
+                 "--batch-size", "2", "--device", "cpu"]) == 0
+    captured = capsys.readouterr()
+    assert "nll_iwae_nats" in captured.out and "10/10" in captured.err  # 2 batches x 5 draws

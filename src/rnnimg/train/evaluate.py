@@ -111,12 +111,23 @@ def _evaluate(run_dir: str | Path, data: str | None = None, split: str = "test",
     total: dict[str, torch.Tensor] = {}
     n_batches = len(loader) if max_batches is None else min(max_batches, len(loader))
     torch.manual_seed(seed)  # inside the caller's fork_rng (see evaluate)
+    # K importance samples (DRAW): one batch can take minutes, so a bar counts the draws as well
+    draws = tqdm(desc="draws", unit="draw", disable=not progress, leave=False, position=1) \
+        if model.evaluation_reports_progress else None
+
+    def show_draws(done: int, of: int) -> None:  # done of the batch's ``of`` draws
+        draws.total = of * n_batches
+        draws.update(i * of + done - draws.n)
+
     for i, batch in enumerate(tqdm(loader, total=n_batches, desc="evaluate", disable=not progress,
                                    leave=False)):
         if i >= n_batches:
             break
         batch = {k: v.to(device) for k, v in batch.items()}
-        sum_statistics(total, model.evaluation_statistics(batch, **options))
+        more = {"progress": show_draws} if draws is not None else {}
+        sum_statistics(total, model.evaluation_statistics(batch, **options, **more))
+    if draws is not None:
+        draws.close()
     if not total:
         raise RnnImgError(f"dataset {name!r} [{split}] has no items to evaluate.")
     total = all_reduce_statistics(total, device)
