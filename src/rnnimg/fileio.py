@@ -26,18 +26,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
     For writers that want a file name (safetensors, ffmpeg). The temporary file is removed if
     ``write`` raises, whatever it raises.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _stage(path, write)
-    try:
-        os.replace(tmp, path)
-    except OSError as err:
-        _unlink(tmp)
-        raise _naming(err, tmp, path) from None
-    except BaseException:
-        _unlink(tmp)
-        raise
-    return path
+    return atomic_write_all([(path, write)])[0]
 
 
 def atomic_write_all(writes: list[tuple[str | os.PathLike, Callable[[str], None]]]) -> list[Path]:
@@ -113,10 +102,14 @@ def _make_folders(folder: Path) -> list[Path]:
     while not folder.exists():
         missing.append(folder)
         folder = folder.parent
-    missing.reverse()
-    for f in missing:
-        f.mkdir()
-    return missing
+    made = []
+    for f in reversed(missing):
+        try:
+            f.mkdir()
+        except FileExistsError:  # another process made it meanwhile: not ours to remove
+            continue
+        made.append(f)
+    return made
 
 
 def _unlink(path) -> None:

@@ -234,39 +234,3 @@ def print_table(rows: list[tuple[str, str]], header: tuple[str, str] = ("metric"
     for key, value in rows:
         print(f"{key:<{width}}  {value}")
 
-
-# --- the image-in, image-out verbs (segment, translate) -----------------------------------------
-
-
-def add_image_io_args(p: argparse.ArgumentParser, run_help: str, input_help: str, output: str,
-                      output_help: str) -> None:
-    """RUN, INPUT and -o of a verb that reads one image and writes images."""
-    p.add_argument("run_dir", metavar="RUN", help=run_help)
-    p.add_argument("input", metavar="INPUT", help=input_help)
-    p.add_argument("-o", "--output", default=output, help=f"{output_help} (default {output})")
-
-
-def add_overwrite_and_device(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
-    add_device_arg(p)
-
-
-def read_input_image(path: str, channels: int):
-    """INPUT as (C, H, W) floats in [0, 1], refused in one line unless it has the model's
-    ``channels`` (1 grey, 3 colour)."""
-    from rnnimg.data.images import read_image
-
-    pixels = read_image(Path(path))  # (C, H, W) uint8, grey or RGB as stored
-    if pixels.shape[0] != channels:
-        kind = {1: "grey", 3: "colour"}
-        got, want = kind.get(pixels.shape[0], f"{pixels.shape[0]}-channel"), kind.get(channels)
-        raise RnnImgError(f"{path} is a {got} image, but the model takes {want} input; convert it "
-                          f"to {want} first.")
-    return pixels.float() / 255.0
-
-
-def image_memory_hint(doing: str, image, then: str = "pass a smaller image"):
-    """:func:`out_of_memory_hint` for a verb that runs on INPUT at its own size: names the size,
-    and says truthfully that there is no --tile yet."""
-    height, width = image.shape[-2:]
-    return out_of_memory_hint(f"{doing} a {width}x{height} image", f"{then} ({NO_TILE_YET})")

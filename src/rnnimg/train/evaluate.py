@@ -112,8 +112,8 @@ def _evaluate(run_dir: str | Path, data: str | None = None, split: str = "test",
     n_batches = len(loader) if max_batches is None else min(max_batches, len(loader))
     torch.manual_seed(seed)  # inside the caller's fork_rng (see evaluate)
     # K importance samples (DRAW): one batch can take minutes, so a bar counts the draws as well
-    draws = tqdm(desc="draws", unit="draw", disable=not progress, leave=False, position=1) \
-        if model.evaluation_reports_progress else None
+    draws = tqdm(desc="draws", unit="draw", disable=not progress, leave=False, position=1,
+                 mininterval=0) if model.evaluation_reports_progress else None  # chunks: seconds apart
 
     def show_draws(done: int, of: int) -> None:  # done of the batch's ``of`` draws
         draws.total = of * n_batches
