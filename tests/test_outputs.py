@@ -452,3 +452,21 @@ def test_evaluate_shows_the_importance_draws_as_they_finish(draw_run, capsys):
                  "--batch-size", "2", "--device", "cpu"]) == 0
     captured = capsys.readouterr()
     assert "nll_iwae_nats" in captured.out and "10/10" in captured.err  # 2 batches x 5 draws
+
+
+def test_evaluate_shows_its_scores_even_when_the_card_cannot_be_written(draw_run, monkeypatch,
+                                                                        capsys):
+    """evaluate refreshes the run's model card; a read-only run folder lost the scores of a
+    whole evaluation to a 'cannot write' error."""
+    import errno
+
+    import rnnimg.cards
+
+    def read_only(run_dir, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied", f"{run_dir}/README.md")
+
+    monkeypatch.setattr(rnnimg.cards, "write_model_card", read_only)
+    assert main(["evaluate", str(draw_run), "--json", "--batch-size", "500", "--device", "cpu"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["metrics"]["nll_bound_nats"] > 0
+    assert "not in" in captured.err and "permission denied" in captured.err
