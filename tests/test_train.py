@@ -176,7 +176,7 @@ def test_overwrite_keeps_the_old_run_when_the_new_settings_are_bad(bad, tmp_path
     the user lost the old run and got nothing in its place."""
     run = tmp_path / "run"
     run.mkdir()
-    (run / "config.json").write_text("{}")
+    (run / "config.json").write_text('{"model": "rowrnn"}')  # a run: --overwrite may replace it
     (run / "model.safetensors").write_bytes(b"weights")
     with pytest.raises(RnnImgError):
         train(settings(run, overwrite=True, **bad))

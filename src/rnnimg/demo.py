@@ -18,6 +18,28 @@ from rnnimg.errors import RnnImgError
 from rnnimg.models.registry import get_model_class, list_models
 
 
+def not_a_demo_reason(out: Path) -> str | None:
+    """None if ``out`` holds only what a demo writes (run folders and pictures named after
+    models, curves.png), else why not: --overwrite must not delete anything else."""
+    from rnnimg.train.rundir import not_a_run_reason
+
+    models = set(list_models())
+    for path in sorted(out.iterdir()):
+        name = path.name
+        if name.startswith(".") and ".tmp" in name:  # left by a killed atomic write
+            continue
+        if path.is_dir() and not path.is_symlink():
+            if name not in models:
+                return f"it holds the folder {name}, which is no model's"
+            reason = not_a_run_reason(path)
+            if reason is not None:
+                return f"{name}/ is not a run: {reason}"
+        elif not (path.is_file() and path.suffix.lower() in (".png", ".gif", ".mp4")
+                  and (name == "curves.png" or name.split(".")[0].split("-")[0] in models)):
+            return f"it holds {name}, which the demo does not write"
+    return None
+
+
 def run_demo(out: str | Path = "runs/demo", overwrite: bool = False, models: list[str] | None = None,
              steps_scale: float = 1.0, progress: bool = True) -> dict[str, list[Path]]:
     """Train each model's demo recipe and write its pictures; returns model -> files written."""
@@ -37,6 +59,10 @@ def run_demo(out: str | Path = "runs/demo", overwrite: bool = False, models: lis
     if out.exists() and not out.is_dir():
         raise RnnImgError(f"--out {out} is a file; the demo writes a folder, so choose another --out.")
     if out.exists() and any(out.iterdir()):
+        reason = not_a_demo_reason(out)
+        if reason is not None:
+            raise RnnImgError(f"--out {out} is not empty and not an rnnimg demo folder ({reason}); "
+                              "--overwrite replaces only demo folders, so choose another --out.")
         if not overwrite:
             raise RnnImgError(f"{out} already exists; pass --overwrite to replace it (make demo does).")
         shutil.rmtree(out)

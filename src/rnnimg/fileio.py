@@ -26,19 +26,97 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
     For writers that want a file name (safetensors, ffmpeg). The temporary file is removed if
     ``write`` raises, whatever it raises.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp" + path.suffix)
+    return atomic_write_all([(path, write)])[0]
+
+
+def atomic_write_all(writes: list[tuple[str | os.PathLike, Callable[[str], None]]]) -> list[Path]:
+    """Write several files all or none: each ``write(tmp_path)`` fills a temporary file beside its
+    target, and only when every one has succeeded are they renamed into place.
+
+    A failure in any writer (a full disk on the second file, a bug) removes every temporary file
+    and every folder this call made, so none of the targets appears. A rename within a folder does
+    not need space; if one fails all the same, the targets renamed before it are removed again when
+    they are new (a replaced file is then gone: the new one is removed, not the old one restored).
+    """
+    targets = [Path(p) for p, _ in writes]
+    made: list[Path] = []
+    staged: list[tuple[str, Path]] = []
+    renamed: list[Path] = []
+    existed = {p: p.exists() for p in targets}
+    try:
+        for path, (_, write) in zip(targets, writes, strict=True):
+            made.extend(_make_folders(path.parent))
+            staged.append((_stage(path, write), path))
+        for tmp, path in staged:
+            try:
+                os.replace(tmp, path)
+            except OSError as err:
+                raise _naming(err, tmp, path) from None
+            renamed.append(path)
+    except BaseException:
+        for tmp, _ in staged:
+            _unlink(tmp)
+        for path in renamed:
+            if not existed[path]:
+                _unlink(path)
+        for folder in reversed(made):
+            try:
+                folder.rmdir()
+            except OSError:
+                pass
+        raise
+    return targets
+
+
+def _stage(path: Path, write: Callable[[str], None]) -> str:
+    """A filled temporary file beside ``path`` (removed again if ``write`` fails). An OSError names
+    ``path``, not the hidden temporary name the user never chose."""
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.",
+                                   suffix=".tmp" + path.suffix)
+    except OSError as err:
+        raise _naming(err, err.filename, path) from None
     os.close(fd)
     try:
         write(tmp)
         os.chmod(tmp, default_file_mode())
-        os.replace(tmp, path)
+    except OSError as err:
+        _unlink(tmp)
+        raise _naming(err, tmp, path) from None
     except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        _unlink(tmp)
         raise
-    return path
+    return tmp
+
+
+def _naming(err: OSError, tmp, path: Path) -> OSError:
+    """``err`` with ``path`` as its file name where it named the temporary file (or none)."""
+    if err.filename is None or str(err.filename) == str(tmp):
+        err.filename = str(path)
+    return err
+
+
+def _make_folders(folder: Path) -> list[Path]:
+    """Make ``folder`` and its missing parents; returns those made, outermost first."""
+    missing = []
+    while not folder.exists():
+        missing.append(folder)
+        folder = folder.parent
+    made = []
+    for f in reversed(missing):
+        try:
+            f.mkdir()
+        except FileExistsError:  # another process made it meanwhile: not ours to remove
+            continue
+        made.append(f)
+    return made
+
+
+def _unlink(path) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:

@@ -8,10 +8,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from rnnimg.cli import generate_cmds, predict_cmd, segment_cmd, serve_cmd, train_cmds, translate_cmd
+from rnnimg.cli import generate_cmds, image_cmds, predict_cmd, serve_cmd, train_cmds
 from rnnimg.errors import RnnImgError
 
-COMMAND_MODULES = [train_cmds, generate_cmds, predict_cmd, segment_cmd, serve_cmd, translate_cmd]
+COMMAND_MODULES = [train_cmds, generate_cmds, predict_cmd, image_cmds, serve_cmd]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,6 +48,14 @@ def main(argv: list[str] | None = None) -> int:
         from rnnimg.cli.common import os_error_line
 
         print(f"rnnimg: error: {os_error_line(err)}", file=sys.stderr)
+        return 2
+    except (MemoryError, RuntimeError) as err:  # the verbs name the size; this is the backstop
+        from rnnimg.cli.common import is_out_of_memory
+
+        if not is_out_of_memory(err):
+            raise
+        print(f"rnnimg: error: ran out of memory in `rnnimg {args.command}`; pass smaller inputs "
+              "(a smaller image, -n or --batch-size).", file=sys.stderr)
         return 2
 
 

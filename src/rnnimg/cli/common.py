@@ -7,6 +7,8 @@ import json
 import logging
 import os
 import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -27,20 +29,77 @@ def parse_assignments(items: list[str] | None, flag: str) -> dict[str, Any]:
     return out
 
 
-def check_output(path: str | os.PathLike, overwrite: bool) -> Path:
-    """Refuse to replace an existing file unless ``--overwrite``; make the parent folder."""
-    path = Path(path)
-    if path.exists() and not overwrite:
-        raise RnnImgError(f"{path} already exists; pass --overwrite to replace it or choose another -o.")
-    if path.is_dir():
-        raise RnnImgError(f"{path} is a folder; -o takes a file name such as grid.png.")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as err:  # a file where a folder should be, no permission, ...
-        raise RnnImgError(f"cannot make the folder for -o {path}: {err.strerror or err}.") from None
-    if not os.access(path.parent, os.W_OK):
-        raise RnnImgError(f"cannot write -o {path}: {path.parent} is not writable.")
-    return path
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif")
+
+
+class Outputs:
+    """The files one command writes: every path is checked before any work, and the files are
+    written all or none (each to a temporary file first, renamed into place once all are done).
+
+    Usage: ``outs = Outputs(args.overwrite)``; ``path = outs.add(args.output, "-o", IMAGE_SUFFIXES)``
+    for each output flag; after the work ``outs.write(path, lambda tmp: save(..., tmp))`` for each
+    file, then ``outs.commit()``.
+    """
+
+    def __init__(self, overwrite: bool) -> None:
+        self.overwrite = overwrite
+        self._flags: dict[Path, str] = {}  # resolved path -> the flag that named it
+        self._pending: list[tuple[Path, Callable[[str], None]]] = []
+
+    def add(self, path: str | os.PathLike, flag: str, suffixes: tuple[str, ...] | None = None,
+            example: str = "") -> Path:
+        """Check one output path (named by ``flag``) and return it.
+
+        Raises:
+            RnnImgError: a suffix outside ``suffixes``, an existing folder, an existing file
+                without --overwrite, a path another flag names too, or a folder that cannot be
+                made or written.
+        """
+        path = Path(path)
+        example = example or f"out{suffixes[0] if suffixes else '.png'}"
+        if path.is_dir():
+            raise RnnImgError(f"{flag} {path} is a folder; {flag} takes a file name such as "
+                              f"{path / example}.")
+        if suffixes is not None and path.suffix.lower() not in suffixes:
+            given = f"ends in {path.suffix}" if path.suffix else "has no suffix"
+            raise RnnImgError(f"{flag} {path} {given}; use a file name ending in "
+                              f"{' or '.join(suffixes[:4])}{', ...' if len(suffixes) > 4 else ''}.")
+        resolved = path.resolve()
+        if resolved in self._flags:
+            raise RnnImgError(f"{self._flags[resolved]} and {flag} name the same file {path}; "
+                              "choose two names.")
+        if path.exists() or path.is_symlink():
+            if not path.is_file():
+                raise RnnImgError(f"{flag} {path} is not a regular file; choose another {flag}.")
+            if not self.overwrite:
+                raise RnnImgError(f"{path} already exists; pass --overwrite to replace it or choose "
+                                  f"another {flag}.")
+        folder = path.parent
+        while not folder.exists():  # the nearest folder that exists must take new entries
+            folder = folder.parent
+        if not folder.is_dir():
+            raise RnnImgError(f"cannot write {flag} {path}: {folder} is a file, not a folder; "
+                              f"choose another {flag}.")
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise RnnImgError(f"cannot write {flag} {path}: {folder} is not writable; choose a "
+                              f"folder you can write to.")
+        self._flags[resolved] = flag
+        return path
+
+    def write(self, path: Path, write: Callable[[str], None]) -> None:
+        """Queue ``write(tmp_path)``, which fills a temporary file that becomes ``path``."""
+        self._pending.append((path, write))
+
+    def commit(self) -> list[Path]:
+        """Write every queued file, or none of them (see :func:`rnnimg.fileio.atomic_write_all`)."""
+        from rnnimg.fileio import atomic_write_all
+
+        pending, self._pending = self._pending, []
+        try:
+            return atomic_write_all(pending)
+        except OSError as err:
+            flag = self._flags.get(Path(err.filename).resolve()) if err.filename else None
+            raise RnnImgError(os_error_line(err, flag) + " Nothing was written.") from None
 
 
 def resolve_device(name: str) -> str:
@@ -115,15 +174,57 @@ def quiet_libraries() -> None:
         warnings.filterwarnings("ignore", message=pattern)
 
 
-def os_error_line(err: OSError) -> str:
-    """One line for an OSError that reached the command line (no file was half written)."""
+def os_error_line(err: OSError, flag: str | None = None) -> str:
+    """One line for an OSError that reached the command line (no file was half written): the
+    file, the flag that named it where known, the reason, and what to do about that reason."""
     import errno
 
     reason = {errno.ENOSPC: "the disk is full", errno.EROFS: "the file system is read-only",
-              errno.EACCES: "permission denied", errno.EDQUOT: "the disk quota is exceeded"
-              }.get(err.errno, err.strerror or str(err).splitlines()[0] if str(err) else "I/O error")
-    where = f": {err.filename}" if err.filename else ""
-    return f"cannot write{where} ({reason}); free some space or choose another output."
+              errno.EACCES: "permission denied", errno.EPERM: "permission denied",
+              errno.EDQUOT: "the disk quota is exceeded"}.get(err.errno)
+    if reason is None:
+        reason = err.strerror or (str(err).splitlines()[0] if str(err) else "I/O error")
+    if err.errno in (errno.ENOSPC, errno.EDQUOT):
+        then = f"free some space or choose another {flag or 'output'}"
+    elif err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        then = f"choose {'another ' + flag if flag else 'an output'} in a folder you can write to"
+    else:
+        then = f"choose another {flag or 'output'}"
+    where = f" {flag}" if flag else ""
+    where += f" {err.filename}" if err.filename else ""
+    return f"cannot write{where} ({reason}); {then}."
+
+
+OUT_OF_MEMORY_MARKERS = ("out of memory", "can't allocate memory", "failed to allocate memory")
+NO_TILE_YET = "there is no --tile yet: cutting large images into tiles comes with high-resolution support"
+
+
+def is_out_of_memory(err: BaseException) -> bool:
+    """An allocation failure: MemoryError, torch's OutOfMemoryError (CUDA), or the RuntimeError
+    the CPU allocator ("DefaultCPUAllocator: can't allocate memory") or MPS raises."""
+    if isinstance(err, MemoryError):
+        return True
+    import torch
+
+    if isinstance(err, torch.cuda.OutOfMemoryError):
+        return True
+    return isinstance(err, RuntimeError) and any(m in str(err).lower() for m in OUT_OF_MEMORY_MARKERS)
+
+
+@contextmanager
+def out_of_memory_hint(doing: str, then: str) -> Iterator[None]:
+    """Turn an allocation failure inside the block into one line: "ran out of memory {doing};
+    {then}." (exit 2) rather than a long traceback. Other errors pass through."""
+    try:
+        yield
+    except (MemoryError, RuntimeError) as err:
+        if not is_out_of_memory(err):
+            raise
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        raise RnnImgError(f"ran out of memory {doing}; {then}.") from None
 
 
 def print_table(rows: list[tuple[str, str]], header: tuple[str, str] = ("metric", "value")) -> None:
@@ -132,3 +233,4 @@ def print_table(rows: list[tuple[str, str]], header: tuple[str, str] = ("metric"
     print(f"{'-' * width}  {'-' * max(5, len(header[1]))}")
     for key, value in rows:
         print(f"{key:<{width}}  {value}")
+

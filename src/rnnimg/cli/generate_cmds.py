@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from rnnimg.cli.common import (
+    IMAGE_SUFFIXES,
+    Outputs,
     add_device_arg,
-    check_output,
     check_scale,
     check_seed,
+    out_of_memory_hint,
     positive_int,
     resolve_device,
 )
@@ -45,8 +45,9 @@ def cmd_sample(args) -> int:
 
     check_seed(args.seed)
     check_scale(args.scale)
-    out = check_output(args.output, args.overwrite)
-    gif = check_output(Path(args.animate).with_suffix(".gif"), args.overwrite) if args.animate else None
+    outs = Outputs(args.overwrite)  # every output checked before the model loads
+    out = outs.add(args.output, "-o", IMAGE_SUFFIXES, "grid.png")
+    gif = outs.add(args.animate, "--animate", (".gif",), "drawing.gif") if args.animate else None
     device = resolve_device(args.device)
     model = load_model_for(args.run_dir, "sample", device)
     if gif is not None and not draws_in_steps(model):
@@ -54,19 +55,23 @@ def cmd_sample(args) -> int:
 
         raise RnnImgError(f"a {model.name!r} model does not draw in steps, so --animate has nothing "
                           "to show; drop it (draw models can).")
-    gen = torch.Generator(device=device).manual_seed(args.seed)
-    grid = sample_grid(model, args.n, label=args.label, text=args.text, temperature=args.temperature,
-                       generator=gen, nrow=args.nrow)
-    frames = None
-    if gif is not None:  # the same draws again, step by step
+    side = model.config.image_size
+    with out_of_memory_hint(f"drawing {args.n} images of {side}x{side}", "pass a smaller -n"):
         gen = torch.Generator(device=device).manual_seed(args.seed)
-        frames = drawing_animation(model, args.n, label=args.label, text=args.text,
-                                   temperature=args.temperature, generator=gen, nrow=args.nrow)
-    save_picture(grid, out, scale=args.scale)
+        grid = sample_grid(model, args.n, label=args.label, text=args.text,
+                           temperature=args.temperature, generator=gen, nrow=args.nrow)
+        frames = None
+        if gif is not None:  # the same draws again, step by step
+            gen = torch.Generator(device=device).manual_seed(args.seed)
+            frames = drawing_animation(model, args.n, label=args.label, text=args.text,
+                                       temperature=args.temperature, generator=gen, nrow=args.nrow)
+    outs.write(out, lambda tmp: save_picture(grid, tmp, scale=args.scale))
+    if frames is not None:
+        outs.write(gif, lambda tmp: save_picture(frames, tmp, scale=args.scale))
+    outs.commit()  # both files, or neither
     print(f"wrote {args.n} samples to {out}")
     if frames is not None:
-        written = save_picture(frames, gif, scale=args.scale)
-        print(f"wrote the drawing ({len(frames)} frames) to {written}")
+        print(f"wrote the drawing ({len(frames)} frames) to {gif}")
     return 0
 
 
@@ -103,16 +108,20 @@ def cmd_complete(args) -> int:
 
     check_seed(args.seed)
     check_scale(args.scale)
-    out = check_output(args.output, args.overwrite)
+    outs = Outputs(args.overwrite)
+    out = outs.add(args.output, "-o", IMAGE_SUFFIXES, "completions.png")
     device = resolve_device(args.device)
     model = load_model_for(args.run_dir, "complete", device)
     image = read_image(args.input).float().div(255).unsqueeze(0).to(device)  # (1, C, H, W)
     model.check_image(image, what=str(args.input))
-    image = quantize_for_model(model, image)
-    known = parse_mask(args.mask, image.shape[-2], image.shape[-1]).to(device)
-    gen = torch.Generator(device=device).manual_seed(args.seed)
-    grid = completion_grid(model, image, known.unsqueeze(0), args.n, gen,
-                           temperature=args.temperature, label=args.label)
-    save_picture(grid, out, scale=args.scale)
+    height, width = image.shape[-2:]
+    with out_of_memory_hint(f"completing a {width}x{height} image {args.n} times", "pass a smaller -n"):
+        image = quantize_for_model(model, image)
+        known = parse_mask(args.mask, height, width).to(device)
+        gen = torch.Generator(device=device).manual_seed(args.seed)
+        grid = completion_grid(model, image, known.unsqueeze(0), args.n, gen,
+                               temperature=args.temperature, label=args.label)
+    outs.write(out, lambda tmp: save_picture(grid, tmp, scale=args.scale))
+    outs.commit()
     print(f"wrote the occluded input and {args.n} completions to {out}")
     return 0

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from rnnimg.cli.common import add_device_arg, check_output, check_scale, positive_int, resolve_device
+from rnnimg.cli.common import (
+    Outputs,
+    add_device_arg,
+    check_scale,
+    out_of_memory_hint,
+    positive_int,
+    resolve_device,
+)
 
 
 def register(sub) -> None:
@@ -40,15 +45,18 @@ def cmd_predict(args) -> int:
     from rnnimg.tasks import load_model_for, prediction_media, save_picture
     from rnnimg.viz import write_video
 
-    out = Path(args.output)
-    if out.suffix.lower() not in (".gif", ".mp4"):
-        raise RnnImgError(f"-o {out}: use a .gif or .mp4 file name.")
     if not args.fps > 0:  # before the model runs
         raise RnnImgError(f"--fps must be > 0, got {args.fps}.")
     check_scale(args.scale)
-    strip_path = out.with_suffix(".png")
-    check_output(out, args.overwrite)
-    check_output(strip_path, args.overwrite)
+    outs = Outputs(args.overwrite)
+    out = outs.add(args.output, "-o", (".gif", ".mp4"), "prediction.gif")
+    if out.suffix.lower() == ".mp4":
+        import importlib.util
+
+        if importlib.util.find_spec("av") is None:
+            raise RnnImgError(f"-o {out}: writing MP4 needs PyAV; run pip install rnnimg[video], or "
+                              "write a .gif instead.")
+    strip_path = outs.add(out.with_suffix(".png"), "-o (its .png strip)")
     device = resolve_device(args.device)
     model = load_model_for(args.run_dir, "predict", device)
     context = args.context or model.config.context
@@ -60,15 +68,19 @@ def cmd_predict(args) -> int:
         raise RnnImgError(f"{args.input} has {clip.shape[1]} channel(s), but the model takes "
                           f"{model.config.channels}; convert the clip or train on such clips.")
     given = clip[:context].to(device)
-    prediction = model.predict(given.unsqueeze(0), horizon)[0].cpu()  # (horizon, C, H, W)
+    height, width = clip.shape[-2:]
+    with out_of_memory_hint(f"predicting {horizon} frames of {width}x{height}",
+                            "pass a smaller --horizon or a clip of smaller frames"):
+        prediction = model.predict(given.unsqueeze(0), horizon)[0].cpu()  # (horizon, C, H, W)
     truth = clip[context:context + horizon]
     known = len(truth)  # the true frames INPUT has; grey ones may pad them below
     if len(truth) < horizon:  # the clip ends before the horizon: grey frames stand in for truth,
         # so that each predicted frame still sits under (and beside) the frame it predicts
         truth = torch.cat([truth, torch.full_like(prediction[len(truth):], 0.5)])
     frames, strip = prediction_media(given, truth, prediction)
-    write_video(frames, out, fps=args.fps, scale=args.scale)
-    save_picture(strip, strip_path, scale=args.scale)
+    outs.write(out, lambda tmp: write_video(frames, tmp, fps=args.fps, scale=args.scale))
+    outs.write(strip_path, lambda tmp: save_picture(strip, tmp, scale=args.scale))
+    outs.commit()  # the animation and its strip, or neither
     shown = f"beside {known} true frame{'s' * (known != 1)}" if known else "(no ground truth in INPUT)"
     print(f"predicted {horizon} frames from {context} {shown}: {out} and {strip_path}")
     return 0

@@ -6,7 +6,13 @@ import argparse
 import json
 import math
 
-from rnnimg.cli.common import add_device_arg, parse_assignments, positive_int, print_table
+from rnnimg.cli.common import (
+    add_device_arg,
+    out_of_memory_hint,
+    parse_assignments,
+    positive_int,
+    print_table,
+)
 
 
 def register(sub) -> None:
@@ -195,8 +201,10 @@ def cmd_train(args) -> int:
         print(json.dumps(resolved.to_dict(), indent=2))
         return 0
     start = time.time()
+    batch = f"--batch-size {settings.batch_size}" if settings.batch_size else "the preset's batch size"
     try:
-        run_dir = train(settings, given=given)
+        with out_of_memory_hint(f"training at {batch}", "pass a smaller --batch-size"):
+            run_dir = train(settings, given=given)
     except TrainingInterrupted as stop:
         print(f"rnnimg: {stop}", file=sys.stderr)
         return stop.exit_code
@@ -249,24 +257,33 @@ def cmd_evaluate(args) -> int:
     options = parse_assignments(args.eval_opt, "--eval-opt")
     if args.importance_samples is not None:
         options["importance_samples"] = args.importance_samples
-    result = evaluate(args.run_dir, data=args.data, split=args.split, batch_size=args.batch_size,
-                      max_batches=args.max_batches, device=resolve_device(args.device),
-                      data_options=parse_assignments(args.data_opt, "--data-opt"),
-                      progress=not args.json, options=options)
-    if args.max_batches is None and not str(args.run_dir).startswith(("pretrained:", "hf:")):
-        from rnnimg.cards import write_model_card
-
-        write_model_card(args.run_dir, evaluation=result)  # the card shows the latest scores
+    with out_of_memory_hint(f"evaluating batches of {args.batch_size} images (--batch-size)",
+                            "pass a smaller --batch-size"):
+        result = evaluate(args.run_dir, data=args.data, split=args.split, batch_size=args.batch_size,
+                          max_batches=args.max_batches, device=resolve_device(args.device),
+                          data_options=parse_assignments(args.data_opt, "--data-opt"),
+                          progress=not args.json, options=options)
     if args.json:
         print(json.dumps(_json_safe(result), indent=2, allow_nan=False))
-        return 0
-    opts = result["data_options"]
-    how = (f"binarization: {opts['binarize']} (seed {opts.get('binarize_seed', 0)})"
-           if opts.get("binarize") else (f"{opts['levels']} levels" if opts.get("levels") else ""))
-    extra = "".join(f"; {k}={v}" for k, v in result.get("options", {}).items())
-    print(f"{result['model']} on {result['data']} [{result['split']}], {result['num_items']} items"
-          + (f"; {how}" if how else "") + extra)
-    print_table([(k, format_value(v, k)) for k, v in result["metrics"].items()])
+    else:
+        opts = result["data_options"]
+        how = (f"binarization: {opts['binarize']} (seed {opts.get('binarize_seed', 0)})"
+               if opts.get("binarize") else (f"{opts['levels']} levels" if opts.get("levels") else ""))
+        extra = "".join(f"; {k}={v}" for k, v in result.get("options", {}).items())
+        print(f"{result['model']} on {result['data']} [{result['split']}], {result['num_items']} items"
+              + (f"; {how}" if how else "") + extra)
+        print_table([(k, format_value(v, k)) for k, v in result["metrics"].items()])
+    if args.max_batches is None and not str(args.run_dir).startswith(("pretrained:", "hf:")):
+        import sys
+
+        from rnnimg.cards import write_model_card
+        from rnnimg.cli.common import os_error_line
+
+        try:  # after the scores are shown: a read-only or full run folder must not lose them
+            write_model_card(args.run_dir, evaluation=result)  # the card shows the latest scores
+        except OSError as err:
+            print(f"rnnimg: note: the scores above are not in {args.run_dir}'s model card: "
+                  f"{os_error_line(err)}", file=sys.stderr)
     return 0
 
 

@@ -136,6 +136,17 @@ def dataset_task(name: str, options: dict | None = None) -> str:
     return entry.task
 
 
+def task_mismatch_hint(task: str, model_tasks: tuple[str, ...] | list[str]) -> str:
+    """The next step when a dataset of ``task`` cannot feed a model of ``model_tasks``: for an
+    image dataset and a translate model, the --data-opt that turns it into corrupted/clean pairs."""
+    if task == "generate" and "translate" in model_tasks:
+        from rnnimg.data.corrupt import CORRUPTIONS
+
+        return (f"add --data-opt corrupt=denoise (or corrupt={', '.join(CORRUPTIONS[1:])}) to make "
+                "pairs of its images, or pick a translate dataset")
+    return "pick a matching one"
+
+
 def list_datasets(task: str | None = None) -> list[DatasetEntry]:
     """The registered datasets (entries with ``name``, ``description``, ``task``)."""
     _ensure_builtin_datasets()

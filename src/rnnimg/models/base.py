@@ -98,6 +98,9 @@ class RnnImgModel(nn.Module):
 
     # --- evaluation: additive statistics, reduced once per split --------------------------------
     evaluation_options: ClassVar[tuple[str, ...]] = ()  # what evaluation_statistics(**options) takes
+    # True: evaluation_statistics also takes progress=callable(done, total), called as its inner
+    # draws finish (done of the batch's total): one batch can take minutes
+    evaluation_reports_progress: ClassVar[bool] = False
 
     @torch.no_grad()
     def evaluation_statistics(self, batch: dict[str, Tensor], **options: Any) -> dict[str, Tensor]:

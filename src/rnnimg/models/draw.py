@@ -44,6 +44,7 @@ Departures and choices:
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -60,6 +61,8 @@ from rnnimg.models.registry import register_model
 from rnnimg.nn.caption_encoder import AlignmentAttention, CaptionEncoder
 from rnnimg.nn.draw_attention import AttentionRead, AttentionWrite, FullRead, FullWrite
 from rnnimg.nn.gaussian import gaussian_kl, gaussian_log_density
+
+IMPORTANCE_CHUNK = 64  # importance draws reduced at a time: memory stays that of 64 draws
 
 
 @dataclass
@@ -114,6 +117,7 @@ class DRAWConfig:
 class DRAW(ImageGenerator):
     config_class = DRAWConfig
     evaluation_options: ClassVar[tuple[str, ...]] = ("importance_samples", "judge")
+    evaluation_reports_progress: ClassVar[bool] = True  # K importance samples can take minutes
     likelihood: ClassVar[str] = "bound"  # nll_per_image is the negative ELBO, not the exact NLL
     presets = {
         "debug": dict(steps=4, enc_hidden=32, dec_hidden=32, z_size=8, read_n=2, write_n=3),
@@ -313,8 +317,8 @@ class DRAW(ImageGenerator):
     # --- evaluation (additive statistics, pooled over a split) --------------------------------
     @torch.no_grad()
     def evaluation_statistics(self, batch: dict[str, Tensor], importance_samples: int = 0,
-                              judge: bool | None = None, generator: torch.Generator | None = None
-                              ) -> dict[str, Tensor]:
+                              judge: bool | None = None, generator: torch.Generator | None = None,
+                              progress: Callable[[int, int], object] | None = None) -> dict[str, Tensor]:
         """Sums over the batch: ``count``, ``bound`` (negative ELBO, nats), ``recon``, ``kl``,
         ``kl_per_step`` (T,), and with ``importance_samples`` = K >= 1 also ``iwae``, the
         importance-weighted NLL estimate -log (1/K sum_k w_k). The bound terms are then averaged
@@ -322,26 +326,37 @@ class DRAW(ImageGenerator):
         conditional model) also ``match`` / ``judged``: samples drawn under each item's label or
         caption that the shipped digit judge finds right (rnnimg/judge.py). ``judge=None`` (the
         default) judges mnist-captions batches (they carry ``digits``/``places``, so they are
-        digits for sure) and nothing else: labels may name classes other than digits."""
+        digits for sure) and nothing else: labels may name classes other than digits.
+
+        The K draws are reduced in chunks (a running log-sum-exp), so memory does not grow with
+        K; ``progress(done, K)`` is called after each chunk."""
         if isinstance(importance_samples, bool) or not isinstance(importance_samples, int) or \
                 importance_samples < 0 or judge not in (None, True, False):
             raise RnnImgError(f"importance_samples must be a whole number >= 0 and judge true or "
                               f"false, got {importance_samples!r} and {judge!r}.")
-        k = importance_samples
-        image = batch["image"]
-        runs = [self.run(image, self.batch_labels(batch), self.batch_text(batch), generator)
-                for _ in range(max(k, 1))]
-        recon = torch.stack([r["recon"] for r in runs]).double()  # (K, B)
-        kl = torch.stack([r["kl"] for r in runs]).double()  # (K, B, T)
+        k, image = importance_samples, batch["image"]
+        labels, text = self.batch_labels(batch), self.batch_text(batch)
+        draws, sums = max(k, 1), None  # per item, over the draws: recon, kl, log w, log sum w
+        for start in range(0, draws, IMPORTANCE_CHUNK):  # memory: one chunk of draws, whatever K
+            outs = [self.run(image, labels, text, generator)
+                    for _ in range(min(IMPORTANCE_CHUNK, draws - start))]
+            recon, kl, ratio = (torch.stack([o[key] for o in outs]).double()  # (n, B), (n, B, T)
+                                for key in ("recon", "kl", "log_ratio"))
+            log_w = ratio - recon  # (n, B)
+            chunk = [recon.sum(0), kl.sum(0), log_w.sum(0), torch.logsumexp(log_w, 0)]
+            sums = chunk if sums is None else [sums[0] + chunk[0], sums[1] + chunk[1],
+                                               sums[2] + chunk[2], torch.logaddexp(sums[3], chunk[3])]
+            if progress is not None:
+                progress(start + len(outs), draws)
+        recon, kl = sums[0] / draws, sums[1] / draws  # (B,), (B, T): means over the draws
         stats = {"count": torch.tensor(float(image.shape[0]), dtype=torch.float64),
-                 "bound": (recon + kl.sum(2)).mean(0).sum(), "recon": recon.mean(0).sum(),
-                 "kl": kl.sum(2).mean(0).sum(), "kl_per_step": kl.mean(0).sum(0)}
+                 "bound": (recon + kl.sum(1)).sum(), "recon": recon.sum(),
+                 "kl": kl.sum(1).sum(), "kl_per_step": kl.sum(0)}
         if k:
-            log_w = torch.stack([r["log_ratio"] for r in runs]).double() - recon  # (K, B)
-            iwae = -(torch.logsumexp(log_w, 0) - math.log(k))  # (B,)
+            iwae = -(sums[3] - math.log(k))  # (B,)
             stats["iwae"] = iwae.sum()
             # the Monte-Carlo bound of the same draws: iwae <= it exactly (Jensen)
-            stats["bound_sampled"] = (-log_w.mean(0)).sum()
+            stats["bound_sampled"] = (-sums[2] / k).sum()
             # the analytic-KL bound above differs from it by the KL's sampling noise only
         if judge is None:
             judge = bool(self.config.vocabulary) and "digits" in batch and "places" in batch

@@ -9,6 +9,7 @@ So serving a model of a new task brings its tab without an edit here. The work i
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -31,6 +32,15 @@ def web_tab(task: str, title: str) -> Callable[[TabBuilder], TabBuilder]:
     return wrap
 
 
+_PATH = re.compile(r"(?<![\w.~])(?:[A-Za-z]:)?[/\\](?:[^\s/\\'\"]+[/\\])+([^\s/\\'\":;,]+)")
+
+
+def page_message(text: str) -> str:
+    """``text`` with every absolute path cut to its file name: the page must not show the
+    server's folders (the temporary ones that uploads land in, or any other)."""
+    return _PATH.sub(r"\1", text)
+
+
 def _page_errors(fn):
     """Run ``fn`` and show a user mistake (or a failure) as a message in the page, not a trace."""
 
@@ -38,10 +48,10 @@ def _page_errors(fn):
         try:
             return fn(*args, **kwargs)
         except RnnImgError as err:
-            raise gr.Error(str(err)) from None
+            raise gr.Error(page_message(str(err))) from None
         except (ValueError, TypeError, RuntimeError) as err:  # bad widget values, shapes
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise gr.Error(f"could not do that: {first}") from None
+            raise gr.Error(f"could not do that: {page_message(first)}") from None
 
     wrapped.__name__ = fn.__name__
     return wrapped

@@ -19,7 +19,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
-from rnnimg.data.registry import dataset_task, get_dataset_entry, load_dataset
+from rnnimg.data.registry import dataset_task, get_dataset_entry, load_dataset, task_mismatch_hint
 from rnnimg.errors import RnnImgError
 from rnnimg.models.base import RnnImgModel
 
@@ -130,7 +130,8 @@ def build_datasets(settings, model: RnnImgModel) -> tuple[Dataset, Dataset | Non
     task = dataset_task(settings.data, options)  # corrupt=... makes an image dataset a translate one
     if task not in model.tasks():
         raise RnnImgError(f"dataset {settings.data!r} is for the {task!r} task, but "
-                          f"{model.name!r} does {'/'.join(model.tasks())}; pick a matching one.")
+                          f"{model.name!r} does {'/'.join(model.tasks())}; "
+                          f"{task_mismatch_hint(task, model.tasks())}.")
     train_set = load_dataset(settings.data, "train", **options)
     if len(train_set) == 0:
         raise RnnImgError(f"dataset {settings.data!r} has no training items.")

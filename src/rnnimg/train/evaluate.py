@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
-from rnnimg.data.registry import dataset_task, load_dataset
+from rnnimg.data.registry import dataset_task, load_dataset, task_mismatch_hint
 from rnnimg.errors import RnnImgError
 from rnnimg.models.checkpoint import load_pretrained, read_run_config
 from rnnimg.train.data import check_dataset
@@ -101,7 +101,8 @@ def _evaluate(run_dir: str | Path, data: str | None = None, split: str = "test",
     task = dataset_task(name, data_opts)  # corrupt=... makes an image dataset a translate one
     if task not in model.tasks():
         raise RnnImgError(f"dataset {name!r} is for the {task!r} task, but {run_dir} holds a "
-                          f"{model.name!r} model ({'/'.join(model.tasks())}); pick a matching one.")
+                          f"{model.name!r} model ({'/'.join(model.tasks())}); "
+                          f"{task_mismatch_hint(task, model.tasks())}.")
     if data_opts.get("binarize") == "dynamic":
         data_opts["binarize"] = "fixed"  # a test set is scored on one fixed binarization
     dataset = load_dataset(name, split, **data_opts)
@@ -110,12 +111,23 @@ def _evaluate(run_dir: str | Path, data: str | None = None, split: str = "test",
     total: dict[str, torch.Tensor] = {}
     n_batches = len(loader) if max_batches is None else min(max_batches, len(loader))
     torch.manual_seed(seed)  # inside the caller's fork_rng (see evaluate)
+    # K importance samples (DRAW): one batch can take minutes, so a bar counts the draws as well
+    draws = tqdm(desc="draws", unit="draw", disable=not progress, leave=False, position=1,
+                 mininterval=0) if model.evaluation_reports_progress else None  # chunks: seconds apart
+
+    def show_draws(done: int, of: int) -> None:  # done of the batch's ``of`` draws
+        draws.total = of * n_batches
+        draws.update(i * of + done - draws.n)
+
     for i, batch in enumerate(tqdm(loader, total=n_batches, desc="evaluate", disable=not progress,
                                    leave=False)):
         if i >= n_batches:
             break
         batch = {k: v.to(device) for k, v in batch.items()}
-        sum_statistics(total, model.evaluation_statistics(batch, **options))
+        more = {"progress": show_draws} if draws is not None else {}
+        sum_statistics(total, model.evaluation_statistics(batch, **options, **more))
+    if draws is not None:
+        draws.close()
     if not total:
         raise RnnImgError(f"dataset {name!r} [{split}] has no items to evaluate.")
     total = all_reduce_statistics(total, device)

@@ -47,6 +47,7 @@ from rnnimg.train.lit import LitModel, discriminator_parameters
 from rnnimg.train.rundir import (
     RunLock,
     check_not_busy,
+    check_replaceable,
     clean_temporary_files,
     clear_folder,
     os_error_message,
@@ -249,9 +250,7 @@ def _check_out(run_dir: Path, s: TrainSettings) -> None:
         return
     if run_dir.exists() and any(run_dir.iterdir()):
         check_not_busy(run_dir)
-        if not s.overwrite:
-            raise RnnImgError(f"{run_dir} already exists; pass --resume to continue it, --overwrite "
-                              "to replace it, or --out to choose another folder.")
+        check_replaceable(run_dir, s.overwrite)  # --overwrite deletes only an rnnimg run
 
 
 def _check_budget(s: TrainSettings, ckpt: dict, run_dir: Path, train_items: int) -> None:

@@ -123,3 +123,74 @@ def os_error_message(err: OSError, run_dir: Path, what: str) -> str:
               errno.EPERM: "permission denied"}.get(err.errno, err.strerror or str(err))
     where = f" ({err.filename})" if err.filename else ""
     return f"cannot {what} {run_dir}: {reason}{where}"
+
+
+# What `rnnimg train` (and `rnnimg evaluate`, which refreshes the card) writes into a run folder.
+# --overwrite deletes a folder only if it holds nothing else: the user's own files are never ours
+# to delete (a folder of pictures and a thesis was, before).
+RUN_ENTRIES = frozenset({"config.json", "model.safetensors", "README.md", "evaluation.json", "card",
+                         "checkpoints", "samples", "tb", "metrics.csv", "curves.png", LOCK_FILE})
+_RUN_SUBFOLDER_FILES = {"checkpoints": (".ckpt",), "samples": (".png", ".gif", ".mp4"),
+                        "card": (".png", ".gif", ".mp4"), "tb": ("events.out.tfevents", ".yaml")}
+
+
+def _is_temporary(name: str) -> bool:
+    return name.startswith(".") and ".tmp" in name  # left by a killed atomic write
+
+
+def _foreign_in_subfolder(folder: Path, endings: tuple[str, ...]) -> list[str]:
+    foreign = []
+    for path in folder.iterdir():
+        name = path.name
+        if _is_temporary(name) or (path.is_file() and not path.is_symlink()
+                                   and any(name.endswith(e) or name.startswith(e) for e in endings)):
+            continue
+        foreign.append(f"{folder.name}/{name}")
+    return foreign
+
+
+def not_a_run_reason(folder: Path) -> str | None:
+    """None if ``folder`` is an rnnimg run (a config.json naming a model, and only what a run
+    writes), else why not, in words that finish "it is not an rnnimg run: ...". An empty folder,
+    or one a killed run left with only its lock and temporary files, counts as a run."""
+    folder = Path(folder)
+    entries = sorted(folder.iterdir())
+    foreign = [p.name for p in entries if p.name not in RUN_ENTRIES and not _is_temporary(p.name)]
+    for path in entries:
+        endings = _RUN_SUBFOLDER_FILES.get(path.name)
+        if endings is not None:
+            if not path.is_dir() or path.is_symlink():
+                foreign.append(path.name)
+            else:
+                foreign.extend(_foreign_in_subfolder(path, endings))
+    if foreign:
+        more = f" and {len(foreign) - 3} more" if len(foreign) > 3 else ""
+        return f"it holds {', '.join(foreign[:3])}{more}, which a run does not write"
+    config = folder / "config.json"
+    if not config.exists():
+        if any(p.name not in (LOCK_FILE,) and not _is_temporary(p.name) for p in entries):
+            return "it has no config.json"
+        return None  # only a lock and temporary files: a run killed before it wrote anything
+    try:
+        meta = json.loads(config.read_text())
+    except (OSError, ValueError):
+        return "its config.json is not an rnnimg run's"
+    if not isinstance(meta, dict) or not isinstance(meta.get("model"), str):
+        return "its config.json is not an rnnimg run's (it names no model)"
+    return None
+
+
+def check_replaceable(folder: Path, overwrite: bool, flag: str = "--out",
+                      other_options: str = "pass --resume to continue it, ") -> None:
+    """Refuse a non-empty ``folder`` unless it is an rnnimg run and ``overwrite`` is set: one
+    line that suggests --overwrite only where --overwrite would be accepted."""
+    folder = Path(folder)
+    if not folder.is_dir() or not any(folder.iterdir()):
+        return
+    reason = not_a_run_reason(folder)
+    if reason is not None:
+        raise RnnImgError(f"{flag} {folder} is not empty and not an rnnimg run ({reason}); "
+                          f"--overwrite replaces only run folders, so choose another {flag}.")
+    if not overwrite:
+        raise RnnImgError(f"{folder} already exists; {other_options}--overwrite to replace it, or "
+                          f"{flag} to choose another folder.")

@@ -1,0 +1,151 @@
+"""``rnnimg segment`` and ``rnnimg translate``: one image in, images out (a mask and an overlay;
+an output and a strip of the refinement steps)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from rnnimg.cli.common import (
+    IMAGE_SUFFIXES,
+    NO_TILE_YET,
+    Outputs,
+    add_device_arg,
+    out_of_memory_hint,
+    positive_int,
+    resolve_device,
+)
+from rnnimg.errors import RnnImgError
+
+
+def _image_verb(sub, name: str, help: str, description: str, models: str, input_help: str,
+                output: str, output_help: str) -> argparse.ArgumentParser:
+    p = sub.add_parser(name, help=help, description=description)
+    p.add_argument("run_dir", metavar="RUN", help=f"run folder (or pretrained:NAME) of a {models} model")
+    p.add_argument("input", metavar="INPUT", help=input_help)
+    p.add_argument("-o", "--output", default=output, help=f"{output_help} (default {output})")
+    return p
+
+
+def _overwrite_and_device(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    add_device_arg(p)
+
+
+def register(sub) -> None:
+    p = _image_verb(
+        sub, "segment", "label every pixel of an image (reseg, unet)",
+        "Segment INPUT with the model in RUN. Writes the class labels as an index PNG of INPUT's "
+        "size (pixel value = class, shown in the PASCAL VOC palette), and with --overlay the image "
+        "under its labels with a legend naming the classes. The image is resized to the model's "
+        "training size and the labels resized back with nearest neighbour (--no-resize runs at "
+        "INPUT's own size).",
+        "reseg or unet", "an image file (png, jpg, ...)", "mask.png", "mask file, an index PNG")
+    p.add_argument("--overlay", help="also write the image under its labels, with a legend")
+    p.add_argument("--scale", type=positive_int, default=2, help="enlarge the overlay's pixels "
+                   "(default 2)")
+    p.add_argument("--no-resize", action="store_true", help="segment at INPUT's own size instead "
+                   "of the model's training size")
+    _overwrite_and_device(p)
+    p.set_defaults(run=cmd_segment)
+
+    p = _image_verb(
+        sub, "translate", "translate or restore an image (denoise, inpaint, colorize, A -> B)",
+        "Run the translate-task model in RUN (translator, dncnn) on INPUT and write the output "
+        "image. With --steps, also write a strip: the input, the estimate after every refinement "
+        "step (the last is the output).",
+        "translator or dncnn", "the image to translate (PNG, JPEG, ...)", "translated.png",
+        "output image")
+    p.add_argument("--steps", metavar="STRIP.png", help="also write the strip of every step here")
+    p.add_argument("--scale", type=positive_int, default=3, help="enlarge the strip's pixels "
+                   "(default 3; the output keeps the input's size)")
+    _overwrite_and_device(p)
+    p.set_defaults(run=cmd_translate)
+
+
+def _start(args, task: str, out_suffixes: tuple[str, ...], example: str, second_flag: str,
+           second: str | None, second_example: str):
+    """Check both outputs (before the model loads), load the model, read INPUT: returns
+    (outputs, -o path, second path or None, model, image (C, H, W) in [0, 1])."""
+    from rnnimg.data.images import read_image
+    from rnnimg.tasks import load_model_for
+
+    outs = Outputs(args.overwrite)
+    out = outs.add(args.output, "-o", out_suffixes, example)
+    second = outs.add(second, second_flag, IMAGE_SUFFIXES, second_example) if second else None
+    model = load_model_for(args.run_dir, task, resolve_device(args.device))
+    want = model.config.in_channels if task == "translate" else model.config.channels
+    pixels = read_image(Path(args.input))  # (C, H, W) uint8, grey or RGB as stored
+    if pixels.shape[0] != want:
+        kind = {1: "grey", 3: "colour"}
+        got = kind.get(pixels.shape[0], f"{pixels.shape[0]}-channel")
+        raise RnnImgError(f"{args.input} is a {got} image, but the model takes {kind[want]} input; "
+                          f"convert it to {kind[want]} first.")
+    return outs, out, second, model, pixels.float() / 255.0
+
+
+def _memory_hint(doing: str, image, then: str = "pass a smaller image"):
+    """Name INPUT's size, and say truthfully that there is no --tile yet."""
+    height, width = image.shape[-2:]
+    return out_of_memory_hint(f"{doing} a {width}x{height} image", f"{then} ({NO_TILE_YET})")
+
+
+def write_index_png(labels, path: Path) -> Path:
+    """Labels (H, W) in 0..255 as a palette ('P') PNG: the pixel values are the labels, and the
+    VOC palette makes them visible; written atomically."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from rnnimg.data.segmentation import voc_palette
+    from rnnimg.fileio import atomic_write_bytes
+
+    img = Image.fromarray(labels.cpu().numpy().astype(np.uint8), mode="P")
+    img.putpalette(voc_palette().reshape(-1).tolist())
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    atomic_write_bytes(path, buf.getvalue())
+    return path
+
+
+def cmd_segment(args) -> int:
+    from rnnimg.tasks import save_picture, segment_image, segmentation_overlay
+
+    # an index PNG holds the labels themselves
+    outs, out, overlay, model, image = _start(args, "segment", (".png",), "mask.png", "--overlay",
+                                              args.overlay, "overlay.png")
+    then = "drop --no-resize (it segments at the model's training size), or pass a smaller " \
+           "image" if args.no_resize else "pass a smaller image"
+    with _memory_hint("segmenting", image, then):
+        labels = segment_image(model, image, resize=not args.no_resize)  # (H, W)
+        picture = segmentation_overlay(model, image, labels) if overlay is not None else None
+    outs.write(out, lambda tmp: write_index_png(labels, tmp))
+    if overlay is not None:
+        outs.write(overlay, lambda tmp: save_picture(picture, tmp, scale=args.scale))
+    outs.commit()  # the mask and the overlay, or neither
+    names = model.class_names
+    found = ", ".join(names[k] for k in sorted(int(v) for v in labels.unique()))
+    print(f"{out}: {labels.shape[1]}x{labels.shape[0]} labels ({found})")
+    if overlay is not None:
+        print(f"{overlay}: overlay with legend")
+    return 0
+
+
+def cmd_translate(args) -> int:
+    from rnnimg.tasks import translation_strip
+    from rnnimg.viz import save_image
+
+    outs, out, strip_path, model, image = _start(args, "translate", IMAGE_SUFFIXES, "translated.png",
+                                                 "--steps", args.steps, "steps.png")
+    with _memory_hint("translating", image):
+        source = image.unsqueeze(0).to(model.device)  # (1, C, H, W)
+        output = model.translate(source)[0].cpu()
+        strip = translation_strip(model, source) if strip_path is not None else None
+    outs.write(out, lambda tmp: save_image(output, tmp))
+    if strip is not None:
+        outs.write(strip_path, lambda tmp: save_image(strip, tmp, scale=args.scale))
+    written = outs.commit()  # the output and the strip, or neither
+    print(f"translated {args.input} ({image.shape[-1]}x{image.shape[-2]}) with {model.name}: "
+          f"{' and '.join(str(p) for p in written)}")
+    return 0
