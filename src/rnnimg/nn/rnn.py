@@ -109,6 +109,24 @@ class RNN(nn.Module):
 RECURRENT_KINDS = ("rnn", "lstm", "gru")
 
 
+class LSTM(nn.LSTM):
+    """``torch.nn.LSTM`` that runs in float32 under CPU autocast.
+
+    oneDNN's bfloat16 LSTM primitive exists only on CPUs with AVX-512 BF16; on others (an AVX2
+    machine, measured here with torch 2.14) ``--precision bf16-mixed`` stopped with "could not create
+    a primitive descriptor for the LSTM forward propagation primitive". ``nn.GRU`` and ``nn.RNN``
+    have no such primitive and run under autocast as they are. Weights and state-dict keys are
+    those of ``nn.LSTM``; on a GPU nothing changes.
+    """
+
+    def forward(self, x, hx=None):
+        if x.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+            with torch.autocast("cpu", enabled=False):
+                hx = None if hx is None else tuple(h.float() for h in hx)
+                return super().forward(x.float(), hx)
+        return super().forward(x, hx)
+
+
 def make_recurrent(kind: str, input_size: int, hidden_size: int, num_layers: int = 1,
                    dropout: float = 0.0) -> nn.Module:
     """A batch-first recurrent layer of ``kind``: ``"rnn"`` (:class:`RNN`, the textbook equations),
@@ -119,7 +137,7 @@ def make_recurrent(kind: str, input_size: int, hidden_size: int, num_layers: int
     if kind == "rnn":
         return RNN(input_size, hidden_size, num_layers)
     if kind == "lstm":
-        return nn.LSTM(input_size, hidden_size, num_layers, batch_first=True, dropout=dropout)
+        return LSTM(input_size, hidden_size, num_layers, batch_first=True, dropout=dropout)
     if kind == "gru":
         return nn.GRU(input_size, hidden_size, num_layers, batch_first=True, dropout=dropout)
     raise ValueError(f"cell must be one of {RECURRENT_KINDS}, got {kind!r}")
