@@ -36,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     from rnnimg.cli.common import quiet_libraries
 
     quiet_libraries()
+    _one_line_warnings()
     try:
         return int(args.run(args) or 0)
     except RnnImgError as err:
@@ -49,6 +50,25 @@ def main(argv: list[str] | None = None) -> int:
 
         print(f"rnnimg: error: {os_error_line(err)}", file=sys.stderr)
         return 2
+
+
+def _one_line_warnings() -> None:
+    """rnnimg's own warnings (RnnImgWarning) as one line each, like its errors."""
+    import warnings
+
+    from rnnimg.errors import RnnImgWarning
+
+    if getattr(warnings.formatwarning, "rnnimg", False):
+        return
+    plain = warnings.formatwarning
+
+    def formatwarning(message, category, filename, lineno, line=None):
+        if issubclass(category, RnnImgWarning):
+            return f"rnnimg: warning: {message}\n"
+        return plain(message, category, filename, lineno, line)
+
+    formatwarning.rnnimg = True
+    warnings.formatwarning = formatwarning
 
 
 if __name__ == "__main__":

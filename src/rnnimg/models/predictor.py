@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import numbers
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -70,6 +70,7 @@ class FramePredictor(RnnImgModel):
     """
 
     task = "predict"
+    data_fields: ClassVar[dict[str, str]] = {"frame_size": "frame_size", "channels": "channels"}
 
     def __init__(self, config: Any) -> None:
         super().__init__(config)

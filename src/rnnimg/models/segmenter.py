@@ -9,7 +9,7 @@ statistics (one confusion matrix summed over the whole split, reduced once to mI
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -50,6 +50,8 @@ class ImageSegmenter(RnnImgModel):
     for any H, W that are multiples of ``size_multiple``; :meth:`logits` pads other sizes."""
 
     task = "segment"
+    data_fields: ClassVar[dict[str, str]] = {"image_size": "image_size", "channels": "channels",
+                                             "num_classes": "num_classes", "class_names": "class_names"}
     size_multiple: int = 1
 
     @property
