@@ -65,6 +65,7 @@ def test_every_generator_on_shapes_gets_a_32x32_colour_model_of_the_data_as_they
     assert batch["image"].shape == (2, 3, 32, 32)
     assert torch.allclose(batch["image"][0], native[0]["image"], atol=1 / 255 + 1e-6)  # not converted
     out = model.loss(batch)
+    out.loss.backward()  # a training step's worth: finite, and every parameter of the data's shape
     assert torch.isfinite(out.loss)
 
 
@@ -253,7 +254,7 @@ def test_describe_data_leaves_the_global_rng_alone():
 
 def test_print_config_and_config_json_hold_the_values_the_data_decided(tmp_path, capsys):
     out = tmp_path / "run"
-    args = ["train", "pixelscan", "--data", "shapes", "--preset", "debug", "--data-opt", "train_size=24",
+    args = ["train", "rowrnn", "--data", "shapes", "--preset", "debug", "--data-opt", "train_size=24",
             "--data-opt", "test_size=10", "--out", str(out), "--max-steps", "1", "--batch-size", "4",
             "--accelerator", "cpu", "--no-progress", "--val-fraction", "0"]
     with pytest.warns(RnnImgWarning) as record:

@@ -167,7 +167,7 @@ def merge_resume(saved: dict[str, Any], settings: TrainSettings, given: set[str]
     known = {k: v for k, v in saved.items() if k in FIELDS}
     base = TrainSettings(**{**{k: _default(k) for k in FIELDS if k != "model"}, **known})
     values = dataclasses.asdict(base)
-    for name in given:
+    for name in given - {"from_data"}:  # what the data decided stays the run's
         new, old = getattr(settings, name), values.get(name)
         if name == "data_options":  # where the files are may change; what the data are may not
             new, old = dict(new or {}), dict(old or {})
