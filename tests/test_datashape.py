@@ -232,6 +232,11 @@ def test_segmenters_take_classes_channels_and_size_from_masks(name, tmp_path):
     assert torch.isfinite(model.loss(batch).loss)
     _, config, _ = fit(name, "mnist-scenes", data_options={"train_scenes": 4})
     assert config.num_classes == 11 and len(config.class_names) == 11 and config.image_size == 64
+    # the user's number of classes wins; the data's 11 names then name nothing
+    s, config, _ = fit(name, "mnist-scenes", overrides={"num_classes": 5}, data_options={"train_scenes": 4})
+    assert (config.num_classes, config.class_names) == (5, ())
+    with pytest.raises(RnnImgError, match="mask label 10.*--set num_classes"):
+        build_datasets(s, create_model(name, "debug", **{**s.from_data, **s.overrides}))
 
 
 @pytest.mark.parametrize("name", list_models("translate"))

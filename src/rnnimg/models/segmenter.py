@@ -54,6 +54,16 @@ class ImageSegmenter(RnnImgModel):
                                              "num_classes": "num_classes", "class_names": "class_names"}
     size_multiple: int = 1
 
+    @classmethod
+    def fit_to_data(cls, values, data, user):
+        """The default, but the data's class names only when they name the model's classes (the
+        user may set num_classes alone)."""
+        fitted, notes = super().fit_to_data(values, data, user)
+        names = fitted.get("class_names")
+        if names and len(names) != fitted.get("num_classes", values["num_classes"]):
+            fitted["class_names"] = ()
+        return fitted, notes
+
     @property
     def class_names(self) -> tuple[str, ...]:
         c = self.config
