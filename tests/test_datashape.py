@@ -235,7 +235,7 @@ def test_segmenters_take_classes_channels_and_size_from_masks(name, tmp_path):
     # the user's number of classes wins; the data's 11 names then name nothing
     s, config, _ = fit(name, "mnist-scenes", overrides={"num_classes": 5}, data_options={"train_scenes": 4})
     assert (config.num_classes, config.class_names) == (5, ())
-    with pytest.raises(RnnImgError, match="mask label 10.*--set num_classes"):
+    with pytest.raises(RnnImgError, match="mask label 10.*--set num_classes=11"):
         build_datasets(s, create_model(name, "debug", **{**s.from_data, **s.overrides}))
 
 

@@ -181,7 +181,8 @@ class ImageSegmenter(RnnImgModel):
             if len(bad):
                 problem = f"mask label {int(bad[0])} in item 0"
         if problem:
+            known = len(getattr(base, "class_names", ()) or ()) or getattr(base, "num_classes", None)
             raise RnnImgError(
                 f"{name}: {problem} is neither a class (0..{c.num_classes - 1}) nor "
                 f"{IGNORE_INDEX} (ignore); set num_classes to the data's number of classes "
-                "(--set num_classes=N) or fix the mask.")
+                f"(--set num_classes={known or 'N'}, or drop it: the data decide) or fix the mask.")
