@@ -146,7 +146,7 @@ def test_complete_end_to_end_and_bad_input(pixelrnn_run, tmp_path, capsys):
 def convlstm_run(tmp_path_factory):
     run = tmp_path_factory.mktemp("runs") / "convlstm"
     assert main(["train", "convlstm", "--data", "moving-mnist", "--preset", "debug", "--max-steps", "2",
-                 "--accelerator", "cpu",
+                 "--accelerator", "cpu", "--set", "frame_size=16",  # the data's 64x64, downscaled
                  "--out", str(run), "--no-progress", "--batch-size", "2", "--data-opt", "val_clips=4"]) == 0
     return run
 

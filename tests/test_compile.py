@@ -21,7 +21,8 @@ def _settings(out, **kw):
     base = dict(model="convlstm", data="moving-mnist", preset="debug", max_steps=20, batch_size=2,
                 progress=False, accelerator="cpu", val_fraction=0.0, log_every_n_steps=1,
                 sample_every_n_steps=0, ckpt_every_n_steps=0, out=str(out),
-                data_options={"train_clips": 64, "val_clips": 2})
+                data_options={"train_clips": 64, "val_clips": 2},
+                overrides={"frame_size": 16})  # the data's 64x64 frames, downscaled: 16x cheaper
     base.update(kw)
     return TrainSettings(**base)
 

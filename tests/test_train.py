@@ -119,7 +119,8 @@ def test_bf16_autocast_trains_on_the_cpu(tmp_path, name, data, monkeypatch):
                               precision="bf16-mixed", out=str(tmp_path / name), progress=False,
                               accelerator="cpu",
                               val_fraction=0, data_options={"val_clips": 4} if data == "moving-mnist"
-                              else {}, sample_every_n_steps=0, log_every_n_steps=1))
+                              else {}, overrides={"frame_size": 16} if data == "moving-mnist" else {},
+                              sample_every_n_steps=0, log_every_n_steps=1))
     weights = load_file(run / "model.safetensors")
     assert all(w.dtype == torch.float32 and torch.isfinite(w).all() for w in weights.values())
     with open(run / "metrics.csv") as f:

@@ -244,7 +244,9 @@ def test_the_trainer_takes_a_corrupted_image_dataset_and_refuses_grey_for_colour
                   val_batches=1, data_options={"corrupt": "denoise", "sigma": 25})
     run = train(TrainSettings(model="translator", preset="debug", out=str(tmp_path / "run"), **common))
     assert load_pretrained(run).name == "translator"
+    # the data decide in_channels unless the user sets it: then a mismatch is one line
     with pytest.raises(RnnImgError, match="1-channel source images.*in_channels is 3"):
         train(TrainSettings(model="translator", preset="colour", out=str(tmp_path / "colour"),
+                            overrides={"in_channels": 3},
                             data_options={**common.pop("data_options"), "channels": 1}, **common))
     assert not (tmp_path / "colour" / "model.safetensors").exists()

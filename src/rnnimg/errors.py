@@ -14,3 +14,8 @@ class RnnImgError(Exception):
 
 class NonFiniteLossError(RnnImgError):
     """Training produced a NaN or Inf loss or gradient; the last good checkpoint is kept."""
+
+
+class RnnImgWarning(UserWarning):
+    """A user-facing warning: one complete line that names the flag to change (the CLI prints it
+    as ``rnnimg: warning: ...``)."""

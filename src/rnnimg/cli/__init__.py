@@ -36,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     from rnnimg.cli.common import quiet_libraries
 
     quiet_libraries()
+    _one_line_warnings()
     try:
         return int(args.run(args) or 0)
     except RnnImgError as err:
@@ -57,6 +58,25 @@ def main(argv: list[str] | None = None) -> int:
         print(f"rnnimg: error: ran out of memory in `rnnimg {args.command}`; pass smaller inputs "
               "(a smaller image, -n or --batch-size).", file=sys.stderr)
         return 2
+
+
+def _one_line_warnings() -> None:
+    """rnnimg's own warnings (RnnImgWarning) as one line each, like its errors."""
+    import warnings
+
+    from rnnimg.errors import RnnImgWarning
+
+    if getattr(warnings.formatwarning, "rnnimg", False):
+        return
+    plain = warnings.formatwarning
+
+    def formatwarning(message, category, filename, lineno, line=None):
+        if issubclass(category, RnnImgWarning):
+            return f"rnnimg: warning: {message}\n"
+        return plain(message, category, filename, lineno, line)
+
+    formatwarning.rnnimg = True
+    warnings.formatwarning = formatwarning
 
 
 if __name__ == "__main__":

@@ -31,7 +31,8 @@ def register(sub) -> None:
                     "the final weights are bit for bit those of an uninterrupted run. A run folder "
                     "is locked while a process trains in it.",
         epilog="examples:\n  rnnimg train rowrnn --data mnist-5k --preset mnist --max-steps 2000\n"
-               "  rnnimg train rowrnn --data folder:./faces --set image_size=32 --set channels=3\n"
+               "  rnnimg train rowrnn --data folder:./faces   (size, channels from the images)\n"
+               "  rnnimg train rowrnn --data folder:./faces --set image_size=32   (resized)\n"
                "  rnnimg train --resume --out runs/rowrnn-mnist --max-steps 4000\n"
                "  rnnimg train --config runs/rowrnn-mnist/config.json --out runs/again\n"
                "  rnnimg train rowrnn --preset mnist --print-config > my.yaml")
@@ -44,7 +45,9 @@ def register(sub) -> None:
     p.add_argument("--data", help="dataset name, or folder:PATH for your own images (default: mnist-5k)")
     p.add_argument("--preset", help="model preset, e.g. debug or mnist (see `rnnimg list`)")
     p.add_argument("--set", action="append", metavar="FIELD=VALUE", dest="overrides",
-                   help="override a model config field, e.g. --set cell=gru (repeatable)")
+                   help="override a model config field, e.g. --set cell=gru (repeatable); image "
+                        "size, channels, classes, vocabulary and frame size come from the data "
+                        "unless set")
     p.add_argument("--out", help="run folder (default: runs/MODEL-PRESET)")
     stop = p.add_mutually_exclusive_group()
     stop.add_argument("--epochs", type=positive_int, help="train this many epochs")

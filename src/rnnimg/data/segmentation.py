@@ -182,6 +182,13 @@ class PairDataset(Dataset):
     def __getitem__(self, i: int) -> dict[str, Tensor]:
         return self.transform(self.images[i], self.masks[i])
 
+    @property
+    def num_classes(self) -> int | None:
+        """One more than the largest mask label other than 255 (None: every pixel is ignored)."""
+        top = max((int(m[m != IGNORE_INDEX].max()) for m in self.masks if (m != IGNORE_INDEX).any()),
+                  default=None)
+        return None if top is None else top + 1
+
     def label_error(self, num_classes: int) -> str | None:
         """A description of the first mask label that is neither < num_classes nor 255, or None."""
         for name, mask in zip(self.names, self.masks):

@@ -16,13 +16,18 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
 from rnnimg.errors import RnnImgError
 from rnnimg.fileio import atomic_write, atomic_write_text
+
+if TYPE_CHECKING:
+    from collections.abc import Collection
+
+    from rnnimg.data.properties import DataProperties
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -82,6 +87,47 @@ class RnnImgModel(nn.Module):
     def dataset_options(self) -> dict[str, Any]:
         """Options for :func:`rnnimg.data.load_dataset` so the data match this model's config."""
         return {}
+
+    # --- the data shape the model ---------------------------------------------------------------
+    # Property of the data (rnnimg.data.properties.DataProperties: image_size, channels,
+    # source_channels, frame_size, num_classes, class_names, vocabulary, max_words) -> the config
+    # field it sets unless the user sets that field. A property named like a dataset option
+    # (image_size, channels, frame_size, source_channels) is read off the data as they are.
+    data_fields: ClassVar[dict[str, str]] = {}
+
+    @classmethod
+    def fit_to_data(cls, values: dict[str, Any], data: DataProperties,
+                    user: Collection[str]) -> tuple[dict[str, Any], list[str]]:
+        """The config values that ``data`` decide, and one-line notes for the user.
+
+        The trainer calls it once, before it builds the model (:mod:`rnnimg.train.datashape`).
+        The default takes each :attr:`data_fields` property the data have, for every field the
+        user did not set. Models extend it with what else the data decide (a generator's output
+        on colour data) and with notes on what they cannot use (labels, captions) that name the
+        flag to change.
+
+        Args:
+            values: the config that the preset and the user's overrides make (field -> value).
+            data: what the training data carry.
+            user: the fields the user set (``--set``); the data never change them.
+
+        Raises:
+            RnnImgError: the data cannot make a model of this class without the user's choice
+                (images that are not square), or contradict what the user set.
+        """
+        fitted: dict[str, Any] = {}
+        for prop, name in cls.data_fields.items():
+            if name in user:
+                continue
+            value = getattr(data, prop)
+            hw = {"image_size": data.image_hw, "frame_size": data.frame_hw}.get(prop)
+            if value is None and hw is not None:
+                what = "images" if prop == "image_size" else "frames"
+                raise RnnImgError(f"{data.name} has {hw[0]}x{hw[1]} {what}, but {cls.name} takes square "
+                                  f"ones; pass --set {name}=N to resize them to N x N.")
+            if value is not None:
+                fitted[name] = value
+        return fitted, []
 
     def example_batch(self, batch_size: int = 2, generator: torch.Generator | None = None) -> dict:
         """A random batch that fits the config: for contract tests and benchmarks."""

@@ -116,6 +116,9 @@ class DRAWConfig:
 @register_model("draw")
 class DRAW(ImageGenerator):
     config_class = DRAWConfig
+    # alignDRAW: captions set the vocabulary and the caption length (the data's, unless --set)
+    data_fields: ClassVar[dict[str, str]] = {**ImageGenerator.data_fields, "vocabulary": "vocabulary",
+                                             "max_words": "max_words"}
     evaluation_options: ClassVar[tuple[str, ...]] = ("importance_samples", "judge")
     evaluation_reports_progress: ClassVar[bool] = True  # K importance samples can take minutes
     likelihood: ClassVar[str] = "bound"  # nll_per_image is the negative ELBO, not the exact NLL

@@ -3,7 +3,7 @@ sampling verbs share (temperature, class labels)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -12,6 +12,11 @@ from torch import Tensor
 from rnnimg.errors import RnnImgError
 from rnnimg.metrics import nats_to_bits_per_dim
 from rnnimg.models.base import LossOutput, RnnImgModel
+
+if TYPE_CHECKING:
+    from collections.abc import Collection
+
+    from rnnimg.data.properties import DataProperties
 
 
 def check_generator_config(config: Any) -> None:
@@ -79,6 +84,42 @@ class ImageGenerator(RnnImgModel):
     ``num_classes``, ``output`` ("bernoulli" | "categorical"), ``levels``, ``binarization``."""
 
     task = "generate"
+    data_fields: ClassVar[dict[str, str]] = {"image_size": "image_size", "channels": "channels"}
+
+    @classmethod
+    def fit_to_data(cls, values: dict[str, Any], data: DataProperties,
+                    user: Collection[str]) -> tuple[dict[str, Any], list[str]]:
+        """Size and channels from the data (the default); besides:
+
+        - Bernoulli output binarizes grey data only: on colour data the model takes a softmax over
+          ``levels`` (``output="categorical"``) unless the user asked for Bernoulli output.
+        - Class labels: a conditional model (``num_classes`` > 0 in the preset) takes the data's
+          number of classes (0 on data without labels); an unconditional one says, in a note,
+          that it ignores them and how to use them.
+        - Captions: a model without a ``vocabulary`` field says that it cannot use them.
+        """
+        fitted, notes = super().fit_to_data(values, data, user)
+        channels = fitted.get("channels", values["channels"])
+        if values.get("output") == "bernoulli" and channels == 3:
+            if "output" in user:
+                raise RnnImgError(f"{data.name} has colour images, but --set output=bernoulli models "
+                                  "binarized grey pixels; drop it (colour takes output=categorical), "
+                                  "or add --set channels=1 to binarize grey copies.")
+            fitted["output"] = "categorical"
+        if "num_classes" in values and "num_classes" not in user:
+            if values["num_classes"] or not data.num_classes:
+                fitted["num_classes"] = data.num_classes or 0
+            else:
+                notes.append(f"{data.name} has class labels ({data.num_classes} classes) that this "
+                             f"{cls.name} model ignores (num_classes=0); --set num_classes="
+                             f"{data.num_classes} trains a class-conditional one.")
+        if data.vocabulary is not None and "vocabulary" not in cls.data_fields:
+            from rnnimg.models.registry import get_model_class, list_models
+
+            able = [n for n in list_models("generate") if "vocabulary" in get_model_class(n).data_fields]
+            notes.append(f"{data.name} has captions that {cls.name} cannot use: it learns the images "
+                         f"alone" + (f"; train {' or '.join(able)} to draw from captions." if able else "."))
+        return fitted, notes
 
     # --- likelihood (for models whose forward returns per-pixel logits, as DESIGN.md says) ------
     def nll_per_image(self, image: Tensor, label: Tensor | None = None) -> Tensor:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import numbers
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -71,6 +71,7 @@ class FramePredictor(RnnImgModel):
     """
 
     task = "predict"
+    data_fields: ClassVar[dict[str, str]] = {"frame_size": "frame_size", "channels": "channels"}
 
     def __init__(self, config: Any) -> None:
         super().__init__(config)

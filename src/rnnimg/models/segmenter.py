@@ -9,7 +9,7 @@ statistics (one confusion matrix summed over the whole split, reduced once to mI
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -50,7 +50,19 @@ class ImageSegmenter(RnnImgModel):
     for any H, W that are multiples of ``size_multiple``; :meth:`logits` pads other sizes."""
 
     task = "segment"
+    data_fields: ClassVar[dict[str, str]] = {"image_size": "image_size", "channels": "channels",
+                                             "num_classes": "num_classes", "class_names": "class_names"}
     size_multiple: int = 1
+
+    @classmethod
+    def fit_to_data(cls, values, data, user):
+        """The default, but the data's class names only when they name the model's classes (the
+        user may set num_classes alone)."""
+        fitted, notes = super().fit_to_data(values, data, user)
+        names = fitted.get("class_names")
+        if names and len(names) != fitted.get("num_classes", values["num_classes"]):
+            fitted["class_names"] = ()
+        return fitted, notes
 
     @property
     def class_names(self) -> tuple[str, ...]:
@@ -169,7 +181,8 @@ class ImageSegmenter(RnnImgModel):
             if len(bad):
                 problem = f"mask label {int(bad[0])} in item 0"
         if problem:
+            known = len(getattr(base, "class_names", ()) or ()) or getattr(base, "num_classes", None)
             raise RnnImgError(
                 f"{name}: {problem} is neither a class (0..{c.num_classes - 1}) nor "
                 f"{IGNORE_INDEX} (ignore); set num_classes to the data's number of classes "
-                "(--set num_classes=N) or fix the mask.")
+                f"(--set num_classes={known or 'N'}, or drop it: the data decide) or fix the mask.")

@@ -8,7 +8,7 @@ Batches hold ``source`` (B, C_in, H, W) and ``target`` (B, C_out, H, W), floats 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -56,6 +56,9 @@ class ImageTranslator(RnnImgModel):
     """
 
     task = "translate"
+    # the targets' size and channels, the sources' channels (a corruption makes sources from targets)
+    data_fields: ClassVar[dict[str, str]] = {"image_size": "image_size", "channels": "out_channels",
+                                             "source_channels": "in_channels"}
     step_gamma: float = 0.0  # weight gamma^(K-1-k) of step k in the loss; 0 = the last step only
 
     def refine(self, source: Tensor) -> Tensor:

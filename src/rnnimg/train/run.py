@@ -43,6 +43,7 @@ from rnnimg.models.base import CONFIG_FILE
 from rnnimg.models.checkpoint import read_run_config
 from rnnimg.models.registry import create_model
 from rnnimg.train.data import build_datasets, make_loaders
+from rnnimg.train.datashape import fit_to_data
 from rnnimg.train.lit import LitModel, discriminator_parameters
 from rnnimg.train.rundir import (
     RunLock,
@@ -102,8 +103,8 @@ def resolve_settings(settings: TrainSettings, given: set[str] | None = None
                      ) -> tuple[TrainSettings, dict | None]:
     """The resolved settings (on --resume: merged with the run's saved ones), and the run's saved
     config.json on --resume (else None)."""
-    if not settings.resume:
-        return settings.resolved(), None
+    if not settings.resume:  # a new run: the data shape the model (train/datashape.py)
+        return fit_to_data(settings.resolved()), None
     if settings.out is None and settings.model is None:
         raise RnnImgError("--resume needs the run folder: pass --out RUN.")
     out = settings.out if settings.out is not None else settings.resolved().out
@@ -150,7 +151,7 @@ def train(settings: TrainSettings, callbacks: list[L.Callback] | None = None,
     if old_meta is not None:
         model = create_model(old_meta["model"], **old_meta["config"])
     else:
-        model = create_model(s.model, s.preset, **s.overrides)
+        model = create_model(s.model, s.preset, **{**s.from_data, **s.overrides})
     if s.compile is not None:  # speed only: the weights and their names stay the eager ones
         model.compile_steps(s.compile)
     if old_meta is None:  # an absolute folder: path, the class folder names: saved with the run

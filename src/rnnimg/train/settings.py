@@ -28,6 +28,9 @@ class TrainSettings:
     preset: str | None = None  # model preset; also picks the preset's training defaults
     overrides: dict[str, Any] = field(default_factory=dict)  # model config fields over the preset
     data_options: dict[str, Any] = field(default_factory=dict)  # data_dir, download, strict, ...
+    # Model config fields the training data decided (image size, channels, classes, ...): filled
+    # in by the trainer (rnnimg.train.datashape), never read from a config file; --set wins.
+    from_data: dict[str, Any] = field(default_factory=dict)
     out: str | None = None  # run folder; default runs/MODEL[-PRESET]
     epochs: int | None = None  # stop after this many epochs ...
     max_steps: int | None = None  # ... or this many optimizer steps (default: 1 epoch)
@@ -164,7 +167,7 @@ def merge_resume(saved: dict[str, Any], settings: TrainSettings, given: set[str]
     known = {k: v for k, v in saved.items() if k in FIELDS}
     base = TrainSettings(**{**{k: _default(k) for k in FIELDS if k != "model"}, **known})
     values = dataclasses.asdict(base)
-    for name in given:
+    for name in given - {"from_data"}:  # what the data decided stays the run's
         new, old = getattr(settings, name), values.get(name)
         if name == "data_options":  # where the files are may change; what the data are may not
             new, old = dict(new or {}), dict(old or {})
@@ -232,7 +235,7 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
         if name not in FIELDS:
             raise RnnImgError(f"--config {path}: unknown setting {key!r}; the settings are "
                               f"{', '.join(sorted(FIELDS))}.")
-        if name in ("resume", "overwrite"):
+        if name in ("resume", "overwrite", "from_data"):  # from_data: the data decide it again
             continue
         if name in ("overrides", "data_options") and not isinstance(value, dict):
             raise RnnImgError(f"--config {path}: {key} must be a mapping, got {value!r}.")
