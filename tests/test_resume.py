@@ -9,7 +9,7 @@ from safetensors.torch import load_file
 
 from helpers import CrashAt
 from rnnimg.errors import RnnImgError
-from rnnimg.train import TrainSettings, train
+from rnnimg.train import RunComplete, TrainSettings, train
 from rnnimg.train.run import resolve_settings
 
 
@@ -22,6 +22,11 @@ def settings(out, data, **kw):
     base.update(kw)
     return TrainSettings(**base)
 
+
+
+def snapshot(folder):
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file()}
 
 
 def rows(run):
@@ -76,8 +81,11 @@ def test_crash_then_resume_matches_the_uninterrupted_run(data, uninterrupted, tm
 def test_extending_a_finished_run_matches_the_longer_run(data, uninterrupted, tmp_path, first):
     out = tmp_path / "short"
     train(settings(out, data, max_steps=first))
-    with pytest.raises(RnnImgError, match=f"already finished.*--max-steps {first}"):
+    before = snapshot(out)
+    with pytest.raises(RunComplete, match=f"complete: it trained to step {first} .*--max-steps "
+                                          f"{first}.*nothing to do"):
         train(settings(out, data, max_steps=first, resume=True))  # 0 steps to go: say so
+    assert snapshot(out) == before  # not one byte changed
     extended = train(settings(out, data, max_steps=10, resume=True))
     assert same_weights(extended, uninterrupted) and rows(extended) == rows(uninterrupted)
 
@@ -85,7 +93,7 @@ def test_extending_a_finished_run_matches_the_longer_run(data, uninterrupted, tm
 def test_extending_an_epoch_budget(data, tmp_path):
     three = train(settings(tmp_path / "three", data, max_steps=None, epochs=3))
     one = train(settings(tmp_path / "one", data, max_steps=None, epochs=1))
-    with pytest.raises(RnnImgError, match="already finished.*--epochs 1"):
+    with pytest.raises(RunComplete, match="complete.*--epochs 1"):
         train(settings(tmp_path / "one", data, max_steps=None, resume=True))
     extended = train(settings(tmp_path / "one", data, max_steps=None, epochs=3, resume=True))
     assert extended == one and same_weights(extended, three) and rows(extended) == rows(three)

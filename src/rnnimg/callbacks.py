@@ -32,12 +32,57 @@ BEST_CKPT = "best.ckpt"
 class SafeCheckpointIO(TorchCheckpointIO):
     """Writes checkpoints atomically (temporary file, then rename) and loads them with
     ``torch.load(weights_only=True)``, so a pickle payload planted in a run folder is refused,
-    never executed."""
+    never executed.
+
+    While training, checkpoints are *held back* (:meth:`hold`): Lightning takes a checkpoint in a
+    step's ``on_train_batch_end``, before that step's metrics row and its scheduled validation are
+    written, and a resume skips both. So the bytes are kept in memory and reach the disk at the
+    next :meth:`flush` (the next step's start, or the end of training), once everything the
+    checkpoint counts as done is on disk; ``last.ckpt`` is written last, after the periodic and
+    best checkpoints. A process killed in between loses only the held-back files: the folder still
+    resumes, from the previous checkpoint, to the same end.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._held: dict[Path, bytes | None] | None = None  # path -> bytes, or None: remove it
+
+    def hold(self) -> None:
+        """From now on keep writes (and removals) until :meth:`flush`."""
+        if self._held is None:
+            self._held = {}
+
+    def flush(self) -> None:
+        """Write what was held: every other file first, ``last.ckpt`` last."""
+        held, self._held = self._held, ({} if self._held is not None else None)
+        if not held:
+            return
+        for path in sorted(held, key=lambda p: p.name == LAST_CKPT):  # stable: in order otherwise
+            if held[path] is None:
+                path.unlink(missing_ok=True)
+            else:
+                atomic_write_bytes(path, held[path])
+
+    def discard(self) -> None:
+        """Drop what was held (an exception: write nothing more, as a killed process would not)."""
+        if self._held is not None:
+            self._held = {}
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options=None) -> None:
         buf = io.BytesIO()
         torch.save(checkpoint, buf)
-        atomic_write_bytes(path, buf.getvalue())
+        if self._held is None:
+            atomic_write_bytes(path, buf.getvalue())
+        else:
+            self._held.pop(Path(path), None)  # re-inserted last: the newest write wins
+            self._held[Path(path)] = buf.getvalue()
+
+    def remove_checkpoint(self, path) -> None:
+        if self._held is None:
+            super().remove_checkpoint(path)
+        else:
+            self._held.pop(Path(path), None)
+            self._held[Path(path)] = None
 
     def load_checkpoint(self, path, map_location=None, weights_only=None) -> dict[str, Any]:
         return load_checkpoint_file(path, map_location=map_location)
@@ -138,13 +183,26 @@ def export_weights(model, run_dir: Path, meta: dict[str, Any]) -> None:
         raise OSError(number, os.strerror(number), str(Path(run_dir) / "model.safetensors")) from None
 
 
+def is_final_step(trainer: L.Trainer) -> bool:
+    """Whether the step that just ended is the last of the budget (--max-steps or --epochs)."""
+    last_step = 0 < trainer.max_steps <= trainer.global_step
+    last_epoch = trainer.fit_loop.epoch_loop.batch_progress.is_last_batch and \
+        0 < trainer.max_epochs <= trainer.current_epoch + 1
+    return bool(last_step or last_epoch)
+
+
 class ExportWeights(L.Callback):
     """Exports ``model.safetensors`` + ``config.json`` (the shareable weights) whenever a
     checkpoint is saved, and saves ``last.ckpt`` when training ends or is stopped by a signal.
-    Nothing is written on an exception, so the last good checkpoint stays."""
 
-    def __init__(self, run_dir: Path, run_meta: dict[str, Any]) -> None:
-        self.run_dir, self.run_meta = Path(run_dir), run_meta
+    With ``io`` it also decides when checkpoints reach the disk: they are held from the start of
+    training and written at the start of the next step (see :class:`SafeCheckpointIO`); the
+    trainer writes the last ones after ``fit`` returns. Nothing held is written on an exception,
+    so the last good checkpoint stays, with everything it counts as done."""
+
+    def __init__(self, run_dir: Path, run_meta: dict[str, Any], io: SafeCheckpointIO | None = None
+                 ) -> None:
+        self.run_dir, self.run_meta, self.io = Path(run_dir), run_meta, io
 
     @property
     def ckpt_path(self) -> Path:
@@ -162,7 +220,13 @@ class ExportWeights(L.Callback):
     def save_last(self, trainer: L.Trainer) -> None:
         trainer.save_checkpoint(self.ckpt_path, weights_only=False)  # all ranks call; rank 0 writes
 
+    def on_train_start(self, trainer, pl_module) -> None:
+        if self.io is not None:
+            self.io.hold()
+
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if self.io is not None:  # the previous step's rows and validation are on disk now
+            self.io.flush()
         # Lightning's logging step counts the batches that stepped; after some resume points
         # (a checkpoint at the last batch of a finished run) it comes back off by one. Every
         # batch steps here (no accumulation), so before a batch it is the global step.
@@ -171,16 +235,25 @@ class ExportWeights(L.Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         # The last step of the budget is saved here, at a step's end like the periodic ones: a
         # checkpoint taken in on_train_end resumes with Lightning's logging step off by one.
-        last_step = 0 < trainer.max_steps <= trainer.global_step
-        last_epoch = trainer.fit_loop.epoch_loop.batch_progress.is_last_batch and \
-            0 < trainer.max_epochs <= trainer.current_epoch + 1
-        if last_step or last_epoch:
+        if is_final_step(trainer):
             self.save_last(trainer)
+
+    def on_exception(self, trainer, pl_module, exception) -> None:
+        if self.io is not None:
+            self.io.discard()
+
+
+class StopForSignal(Exception):
+    """Raised by :class:`SignalStop` at the start of the step after the one it saved."""
 
 
 class SignalStop(L.Callback):
-    """SIGINT (Ctrl-C) or SIGTERM: finish the current step, save ``last.ckpt`` and stop; a second
-    signal stops at once. Under DDP the ranks agree at every step, so all stop at the same one.
+    """SIGINT (Ctrl-C) or SIGTERM: finish the current step (with its metrics row and any
+    validation it ends with), save ``last.ckpt`` and stop before the next step, raising
+    :class:`StopForSignal`; a second signal stops at once. The rows are then those of an
+    uninterrupted run up to that step: stopping through ``trainer.should_stop`` would log an extra
+    row and run an extra validation. Under DDP the ranks agree at every step, so all stop at the
+    same one.
 
     The handlers are installed by :meth:`install` (before training, to cover the setup) and again
     when training starts, after Lightning has put in its own SIGTERM handler.
@@ -212,7 +285,9 @@ class SignalStop(L.Callback):
     def _handle(self, signum, frame) -> None:
         name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
         if self.requested is not None:
-            resumable = self.export.ckpt_path.is_file()
+            folder = self.export.ckpt_path.parent
+            resumable = folder.is_dir() and any(p.suffix == ".ckpt" and not p.name.startswith(".")
+                                                for p in folder.iterdir())
             if self.on_abort is not None:
                 try:
                     self.on_abort()  # release the lock; a fresh run without a checkpoint goes
@@ -232,14 +307,18 @@ class SignalStop(L.Callback):
     def on_train_start(self, trainer, pl_module) -> None:
         self.install()
 
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if self.stopped_at is not None:  # ExportWeights, before us, has written the checkpoint
+            raise StopForSignal(f"stopped at step {self.stopped_at}")
+
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         stop = self.requested is not None
         if trainer.world_size > 1:
             stop = trainer.strategy.reduce_boolean_decision(stop, all=False)
         if stop and self.stopped_at is None:
-            self.export.save_last(trainer)
+            if not is_final_step(trainer):  # (the final step is saved anyway)
+                self.export.save_last(trainer)
             self.stopped_at = trainer.global_step
-            trainer.should_stop = True
 
 
 class _ThrottledTrainBar:
@@ -283,6 +362,7 @@ class PreviewCallback(L.Callback):
     def __init__(self, run_dir: Path, every_n_steps: int, seed: int = 0) -> None:
         self.dir, self.every_n_steps, self.seed = Path(run_dir) / "samples", every_n_steps, seed
         self._batch = None
+        self._written_at: int | None = None  # the step whose pictures were drawn last
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         if self._batch is None:
@@ -309,11 +389,16 @@ class PreviewCallback(L.Callback):
         return written
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if self.every_n_steps and trainer.global_step % self.every_n_steps == 0:
+        # The final pictures are drawn here too, before the run's last checkpoint reaches the
+        # disk: a run killed after that checkpoint then has all its pictures.
+        if (self.every_n_steps and trainer.global_step % self.every_n_steps == 0) or \
+                is_final_step(trainer):
             self.write(trainer, pl_module, f"step{trainer.global_step:07d}")
+            self._written_at = trainer.global_step
 
     def on_train_end(self, trainer, pl_module) -> None:
-        self.write(trainer, pl_module, f"step{trainer.global_step:07d}")
+        if self._written_at != trainer.global_step:
+            self.write(trainer, pl_module, f"step{trainer.global_step:07d}")
 
 
 def _kept(row: dict[str, str], resume_step: int) -> bool:
