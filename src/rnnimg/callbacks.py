@@ -40,7 +40,7 @@ class SafeCheckpointIO(TorchCheckpointIO):
     next :meth:`flush` (the next step's start, or the end of training), once everything the
     checkpoint counts as done is on disk; ``last.ckpt`` is written last, after the periodic and
     best checkpoints. A process killed in between loses only the held-back files: the folder still
-    resumes, from the previous checkpoint, to the same end.
+    resumes, from the newest checkpoint on disk, to the same end.
     """
 
     def __init__(self) -> None:
@@ -53,11 +53,13 @@ class SafeCheckpointIO(TorchCheckpointIO):
             self._held = {}
 
     def flush(self) -> None:
-        """Write what was held: every other file first, ``last.ckpt`` last."""
+        """Write what was held: ``best.ckpt`` first (it is taken after a validation, which the
+        others, taken before it at the same step, count as done), ``last.ckpt`` last."""
         held, self._held = self._held, ({} if self._held is not None else None)
         if not held:
             return
-        for path in sorted(held, key=lambda p: p.name == LAST_CKPT):  # stable: in order otherwise
+        order = {BEST_CKPT: 0, LAST_CKPT: 2}
+        for path in sorted(held, key=lambda p: order.get(p.name, 1)):  # stable otherwise
             if held[path] is None:
                 path.unlink(missing_ok=True)
             else:

@@ -324,11 +324,16 @@ def _finish_from_checkpoint(run_dir: Path, lit: LitModel, meta: dict, path: Path
     """A run whose newest checkpoint reached the budget, killed before its end-of-run files were
     all written: write them from that checkpoint (the weights, last.ckpt if it was another file,
     the curves, the card, the mark), as the uninterrupted run would have."""
+    step = int(ckpt["global_step"])
     lit.load_state_dict(ckpt["state_dict"])
     export_weights(lit.model, run_dir, meta)
-    if path.name != LAST_CKPT:
-        atomic_write_bytes(run_dir / "checkpoints" / LAST_CKPT, path.read_bytes())
-    finish_run(run_dir, int(ckpt["global_step"]))
+    every = meta["training"].get("ckpt_every_n_steps")
+    copies = ([f"step{step:07d}.ckpt"] if every and step % every == 0 else []) + [LAST_CKPT]
+    for name in copies:  # the periodic one first, last.ckpt last, as the run writes them
+        target = run_dir / "checkpoints" / name
+        if target != path and (name == LAST_CKPT or not target.is_file()):
+            atomic_write_bytes(target, path.read_bytes())
+    finish_run(run_dir, step)
 
 
 def _budget_steps(trainer: L.Trainer) -> float:
