@@ -217,6 +217,7 @@ def test_resume_auto_is_one_command_for_every_launch(tmp_path, capsys):
 
 
 def test_resume_auto_starts_a_missing_or_empty_folder_and_a_run_without_checkpoints(tmp_path):
+    from rnnimg.errors import RnnImgError
     from rnnimg.train import TrainSettings
     from rnnimg.train.run import start_or_resume
 
@@ -237,6 +238,8 @@ def test_resume_auto_starts_a_missing_or_empty_folder_and_a_run_without_checkpoi
     (stopped / "checkpoints").mkdir()
     (stopped / "checkpoints" / "step0000002.ckpt").write_bytes(b"x")
     assert mode(stopped) == (True, False)
+    with pytest.raises(RnnImgError, match="--resume auto: .* holds no run to resume.*MODEL"):
+        start_or_resume(TrainSettings(None, out=str(tmp_path / "missing"), resume="auto"))
 
 
 def test_resume_takes_no_value_but_auto(capsys):

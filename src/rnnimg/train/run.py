@@ -148,10 +148,14 @@ def start_or_resume(settings: TrainSettings) -> TrainSettings:
         meta = json.loads((out / CONFIG_FILE).read_text())
     except (OSError, ValueError):
         meta = None
+    if isinstance(meta, dict) and isinstance(meta.get("training"), dict) and \
+            (checkpoint_files(out) or (out / "model.safetensors").is_file()):
+        return dataclasses.replace(settings, resume=True)
+    if settings.model is None:
+        raise RnnImgError(f"--resume auto: {out} holds no run to resume, so it starts one, which "
+                          "needs the MODEL (and its flags) on the command line.")
     if not isinstance(meta, dict) or not isinstance(meta.get("training"), dict):
         return dataclasses.replace(settings, resume=False)  # nothing to resume: start (or refuse)
-    if checkpoint_files(out) or (out / "model.safetensors").is_file():
-        return dataclasses.replace(settings, resume=True)
     # An rnnimg run that stopped before its first checkpoint: nothing in it can be resumed.
     return dataclasses.replace(settings, resume=False, overwrite=True)
 
