@@ -96,8 +96,8 @@ def load_checkpoint_file(path: str | os.PathLike, map_location=None) -> dict[str
     if not path.is_file():
         raise RnnImgError(f"{path}: no checkpoint there; train first or drop --resume.")
     if path.stat().st_size == 0:
-        raise RnnImgError(f"{path} is empty (0 bytes); delete it and resume from another checkpoint "
-                          "in its folder, or start over.")
+        raise RnnImgError(f"{path} is empty (0 bytes); its write was cut off: delete it, or "
+                          "restore a copy.")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:

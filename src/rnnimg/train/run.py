@@ -222,7 +222,7 @@ def train(settings: TrainSettings, callbacks: list[L.Callback] | None = None,
                                   "a larger --max-steps (or --epochs) with --resume.")
             finishing = True
         for reason in skipped:
-            warnings.warn(f"skipped a checkpoint: {reason} Resuming from {resume_path} (step "
+            warnings.warn(f"skipped a checkpoint: {reason}; resuming from {resume_path} (step "
                           f"{step}).", stacklevel=2)
 
     meta = {"preset": s.preset, "data": {"name": s.data, "options": {**model.dataset_options(),

@@ -177,11 +177,17 @@ def newest_checkpoint(run_dir: Path, state_dict: dict) -> tuple[Path, dict, list
         found.append(((*_progress(ckpt), rank.get(path.name, 1)), path, ckpt))
     if found:
         _, path, ckpt = max(found, key=lambda f: f[0])
-        return path, ckpt, reasons
+        return path, ckpt, [_fault(r) for r in reasons]
     if not reasons:
         raise RnnImgError(f"{run_dir} has no checkpoint to resume from: it stopped before its first "
-                          "checkpoint, so start it again (the same command with --overwrite, or "
-                          "--resume auto).")
+                          "checkpoint, so start it again with --overwrite.")
     if len(reasons) == 1:
         raise RnnImgError(reasons[0])
-    raise RnnImgError(f"{run_dir} has no usable checkpoint: " + " ".join(reasons))
+    raise RnnImgError(f"{run_dir} has no usable checkpoint ({'; '.join(_fault(r) for r in reasons)}); "
+                      "restore a good copy into its checkpoints/, or start the run again with "
+                      "--overwrite.")
+
+
+def _fault(message: str) -> str:
+    """What is wrong with a checkpoint, without the advice of its one-line error."""
+    return message.split("; ")[0].split(". ")[0]
