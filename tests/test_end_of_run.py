@@ -174,3 +174,24 @@ def test_a_kill_between_any_two_end_of_run_writes_is_finished_by_resume(data, re
     with pytest.raises(RunComplete):  # and now it is complete: a re-run changes nothing
         train(settings(out, data, resume=True))
     assert snapshot(out) == before
+
+
+def test_held_checkpoints_wait_as_temporary_files_until_flushed(tmp_path):
+    from rnnimg.callbacks import SafeCheckpointIO
+
+    io = SafeCheckpointIO()
+    io.save_checkpoint({"step": 0}, tmp_path / "last.ckpt")  # not holding: written at once
+    assert torch.load(tmp_path / "last.ckpt", weights_only=True) == {"step": 0}
+    io.hold()
+    for step, name in [(1, "last.ckpt"), (1, "best.ckpt"), (2, "last.ckpt")]:
+        io.save_checkpoint({"step": step}, tmp_path / name)
+    io.remove_checkpoint(tmp_path / "last.ckpt.old")
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".")) == ["last.ckpt"]
+    assert len(list(tmp_path.glob(".*.tmp*"))) == 2  # the newer last.ckpt replaced the older one
+    assert torch.load(tmp_path / "last.ckpt", weights_only=True) == {"step": 0}
+    io.flush()
+    assert torch.load(tmp_path / "last.ckpt", weights_only=True) == {"step": 2}
+    assert torch.load(tmp_path / "best.ckpt", weights_only=True) == {"step": 1}
+    io.save_checkpoint({"step": 3}, tmp_path / "step0000003.ckpt")
+    io.discard()  # an exception: nothing more is put in place, and no temporary file stays
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.ckpt", "last.ckpt"]

@@ -126,15 +126,18 @@ def test_disk_full_during_training_keeps_the_last_good_checkpoint(tmp_path, monk
     is one line and last.ckpt stays the step-4 one."""
     import rnnimg.callbacks as callbacks
 
-    real, calls = callbacks.atomic_write_bytes, {"n": 0}
+    calls = {"n": 0}
 
-    def filling_disk(path, data):
-        calls["n"] += str(path).endswith(".ckpt")
-        if calls["n"] >= 5:
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
-        return real(path, data)
+    def filling_disk(real):
+        def write(path, data):
+            calls["n"] += str(path).endswith(".ckpt")
+            if calls["n"] >= 5:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+            return real(path, data)
+        return write
 
-    monkeypatch.setattr(callbacks, "atomic_write_bytes", filling_disk)
+    for name in ("atomic_write_bytes", "write_temporary"):  # (training holds checkpoints back)
+        monkeypatch.setattr(callbacks, name, filling_disk(getattr(callbacks, name)))
     run = tmp_path / "run"
     code = main([*TRAIN, "--max-steps", "10", "--ckpt-every", "2", "--out", str(run)])
     err = one_line_error(capsys, code, "disk is full", "step 4", "--resume")

@@ -23,7 +23,7 @@ from lightning.pytorch.loggers.logger import Logger
 from lightning.pytorch.utilities import rank_zero_only
 
 from rnnimg.errors import RnnImgError
-from rnnimg.fileio import atomic_write_bytes
+from rnnimg.fileio import atomic_write_bytes, commit_temporary, write_temporary
 
 LAST_CKPT = "last.ckpt"
 BEST_CKPT = "best.ckpt"
@@ -36,58 +36,71 @@ class SafeCheckpointIO(TorchCheckpointIO):
 
     While training, checkpoints are *held back* (:meth:`hold`): Lightning takes a checkpoint in a
     step's ``on_train_batch_end``, before that step's metrics row and its scheduled validation are
-    written, and a resume skips both. So the bytes are kept in memory and reach the disk at the
-    next :meth:`flush` (the next step's start, or the end of training), once everything the
-    checkpoint counts as done is on disk; ``last.ckpt`` is written last, after the periodic and
-    best checkpoints. A process killed in between loses only the held-back files: the folder still
-    resumes, from the newest checkpoint on disk, to the same end.
+    written, and a resume skips both. So each checkpoint is written to a temporary file beside its
+    name at once, and renamed into place at the next :meth:`flush` (the next step's start, or the
+    end of training), once everything it counts as done is on disk; ``best.ckpt`` first (it is
+    taken after a validation, which the others, taken before it at the same step, count as done),
+    ``last.ckpt`` last. A process killed in between leaves only temporary files (removed at the
+    next start): the folder still resumes, from the newest checkpoint on disk, to the same end.
     """
 
     def __init__(self) -> None:
         super().__init__()
-        self._held: dict[Path, bytes | None] | None = None  # path -> bytes, or None: remove it
+        self._held: dict[Path, Path | None] | None = None  # path -> temporary file, or None: remove
 
     def hold(self) -> None:
         """From now on keep writes (and removals) until :meth:`flush`."""
         if self._held is None:
             self._held = {}
 
+    def _take(self) -> dict[Path, Path | None]:
+        held, self._held = self._held or {}, ({} if self._held is not None else None)
+        return held
+
     def flush(self) -> None:
-        """Write what was held: ``best.ckpt`` first (it is taken after a validation, which the
-        others, taken before it at the same step, count as done), ``last.ckpt`` last."""
-        held, self._held = self._held, ({} if self._held is not None else None)
-        if not held:
-            return
+        """Put what was held in place: ``best.ckpt`` first, ``last.ckpt`` last."""
         order = {BEST_CKPT: 0, LAST_CKPT: 2}
-        for path in sorted(held, key=lambda p: order.get(p.name, 1)):  # stable otherwise
-            if held[path] is None:
-                path.unlink(missing_ok=True)
-            else:
-                atomic_write_bytes(path, held[path])
+        held = self._take()
+        try:
+            for path in sorted(held, key=lambda p: order.get(p.name, 1)):  # stable otherwise
+                tmp = held.pop(path)
+                if tmp is None:
+                    path.unlink(missing_ok=True)
+                else:
+                    commit_temporary(tmp, path)
+        finally:
+            _remove_temporary(held.values())  # (what a failed rename left)
 
     def discard(self) -> None:
-        """Drop what was held (an exception: write nothing more, as a killed process would not)."""
-        if self._held is not None:
-            self._held = {}
+        """Drop what was held (an exception: put nothing more in place, as a killed process
+        would not)."""
+        _remove_temporary(self._take().values())
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options=None) -> None:
         buf = io.BytesIO()
         torch.save(checkpoint, buf)
         if self._held is None:
             atomic_write_bytes(path, buf.getvalue())
-        else:
-            self._held.pop(Path(path), None)  # re-inserted last: the newest write wins
-            self._held[Path(path)] = buf.getvalue()
+            return
+        tmp = write_temporary(path, buf.getvalue())
+        _remove_temporary([self._held.pop(Path(path), None)])  # the newest write wins
+        self._held[Path(path)] = tmp
 
     def remove_checkpoint(self, path) -> None:
         if self._held is None:
             super().remove_checkpoint(path)
         else:
-            self._held.pop(Path(path), None)
+            _remove_temporary([self._held.pop(Path(path), None)])
             self._held[Path(path)] = None
 
     def load_checkpoint(self, path, map_location=None, weights_only=None) -> dict[str, Any]:
         return load_checkpoint_file(path, map_location=map_location)
+
+
+def _remove_temporary(paths) -> None:
+    for tmp in paths:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
 
 
 def load_checkpoint_file(path: str | os.PathLike, map_location=None) -> dict[str, Any]:
