@@ -174,3 +174,75 @@ def test_a_full_disk_while_sampling_is_one_line(tmp_path, capsys, monkeypatch):
     code = main(["sample", str(tmp_path / "gen"), "-n", "2", "-o", str(tmp_path / "x.png")])
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and "disk is full" in err, err
+
+
+def _snapshot(folder):
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file()}
+
+
+def test_resume_auto_is_one_command_for_every_launch(tmp_path, capsys):
+    """Issue 23 item 4 / issue 22: a scheduler re-runs one command. It starts the run, resumes
+    it after a stop, and once the run is complete says so in one line, exits 0 and changes not
+    one byte. --resume on a folder that does not exist is still an error."""
+    from helpers import CrashAt
+    from rnnimg.cli import build_parser
+    from rnnimg.cli.train_cmds import settings_from_args
+    from rnnimg.train import train
+    from rnnimg.train.run import resolve_settings
+
+    run = tmp_path / "run"
+    code = main([*TRAIN[:1], "--resume", "--out", str(run)])
+    assert code == 2 and "run" in capsys.readouterr().err
+    command = [*TRAIN, "--max-steps", "4", "--ckpt-every", "2", "--val-fraction", "0.01",
+               "--out", str(run), "--resume", "auto"]
+    # The first launch is stopped after its step-2 checkpoint (as a preempted job would be).
+    settings, given = settings_from_args(build_parser().parse_args(command))
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train(resolve_settings(settings, given)[0], callbacks=[CrashAt(3)])
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 2
+    capsys.readouterr()
+    assert main(command) == 0  # resumed
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 4
+    assert "run folder:" in capsys.readouterr().out
+    before = _snapshot(run)
+    assert main(command) == 0  # complete: one line, nothing changed
+    out, err = capsys.readouterr()
+    assert out.strip().splitlines() == [f"rnnimg: {run} is complete: it trained to step 4 "
+                                        "(--max-steps 4); nothing to do. To train it further, "
+                                        "pass a larger --max-steps (or --epochs) with --resume."]
+    assert _snapshot(run) == before
+    assert main([*TRAIN[:1], "--resume", "--out", str(run)]) == 0  # plain --resume: the same
+    assert _snapshot(run) == before
+
+
+def test_resume_auto_starts_a_missing_or_empty_folder_and_a_run_without_checkpoints(tmp_path):
+    from rnnimg.errors import RnnImgError
+    from rnnimg.train import TrainSettings
+    from rnnimg.train.run import start_or_resume
+
+    def mode(out):
+        s = start_or_resume(TrainSettings("rowrnn", out=str(out), resume="auto"))
+        return s.resume, s.overwrite
+
+    assert mode(tmp_path / "missing") == (False, False)
+    (tmp_path / "empty").mkdir()
+    assert mode(tmp_path / "empty") == (False, False)
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "thesis.txt").write_text("mine")
+    assert mode(tmp_path / "notes") == (False, False)  # not a run: the new-run check refuses it
+    stopped = tmp_path / "stopped"  # an rnnimg run killed before its first checkpoint
+    stopped.mkdir()
+    (stopped / "config.json").write_text(json.dumps({"model": "rowrnn", "training": {}}))
+    assert mode(stopped) == (False, True)
+    (stopped / "checkpoints").mkdir()
+    (stopped / "checkpoints" / "step0000002.ckpt").write_bytes(b"x")
+    assert mode(stopped) == (True, False)
+    with pytest.raises(RnnImgError, match="--resume auto: .* holds no run to resume.*MODEL"):
+        start_or_resume(TrainSettings(None, out=str(tmp_path / "missing"), resume="auto"))
+
+
+def test_resume_takes_no_value_but_auto(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", "--resume", "rowrnn", "--out", "x"])
+    assert exit_.value.code == 2 and "put MODEL before --resume" in capsys.readouterr().err

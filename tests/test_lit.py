@@ -347,28 +347,40 @@ def test_the_trainer_reads_nothing_back_from_the_device_between_log_steps(tmp_pa
     assert reads == []
 
 
-def test_the_progress_bar_redraws_at_most_every_interval_but_always_the_last_batch(monkeypatch):
-    from types import SimpleNamespace
+def test_progress_in_a_log_is_plain_lines_in_steps(tmp_path, image_folder, capsys, monkeypatch):
+    """Issue 23: output to a file (a SLURM log) got nothing during training and a last bar of
+    batches ("34/34"), and the bar read "Epoch 0/-2". Now a plain line every so often (here: every
+    step) says step N/max, the loss, the speed and the ETA; the last says 6/6."""
+    from rnnimg.callbacks import StepProgress
 
-    from rnnimg.callbacks import ThrottledTQDMProgressBar
+    monkeypatch.setattr(StepProgress, "every_s", 0.0)
+    _train_rowrnn(tmp_path, image_folder, max_steps=6, progress=True, log_every_n_steps=1)
+    out = capsys.readouterr().out
+    lines = [line for line in out.splitlines() if line.startswith("step ")]
+    assert [line.split(" ")[1] for line in lines] == [f"{i}/6" for i in range(1, 7)], out
+    assert all("train/loss" in line and "steps/s" in line or "s/step" in line for line in lines)
+    assert "ETA" in lines[0] and "ETA" not in lines[-1] and "\r" not in out
+    assert "Epoch" not in out and "it/s" not in out
 
-    drawn = []
 
-    class Bar(ThrottledTQDMProgressBar):
-        min_interval = 3600.0  # nothing is redrawn for the time, only for being last
+def test_progress_on_a_terminal_redraws_one_line_at_most_every_interval(tmp_path, image_folder,
+                                                                       monkeypatch):
+    import io
+    import sys
 
-    bar = Bar()
-    base = ThrottledTQDMProgressBar.__mro__[2]  # Lightning's bar, after the mixin
-    assert base.__name__ == "TQDMProgressBar"
-    monkeypatch.setattr(base, "on_train_batch_end",
-                        lambda self, trainer, *args: drawn.append(trainer.global_step))
-    for step in range(1, 6):
-        progress = SimpleNamespace(is_last_batch=False)
-        trainer = SimpleNamespace(global_step=step, max_steps=5, should_stop=False,
-                                  fit_loop=SimpleNamespace(epoch_loop=SimpleNamespace(
-                                      batch_progress=progress)))
-        bar.on_train_batch_end(trainer, None, None, None, step - 1)
-    assert drawn == [1, 5]  # the first batch, then the run's last one
+    from rnnimg.callbacks import StepProgress
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    screen = Terminal()
+    monkeypatch.setattr(StepProgress, "min_interval", 3600.0)  # only the first and the last
+    monkeypatch.setattr(sys, "stdout", screen)
+    _train_rowrnn(tmp_path, image_folder, max_steps=5, progress=True)
+    drawn = [d.strip() for d in screen.getvalue().split("\r") if d.strip()]
+    assert [d.split(" ")[1] for d in drawn] == ["1/5", "5/5"], drawn
+    assert screen.getvalue().endswith("\n") and screen.getvalue().count("\n") == 1
 
 
 def test_previews_are_encoded_once_and_latest_is_the_newest(tmp_path, image_folder):

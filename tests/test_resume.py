@@ -2,14 +2,16 @@
 weights of an uninterrupted one, and metrics.csv neither loses nor duplicates a row."""
 
 import csv
+import signal
 
+import lightning as L
 import pytest
 import torch
 from safetensors.torch import load_file
 
 from helpers import CrashAt
 from rnnimg.errors import RnnImgError
-from rnnimg.train import TrainSettings, train
+from rnnimg.train import RunComplete, TrainingInterrupted, TrainSettings, train
 from rnnimg.train.run import resolve_settings
 
 
@@ -22,6 +24,11 @@ def settings(out, data, **kw):
     base.update(kw)
     return TrainSettings(**base)
 
+
+
+def snapshot(folder):
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file()}
 
 
 def rows(run):
@@ -72,12 +79,50 @@ def test_crash_then_resume_matches_the_uninterrupted_run(data, uninterrupted, tm
     assert torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 10
 
 
+class SignalAt(L.Callback):
+    """Sends the process ``sig`` (as Ctrl-C or a scheduler's SIGTERM would) as step ``step`` starts."""
+
+    def __init__(self, step, sig):
+        self.step, self.sig = step, sig
+
+    def on_train_batch_start(self, trainer, *args):
+        if trainer.global_step == self.step:
+            signal.raise_signal(self.sig)
+
+
+@pytest.fixture(scope="module")
+def every_other(data, tmp_path_factory):
+    """The uninterrupted run, logging every 2 steps (so a stop can fall between two rows)."""
+    return train(settings(tmp_path_factory.mktemp("full2") / "run", data, log_every_n_steps=2))
+
+
+@pytest.mark.parametrize("sig, step", [(signal.SIGINT, 4),   # stops after step 5: no row due
+                                       (signal.SIGTERM, 3)])  # the epoch's end: validation
+def test_a_signal_adds_no_rows_and_the_resumed_rows_are_the_uninterrupted_ones(data, every_other,
+                                                                              tmp_path, sig, step):
+    """Issue 23: a stop by Ctrl-C or SIGTERM wrote a training row and ran a validation at the stop
+    step, two rows the uninterrupted run does not have. Now the rows up to the stop are exactly the
+    uninterrupted run's, and the resumed run's rows and weights are too."""
+    out = tmp_path / "cut"
+    with pytest.raises(TrainingInterrupted) as stop:
+        train(settings(out, data, log_every_n_steps=2), callbacks=[SignalAt(step, sig)])
+    assert stop.value.exit_code == 128 + sig
+    saved = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)["global_step"]
+    assert saved == step + 1  # the step under way was finished and saved
+    assert rows(out) == [r for r in rows(every_other) if int(r["step"]) < saved]
+    resumed = train(settings(out, data, log_every_n_steps=2, resume=True))
+    assert rows(resumed) == rows(every_other) and same_weights(resumed, every_other)
+
+
 @pytest.mark.parametrize("first", [5, 6])  # ends mid-epoch / on a periodic checkpoint
 def test_extending_a_finished_run_matches_the_longer_run(data, uninterrupted, tmp_path, first):
     out = tmp_path / "short"
     train(settings(out, data, max_steps=first))
-    with pytest.raises(RnnImgError, match=f"already finished.*--max-steps {first}"):
+    before = snapshot(out)
+    with pytest.raises(RunComplete, match=f"complete: it trained to step {first} .*--max-steps "
+                                          f"{first}.*nothing to do"):
         train(settings(out, data, max_steps=first, resume=True))  # 0 steps to go: say so
+    assert snapshot(out) == before  # not one byte changed
     extended = train(settings(out, data, max_steps=10, resume=True))
     assert same_weights(extended, uninterrupted) and rows(extended) == rows(uninterrupted)
 
@@ -85,7 +130,7 @@ def test_extending_a_finished_run_matches_the_longer_run(data, uninterrupted, tm
 def test_extending_an_epoch_budget(data, tmp_path):
     three = train(settings(tmp_path / "three", data, max_steps=None, epochs=3))
     one = train(settings(tmp_path / "one", data, max_steps=None, epochs=1))
-    with pytest.raises(RnnImgError, match="already finished.*--epochs 1"):
+    with pytest.raises(RunComplete, match="complete.*--epochs 1"):
         train(settings(tmp_path / "one", data, max_steps=None, resume=True))
     extended = train(settings(tmp_path / "one", data, max_steps=None, epochs=3, resume=True))
     assert extended == one and same_weights(extended, three) and rows(extended) == rows(three)

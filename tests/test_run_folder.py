@@ -63,11 +63,39 @@ def test_a_bad_checkpoint_is_one_line_and_changes_nothing(finished_run, tmp_path
 
     run = tmp_path / "run"
     shutil.copytree(finished_run, run)
-    damage(run / "checkpoints" / "last.ckpt")
+    for path in (run / "checkpoints").iterdir():  # last.ckpt, step0000002.ckpt, step0000004.ckpt
+        damage(path)
     before = snapshot(run)
     code = main([*TRAIN[:1], "--resume", "--out", str(run), "--max-steps", "8", "--no-progress"])
-    one_line_error(capsys, code, needle)
-    assert snapshot(run) == before  # metrics.csv, config.json, the checkpoint itself: untouched
+    err = one_line_error(capsys, code, needle)
+    assert "--overwrite" not in err or "no usable checkpoint" in err
+    assert snapshot(run) == before  # metrics.csv, config.json, the checkpoints: untouched
+
+
+@pytest.mark.parametrize("damage", [lambda p: p.write_bytes(b""),  # killed while it was written
+                                    lambda p: p.write_bytes(p.read_bytes()[:1000])])
+def test_resume_skips_a_bad_last_ckpt_for_the_newest_good_checkpoint(finished_run, tmp_path, capsys,
+                                                                      damage):
+    """Issue 23: a cut-off last.ckpt beside a complete step0000004.ckpt resumes from the latter,
+    with a warning naming the file skipped, and no advice to start again with --overwrite."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run)
+    damage(run / "checkpoints" / "last.ckpt")
+    with pytest.warns(UserWarning, match="skipped a checkpoint: .*last.ckpt.*step0000004.ckpt "
+                                         r"\(step 4\)"):
+        assert main([*TRAIN[:1], "--resume", "--out", str(run), "--max-steps", "6"]) == 0
+    assert "--overwrite" not in capsys.readouterr().err
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 6
+
+
+def test_resume_without_any_checkpoint_says_to_start_again(tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"model": "rowrnn", "config": {}, "training": {}}))
+    code = main([*TRAIN[:1], "--resume", "--out", str(run)])
+    one_line_error(capsys, code, "no checkpoint to resume from", "--overwrite")
 
 
 def test_a_live_lock_refuses_train_resume_and_overwrite(finished_run, tmp_path, capsys):
@@ -98,15 +126,18 @@ def test_disk_full_during_training_keeps_the_last_good_checkpoint(tmp_path, monk
     is one line and last.ckpt stays the step-4 one."""
     import rnnimg.callbacks as callbacks
 
-    real, calls = callbacks.atomic_write_bytes, {"n": 0}
+    calls = {"n": 0}
 
-    def filling_disk(path, data):
-        calls["n"] += str(path).endswith(".ckpt")
-        if calls["n"] >= 5:
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
-        return real(path, data)
+    def filling_disk(real):
+        def write(path, data):
+            calls["n"] += str(path).endswith(".ckpt")
+            if calls["n"] >= 5:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+            return real(path, data)
+        return write
 
-    monkeypatch.setattr(callbacks, "atomic_write_bytes", filling_disk)
+    for name in ("atomic_write_bytes", "write_temporary"):  # (training holds checkpoints back)
+        monkeypatch.setattr(callbacks, name, filling_disk(getattr(callbacks, name)))
     run = tmp_path / "run"
     code = main([*TRAIN, "--max-steps", "10", "--ckpt-every", "2", "--out", str(run)])
     err = one_line_error(capsys, code, "disk is full", "step 4", "--resume")

@@ -17,13 +17,13 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
-from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar, TQDMProgressBar
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.callbacks.progress import ProgressBar
 from lightning.pytorch.loggers.logger import Logger
 from lightning.pytorch.utilities import rank_zero_only
 
 from rnnimg.errors import RnnImgError
-from rnnimg.fileio import atomic_write_bytes
+from rnnimg.fileio import atomic_write_bytes, commit_temporary, write_temporary
 
 LAST_CKPT = "last.ckpt"
 BEST_CKPT = "best.ckpt"
@@ -32,15 +32,75 @@ BEST_CKPT = "best.ckpt"
 class SafeCheckpointIO(TorchCheckpointIO):
     """Writes checkpoints atomically (temporary file, then rename) and loads them with
     ``torch.load(weights_only=True)``, so a pickle payload planted in a run folder is refused,
-    never executed."""
+    never executed.
+
+    While training, checkpoints are *held back* (:meth:`hold`): Lightning takes a checkpoint in a
+    step's ``on_train_batch_end``, before that step's metrics row and its scheduled validation are
+    written, and a resume skips both. So each checkpoint is written to a temporary file beside its
+    name at once, and renamed into place at the next :meth:`flush` (the next step's start, or the
+    end of training), once everything it counts as done is on disk; ``best.ckpt`` first (it is
+    taken after a validation, which the others, taken before it at the same step, count as done),
+    ``last.ckpt`` last. A process killed in between leaves only temporary files (removed at the
+    next start): the folder still resumes, from the newest checkpoint on disk, to the same end.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._held: dict[Path, Path | None] | None = None  # path -> temporary file, or None: remove
+
+    def hold(self) -> None:
+        """From now on keep writes (and removals) until :meth:`flush`."""
+        if self._held is None:
+            self._held = {}
+
+    def _take(self) -> dict[Path, Path | None]:
+        held, self._held = self._held or {}, ({} if self._held is not None else None)
+        return held
+
+    def flush(self) -> None:
+        """Put what was held in place: ``best.ckpt`` first, ``last.ckpt`` last."""
+        order = {BEST_CKPT: 0, LAST_CKPT: 2}
+        held = self._take()
+        try:
+            for path in sorted(held, key=lambda p: order.get(p.name, 1)):  # stable otherwise
+                tmp = held.pop(path)
+                if tmp is None:
+                    path.unlink(missing_ok=True)
+                else:
+                    commit_temporary(tmp, path)
+        finally:
+            _remove_temporary(held.values())  # (what a failed rename left)
+
+    def discard(self) -> None:
+        """Drop what was held (an exception: put nothing more in place, as a killed process
+        would not)."""
+        _remove_temporary(self._take().values())
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options=None) -> None:
         buf = io.BytesIO()
         torch.save(checkpoint, buf)
-        atomic_write_bytes(path, buf.getvalue())
+        if self._held is None:
+            atomic_write_bytes(path, buf.getvalue())
+            return
+        tmp = write_temporary(path, buf.getvalue())
+        _remove_temporary([self._held.pop(Path(path), None)])  # the newest write wins
+        self._held[Path(path)] = tmp
+
+    def remove_checkpoint(self, path) -> None:
+        if self._held is None:
+            super().remove_checkpoint(path)
+        else:
+            _remove_temporary([self._held.pop(Path(path), None)])
+            self._held[Path(path)] = None
 
     def load_checkpoint(self, path, map_location=None, weights_only=None) -> dict[str, Any]:
         return load_checkpoint_file(path, map_location=map_location)
+
+
+def _remove_temporary(paths) -> None:
+    for tmp in paths:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
 
 
 def load_checkpoint_file(path: str | os.PathLike, map_location=None) -> dict[str, Any]:
@@ -49,8 +109,8 @@ def load_checkpoint_file(path: str | os.PathLike, map_location=None) -> dict[str
     if not path.is_file():
         raise RnnImgError(f"{path}: no checkpoint there; train first or drop --resume.")
     if path.stat().st_size == 0:
-        raise RnnImgError(f"{path} is empty (0 bytes); delete it and resume from another checkpoint "
-                          "in its folder, or start over.")
+        raise RnnImgError(f"{path} is empty (0 bytes); its write was cut off: delete it, or "
+                          "restore a copy.")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
@@ -138,13 +198,26 @@ def export_weights(model, run_dir: Path, meta: dict[str, Any]) -> None:
         raise OSError(number, os.strerror(number), str(Path(run_dir) / "model.safetensors")) from None
 
 
+def is_final_step(trainer: L.Trainer) -> bool:
+    """Whether the step that just ended is the last of the budget (--max-steps or --epochs)."""
+    last_step = 0 < trainer.max_steps <= trainer.global_step
+    last_epoch = trainer.fit_loop.epoch_loop.batch_progress.is_last_batch and \
+        0 < trainer.max_epochs <= trainer.current_epoch + 1
+    return bool(last_step or last_epoch)
+
+
 class ExportWeights(L.Callback):
     """Exports ``model.safetensors`` + ``config.json`` (the shareable weights) whenever a
     checkpoint is saved, and saves ``last.ckpt`` when training ends or is stopped by a signal.
-    Nothing is written on an exception, so the last good checkpoint stays."""
 
-    def __init__(self, run_dir: Path, run_meta: dict[str, Any]) -> None:
-        self.run_dir, self.run_meta = Path(run_dir), run_meta
+    With ``io`` it also decides when checkpoints reach the disk: they are held from the start of
+    training and written at the start of the next step (see :class:`SafeCheckpointIO`); the
+    trainer writes the last ones after ``fit`` returns. Nothing held is written on an exception,
+    so the last good checkpoint stays, with everything it counts as done."""
+
+    def __init__(self, run_dir: Path, run_meta: dict[str, Any], io: SafeCheckpointIO | None = None
+                 ) -> None:
+        self.run_dir, self.run_meta, self.io = Path(run_dir), run_meta, io
 
     @property
     def ckpt_path(self) -> Path:
@@ -162,7 +235,13 @@ class ExportWeights(L.Callback):
     def save_last(self, trainer: L.Trainer) -> None:
         trainer.save_checkpoint(self.ckpt_path, weights_only=False)  # all ranks call; rank 0 writes
 
+    def on_train_start(self, trainer, pl_module) -> None:
+        if self.io is not None:
+            self.io.hold()
+
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if self.io is not None:  # the previous step's rows and validation are on disk now
+            self.io.flush()
         # Lightning's logging step counts the batches that stepped; after some resume points
         # (a checkpoint at the last batch of a finished run) it comes back off by one. Every
         # batch steps here (no accumulation), so before a batch it is the global step.
@@ -171,16 +250,25 @@ class ExportWeights(L.Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         # The last step of the budget is saved here, at a step's end like the periodic ones: a
         # checkpoint taken in on_train_end resumes with Lightning's logging step off by one.
-        last_step = 0 < trainer.max_steps <= trainer.global_step
-        last_epoch = trainer.fit_loop.epoch_loop.batch_progress.is_last_batch and \
-            0 < trainer.max_epochs <= trainer.current_epoch + 1
-        if last_step or last_epoch:
+        if is_final_step(trainer):
             self.save_last(trainer)
+
+    def on_exception(self, trainer, pl_module, exception) -> None:
+        if self.io is not None:
+            self.io.discard()
+
+
+class StopForSignal(Exception):
+    """Raised by :class:`SignalStop` at the start of the step after the one it saved."""
 
 
 class SignalStop(L.Callback):
-    """SIGINT (Ctrl-C) or SIGTERM: finish the current step, save ``last.ckpt`` and stop; a second
-    signal stops at once. Under DDP the ranks agree at every step, so all stop at the same one.
+    """SIGINT (Ctrl-C) or SIGTERM: finish the current step (with its metrics row and any
+    validation it ends with), save ``last.ckpt`` and stop before the next step, raising
+    :class:`StopForSignal`; a second signal stops at once. The rows are then those of an
+    uninterrupted run up to that step: stopping through ``trainer.should_stop`` would log an extra
+    row and run an extra validation. Under DDP the ranks agree at every step, so all stop at the
+    same one.
 
     The handlers are installed by :meth:`install` (before training, to cover the setup) and again
     when training starts, after Lightning has put in its own SIGTERM handler.
@@ -212,7 +300,9 @@ class SignalStop(L.Callback):
     def _handle(self, signum, frame) -> None:
         name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
         if self.requested is not None:
-            resumable = self.export.ckpt_path.is_file()
+            folder = self.export.ckpt_path.parent
+            resumable = folder.is_dir() and any(p.suffix == ".ckpt" and not p.name.startswith(".")
+                                                for p in folder.iterdir())
             if self.on_abort is not None:
                 try:
                     self.on_abort()  # release the lock; a fresh run without a checkpoint goes
@@ -232,48 +322,131 @@ class SignalStop(L.Callback):
     def on_train_start(self, trainer, pl_module) -> None:
         self.install()
 
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if self.stopped_at is not None:  # ExportWeights, before us, has written the checkpoint
+            raise StopForSignal(f"stopped at step {self.stopped_at}")
+
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         stop = self.requested is not None
         if trainer.world_size > 1:
             stop = trainer.strategy.reduce_boolean_decision(stop, all=False)
         if stop and self.stopped_at is None:
-            self.export.save_last(trainer)
+            if not is_final_step(trainer):  # (the final step is saved anyway)
+                self.export.save_last(trainer)
             self.stopped_at = trainer.global_step
-            trainer.should_stop = True
 
 
-class _ThrottledTrainBar:
-    """Redraws the training bar after a batch at most every ``min_interval`` seconds (and always
-    after an epoch's or the run's last batch). Lightning's bars redraw after every batch, which
-    costs about 0.2 ms a step on the CPU: 1% of a 20 ms step, for changes no one can read."""
+class StepProgress(ProgressBar):
+    """Training progress counted in optimizer steps, the unit of ``--max-steps`` and of the
+    checkpoints: ``step 120/300 (40%) | epoch 1 | train/loss 0.1234 | 12.3 steps/s | ETA 0:00:14``.
+
+    On a terminal the line is redrawn in place at most every ``min_interval`` seconds (Lightning's
+    bars redraw after every batch, counted batches of the epoch, and read "Epoch 0/-2" on a
+    --max-steps run). When the output is not a terminal (a SLURM log, a pipe) a plain line is
+    printed every ``every_s`` seconds instead, so a log shows how a run goes while it runs. The
+    first and the last step always get a line.
+
+    Args:
+        stream: where to write (default: stdout at the time of writing).
+        every_s: seconds between two plain lines when ``stream`` is not a terminal.
+    """
 
     min_interval = 0.2
-    _drawn_at = float("-inf")
+    every_s = 30.0
 
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        now = time.monotonic()
-        last = trainer.fit_loop.epoch_loop.batch_progress.is_last_batch or trainer.should_stop or \
-            0 < trainer.max_steps <= trainer.global_step
-        if now - self._drawn_at < self.min_interval and not last:
+    def __init__(self, stream=None, every_s: float | None = None) -> None:
+        super().__init__()
+        self.stream = stream
+        if every_s is not None:
+            self.every_s = every_s
+        self._enabled = True
+        self._drawn_at = float("-inf")
+        self._start: tuple[float, int] | None = None  # (time, step) when training started
+        self._printed_at: int | None = None
+        self._width = 0
+
+    def disable(self) -> None:
+        self._enabled = False
+
+    def enable(self) -> None:
+        self._enabled = True
+
+    def _out(self):
+        return self.stream if self.stream is not None else sys.stdout
+
+    def _tty(self) -> bool:
+        isatty = getattr(self._out(), "isatty", None)
+        return bool(isatty and isatty())
+
+    @staticmethod
+    def total_steps(trainer: L.Trainer) -> int | None:
+        """The step the run stops at: --max-steps, else epochs x batches per epoch."""
+        if trainer.max_steps and trainer.max_steps > 0:
+            return int(trainer.max_steps)
+        batches = trainer.num_training_batches
+        if trainer.max_epochs and trainer.max_epochs > 0 and batches != float("inf"):
+            return int(trainer.max_epochs * batches)
+        return None
+
+    def line(self, trainer: L.Trainer) -> str:
+        """The progress line of the step that just ended."""
+        import datetime
+
+        step, total = trainer.global_step, self.total_steps(trainer)
+        parts = [f"step {step}/{total} ({100 * step / total:.0f}%)" if total else f"step {step}",
+                 f"epoch {trainer.current_epoch}"]
+        for name, value in trainer.progress_bar_metrics.items():
+            if name.endswith("loss"):
+                parts.append(f"{name} {float(value):.4g}")
+        if self._start is not None:
+            elapsed, done = time.monotonic() - self._start[0], step - self._start[1]
+            if done > 0 and elapsed > 0:
+                rate = done / elapsed
+                parts.append(f"{rate:.3g} steps/s" if rate >= 1 else f"{1 / rate:.3g} s/step")
+                if total and total > step:
+                    left = round((total - step) / rate)
+                    parts.append(f"ETA {datetime.timedelta(seconds=left)}")
+        return " | ".join(parts)
+
+    def _write(self, text: str, final: bool = False) -> None:
+        out = self._out()
+        if self._tty():
+            pad = max(0, self._width - len(text))
+            self._width = len(text)
+            out.write("\r" + text + " " * pad + ("\n" if final else ""))
+        else:
+            out.write(text + "\n")
+        out.flush()
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self._start = (time.monotonic(), trainer.global_step)
+        self._drawn_at = float("-inf")
+
+    # A step's line is drawn as the next step starts (or training ends): by then its loss was
+    # logged and any validation it ended with has run.
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if not self._enabled or not trainer.is_global_zero or self._start is None or \
+                trainer.global_step <= self._start[1]:
             return
-        self._drawn_at = now
-        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+        now = time.monotonic()
+        first = trainer.global_step == self._start[1] + 1
+        if first or now - self._drawn_at >= (self.min_interval if self._tty() else self.every_s):
+            self._drawn_at = now
+            self._write(self.line(trainer))
+            self._printed_at = trainer.global_step
 
-
-class ThrottledRichProgressBar(_ThrottledTrainBar, RichProgressBar):
-    pass
-
-
-class ThrottledTQDMProgressBar(_ThrottledTrainBar, TQDMProgressBar):
-    pass
+    def on_train_end(self, trainer, pl_module) -> None:
+        if not self._enabled or not trainer.is_global_zero:
+            return
+        if self._printed_at != trainer.global_step:
+            self._write(self.line(trainer), final=True)
+        elif self._tty():
+            self._out().write("\n")
 
 
 def progress_bar() -> ProgressBar:
-    """The bar Lightning would pick (rich when installed, else tqdm), redrawn at most 5 times a
-    second during training."""
-    from lightning.pytorch.utilities.imports import _RICH_AVAILABLE
-
-    return ThrottledRichProgressBar() if _RICH_AVAILABLE else ThrottledTQDMProgressBar()
+    """The training progress: step N/max, plain lines when the output is not a terminal."""
+    return StepProgress()
 
 
 class PreviewCallback(L.Callback):
@@ -283,6 +456,7 @@ class PreviewCallback(L.Callback):
     def __init__(self, run_dir: Path, every_n_steps: int, seed: int = 0) -> None:
         self.dir, self.every_n_steps, self.seed = Path(run_dir) / "samples", every_n_steps, seed
         self._batch = None
+        self._written_at: int | None = None  # the step whose pictures were drawn last
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         if self._batch is None:
@@ -309,11 +483,16 @@ class PreviewCallback(L.Callback):
         return written
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if self.every_n_steps and trainer.global_step % self.every_n_steps == 0:
+        # The final pictures are drawn here too, before the run's last checkpoint reaches the
+        # disk: a run killed after that checkpoint then has all its pictures.
+        if (self.every_n_steps and trainer.global_step % self.every_n_steps == 0) or \
+                is_final_step(trainer):
             self.write(trainer, pl_module, f"step{trainer.global_step:07d}")
+            self._written_at = trainer.global_step
 
     def on_train_end(self, trainer, pl_module) -> None:
-        self.write(trainer, pl_module, f"step{trainer.global_step:07d}")
+        if self._written_at != trainer.global_step:
+            self.write(trainer, pl_module, f"step{trainer.global_step:07d}")
 
 
 def _kept(row: dict[str, str], resume_step: int) -> bool:

@@ -134,3 +134,30 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     """Write ``text`` (UTF-8) to ``path`` atomically."""
     return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def write_temporary(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` (fsynced) to a new temporary file beside ``path`` and return its name;
+    :func:`commit_temporary` renames it over ``path`` later. Until then ``path`` is unchanged,
+    and a temporary file left by a killed process has the name ``.NAME.*.tmp*`` that run folders
+    clean up. The temporary file is removed if the write fails."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp" + path.suffix)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, default_file_mode())
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return Path(tmp)
+
+
+def commit_temporary(tmp: str | os.PathLike, path: str | os.PathLike) -> Path:
+    """Rename a file from :func:`write_temporary` over ``path`` (atomic on one file system)."""
+    os.replace(tmp, path)
+    return Path(path)

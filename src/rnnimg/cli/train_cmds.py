@@ -34,6 +34,7 @@ def register(sub) -> None:
                "  rnnimg train rowrnn --data folder:./faces   (size, channels from the images)\n"
                "  rnnimg train rowrnn --data folder:./faces --set image_size=32   (resized)\n"
                "  rnnimg train --resume --out runs/rowrnn-mnist --max-steps 4000\n"
+               "  rnnimg train rowrnn --preset mnist --max-steps 4000 --out runs/r --resume auto\n"
                "  rnnimg train --config runs/rowrnn-mnist/config.json --out runs/again\n"
                "  rnnimg train rowrnn --preset mnist --print-config > my.yaml")
     p.add_argument("model", nargs="?", help="model name (see `rnnimg list`); optional with --resume "
@@ -70,8 +71,10 @@ def register(sub) -> None:
                    help="write sample pictures into samples/ every N steps (default 200)")
     p.add_argument("--log-every", type=positive_int, metavar="N", dest="log_every_n_steps",
                    help="log metrics every N steps (default 10)")
-    p.add_argument("--resume", action="store_true",
-                   help="continue the run in --out from checkpoints/last.ckpt with its saved settings")
+    p.add_argument("--resume", nargs="?", const=True, default=False, type=_resume_mode,
+                   metavar="auto", help="continue the run in --out from its newest checkpoint with "
+                   "its saved settings (a complete run: says so, exits 0); --resume auto: start the "
+                   "run if --out holds none, else resume it (one command for every launch)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
     p.add_argument("--data-dir", help="where torchvision datasets live (default: ./data)")
     p.add_argument("--download", action="store_true", help="allow torchvision to download the data")
@@ -123,6 +126,13 @@ def register(sub) -> None:
                    help="scale every model's demo step count (e.g. 0.1 for a smoke run)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     p.set_defaults(run=cmd_demo)
+
+
+def _resume_mode(value: str) -> str:
+    if value != "auto":
+        raise argparse.ArgumentTypeError(f"takes no value, or 'auto'; got {value!r} (put MODEL "
+                                         "before --resume)")
+    return value
 
 
 def cmd_list(args) -> int:
@@ -194,7 +204,7 @@ def cmd_train(args) -> int:
     import time
 
     from rnnimg.cli.common import quiet_libraries
-    from rnnimg.train import TrainingInterrupted, train
+    from rnnimg.train import RunComplete, TrainingInterrupted, train
     from rnnimg.train.run import resolve_settings
 
     quiet_libraries()  # again: importing Lightning turned its banners back on
@@ -211,6 +221,9 @@ def cmd_train(args) -> int:
     except TrainingInterrupted as stop:
         print(f"rnnimg: {stop}", file=sys.stderr)
         return stop.exit_code
+    except RunComplete as done:
+        print(f"rnnimg: {done}")
+        return done.exit_code
     print(f"run folder: {run_dir}")
     print(f"  weights:  {run_dir / 'model.safetensors'}")
     print(f"  samples:  {run_dir / 'samples'}")

@@ -6,8 +6,8 @@ It never names a specific model: models answer through hooks."""
 from rnnimg.train.data import EpochSampler, SeededItems, build_datasets
 from rnnimg.train.evaluate import evaluate
 from rnnimg.train.lit import LitModel
-from rnnimg.train.run import TrainingInterrupted, train, write_curves
+from rnnimg.train.run import RunComplete, TrainingInterrupted, train, write_curves
 from rnnimg.train.settings import TrainSettings, load_config_file
 
-__all__ = ["EpochSampler", "LitModel", "SeededItems", "TrainSettings", "TrainingInterrupted",
-           "build_datasets", "evaluate", "load_config_file", "train", "write_curves"]
+__all__ = ["EpochSampler", "LitModel", "RunComplete", "SeededItems", "TrainSettings",
+           "TrainingInterrupted", "build_datasets", "evaluate", "load_config_file", "train", "write_curves"]

@@ -23,7 +23,6 @@ import warnings
 from pathlib import Path
 
 import lightning as L
-import torch
 
 from rnnimg.callbacks import (
     LAST_CKPT,
@@ -32,13 +31,15 @@ from rnnimg.callbacks import (
     PreviewCallback,
     SafeCheckpointIO,
     SignalStop,
+    StopForSignal,
     checkpoint_callbacks,
-    inspect_resume_checkpoint,
+    export_weights,
+    load_checkpoint_file,
     progress_bar,
 )
 from rnnimg.data.registry import pin_dataset
 from rnnimg.errors import RnnImgError
-from rnnimg.fileio import atomic_write_text
+from rnnimg.fileio import atomic_write_bytes, atomic_write_text
 from rnnimg.models.base import CONFIG_FILE
 from rnnimg.models.checkpoint import read_run_config
 from rnnimg.models.registry import create_model
@@ -49,11 +50,25 @@ from rnnimg.train.rundir import (
     RunLock,
     check_not_busy,
     check_replaceable,
+    checkpoint_files,
     clean_temporary_files,
     clear_folder,
+    newest_checkpoint,
     os_error_message,
 )
 from rnnimg.train.settings import TrainSettings, merge_resume
+
+# config.json of a finished run says at which step it finished; it is the run's last write, so a
+# run without it (or with an older step than its newest checkpoint) is finished by --resume.
+STEPS_TRAINED = "steps_trained"
+
+
+class RunComplete(RnnImgError):
+    """``--resume`` of a run that already reached its budget and wrote all its files: nothing was
+    changed. Not a failure: ``exit_code`` is 0 (a scheduler that re-runs a finished job's command
+    must not see it fail)."""
+
+    exit_code = 0
 
 
 class TrainingInterrupted(RnnImgError):
@@ -103,6 +118,7 @@ def resolve_settings(settings: TrainSettings, given: set[str] | None = None
                      ) -> tuple[TrainSettings, dict | None]:
     """The resolved settings (on --resume: merged with the run's saved ones), and the run's saved
     config.json on --resume (else None)."""
+    settings = start_or_resume(settings)
     if not settings.resume:  # a new run: the data shape the model (train/datashape.py)
         return fit_to_data(settings.resolved()), None
     if settings.out is None and settings.model is None:
@@ -121,12 +137,41 @@ def resolve_settings(settings: TrainSettings, given: set[str] | None = None
     return merged.resolved(), meta
 
 
+def start_or_resume(settings: TrainSettings) -> TrainSettings:
+    """``resume="auto"`` (``--resume auto``) made definite: resume the run in the folder if it
+    holds one, else start it (the folder missing or empty). A run that stopped before its first
+    checkpoint is started again. So a scheduler can run one command from the first launch on."""
+    if settings.resume != "auto":
+        return settings
+    if settings.out is None and settings.model is None:
+        raise RnnImgError("--resume auto needs the run folder: pass --out RUN (or MODEL).")
+    out = Path(settings.out if settings.out is not None else settings.resolved().out)
+    try:
+        meta = json.loads((out / CONFIG_FILE).read_text())
+    except (OSError, ValueError):
+        meta = None
+    if isinstance(meta, dict) and isinstance(meta.get("training"), dict) and \
+            (checkpoint_files(out) or (out / "model.safetensors").is_file()):
+        return dataclasses.replace(settings, resume=True)
+    if settings.model is None:
+        raise RnnImgError(f"--resume auto: {out} holds no run to resume, so it starts one, which "
+                          "needs the MODEL (and its flags) on the command line.")
+    if not isinstance(meta, dict) or not isinstance(meta.get("training"), dict):
+        return dataclasses.replace(settings, resume=False)  # nothing to resume: start (or refuse)
+    # An rnnimg run that stopped before its first checkpoint: nothing in it can be resumed.
+    return dataclasses.replace(settings, resume=False, overwrite=True)
+
+
 def train(settings: TrainSettings, callbacks: list[L.Callback] | None = None,
           given: set[str] | None = None) -> Path:
     """Train a model as ``settings`` say and return the run folder.
 
-    With ``settings.resume`` the run continues from ``checkpoints/last.ckpt`` with the settings
-    saved in its config.json; the final weights are bit for bit those of an uninterrupted run.
+    With ``settings.resume`` the run continues from its newest valid checkpoint (last, periodic or
+    best, by step; damaged ones are skipped with a warning) with the settings saved in its
+    config.json; the final weights and metrics.csv's rows are those of an uninterrupted run. A run
+    killed after its last checkpoint gets its end-of-run files written; a complete run raises
+    :class:`RunComplete` and nothing changes. ``resume="auto"`` starts the run if the folder holds
+    none (see :func:`start_or_resume`).
 
     Args:
         settings: what to train.
@@ -137,7 +182,8 @@ def train(settings: TrainSettings, callbacks: list[L.Callback] | None = None,
     Raises:
         RnnImgError: for bad settings, data, run folders or checkpoints, a busy folder, a full or
             read-only disk; NonFiniteLossError on NaN/Inf; TrainingInterrupted on SIGINT/SIGTERM
-            (after the checkpoint was saved).
+            (after the checkpoint was saved); RunComplete (exit code 0) on a resume of a complete
+            run.
     """
     s, old_meta = resolve_settings(settings, given)
     worker = _is_launched_worker()
@@ -166,18 +212,28 @@ def train(settings: TrainSettings, callbacks: list[L.Callback] | None = None,
                       f"{s.batch_size}; each epoch is one short batch.", stacklevel=2)
     lit = LitModel(model, s.lr, s.weight_decay, grad_clip=s.grad_clip,
                    ckpt_path=run_dir / "checkpoints" / LAST_CKPT)
-    resume_ckpt = None
+    resume_path = resume_ckpt = None
+    finishing = False  # the newest checkpoint is at the budget: only the end-of-run files remain
     if s.resume:  # refuse a bad checkpoint before anything in the folder changes
-        resume_ckpt = inspect_resume_checkpoint(run_dir / "checkpoints" / LAST_CKPT,
-                                                lit.state_dict())
-        _check_budget(s, resume_ckpt, run_dir, len(train_set))
+        resume_path, resume_ckpt, skipped = newest_checkpoint(run_dir, lit.state_dict())
+        step = int(resume_ckpt["global_step"])
+        if _budget_reached(s, step, len(train_set)):
+            if _is_complete(run_dir, step):
+                raise RunComplete(f"{run_dir} is complete: it trained to step {step} "
+                                  f"({_budget_flag(s)}); nothing to do. To train it further, pass "
+                                  "a larger --max-steps (or --epochs) with --resume.")
+            finishing = True
+        for reason in skipped:
+            warnings.warn(f"skipped a checkpoint: {reason}; resuming from {resume_path} (step "
+                          f"{step}).", stacklevel=2)
 
     meta = {"preset": s.preset, "data": {"name": s.data, "options": {**model.dataset_options(),
                                                                       **s.data_options}},
             "training": s.to_dict()}
     lock = RunLock(run_dir)
     created = not run_dir.exists()
-    signals = SignalStop(ExportWeights(run_dir, meta))
+    io = SafeCheckpointIO()
+    signals = SignalStop(ExportWeights(run_dir, meta, io))
     try:
         if not worker:
             try:
@@ -185,52 +241,105 @@ def train(settings: TrainSettings, callbacks: list[L.Callback] | None = None,
             except OSError as err:
                 raise RnnImgError(os_error_message(err, run_dir, "write the run folder")
                                   + "; choose another --out.") from None
+        if finishing:
+            if not worker:
+                _finish_from_checkpoint(run_dir, lit, meta, resume_path, resume_ckpt)
+            return run_dir
+
         def abort() -> None:  # a second Ctrl-C: leave the folder as a re-run accepts it
-            if not worker and not s.resume and not (run_dir / "checkpoints" / LAST_CKPT).is_file():
+            if not worker and not s.resume and not checkpoint_files(run_dir):
                 _remove_failed_run(run_dir, created)
             lock.release()
 
         signals.on_abort = abort
         signals.install()
-        trainer, train_loader, val_loader = _build_trainer(s, run_dir, lit, signals, train_set,
+        trainer, train_loader, val_loader = _build_trainer(s, run_dir, lit, signals, io, train_set,
                                                            val_set, resume_ckpt, callbacks)
+        stopped = False
         try:
-            trainer.fit(lit, train_loader, val_loader,
-                        ckpt_path=run_dir / "checkpoints" / LAST_CKPT if s.resume else None,
-                        weights_only=True)
+            try:
+                trainer.fit(lit, train_loader, val_loader, ckpt_path=resume_path, weights_only=True)
+            except StopForSignal:
+                stopped = True
+            io.flush()  # the run's last checkpoints: last.ckpt is the last of them
         except OSError as err:
             if err.errno not in (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT, errno.EPERM):
                 raise
-            if (run_dir / "checkpoints" / LAST_CKPT).is_file():
+            if checkpoint_files(run_dir):
                 then = (f"{_last_good(run_dir)}. Free some space (or fix the permissions) and resume "
                         f"with `rnnimg train --resume --out {run_dir}`.")
             else:
                 then = "no checkpoint was written yet. Free some space (or fix the permissions) " \
                        "and start the run again."
             raise RnnImgError(os_error_message(err, run_dir, "write to") + "; " + then) from None
-        if trainer.is_global_zero:
-            from rnnimg.cards import write_model_card
-
-            try:
-                write_curves(run_dir)
-                write_model_card(run_dir)
-            except OSError:
-                pass  # the curves and the card are a convenience; the run itself is saved
-        if signals.stopped_at is not None and trainer.global_step < _budget_steps(trainer):
+        if stopped or (signals.stopped_at is not None and trainer.global_step < _budget_steps(trainer)):
             code = 128 + int(signals.requested or signal.SIGINT)
             raise TrainingInterrupted(
                 f"stopped by {signal.Signals(signals.requested or signal.SIGINT).name} at step "
                 f"{signals.stopped_at}; checkpoint saved in {run_dir / 'checkpoints' / LAST_CKPT}. "
                 f"Continue with `rnnimg train --resume --out {run_dir}`.", code)
+        if trainer.is_global_zero:
+            finish_run(run_dir, trainer.global_step)
         return run_dir
     except BaseException:
-        if not worker and not s.resume and (lock.held or created) and \
-                not (run_dir / "checkpoints" / LAST_CKPT).is_file():
+        io.discard()
+        if not worker and not s.resume and (lock.held or created) and not checkpoint_files(run_dir):
             _remove_failed_run(run_dir, created)  # a plain re-run must be accepted
         raise
     finally:
         signals.restore()
         lock.release()
+
+
+def finish_run(run_dir: Path, step: int) -> bool:
+    """The end of a run, after its last checkpoint and its weights are on disk: the curves, the
+    model card, and last the ``steps_trained`` mark in config.json, which says the run is complete
+    (a ``--resume`` then changes nothing). Each write is atomic and can be redone, so a run killed
+    between any two of them is finished by ``--resume``. The curves and the card are a convenience:
+    if one cannot be written (a full disk), a warning says so and the run is not marked complete.
+
+    Returns:
+        whether the run was marked complete.
+    """
+    from rnnimg.cards import write_model_card
+
+    try:
+        write_curves(run_dir)
+        write_model_card(run_dir)
+    except OSError as err:
+        warnings.warn(f"{os_error_message(err, run_dir, 'finish')}; the run and its weights are "
+                      f"saved: `rnnimg train --resume --out {run_dir}` writes the rest.", stacklevel=2)
+        return False
+    meta = json.loads((run_dir / CONFIG_FILE).read_text())
+    atomic_write_text(run_dir / CONFIG_FILE, json.dumps({**meta, STEPS_TRAINED: step}, indent=2))
+    return True
+
+
+def _is_complete(run_dir: Path, step: int) -> bool:
+    """Whether the run finished at ``step`` and wrote everything (see :func:`finish_run`)."""
+    try:
+        meta = json.loads((run_dir / CONFIG_FILE).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(meta, dict) and meta.get(STEPS_TRAINED) == step and \
+        (run_dir / "model.safetensors").is_file()
+
+
+def _finish_from_checkpoint(run_dir: Path, lit: LitModel, meta: dict, path: Path,
+                            ckpt: dict) -> None:
+    """A run whose newest checkpoint reached the budget, killed before its end-of-run files were
+    all written: write them from that checkpoint (the weights, last.ckpt if it was another file,
+    the curves, the card, the mark), as the uninterrupted run would have."""
+    step = int(ckpt["global_step"])
+    lit.load_state_dict(ckpt["state_dict"])
+    export_weights(lit.model, run_dir, meta)
+    every = meta["training"].get("ckpt_every_n_steps")
+    copies = ([f"step{step:07d}.ckpt"] if every and step % every == 0 else []) + [LAST_CKPT]
+    for name in copies:  # the periodic one first, last.ckpt last, as the run writes them
+        target = run_dir / "checkpoints" / name
+        if target != path and (name == LAST_CKPT or not target.is_file()):
+            atomic_write_bytes(target, path.read_bytes())
+    finish_run(run_dir, step)
 
 
 def _budget_steps(trainer: L.Trainer) -> float:
@@ -245,39 +354,37 @@ def _check_out(run_dir: Path, s: TrainSettings) -> None:
         raise RnnImgError(f"--out {run_dir} is a file; the run needs a folder, so choose another --out.")
     if s.resume:
         check_not_busy(run_dir)
-        if not (run_dir / "checkpoints" / LAST_CKPT).is_file():
-            raise RnnImgError(f"{run_dir} has no checkpoints/{LAST_CKPT} to resume from; it stopped "
-                              "before its first checkpoint, so start it again with --overwrite.")
+        if not checkpoint_files(run_dir):
+            raise RnnImgError(f"{run_dir} has no checkpoint to resume from: it stopped before its "
+                              "first checkpoint, so start it again with --overwrite.")
         return
     if run_dir.exists() and any(run_dir.iterdir()):
         check_not_busy(run_dir)
         check_replaceable(run_dir, s.overwrite)  # --overwrite deletes only an rnnimg run
 
 
-def _check_budget(s: TrainSettings, ckpt: dict, run_dir: Path, train_items: int) -> None:
-    """A resumed run must have steps left: say how to extend it instead of training 0 steps."""
-    step = ckpt["global_step"]
+def _budget_flag(s: TrainSettings) -> str:
+    return f"--max-steps {s.max_steps}" if s.max_steps is not None else f"--epochs {s.epochs or 1}"
+
+
+def _budget_reached(s: TrainSettings, step: int, train_items: int) -> bool:
+    """Whether a run at ``step`` has no steps left under the budget of ``s``."""
     steps_per_epoch = train_items // s.batch_size if train_items > s.batch_size else 1
     epoch_budget = s.epochs if s.epochs is not None else (None if s.max_steps else 1)
-    done = (s.max_steps is not None and step >= s.max_steps) or \
+    return (s.max_steps is not None and step >= s.max_steps) or \
         (epoch_budget is not None and step >= epoch_budget * steps_per_epoch)
-    if done:
-        budget = f"--max-steps {s.max_steps}" if s.max_steps is not None else \
-            f"--epochs {s.epochs or 1}"
-        raise RnnImgError(f"{run_dir} already finished its budget ({budget}, at step {step}); pass "
-                          "a larger --max-steps (or --epochs) with --resume to train it further.")
 
 
 def _prepare(run_dir: Path, s: TrainSettings, lock: RunLock, model, meta: dict) -> None:
     """Create (or on --overwrite clear) the folder, lock it, clean temporary files, write
-    config.json for a new run."""
+    config.json (with the settings of this run or resume)."""
     run_dir.mkdir(parents=True, exist_ok=True)
     lock.acquire()  # the first write: a read-only or full file system fails here, with its errno
     clean_temporary_files(run_dir)
-    if s.resume:
-        return
-    if s.overwrite:
+    if s.overwrite and not s.resume:
         clear_folder(run_dir)
+    # On --resume too: a raised budget is saved, so a plain --resume after a kill keeps it, and
+    # the mark of a finished run goes until the run is finished again.
     atomic_write_text(run_dir / CONFIG_FILE,
                       json.dumps({"model": model.name, "weights_version": model.weights_version,
                                   "config": model.config_dict(), **meta}, indent=2))
@@ -296,16 +403,20 @@ def _remove_failed_run(run_dir: Path, created: bool) -> None:
 
 
 def _last_good(run_dir: Path) -> str:
-    path = run_dir / "checkpoints" / LAST_CKPT
-    try:
-        step = torch.load(path, map_location="cpu", weights_only=True)["global_step"]
-        return f"the last good checkpoint is {path} (step {step})"
-    except Exception:
-        return f"the last checkpoint is {path}"
+    steps = []
+    for path in checkpoint_files(run_dir):
+        try:
+            steps.append((int(load_checkpoint_file(path, map_location="cpu")["global_step"]), path))
+        except Exception:
+            continue
+    if not steps:
+        return f"no readable checkpoint is left in {run_dir / 'checkpoints'}"
+    step, path = max(steps)
+    return f"the last good checkpoint is {path} (step {step})"
 
 
 def _build_trainer(s: TrainSettings, run_dir: Path, lit: LitModel, signals: SignalStop,
-                   train_set, val_set, resume_ckpt: dict | None, callbacks):
+                   io: SafeCheckpointIO, train_set, val_set, resume_ckpt: dict | None, callbacks):
     resume_step = int(resume_ckpt["global_step"]) if resume_ckpt is not None else None
     loggers: list = [MetricsCSVLogger(run_dir, resume_step)]
     if tensorboard_available():
@@ -327,7 +438,7 @@ def _build_trainer(s: TrainSettings, run_dir: Path, lit: LitModel, signals: Sign
         num_sanity_val_steps=0, log_every_n_steps=max(1, s.log_every_n_steps),
         limit_val_batches=s.val_batches if s.val_batches is not None else 1.0,
         use_distributed_sampler=False,  # EpochSampler shards the data itself
-        default_root_dir=run_dir, plugins=[SafeCheckpointIO()],
+        default_root_dir=run_dir, plugins=[io],
     )
     # Pinned batches on a GPU: Lightning copies them with non_blocking=True, so the copy of the
     # next batch overlaps the step instead of waiting for it.

@@ -194,3 +194,71 @@ def check_replaceable(folder: Path, overwrite: bool, flag: str = "--out",
     if not overwrite:
         raise RnnImgError(f"{folder} already exists; {other_options}--overwrite to replace it, or "
                           f"{flag} to choose another folder.")
+
+
+def checkpoint_files(run_dir: Path) -> list[Path]:
+    """The checkpoint files in ``run_dir/checkpoints`` (last, best and periodic; no temporary
+    files)."""
+    folder = Path(run_dir) / "checkpoints"
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.glob("*.ckpt") if p.is_file() and not p.name.startswith("."))
+
+
+def _progress(ckpt: dict) -> tuple[int, int, int]:
+    """How far a checkpoint got: its step, then validations and epochs completed (two checkpoints of
+    one step differ by whether the step's validation had run)."""
+    loops = ckpt.get("loops", {}).get("fit_loop", {}) if isinstance(ckpt.get("loops"), dict) else {}
+
+    def completed(key: str) -> int:
+        try:
+            return int(loops[key]["total"]["completed"])
+        except (KeyError, TypeError, ValueError):
+            return 0
+
+    return (int(ckpt["global_step"]), completed("epoch_loop.val_loop.batch_progress"),
+            completed("epoch_progress"))
+
+
+def newest_checkpoint(run_dir: Path, state_dict: dict) -> tuple[Path, dict, list[str]]:
+    """The checkpoint a resume continues from: the newest valid one of any kind (last, periodic or
+    best), by step. Empty, truncated, foreign or malformed files are skipped.
+
+    Args:
+        run_dir: the run folder.
+        state_dict: the state dict of the module being resumed (names and shapes must match).
+
+    Returns:
+        (path, checkpoint, reasons): ``reasons`` names each skipped file and why.
+
+    Raises:
+        RnnImgError: one line when no checkpoint is usable, naming each file's fault (and saying
+            to start again with --overwrite only when the folder has no checkpoint at all).
+    """
+    from rnnimg.callbacks import LAST_CKPT, inspect_resume_checkpoint
+
+    found, reasons = [], []
+    rank = {LAST_CKPT: 2, "best.ckpt": 0}  # on a tie: last.ckpt is written after the others
+    for path in checkpoint_files(run_dir):
+        try:
+            ckpt = inspect_resume_checkpoint(path, state_dict)
+        except RnnImgError as err:
+            reasons.append(str(err))
+            continue
+        found.append(((*_progress(ckpt), rank.get(path.name, 1)), path, ckpt))
+    if found:
+        _, path, ckpt = max(found, key=lambda f: f[0])
+        return path, ckpt, [_fault(r) for r in reasons]
+    if not reasons:
+        raise RnnImgError(f"{run_dir} has no checkpoint to resume from: it stopped before its first "
+                          "checkpoint, so start it again with --overwrite.")
+    if len(reasons) == 1:
+        raise RnnImgError(reasons[0])
+    raise RnnImgError(f"{run_dir} has no usable checkpoint ({'; '.join(_fault(r) for r in reasons)}); "
+                      "restore a good copy into its checkpoints/, or start the run again with "
+                      "--overwrite.")
+
+
+def _fault(message: str) -> str:
+    """What is wrong with a checkpoint, without the advice of its one-line error."""
+    return message.split("; ")[0].split(". ")[0]

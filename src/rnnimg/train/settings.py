@@ -54,7 +54,9 @@ class TrainSettings:
     # torch.compile mode of the model's training step (RnnImgModel.compile_steps), or None for
     # eager; True means "default". Changes speed, not the math, so a --resume may change it.
     compile: str | None = None
-    resume: bool = False  # continue from checkpoints/last.ckpt with the run's saved settings
+    # continue from the newest checkpoint with the run's saved settings; "auto": resume the run in
+    # --out if there is one, else start it
+    resume: bool | str = False
     overwrite: bool = False  # replace an existing run folder
     progress: bool = True  # show the progress bar
 
