@@ -9,13 +9,13 @@ from rnnimg.cli.common import add_device_arg, check_output, positive_int, resolv
 
 def register(sub) -> None:
     p = sub.add_parser(
-        "segment", help="label every pixel of an image (reseg, unet)",
+        "segment", help="label every pixel of an image (reseg, scanseg, unet)",
         description="Segment INPUT with the model in RUN. Writes the class labels as an index PNG "
                     "of INPUT's size (pixel value = class, shown in the PASCAL VOC palette), and "
                     "with --overlay the image under its labels with a legend naming the classes. "
                     "The image is resized to the model's training size and the labels resized "
                     "back with nearest neighbour (--no-resize runs at INPUT's own size).")
-    p.add_argument("run_dir", metavar="RUN", help="run folder (or pretrained:NAME) of a reseg or "
+    p.add_argument("run_dir", metavar="RUN", help="run folder (or pretrained:NAME) of a reseg, scanseg or "
                    "unet model")
     p.add_argument("input", metavar="INPUT", help="an image file (png, jpg, ...)")
     p.add_argument("-o", "--output", default="mask.png", help="mask file, an index PNG "
