@@ -37,7 +37,7 @@ from rnnimg.models.reseg import MNIST_SCENE_CLASSES
 from rnnimg.models.segmenter import ImageSegmenter, check_segment_config
 from rnnimg.models.unet import _block
 from rnnimg.nn.scan import SCAN_METHODS
-from rnnimg.nn.scan2d import SCAN2D_LAYOUTS, Scan2D
+from rnnimg.nn.scan2d import SCAN2D_LAYOUTS, Scan2DBlock
 
 
 @dataclass
@@ -68,19 +68,6 @@ class ScanSegConfig:
             raise ValueError(f"scan_method must be one of {SCAN_METHODS}, got {self.scan_method!r}")
 
 
-class ScanBlock(nn.Module):
-    """x + W_out Scan2D(BatchNorm(x)): (B, C, H, W) -> (B, C, H, W)."""
-
-    def __init__(self, channels: int, hidden: int, layout: str, scan_method: str) -> None:
-        super().__init__()
-        self.norm = nn.BatchNorm2d(channels)
-        self.scan = Scan2D(channels, hidden, layout=layout, scan_method=scan_method)
-        self.out = nn.Conv2d(self.scan.out_channels, channels, 1)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return x + self.out(self.scan(self.norm(x)))
-
-
 @register_model("scanseg")
 class ScanSeg(ImageSegmenter):
     config_class = ScanSegConfig
@@ -106,7 +93,7 @@ class ScanSeg(ImageSegmenter):
                                   for i in range(len(w) - 1))
         self.pool = nn.MaxPool2d(2)
         self.bottleneck = nn.Sequential(nn.Conv2d(w[-2], w[-1], 3, padding=1), nn.ReLU())
-        self.scans = nn.Sequential(*(ScanBlock(w[-1], c.scan_hidden, c.layout, c.scan_method)
+        self.scans = nn.Sequential(*(Scan2DBlock(w[-1], c.scan_hidden, c.layout, c.scan_method)
                                      for _ in range(c.scan_blocks)))
         self.up = nn.ModuleList(nn.ConvTranspose2d(w[i + 1], w[i], 2, stride=2)
                                 for i in range(len(w) - 1))

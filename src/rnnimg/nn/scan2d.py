@@ -143,3 +143,26 @@ class Scan2D(nn.Module):
         if self.layout == "renet":
             return self.sweep_columns(self.sweep_rows(x))
         return self.cross_directions(x).sum(dim=1)
+
+
+class Scan2DBlock(nn.Module):
+    """A residual four-direction scan, x + W_out Scan2D(norm(x)): (B, C, H, W) -> (B, C, H, W).
+    Every output position sees the whole input map; used as global context (models/scanseg.py,
+    and the translator's ``context="scan"`` option, where it plays NLRN's non-local block).
+
+    Args:
+        channels: C.
+        hidden: state features per scan direction.
+        layout, scan_method: as :class:`Scan2D`.
+        norm: batch-normalise the scan's input.
+    """
+
+    def __init__(self, channels: int, hidden: int, layout: str = "renet", scan_method: str = "auto",
+                 norm: bool = True) -> None:
+        super().__init__()
+        self.norm = nn.BatchNorm2d(channels) if norm else nn.Identity()
+        self.scan = Scan2D(channels, hidden, layout=layout, scan_method=scan_method)
+        self.out = nn.Conv2d(self.scan.out_channels, channels, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.out(self.scan(self.norm(x)))
