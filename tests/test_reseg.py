@@ -110,6 +110,8 @@ def test_config_rejects_bad_fields():
         create_model("scanseg", "debug", layout="diagonal")
     with pytest.raises(RnnImgError, match="scan_hidden"):
         create_model("scanseg", "debug", scan_hidden=0)
+    with pytest.raises(RnnImgError, match="bottleneck_convs"):
+        create_model("scanseg", "debug", bottleneck_convs=0)
 
 
 @pytest.mark.parametrize("name", ["reseg", "scanseg"])

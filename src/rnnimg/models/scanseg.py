@@ -9,7 +9,7 @@ like ``unet`` and ``reseg``), so that the comparison asks one question: does who
 context at the bottleneck beat more convolution there?
 
     encoder: per level but the last, two 3x3 convolutions with ReLU, then 2x2 max-pooling
-    bottleneck: a 3x3 convolution with ReLU, then ``scan_blocks`` x
+    bottleneck: ``bottleneck_convs`` 3x3 convolutions with ReLU, then ``scan_blocks`` x
         x <- x + W_out Scan2D(BatchNorm(x))      (residual; every position sees the whole map)
     decoder: per level a 2x2 transposed convolution, concatenation with the encoder's features of
         that level, two 3x3 convolutions with ReLU (as the U-Net)
@@ -49,6 +49,7 @@ class ScanSegConfig:
     widths: tuple[int, ...] = (14, 28, 56)  # features per level (the U-Net's); len - 1 poolings
     scan_hidden: int = 26  # state features per scan direction
     scan_blocks: int = 2  # residual scan blocks at the coarsest level
+    bottleneck_convs: int = 1  # 3x3 convolutions (with ReLU) before the scan blocks; 2 = the U-Net's
     layout: str = "renet"  # "renet" (rows, then columns, both ways) | "cross" (VMamba's cross-scan)
     scan_method: str = "auto"  # linear_scan method (nn/scan.py)
 
@@ -57,7 +58,7 @@ class ScanSegConfig:
         self.widths = tuple(self.widths)
         if len(self.widths) < 2:
             raise ValueError(f"widths needs at least 2 levels, got {self.widths}")
-        for name in ("widths", "scan_hidden", "scan_blocks"):
+        for name in ("widths", "scan_hidden", "scan_blocks", "bottleneck_convs"):
             values = getattr(self, name)
             values = values if isinstance(values, tuple) else (values,)
             if any(not isinstance(v, int) or v < 1 for v in values):
@@ -92,7 +93,10 @@ class ScanSeg(ImageSegmenter):
         self.down = nn.ModuleList(_block(c.channels if i == 0 else w[i - 1], w[i])
                                   for i in range(len(w) - 1))
         self.pool = nn.MaxPool2d(2)
-        self.bottleneck = nn.Sequential(nn.Conv2d(w[-2], w[-1], 3, padding=1), nn.ReLU())
+        convs = []
+        for i in range(c.bottleneck_convs):
+            convs += [nn.Conv2d(w[-2] if i == 0 else w[-1], w[-1], 3, padding=1), nn.ReLU()]
+        self.bottleneck = nn.Sequential(*convs)
         self.scans = nn.Sequential(*(Scan2DBlock(w[-1], c.scan_hidden, c.layout, c.scan_method)
                                      for _ in range(c.scan_blocks)))
         self.up = nn.ModuleList(nn.ConvTranspose2d(w[i + 1], w[i], 2, stride=2)
