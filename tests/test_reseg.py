@@ -116,7 +116,7 @@ def test_renet_fold_equals_running_every_row_and_column_on_its_own():
 # --- segmenters ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["reseg", "unet"])
+@pytest.mark.parametrize("name", ["reseg", "scanseg", "unet"])
 def test_segment_takes_any_size_and_loss_is_cross_entropy_ignoring_255(name):
     torch.manual_seed(0)
     model = create_model(name, "debug").eval()
@@ -150,11 +150,31 @@ def test_config_rejects_bad_fields():
         create_model("reseg", "debug", cell="rnn")
     with pytest.raises(RnnImgError, match="widths"):
         create_model("unet", "debug", widths=(8,))
+    with pytest.raises(RnnImgError, match="layout"):
+        create_model("scanseg", "debug", layout="diagonal")
+    with pytest.raises(RnnImgError, match="scan_hidden"):
+        create_model("scanseg", "debug", scan_hidden=0)
+    with pytest.raises(RnnImgError, match="bottleneck_convs"):
+        create_model("scanseg", "debug", bottleneck_convs=0)
 
 
-def test_baseline_is_parameter_matched():
-    count = [sum(p.numel() for p in create_model(n, "scenes").parameters()) for n in ("reseg", "unet")]
+@pytest.mark.parametrize("name", ["reseg", "scanseg"])
+def test_baseline_is_parameter_matched(name):
+    count = [sum(p.numel() for p in create_model(n, "scenes").parameters()) for n in (name, "unet")]
     assert abs(count[0] - count[1]) / count[0] < 0.05, count
+
+
+@pytest.mark.parametrize("layout", ["renet", "cross"])
+def test_scanseg_logit_in_one_corner_depends_on_the_opposite_corner(layout):
+    """The scan blocks give every pixel's logits the whole image, far beyond the convolutions'
+    reach: the logits at (0, 0) change with the pixel at (31, 31), and those at (31, 0) with (0, 31)."""
+    torch.manual_seed(0)
+    model = create_model("scanseg", "debug", layout=layout).double().eval()
+    image = torch.rand(1, 1, 32, 32, dtype=torch.float64, requires_grad=True)
+    logits = model(image)
+    for (i, j), (y, x) in (((0, 0), (31, 31)), ((31, 0), (0, 31))):
+        (grad,) = torch.autograd.grad(logits[0, :, i, j].sum(), image, retain_graph=True)
+        assert grad[0, 0, y, x].abs() > 0
 
 
 # --- metrics: pooled, absent classes, ignore ------------------------------------------------------

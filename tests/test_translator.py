@@ -69,6 +69,21 @@ def test_translator_uses_one_shared_cell_and_steps_cost_no_parameters():
     assert sum(p.numel() for p in longer.parameters()) == sum(p.numel() for p in model.parameters())
 
 
+def test_scan_context_lets_one_step_see_the_whole_image():
+    """One refinement step of the debug translator at 32x32 reaches about 11 blocks of 2x2 pixels,
+    so the output at one corner ignores the opposite corner; with ``context="scan"`` it reads it."""
+    reach = {}
+    for context in ("none", "scan"):
+        torch.manual_seed(0)
+        model = create_model("translator", "debug", image_size=32, steps=1, context=context).double()
+        source = torch.rand(1, 1, 32, 32, dtype=torch.float64, requires_grad=True)
+        (grad,) = torch.autograd.grad(model(source)[0, 0, 0, 0], source)
+        reach[context] = grad[0, 0, 31, 31].abs().item()
+    assert reach["none"] == 0 and reach["scan"] > 0
+    with pytest.raises(RnnImgError, match="context"):
+        create_model("translator", "debug", context="attention")
+
+
 @pytest.mark.parametrize("preset", ["debug", "colorize"])
 def test_per_step_outputs_are_the_ones_the_output_is_built_from(preset):
     """A hand-written loop over the public pieces (encoder, the cell's one-step API, decoder)

@@ -34,13 +34,13 @@ def _overwrite_and_device(p: argparse.ArgumentParser) -> None:
 
 def register(sub) -> None:
     p = _image_verb(
-        sub, "segment", "label every pixel of an image (reseg, unet)",
+        sub, "segment", "label every pixel of an image (reseg, scanseg, unet)",
         "Segment INPUT with the model in RUN. Writes the class labels as an index PNG of INPUT's "
         "size (pixel value = class, shown in the PASCAL VOC palette), and with --overlay the image "
         "under its labels with a legend naming the classes. The image is resized to the model's "
         "training size and the labels resized back with nearest neighbour (--no-resize runs at "
         "INPUT's own size).",
-        "reseg or unet", "an image file (png, jpg, ...)", "mask.png", "mask file, an index PNG")
+        "reseg, scanseg or unet", "an image file (png, jpg, ...)", "mask.png", "mask file, an index PNG")
     p.add_argument("--overlay", help="also write the image under its labels, with a legend")
     p.add_argument("--scale", type=positive_int, default=2, help="enlarge the overlay's pixels "
                    "(default 2)")

@@ -27,7 +27,10 @@ Departures from the references:
   lets the demo train in a minute on two CPU cores. ``patch=1`` runs at full resolution.
 - The estimate is clamped to [0, 1] with a straight-through gradient (as convlstm's output), so a
   step is an image in the data's range and can be read back by the next step.
-- NLRN's non-local blocks are left out: the refiner is the ConvGRU alone.
+- NLRN's non-local blocks are left out by default: the refiner is the ConvGRU alone. With
+  ``context="scan"``, a residual four-direction linear-recurrence scan (nn/scan2d.py, ReNet's
+  layout; VMamba's kind of global mixing) updates the encoder's features at every step, so every
+  position of the state sees the whole image, in the role NLRN gives its non-local blocks.
 """
 
 from __future__ import annotations
@@ -43,6 +46,9 @@ from rnnimg.models.registry import register_model
 from rnnimg.models.translation import ImageTranslator, check_translation_config, match_channels
 from rnnimg.nn import ConvGRUCell, depth_to_space, space_to_depth, to_frame_range
 from rnnimg.nn.patchgan import PatchDiscriminator
+from rnnimg.nn.scan2d import Scan2DBlock
+
+TRANSLATOR_CONTEXTS = ("none", "scan")
 
 
 @dataclass
@@ -59,6 +65,7 @@ class TranslatorConfig:
     adv_weight: float = 0.0  # weight of the PatchGAN loss; 0 = off (no discriminator is built)
     disc_features: int = 32  # channels of the discriminator's first block
     disc_layers: int = 2  # stride-2 blocks of the discriminator
+    context: str = "none"  # "none" | "scan": a residual 2D scan over the encoder's features each step
 
     def __post_init__(self):
         check_translation_config(self)
@@ -67,6 +74,8 @@ class TranslatorConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.kernel_size < 1 or self.kernel_size % 2 == 0:
             raise ValueError(f"kernel_size must be odd and >= 1, got {self.kernel_size}")
+        if self.context not in TRANSLATOR_CONTEXTS:
+            raise ValueError(f"context must be one of {TRANSLATOR_CONTEXTS}, got {self.context!r}")
         if not 0 <= self.step_gamma <= 1:
             raise ValueError(f"step_gamma must be in [0, 1], got {self.step_gamma}")
         if not self.adv_weight >= 0:
@@ -104,6 +113,9 @@ class Translator(ImageTranslator):
         self.encoder = nn.Sequential(  # [x, y_{k-1}] folded into blocks -> features
             nn.Conv2d((c.in_channels + c.out_channels) * p2, f, k, padding=k // 2), nn.ReLU(),
             nn.Conv2d(f, f, k, padding=k // 2), nn.ReLU())
+        # whole-image context of the features before the cell (the state is f wide: f / 2 per
+        # direction of each sweep)
+        self.context = Scan2DBlock(f, max(1, f // 2), norm=False) if c.context == "scan" else None
         self.cell = ConvGRUCell(f, f, k)
         self.decoder = nn.Sequential(  # h -> the update of the estimate, folded into blocks
             nn.Conv2d(f, f, k, padding=k // 2), nn.ReLU(),
@@ -130,7 +142,10 @@ class Translator(ImageTranslator):
         c = self.config
         height, width = source.shape[-2:]
         pair = space_to_depth(torch.cat([source, estimate], dim=1), c.patch)  # (B, (Ci+Co)p^2, h, w)
-        h = self.cell(self.encoder(pair), h)  # (B, features, h, w)
+        features = self.encoder(pair)  # (B, features, h, w)
+        if self.context is not None:
+            features = self.context(features)  # every position now sees the whole image
+        h = self.cell(features, h)  # (B, features, h, w)
         update = depth_to_space(self.decoder(h), c.patch, height, width)  # (B, C_out, H, W)
         return to_frame_range(estimate + update, "clamp"), h
 
