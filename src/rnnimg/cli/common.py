@@ -89,6 +89,16 @@ def add_device_arg(p: argparse.ArgumentParser) -> None:
                    help="cpu, cuda, cuda:1, ... (default: auto = cuda if available, else cpu)")
 
 
+def add_tile_args(p: argparse.ArgumentParser) -> None:
+    """--tile and --overlap: any image size in bounded memory (rnnimg.tiling)."""
+    p.add_argument("--tile", type=positive_int, default=512, metavar="N",
+                   help="run over overlapping N x N tiles blended without seams, so any image size "
+                        "fits in memory (default 512; a smaller image is one tile)")
+    p.add_argument("--overlap", type=int, metavar="M", help="pixels neighbouring tiles share "
+                   "(default: 4x the model's receptive radius, at least 16, which makes the tiled "
+                   "output equal the whole-image one)")
+
+
 def positive_int(text: str) -> int:
     value = int(text)
     if value < 1:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rnnimg.cli.common import add_device_arg, check_output, positive_int, resolve_device
+from rnnimg.cli.common import add_device_arg, add_tile_args, check_output, positive_int, resolve_device
 
 
 def register(sub) -> None:
@@ -26,6 +26,7 @@ def register(sub) -> None:
     p.add_argument("--no-resize", action="store_true", help="segment at INPUT's own size instead "
                    "of the model's training size")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    add_tile_args(p)
     add_device_arg(p)
     p.set_defaults(run=cmd_segment)
 
@@ -69,13 +70,14 @@ def cmd_segment(args) -> int:
         kind = {1: "grey", 3: "colour"}
         raise RnnImgError(f"{args.input} is a {kind[pixels.shape[0]]} image, but the model takes "
                           f"{kind[want]} images; convert it to {kind[want]} first.")
-    image = pixels.float() / 255.0
-    labels = segment_image(model, image, resize=not args.no_resize)  # (H, W)
+    labels = segment_image(model, pixels, resize=not args.no_resize, tile=args.tile,
+                           overlap=args.overlap, progress=True)  # (H, W)
     write_index_png(labels, out)
     names = model.class_names
     found = ", ".join(names[k] for k in sorted(int(v) for v in labels.unique()))
     print(f"{out}: {labels.shape[1]}x{labels.shape[0]} labels ({found})")
     if args.overlay:
+        image = pixels.float() / 255.0
         path = save_picture(segmentation_overlay(model, image, labels), args.overlay,
                             scale=args.scale)
         print(f"{path}: overlay with legend")

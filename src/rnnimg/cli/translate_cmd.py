@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rnnimg.cli.common import add_device_arg, check_output, positive_int, resolve_device
+from rnnimg.cli.common import add_device_arg, add_tile_args, check_output, positive_int, resolve_device
 
 
 def register(sub) -> None:
@@ -22,6 +22,7 @@ def register(sub) -> None:
     p.add_argument("--scale", type=positive_int, default=3, help="enlarge the strip's pixels "
                    "(default 3; the output keeps the input's size)")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    add_tile_args(p)
     add_device_arg(p)
     p.set_defaults(run=cmd_translate)
 
@@ -43,11 +44,13 @@ def cmd_translate(args) -> int:
         kind = {1: "grey", 3: "colour"}
         raise RnnImgError(f"{args.input} is a {kind[image.shape[0]]} image, but the model in "
                           f"{args.run_dir} takes {kind[want]} input; convert the image first.")
-    source = (image.float() / 255.0).unsqueeze(0).to(model.device)  # (1, C, H, W)
-    output = model.translate(source)[0].cpu()
+    # uint8 in and out, tile by tile: a large photo stays at a byte a value (rnnimg.tiling)
+    output = model.translate(image.unsqueeze(0), tile=args.tile, overlap=args.overlap,
+                             progress=True)[0]
     save_image(output, out)
     written = [str(out)]
     if strip_path is not None:
+        source = (image.float() / 255.0).unsqueeze(0).to(model.device)  # (1, C, H, W)
         save_image(translation_strip(model, source), strip_path, scale=args.scale)
         written.append(str(strip_path))
     print(f"translated {args.input} ({image.shape[-1]}x{image.shape[-2]}) with {model.name}: "

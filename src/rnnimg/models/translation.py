@@ -17,6 +17,7 @@ from torch import Tensor
 from rnnimg.errors import RnnImgError
 from rnnimg.metrics import psnr_per_image, ssim_per_image
 from rnnimg.models.base import LossOutput, RnnImgModel
+from rnnimg.tiling import quantize, tile_settings, tiled_map
 
 TRANSLATION_LOSSES = ("l1", "l2")
 # ITU-R BT.601 luma weights (the ones PIL's "L" and rnnimg.data use).
@@ -57,6 +58,14 @@ class ImageTranslator(RnnImgModel):
 
     task = "translate"
     step_gamma: float = 0.0  # weight gamma^(K-1-k) of step k in the loss; 0 = the last step only
+    size_multiple: int = 1  # tiles start on multiples of this (a space-to-depth block, say)
+
+    @property
+    def receptive_radius(self) -> int | None:
+        """How far (pixels) an output pixel's view of the input reaches in each direction, an
+        upper bound; None = the whole image. Tiled translation equals whole-image translation
+        when the overlap is at least 2 x this + 1 (see rnnimg.tiling)."""
+        return None
 
     def refine(self, source: Tensor) -> Tensor:
         raise NotImplementedError
@@ -132,21 +141,42 @@ class ImageTranslator(RnnImgModel):
     # --- inference ----------------------------------------------------------------------------
     @torch.inference_mode()
     def translate(self, source: Tensor, return_steps: bool = False,
-                  generator: torch.Generator | None = None) -> Tensor:
+                  generator: torch.Generator | None = None, *, tile: int | None = None,
+                  overlap: int | None = None, progress: bool = False) -> Tensor:
         """Translate a batch of images.
 
         Args:
-            source: (B, C_in, H, W) in [0, 1], any H and W.
+            source: (B, C_in, H, W) in [0, 1], any H and W; or uint8 (values / 255), and then the
+                output is uint8 too (rounded), which keeps a large photo at a byte a value.
             return_steps: return every refinement step's estimate, (B, K, C_out, H, W), whose last
-                entry is the output.
+                entry is the output (whole image only).
             generator: unused (the translation is deterministic); accepted like every verb.
+            tile: run over overlapping tiles of this side and blend them without seams
+                (rnnimg.tiling); None = the whole image at once. Equal to the whole-image output
+                (within float rounding) when ``overlap >= 2 * receptive_radius + 1``.
+            overlap: pixels neighbouring tiles share; default 4 x ``receptive_radius`` (>= 16).
+            progress: a progress bar over the tiles (stderr).
 
         Returns:
-            (B, C_out, H, W) in [0, 1], or the steps.
+            (B, C_out, H, W) in [0, 1] (uint8 for a uint8 source) on the CPU when tiled, or the
+            steps.
         """
         self.check_source(source)
-        steps = self.refine(source)
-        return steps if return_steps else steps[:, -1]
+        as_bytes = source.dtype == torch.uint8
+        if tile is None and not as_bytes:
+            steps = self.refine(source)
+            return steps if return_steps else steps[:, -1]
+        if return_steps:
+            raise RnnImgError("return_steps needs the whole image at once: pass tile=None and a float "
+                              "source.")
+        if tile is None:
+            tile = -(-max(source.shape[-2:]) // self.size_multiple) * self.size_multiple  # one tile
+            overlap = 0
+        tile, overlap, margin = tile_settings(tile, overlap, self.receptive_radius, self.size_multiple)
+        return tiled_map(lambda x: self.refine(x.to(self.device))[:, -1], source, tile=tile,
+                         overlap=overlap, margin=margin, multiple=self.size_multiple,
+                         finish=quantize if as_bytes else None, progress=progress,
+                         desc="translating")
 
     # --- evaluation ---------------------------------------------------------------------------
     @torch.no_grad()
