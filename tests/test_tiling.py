@@ -125,7 +125,7 @@ def test_reseg_tiles_are_blended_but_only_approximate_its_whole_image_view():
 def test_a_tile_not_larger_than_the_overlap_is_refused():
     with pytest.raises(RnnImgError, match="--tile 32 is not larger than the overlap"):
         tile_settings(32, 48, 11)
-    assert tile_settings(None, None, 11) == (512, 44, 11)  # defaults: overlap 4r, margin r
+    assert tile_settings(None, None, 11) == (512, 38, 11)  # defaults: overlap 2r + 16, margin r
     assert tile_settings(100, None, None, 8) == (96, 64, 16)  # global field: overlap 64
 
 

@@ -90,14 +90,14 @@ def tile_settings(tile: int | None, overlap: int | None, radius: int | None,
     of ``multiple``. Returns (tile, overlap, margin), tile and overlap rounded to ``multiple``
     (tile down, overlap up).
 
-    Defaults: tile :data:`DEFAULT_TILE`; overlap 4 x radius (at least 16), which leaves a ramp
-    as wide again as the two margins; 64 for a whole-image receptive field. Raises RnnImgError
+    Defaults: tile :data:`DEFAULT_TILE`; overlap 2 x radius + 16: the two margins, which make the
+    tiles exact, and a 16-pixel ramp between them; 64 for a whole-image receptive field. Raises RnnImgError
     (naming --tile / --overlap) for a tile not larger than the overlap.
     """
     if tile is None:
         tile = DEFAULT_TILE
     if overlap is None:
-        overlap = max(16, 4 * radius) if radius is not None else 64
+        overlap = 2 * radius + 16 if radius is not None else 64
     if tile < 1 or overlap < 0:
         raise RnnImgError(f"--tile {tile} / --overlap {overlap}: the tile must be at least 1 pixel "
                           "and the overlap at least 0.")

@@ -95,7 +95,7 @@ def add_tile_args(p: argparse.ArgumentParser) -> None:
                    help="run over overlapping N x N tiles blended without seams, so any image size "
                         "fits in memory (default 512; a smaller image is one tile)")
     p.add_argument("--overlap", type=int, metavar="M", help="pixels neighbouring tiles share "
-                   "(default: 4x the model's receptive radius, at least 16, which makes the tiled "
+                   "(default: twice the model's receptive radius + 16, which makes the tiled "
                    "output equal the whole-image one)")
 
 

@@ -142,7 +142,7 @@ class ImageSegmenter(RnnImgModel):
         photo). ``tile``: run over overlapping tiles of this side, blending their logits without
         seams (rnnimg.tiling); equal to the whole-image labels (up to float rounding of the logits)
         when ``overlap >= 2 * receptive_radius + 1``, an approximation for a whole-image receptive
-        field. ``overlap`` defaults to 4 x ``receptive_radius`` (>= 16; 64 for a whole-image one);
+        field. ``overlap`` defaults to 2 x ``receptive_radius`` + 16 (64 for a whole-image one);
         ``progress`` shows a bar over the tiles. ``generator`` is accepted for the task-verb
         signature; segmentation draws nothing.
         """
