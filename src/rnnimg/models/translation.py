@@ -59,6 +59,7 @@ class ImageTranslator(RnnImgModel):
     task = "translate"
     step_gamma: float = 0.0  # weight gamma^(K-1-k) of step k in the loss; 0 = the last step only
     size_multiple: int = 1  # tiles start on multiples of this (a space-to-depth block, say)
+    scale: int = 1  # output pixels per input pixel along each side (super-resolution: 2, 3, 4)
 
     @property
     def receptive_radius(self) -> int | None:
@@ -84,6 +85,11 @@ class ImageTranslator(RnnImgModel):
                               "--data-opt corrupt=denoise (or saltpepper, inpaint, colorize), or use "
                               "pairs:INPUTS,TARGETS.")
         c = self.config
+        (sh, sw), (th, tw) = item["source"].shape[-2:], item["target"].shape[-2:]
+        if (th, tw) != (sh * self.scale, sw * self.scale):
+            raise RnnImgError(f"{name} pairs {sw}x{sh} sources with {tw}x{th} targets, but {self.name!r} "
+                              f"writes outputs {self.scale}x its input; use a super-resolution model "
+                              "for corrupt=downscale, or pairs of one size.")
         for key, want, field in (("source", c.in_channels, "in_channels"),
                                  ("target", c.out_channels, "out_channels")):
             got = item[key].shape[0]
@@ -154,7 +160,7 @@ class ImageTranslator(RnnImgModel):
             tile: run over overlapping tiles of this side and blend them without seams
                 (rnnimg.tiling); None = the whole image at once. Equal to the whole-image output
                 (within float rounding) when ``overlap >= 2 * receptive_radius + 1``.
-            overlap: pixels neighbouring tiles share; default 4 x ``receptive_radius`` (>= 16).
+            overlap: pixels neighbouring tiles share; default 2 x ``receptive_radius`` + 16.
             progress: a progress bar over the tiles (stderr).
 
         Returns:
