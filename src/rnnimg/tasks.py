@@ -420,6 +420,8 @@ def translation_strip(model, source: Tensor, target: Tensor | None = None) -> Te
         (3, H', W') in [0, 1].
     """
     steps = model.translate(source.to(model.device), return_steps=True).cpu()  # (B, K, C, H, W)
+    if steps.shape[-2:] != source.shape[-2:]:  # super-resolution: the input's pixels enlarged
+        source = torch.nn.functional.interpolate(source.float(), size=steps.shape[-2:], mode="nearest")
     rows = []
     for i in range(len(steps)):
         row = [source[i].cpu().expand(3, -1, -1) if source.shape[1] == 1 else source[i].cpu()]

@@ -92,8 +92,8 @@ def add_device_arg(p: argparse.ArgumentParser) -> None:
 def add_tile_args(p: argparse.ArgumentParser) -> None:
     """--tile and --overlap: any image size in bounded memory (rnnimg.tiling)."""
     p.add_argument("--tile", type=positive_int, default=512, metavar="N",
-                   help="run over overlapping N x N tiles blended without seams, so any image size "
-                        "fits in memory (default 512; a smaller image is one tile)")
+                   help="run over overlapping N x N tiles (input pixels) blended without seams, so "
+                        "any image size fits in memory (default 512; a smaller image is one tile)")
     p.add_argument("--overlap", type=int, metavar="M", help="pixels neighbouring tiles share "
                    "(default: twice the model's receptive radius + 16, which makes the tiled "
                    "output equal the whole-image one)")

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from rnnimg.errors import RnnImgError
-from rnnimg.metrics import psnr_per_image, ssim_per_image
+from rnnimg.metrics import psnr_per_image, psnr_y_per_image, ssim_per_image, ssim_y_per_image
 from rnnimg.models.base import LossOutput, RnnImgModel
 from rnnimg.tiling import quantize, tile_settings, tiled_map
 
@@ -70,6 +70,11 @@ class ImageTranslator(RnnImgModel):
 
     def refine(self, source: Tensor) -> Tensor:
         raise NotImplementedError
+
+    def baseline(self, source: Tensor) -> Tensor:
+        """What doing nothing gives, the floor every score is compared with: the input with the
+        output's channels; super-resolution models override it with the bicubic upscale."""
+        return match_channels(source, self.config.out_channels)
 
     # --- data contract ------------------------------------------------------------------------
     def dataset_options(self) -> dict[str, Any]:
@@ -134,7 +139,7 @@ class ImageTranslator(RnnImgModel):
         loss = loss / sum(weights)
         output = steps[:, -1]
         with torch.no_grad():
-            given = match_channels(source, target.shape[1])
+            given = self.baseline(source)
             metrics = {"l1": F.l1_loss(output, target), "mse": F.mse_loss(output, target),
                        "psnr": psnr_per_image(output, target).mean().float(),
                        "input_psnr": psnr_per_image(given, target).mean().float()}
@@ -180,7 +185,7 @@ class ImageTranslator(RnnImgModel):
             overlap = 0
         tile, overlap, margin = tile_settings(tile, overlap, self.receptive_radius, self.size_multiple)
         return tiled_map(lambda x: self.refine(x.to(self.device))[:, -1], source, tile=tile,
-                         overlap=overlap, margin=margin, multiple=self.size_multiple,
+                         overlap=overlap, margin=margin, multiple=self.size_multiple, scale=self.scale,
                          finish=quantize if as_bytes else None, progress=progress,
                          desc="translating")
 
@@ -189,11 +194,14 @@ class ImageTranslator(RnnImgModel):
     def evaluation_statistics(self, batch: dict[str, Tensor], **options) -> dict[str, Tensor]:
         """Sums over the batch: PSNR and SSIM (data range 1, all channels, see rnnimg.metrics) of
         the output and of the untouched input (grey repeated to colour where the model colours),
-        squared error per pixel, and PSNR after each refinement step."""
+        squared error per pixel, and PSNR after each refinement step. Super-resolution models
+        (``scale`` > 1) add the protocol's scores: PSNR and SSIM on the Y channel with ``scale``
+        pixels shaved from each border, of the output (``psnr_y``, ``ssim_y``) and of the bicubic
+        upscale (``input_psnr_y``, ``input_ssim_y``)."""
         source, target = batch["source"], batch["target"]
         steps = self.translate(source, return_steps=True)  # (B, K, C_out, H, W)
         output = steps[:, -1]
-        given = match_channels(source, target.shape[1])
+        given = self.baseline(source)
         stats = {
             "count": torch.tensor(float(len(target)), dtype=torch.float64),
             "psnr": psnr_per_image(output, target).sum(),
@@ -206,6 +214,13 @@ class ImageTranslator(RnnImgModel):
         if min(target.shape[-2:]) >= 11:  # SSIM's 11x11 window
             stats["ssim"] = ssim_per_image(output, target).sum()
             stats["input_ssim"] = ssim_per_image(given, target).sum()
+        s = self.scale
+        if s > 1 and min(target.shape[-2:]) > 2 * s:
+            stats["psnr_y"] = psnr_y_per_image(output, target, s).sum()
+            stats["input_psnr_y"] = psnr_y_per_image(given, target, s).sum()
+            if min(target.shape[-2:]) - 2 * s >= 11:
+                stats["ssim_y"] = ssim_y_per_image(output, target, s).sum()
+                stats["input_ssim_y"] = ssim_y_per_image(given, target, s).sum()
         return {k: v.double().cpu() for k, v in stats.items()}
 
     def reduce_statistics(self, stats: dict[str, Tensor]) -> dict[str, float | list[float]]:
@@ -213,11 +228,14 @@ class ImageTranslator(RnnImgModel):
         nothing); ``psnr_per_step`` lists the mean PSNR after each refinement step."""
         n = float(stats["count"])
         out: dict[str, float | list[float]] = {}
-        for key in ("psnr", "input_psnr", "ssim", "input_ssim", "mse", "input_mse"):
+        for key in ("psnr", "input_psnr", "ssim", "input_ssim", "mse", "input_mse", "psnr_y",
+                    "input_psnr_y", "ssim_y", "input_ssim_y"):
             if key in stats:
                 out[key] = float(stats[key]) / n
         out["psnr_gain"] = out["psnr"] - out["input_psnr"]
         if "ssim" in out:
             out["ssim_gain"] = out["ssim"] - out["input_ssim"]
+        if "psnr_y" in out:
+            out["psnr_y_gain"] = out["psnr_y"] - out["input_psnr_y"]
         out["psnr_per_step"] = [float(v) / n for v in stats["psnr_per_step"]]
         return out
