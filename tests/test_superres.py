@@ -102,3 +102,13 @@ def test_cli_translate_writes_the_enlarged_image(tmp_path, capsys):
                  str(tmp_path / "big.png"), "--steps", str(tmp_path / "strip.png")]) == 0
     assert Image.open(tmp_path / "big.png").size == (82, 60)
     assert 60 * 3 <= Image.open(tmp_path / "strip.png").size[1] < 60 * 3 + 20  # rows at the output size
+
+
+def test_card_pictures_stack_whole_test_photos_of_different_sizes():
+    from rnnimg.cards import _common_size
+
+    data = load_dataset("photos", "test", corrupt="downscale", scale=4)
+    items = _common_size([data[i] for i in range(5)])
+    assert {tuple(it["target"].shape) for it in items} == {(3, 300, 384)}  # coins: 303 -> 300
+    assert {tuple(it["source"].shape) for it in items} == {(3, 75, 96)}  # still a x4 pair
+    assert torch.equal(items[0]["target"], data[0]["target"][:, :300, :384])
