@@ -94,3 +94,15 @@ def test_cli_bad_scale_exits_2(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert code == 2 and "scale must be 2, 3 or 4" in err and len(err.splitlines()) == 1
     assert not (tmp_path / "run").exists()
+
+
+def test_downscale_on_a_folder_of_the_users_images(tmp_path):
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 256, (50, 45, 3), dtype=np.uint8)).save(tmp_path / f"{i}.png")
+    pairs = load_dataset(f"folder:{tmp_path}", "train", corrupt="downscale", scale=3)
+    item = pairs[0]
+    assert item["target"].shape == (3, 48, 45) and item["source"].shape == (3, 16, 15)
+    theirs = _pil_downscale(item["target"], 3).astype(int)
+    ours = (item["source"] * 255).round().byte().permute(1, 2, 0).numpy().astype(int)
+    assert np.abs(ours - theirs).max() <= 1
