@@ -339,8 +339,8 @@ def test_out_of_memory_is_one_line_naming_the_size(reseg_run, tmp_path, monkeypa
     monkeypatch.setattr(rnnimg.tasks, "segment_image", no_memory)
     assert main(["segment", str(run), str(image), "-o", str(tmp_path / "m.png"), "--no-resize"]) == 2
     err = _one_line(capsys)
-    assert "ran out of memory segmenting a 24x20 image" in err and "--no-resize" in err, err
-    assert "--tile" in err and "no --tile yet" in err  # truthful: the flag does not exist
+    assert "ran out of memory segmenting a 24x20 image" in err, err
+    assert "pass a smaller --tile" in err  # --no-resize segments tile by tile
     assert _files(tmp_path) == []
 
 
@@ -383,7 +383,7 @@ def test_every_verb_turns_out_of_memory_into_one_line(verb, draw_run, tmp_path, 
         Image.fromarray(grey).save(tmp_path / "in.png")
         monkeypatch.setattr(get_model_class("translator"), "translate", _no_memory)
         argv, expect = ["translate", str(tmp_path / "run"), str(tmp_path / "in.png"), "-o",
-                        str(out / "t.png")], ["translating a 28x28 image", "no --tile yet"]
+                        str(out / "t.png")], ["translating a 28x28 image", "--tile"]
     elif verb == "evaluate":
         monkeypatch.setattr(rnnimg.train, "evaluate", _no_memory)
         argv, expect = ["evaluate", str(draw_run), "--batch-size", "512"], ["batches of 512",

@@ -173,6 +173,55 @@ def ssim_per_image(pred: Tensor, target: Tensor) -> Tensor:
     return ssim_per_clip(pred.unsqueeze(1), target.unsqueeze(1))[:, 0]  # B clips of one frame
 
 
+# The super-resolution protocol: luma Y of ITU-R BT.601 in "studio swing", as MATLAB's rgb2ycbcr
+# and scikit-image's rgb2ycbcr compute it from RGB in [0, 1]: Y = 16 + 65.481 R + 128.553 G +
+# 24.966 B, in [16, 235] on the 0-255 scale.
+_Y_FROM_RGB = (65.481, 128.553, 24.966)
+
+
+def luma_y(image: Tensor) -> Tensor:
+    """(B, 3, H, W) RGB in [0, 1] -> (B, 1, H, W) float64 Y / 255, in [16/255, 235/255]; a grey
+    (B, 1, H, W) image is its own Y (returned as float64)."""
+    image = image.detach().double()
+    if image.shape[1] == 1:
+        return image
+    if image.shape[1] != 3:
+        raise ValueError(f"luma_y takes 1 or 3 channels, got {image.shape[1]}.")
+    weights = torch.tensor(_Y_FROM_RGB, dtype=torch.float64, device=image.device).view(1, 3, 1, 1)
+    return (16.0 + (image * weights).sum(1, keepdim=True)) / 255.0
+
+
+def _shave(pred: Tensor, target: Tensor, shave: int) -> tuple[Tensor, Tensor]:
+    if pred.shape != target.shape or pred.dim() != 4:
+        raise ValueError(f"pred and target must both be (B, C, H, W); got {tuple(pred.shape)} and "
+                         f"{tuple(target.shape)}.")
+    if shave < 0 or min(pred.shape[-2:]) <= 2 * shave:
+        raise ValueError(f"cannot shave {shave} pixels from each border of {tuple(pred.shape[-2:])}.")
+    if shave:
+        pred, target = pred[..., shave:-shave, shave:-shave], target[..., shave:-shave, shave:-shave]
+    return pred, target
+
+
+def psnr_y_per_image(pred: Tensor, target: Tensor, shave: int = 0) -> Tensor:
+    """PSNR (dB) of each image on the Y channel (:func:`luma_y`) with ``shave`` pixels cut from
+    every border, the super-resolution protocol (shave = the scale): 10 log10(255^2 / MSE) of Y
+    on the 0-255 scale, unrounded, over the remaining pixels. Equals scikit-image's
+    ``peak_signal_noise_ratio(Yt, Yp, data_range=255)`` on ``rgb2ycbcr(...)[..., 0]`` of the same
+    arrays cropped the same way (tested). float64 (B,)."""
+    pred, target = _shave(luma_y(pred), luma_y(target), shave)
+    return psnr_per_image(pred, target)
+
+
+def ssim_y_per_image(pred: Tensor, target: Tensor, shave: int = 0) -> Tensor:
+    """SSIM of each image on the Y channel with ``shave`` pixels cut from every border: scikit-
+    image's ``structural_similarity(Yt, Yp, data_range=255, gaussian_weights=True, sigma=1.5,
+    use_sample_covariance=False)`` on the 0-255 Y of the same arrays (:func:`ssim_per_image` on
+    Y / 255, which is the same number: SSIM does not change when data and range scale together).
+    float64 (B,)."""
+    pred, target = _shave(luma_y(pred), luma_y(target), shave)
+    return ssim_per_image(pred.float(), target.float())
+
+
 # ---------------------------------------------------------------------------------------------
 # segmentation
 

@@ -361,12 +361,14 @@ def segmentation_overlay(model, image: Tensor, labels: Tensor, alpha: float = 0.
     return with_legend(mask_overlay(image, labels, alpha), model.class_names, present)
 
 
-def segment_image(model, image: Tensor, resize: bool = True) -> Tensor:
-    """Labels (H, W) of one image (C, H, W) in [0, 1] of any size.
+def segment_image(model, image: Tensor, resize: bool = True, *, tile: int | None = None,
+                  overlap: int | None = None, progress: bool = False) -> Tensor:
+    """Labels (H, W) of one image (C, H, W) in [0, 1] (or uint8) of any size.
 
     With ``resize`` the image is resized (antialiased bilinear) to the model's training size, as
     the datasets do, and the labels are resized back with nearest neighbour only (no invented
-    labels); otherwise the model runs at the image's own size.
+    labels); otherwise the model runs at the image's own size, over overlapping ``tile`` x
+    ``tile`` tiles (``model.segment``; None = all at once). A uint8 image gives uint8 labels.
     """
     import torch.nn.functional as F
 
@@ -374,12 +376,15 @@ def segment_image(model, image: Tensor, resize: bool = True) -> Tensor:
 
     h, w = image.shape[-2:]
     size = model.config.image_size
-    batch = image.unsqueeze(0).float()
+    batch = image.unsqueeze(0)
     if resize and (h, w) != (size, size):
+        batch = batch.float() / 255.0 if batch.dtype == torch.uint8 else batch.float()
         batch = F.interpolate(batch, size=(size, size), mode="bilinear", antialias=True,
                               align_corners=False).clamp(0, 1)
-    labels = model.segment(batch.to(model.device))[0].cpu()
-    return resize_mask(labels, (h, w))
+    elif batch.dtype != torch.uint8:
+        batch = batch.float()
+    labels = model.segment(batch.to(model.device), tile=tile, overlap=overlap, progress=progress)[0]
+    return resize_mask(labels.cpu(), (h, w))
 
 
 @task_view("segment")
@@ -415,6 +420,8 @@ def translation_strip(model, source: Tensor, target: Tensor | None = None) -> Te
         (3, H', W') in [0, 1].
     """
     steps = model.translate(source.to(model.device), return_steps=True).cpu()  # (B, K, C, H, W)
+    if steps.shape[-2:] != source.shape[-2:]:  # super-resolution: the input's pixels enlarged
+        source = torch.nn.functional.interpolate(source.float(), size=steps.shape[-2:], mode="nearest")
     rows = []
     for i in range(len(steps)):
         row = [source[i].cpu().expand(3, -1, -1) if source.shape[1] == 1 else source[i].cpu()]

@@ -25,7 +25,9 @@ def make_grid(images: Tensor, nrow: int = 8, padding: int = 2, pad_value: float 
 
 
 def to_uint8(image: Tensor) -> np.ndarray:
-    """(3|1, H, W) float [0, 1] -> (H, W, 3|1) uint8."""
+    """(3|1, H, W) float [0, 1] (or already uint8) -> (H, W, 3|1) uint8."""
+    if image.dtype == torch.uint8:
+        return image.detach().cpu().permute(1, 2, 0).numpy()
     return (image.detach().float().cpu().clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
 
 

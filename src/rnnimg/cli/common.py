@@ -148,6 +148,16 @@ def add_device_arg(p: argparse.ArgumentParser) -> None:
                    help="cpu, cuda, cuda:1, ... (default: auto = cuda if available, else cpu)")
 
 
+def add_tile_args(p: argparse.ArgumentParser) -> None:
+    """--tile and --overlap: any image size in bounded memory (rnnimg.tiling)."""
+    p.add_argument("--tile", type=positive_int, default=512, metavar="N",
+                   help="run over overlapping N x N tiles (input pixels) blended without seams, so "
+                        "any image size fits in memory (default 512; a smaller image is one tile)")
+    p.add_argument("--overlap", type=int, metavar="M", help="pixels neighbouring tiles share "
+                   "(default: twice the model's receptive radius + 16, which makes the tiled "
+                   "output equal the whole-image one)")
+
+
 def positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -196,9 +206,6 @@ def os_error_line(err: OSError, flag: str | None = None) -> str:
 
 
 OUT_OF_MEMORY_MARKERS = ("out of memory", "can't allocate memory", "failed to allocate memory")
-NO_TILE_YET = "there is no --tile yet: cutting large images into tiles comes with high-resolution support"
-
-
 def is_out_of_memory(err: BaseException) -> bool:
     """An allocation failure: MemoryError, torch's OutOfMemoryError (CUDA), or the RuntimeError
     the CPU allocator ("DefaultCPUAllocator: can't allocate memory") or MPS raises."""

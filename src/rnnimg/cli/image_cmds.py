@@ -8,9 +8,9 @@ from pathlib import Path
 
 from rnnimg.cli.common import (
     IMAGE_SUFFIXES,
-    NO_TILE_YET,
     Outputs,
     add_device_arg,
+    add_tile_args,
     out_of_memory_hint,
     positive_int,
     resolve_device,
@@ -27,8 +27,9 @@ def _image_verb(sub, name: str, help: str, description: str, models: str, input_
     return p
 
 
-def _overwrite_and_device(p: argparse.ArgumentParser) -> None:
+def _overwrite_tile_and_device(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    add_tile_args(p)
     add_device_arg(p)
 
 
@@ -46,7 +47,7 @@ def register(sub) -> None:
                    "(default 2)")
     p.add_argument("--no-resize", action="store_true", help="segment at INPUT's own size instead "
                    "of the model's training size")
-    _overwrite_and_device(p)
+    _overwrite_tile_and_device(p)
     p.set_defaults(run=cmd_segment)
 
     p = _image_verb(
@@ -59,14 +60,15 @@ def register(sub) -> None:
     p.add_argument("--steps", metavar="STRIP.png", help="also write the strip of every step here")
     p.add_argument("--scale", type=positive_int, default=3, help="enlarge the strip's pixels "
                    "(default 3; the output keeps the input's size)")
-    _overwrite_and_device(p)
+    _overwrite_tile_and_device(p)
     p.set_defaults(run=cmd_translate)
 
 
 def _start(args, task: str, out_suffixes: tuple[str, ...], example: str, second_flag: str,
            second: str | None, second_example: str):
     """Check both outputs (before the model loads), load the model, read INPUT: returns
-    (outputs, -o path, second path or None, model, image (C, H, W) in [0, 1])."""
+    (outputs, -o path, second path or None, model, image (C, H, W) uint8: a large photo stays at a
+    byte a value, rnnimg.tiling)."""
     from rnnimg.data.images import read_image
     from rnnimg.tasks import load_model_for
 
@@ -81,13 +83,13 @@ def _start(args, task: str, out_suffixes: tuple[str, ...], example: str, second_
         got = kind.get(pixels.shape[0], f"{pixels.shape[0]}-channel")
         raise RnnImgError(f"{args.input} is a {got} image, but the model takes {kind[want]} input; "
                           f"convert it to {kind[want]} first.")
-    return outs, out, second, model, pixels.float() / 255.0
+    return outs, out, second, model, pixels
 
 
-def _memory_hint(doing: str, image, then: str = "pass a smaller image"):
-    """Name INPUT's size, and say truthfully that there is no --tile yet."""
+def _memory_hint(doing: str, image, then: str = "pass a smaller --tile"):
+    """Name INPUT's size and the flag that bounds the memory."""
     height, width = image.shape[-2:]
-    return out_of_memory_hint(f"{doing} a {width}x{height} image", f"{then} ({NO_TILE_YET})")
+    return out_of_memory_hint(f"{doing} a {width}x{height} image", then)
 
 
 def write_index_png(labels, path: Path) -> Path:
@@ -115,11 +117,13 @@ def cmd_segment(args) -> int:
     # an index PNG holds the labels themselves
     outs, out, overlay, model, image = _start(args, "segment", (".png",), "mask.png", "--overlay",
                                               args.overlay, "overlay.png")
-    then = "drop --no-resize (it segments at the model's training size), or pass a smaller " \
-           "image" if args.no_resize else "pass a smaller image"
+    then = "pass a smaller --tile" if args.no_resize else \
+        "pass a smaller image, or --no-resize with --tile (it segments tile by tile)"
     with _memory_hint("segmenting", image, then):
-        labels = segment_image(model, image, resize=not args.no_resize)  # (H, W)
-        picture = segmentation_overlay(model, image, labels) if overlay is not None else None
+        labels = segment_image(model, image, resize=not args.no_resize, tile=args.tile,
+                               overlap=args.overlap, progress=True)  # (H, W)
+        picture = segmentation_overlay(model, image.float() / 255.0, labels) \
+            if overlay is not None else None
     outs.write(out, lambda tmp: write_index_png(labels, tmp))
     if overlay is not None:
         outs.write(overlay, lambda tmp: save_picture(picture, tmp, scale=args.scale))
@@ -139,9 +143,11 @@ def cmd_translate(args) -> int:
     outs, out, strip_path, model, image = _start(args, "translate", IMAGE_SUFFIXES, "translated.png",
                                                  "--steps", args.steps, "steps.png")
     with _memory_hint("translating", image):
-        source = image.unsqueeze(0).to(model.device)  # (1, C, H, W)
-        output = model.translate(source)[0].cpu()
-        strip = translation_strip(model, source) if strip_path is not None else None
+        # uint8 in and out, tile by tile (rnnimg.tiling)
+        output = model.translate(image.unsqueeze(0), tile=args.tile, overlap=args.overlap,
+                                 progress=True)[0].cpu()
+        strip = translation_strip(model, (image.float() / 255.0).unsqueeze(0).to(model.device)) \
+            if strip_path is not None else None
     outs.write(out, lambda tmp: save_image(output, tmp))
     if strip is not None:
         outs.write(strip_path, lambda tmp: save_image(strip, tmp, scale=args.scale))

@@ -68,6 +68,11 @@ class DnCNN(ImageTranslator):
         layers.append(nn.Conv2d(c.features, c.out_channels, 3, padding=1))
         self.net = nn.Sequential(*layers)
 
+    @property
+    def receptive_radius(self) -> int:
+        """``depth`` 3x3 convolutions reach one pixel further each (batch norm is per pixel)."""
+        return self.config.depth
+
     def refine(self, source: Tensor) -> Tensor:
         """The output as the one and only step, (B, 1, C_out, H, W)."""
         residual = self.net(source)  # (B, C_out, H, W)

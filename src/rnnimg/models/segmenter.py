@@ -18,6 +18,7 @@ from torch import Tensor
 from rnnimg.errors import RnnImgError
 from rnnimg.metrics import confusion_matrix, segmentation_scores
 from rnnimg.models.base import LossOutput, RnnImgModel
+from rnnimg.tiling import tile_settings, tiled_map
 
 IGNORE_INDEX = 255
 
@@ -63,6 +64,13 @@ class ImageSegmenter(RnnImgModel):
         if names and len(names) != fitted.get("num_classes", values["num_classes"]):
             fitted["class_names"] = ()
         return fitted, notes
+
+    @property
+    def receptive_radius(self) -> int | None:
+        """How far (pixels) an output pixel's view of the input reaches in each direction, an
+        upper bound; None = the whole image (ReSeg's sweeps), where tiles only approximate the
+        whole-image labels. See rnnimg.tiling."""
+        return None
 
     @property
     def class_names(self) -> tuple[str, ...]:
@@ -138,13 +146,30 @@ class ImageSegmenter(RnnImgModel):
 
     # --- inference ----------------------------------------------------------------------------
     @torch.inference_mode()
-    def segment(self, image: Tensor, *, generator: torch.Generator | None = None) -> Tensor:
+    def segment(self, image: Tensor, *, generator: torch.Generator | None = None,
+                tile: int | None = None, overlap: int | None = None, progress: bool = False) -> Tensor:
         """Class labels (B, H, W) long of ``image`` (B, C, H, W) in [0, 1], any H and W.
 
-        ``generator`` is accepted for the task-verb signature; segmentation draws nothing.
+        A uint8 image is read as value / 255 and gives uint8 labels (a byte a pixel for a large
+        photo). ``tile``: run over overlapping tiles of this side, blending their logits without
+        seams (rnnimg.tiling); equal to the whole-image labels (up to float rounding of the logits)
+        when ``overlap >= 2 * receptive_radius + 1``, an approximation for a whole-image receptive
+        field. ``overlap`` defaults to 2 x ``receptive_radius`` + 16 (64 for a whole-image one);
+        ``progress`` shows a bar over the tiles. ``generator`` is accepted for the task-verb
+        signature; segmentation draws nothing.
         """
         self.check_image(image)
-        return self.logits(image.to(self.device, torch.float32)).argmax(1)
+        if tile is None and image.dtype != torch.uint8:
+            return self.logits(image.to(self.device, torch.float32)).argmax(1)
+        m = self.size_multiple
+        if tile is None:  # one tile: the whole image
+            tile, overlap = -(-max(image.shape[-2:]) // m) * m, 0
+        tile, overlap, margin = tile_settings(tile, overlap, self.receptive_radius, m)
+        dtype = torch.uint8 if image.dtype == torch.uint8 else torch.long
+        return tiled_map(lambda x: self.logits(x.to(self.device, torch.float32)), image, tile=tile,
+                         overlap=overlap, margin=margin, multiple=m,
+                         finish=lambda band: band.argmax(1).to(dtype), progress=progress,
+                         desc="segmenting")
 
     # --- data ---------------------------------------------------------------------------------
     def dataset_options(self) -> dict[str, Any]:

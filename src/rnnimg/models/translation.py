@@ -15,8 +15,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from rnnimg.errors import RnnImgError
-from rnnimg.metrics import psnr_per_image, ssim_per_image
+from rnnimg.metrics import psnr_per_image, psnr_y_per_image, ssim_per_image, ssim_y_per_image
 from rnnimg.models.base import LossOutput, RnnImgModel
+from rnnimg.tiling import quantize, tile_settings, tiled_map
 
 TRANSLATION_LOSSES = ("l1", "l2")
 # ITU-R BT.601 luma weights (the ones PIL's "L" and rnnimg.data use).
@@ -60,9 +61,23 @@ class ImageTranslator(RnnImgModel):
     data_fields: ClassVar[dict[str, str]] = {"image_size": "image_size", "channels": "out_channels",
                                              "source_channels": "in_channels"}
     step_gamma: float = 0.0  # weight gamma^(K-1-k) of step k in the loss; 0 = the last step only
+    size_multiple: int = 1  # tiles start on multiples of this (a space-to-depth block, say)
+    scale: int = 1  # output pixels per input pixel along each side (super-resolution: 2, 3, 4)
+
+    @property
+    def receptive_radius(self) -> int | None:
+        """How far (pixels) an output pixel's view of the input reaches in each direction, an
+        upper bound; None = the whole image. Tiled translation equals whole-image translation
+        when the overlap is at least 2 x this + 1 (see rnnimg.tiling)."""
+        return None
 
     def refine(self, source: Tensor) -> Tensor:
         raise NotImplementedError
+
+    def baseline(self, source: Tensor) -> Tensor:
+        """What doing nothing gives, the floor every score is compared with: the input with the
+        output's channels; super-resolution models override it with the bicubic upscale."""
+        return match_channels(source, self.config.out_channels)
 
     # --- data contract ------------------------------------------------------------------------
     def dataset_options(self) -> dict[str, Any]:
@@ -78,6 +93,11 @@ class ImageTranslator(RnnImgModel):
                               "--data-opt corrupt=denoise (or saltpepper, inpaint, colorize), or use "
                               "pairs:INPUTS,TARGETS.")
         c = self.config
+        (sh, sw), (th, tw) = item["source"].shape[-2:], item["target"].shape[-2:]
+        if (th, tw) != (sh * self.scale, sw * self.scale):
+            raise RnnImgError(f"{name} pairs {sw}x{sh} sources with {tw}x{th} targets, but {self.name!r} "
+                              f"writes outputs {self.scale}x its input; use a super-resolution model "
+                              "for corrupt=downscale, or pairs of one size.")
         for key, want, field in (("source", c.in_channels, "in_channels"),
                                  ("target", c.out_channels, "out_channels")):
             got = item[key].shape[0]
@@ -122,7 +142,7 @@ class ImageTranslator(RnnImgModel):
         loss = loss / sum(weights)
         output = steps[:, -1]
         with torch.no_grad():
-            given = match_channels(source, target.shape[1])
+            given = self.baseline(source)
             metrics = {"l1": F.l1_loss(output, target), "mse": F.mse_loss(output, target),
                        "psnr": psnr_per_image(output, target).mean().float(),
                        "input_psnr": psnr_per_image(given, target).mean().float()}
@@ -135,32 +155,56 @@ class ImageTranslator(RnnImgModel):
     # --- inference ----------------------------------------------------------------------------
     @torch.inference_mode()
     def translate(self, source: Tensor, return_steps: bool = False,
-                  generator: torch.Generator | None = None) -> Tensor:
+                  generator: torch.Generator | None = None, *, tile: int | None = None,
+                  overlap: int | None = None, progress: bool = False) -> Tensor:
         """Translate a batch of images.
 
         Args:
-            source: (B, C_in, H, W) in [0, 1], any H and W.
+            source: (B, C_in, H, W) in [0, 1], any H and W; or uint8 (values / 255), and then the
+                output is uint8 too (rounded), which keeps a large photo at a byte a value.
             return_steps: return every refinement step's estimate, (B, K, C_out, H, W), whose last
-                entry is the output.
+                entry is the output (whole image only).
             generator: unused (the translation is deterministic); accepted like every verb.
+            tile: run over overlapping tiles of this side and blend them without seams
+                (rnnimg.tiling); None = the whole image at once. Equal to the whole-image output
+                (within float rounding) when ``overlap >= 2 * receptive_radius + 1``.
+            overlap: pixels neighbouring tiles share; default 2 x ``receptive_radius`` + 16.
+            progress: a progress bar over the tiles (stderr).
 
         Returns:
-            (B, C_out, H, W) in [0, 1], or the steps.
+            (B, C_out, H, W) in [0, 1] (uint8 for a uint8 source) on the CPU when tiled, or the
+            steps.
         """
         self.check_source(source)
-        steps = self.refine(source)
-        return steps if return_steps else steps[:, -1]
+        as_bytes = source.dtype == torch.uint8
+        if tile is None and not as_bytes:
+            steps = self.refine(source)
+            return steps if return_steps else steps[:, -1]
+        if return_steps:
+            raise RnnImgError("return_steps needs the whole image at once: pass tile=None and a float "
+                              "source.")
+        if tile is None:
+            tile = -(-max(source.shape[-2:]) // self.size_multiple) * self.size_multiple  # one tile
+            overlap = 0
+        tile, overlap, margin = tile_settings(tile, overlap, self.receptive_radius, self.size_multiple)
+        return tiled_map(lambda x: self.refine(x.to(self.device))[:, -1], source, tile=tile,
+                         overlap=overlap, margin=margin, multiple=self.size_multiple, scale=self.scale,
+                         finish=quantize if as_bytes else None, progress=progress,
+                         desc="translating")
 
     # --- evaluation ---------------------------------------------------------------------------
     @torch.no_grad()
     def evaluation_statistics(self, batch: dict[str, Tensor], **options) -> dict[str, Tensor]:
         """Sums over the batch: PSNR and SSIM (data range 1, all channels, see rnnimg.metrics) of
         the output and of the untouched input (grey repeated to colour where the model colours),
-        squared error per pixel, and PSNR after each refinement step."""
+        squared error per pixel, and PSNR after each refinement step. Super-resolution models
+        (``scale`` > 1) add the protocol's scores: PSNR and SSIM on the Y channel with ``scale``
+        pixels shaved from each border, of the output (``psnr_y``, ``ssim_y``) and of the bicubic
+        upscale (``input_psnr_y``, ``input_ssim_y``)."""
         source, target = batch["source"], batch["target"]
         steps = self.translate(source, return_steps=True)  # (B, K, C_out, H, W)
         output = steps[:, -1]
-        given = match_channels(source, target.shape[1])
+        given = self.baseline(source)
         stats = {
             "count": torch.tensor(float(len(target)), dtype=torch.float64),
             "psnr": psnr_per_image(output, target).sum(),
@@ -173,6 +217,13 @@ class ImageTranslator(RnnImgModel):
         if min(target.shape[-2:]) >= 11:  # SSIM's 11x11 window
             stats["ssim"] = ssim_per_image(output, target).sum()
             stats["input_ssim"] = ssim_per_image(given, target).sum()
+        s = self.scale
+        if s > 1 and min(target.shape[-2:]) > 2 * s:
+            stats["psnr_y"] = psnr_y_per_image(output, target, s).sum()
+            stats["input_psnr_y"] = psnr_y_per_image(given, target, s).sum()
+            if min(target.shape[-2:]) - 2 * s >= 11:
+                stats["ssim_y"] = ssim_y_per_image(output, target, s).sum()
+                stats["input_ssim_y"] = ssim_y_per_image(given, target, s).sum()
         return {k: v.double().cpu() for k, v in stats.items()}
 
     def reduce_statistics(self, stats: dict[str, Tensor]) -> dict[str, float | list[float]]:
@@ -180,11 +231,14 @@ class ImageTranslator(RnnImgModel):
         nothing); ``psnr_per_step`` lists the mean PSNR after each refinement step."""
         n = float(stats["count"])
         out: dict[str, float | list[float]] = {}
-        for key in ("psnr", "input_psnr", "ssim", "input_ssim", "mse", "input_mse"):
+        for key in ("psnr", "input_psnr", "ssim", "input_ssim", "mse", "input_mse", "psnr_y",
+                    "input_psnr_y", "ssim_y", "input_ssim_y"):
             if key in stats:
                 out[key] = float(stats[key]) / n
         out["psnr_gain"] = out["psnr"] - out["input_psnr"]
         if "ssim" in out:
             out["ssim_gain"] = out["ssim"] - out["input_ssim"]
+        if "psnr_y" in out:
+            out["psnr_y_gain"] = out["psnr_y"] - out["input_psnr_y"]
         out["psnr_per_step"] = [float(v) / n for v in stats["psnr_per_step"]]
         return out

@@ -125,6 +125,15 @@ class Translator(ImageTranslator):
             self.decoder[-1].bias.zero_()
         self.discriminator = (PatchDiscriminator(c.in_channels, c.out_channels, c.disc_features,
                                                  c.disc_layers) if c.adv_weight > 0 else None)
+        self.size_multiple = c.patch  # tiles start on whole space-to-depth blocks
+
+    @property
+    def receptive_radius(self) -> int:
+        """An upper bound in pixels: per step, at the block resolution, the encoder's two
+        convolutions, the ConvGRU's gates then candidate, the decoder's two, each k // 2 blocks;
+        K steps in a row; plus one block for the folding."""
+        c = self.config
+        return c.patch * (c.steps * 6 * (c.kernel_size // 2) + 1)
 
     # --- the refinement, one step at a time ---------------------------------------------------
     def initial_estimate(self, source: Tensor) -> Tensor:

@@ -75,6 +75,15 @@ class UNet(ImageSegmenter):
         self.classifier = nn.Conv2d(w[0], c.num_classes, 1)
         self.size_multiple = 2 ** (len(w) - 1)
 
+    @property
+    def receptive_radius(self) -> int:
+        """An upper bound in pixels: two 3x3 convolutions per level on the way down and up, each
+        reaching 2^level pixels, plus a pooling window per level below the top."""
+        levels = len(self.config.widths)
+        down = sum(2 * 2 ** i for i in range(levels))
+        up = sum(2 * 2 ** i + 2 ** i for i in range(levels - 1))
+        return down + up
+
     def forward(self, image: Tensor) -> Tensor:
         """Logits (B, K, H, W); H and W must be multiples of ``size_multiple``."""
         x = image * 2 - 1

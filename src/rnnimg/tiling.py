@@ -1,0 +1,174 @@
+"""Any image size in bounded memory: run a fully convolutional map over overlapping tiles and blend
+them without seams.
+
+The image is cut into a grid of tiles of side ``tile`` (the last row and column are cut to end at
+the image's edge) whose neighbours share ``overlap`` pixels. Each tile's output is weighted by a
+separable window that is 1 inside the tile, 0 on the outer ``margin`` pixels of every edge it
+shares with a neighbour, and rises along a raised-cosine ramp in between; the weights are
+normalised so that they sum to 1 at every pixel. Edges on the image's border get no ramp.
+
+Why tiled equals whole: an output pixel of a map whose receptive field reaches ``radius`` pixels
+in every direction (the models' ``receptive_radius``) depends only on the input pixels within that
+radius. A tile's output pixel at least ``radius`` pixels from every edge it shares with a
+neighbour therefore sees exactly the input the whole image would give it (at the image's own
+border the tile pads just as the whole image does, provided tiles start on multiples of the
+model's ``size_multiple``). With ``margin >= radius`` every pixel that gets weight is such a pixel,
+so the blended result is the whole-image output up to float rounding: that holds when
+``overlap >= 2 * radius + 1``. Models whose receptive field is the whole image (ReSeg's ReNet
+sweeps) have ``receptive_radius = None``: their tiled output is an approximation, each tile seeing
+only its own context, and the blending only hides the seams.
+
+Memory: the input may stay uint8 (converted to [0, 1] floats one tile at a time); the blended output
+is accumulated one band of tile rows at a time (a band is ``tile + overlap`` rows by the image's
+width) and handed to ``finish`` (quantise, argmax) as soon as no later tile touches it, so peak
+memory grows with the tile and the image's width, not with its area.
+
+Only torch here (and tqdm for the progress bar); ``rnnimg.models`` builds its verbs on this.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+from rnnimg.errors import RnnImgError
+
+DEFAULT_TILE = 512  # pixels a side: a few tens of MB of activations for the shipped models
+
+
+def tile_spans(length: int, tile: int, overlap: int, multiple: int = 1) -> list[tuple[int, int]]:
+    """The [start, end) spans along one axis of ``length`` pixels: starts on multiples of
+    ``multiple``, each span at most ``tile`` long, neighbours sharing at least ``overlap`` pixels,
+    the last one ending at ``length``."""
+    if length <= tile:
+        return [(0, length)]
+    stride = tile - overlap
+    last_start = -(-(length - tile) // multiple) * multiple  # the first aligned start that reaches the end
+    spans = [(0, tile)]
+    while spans[-1][1] < length:
+        start = min(spans[-1][0] + stride, last_start)
+        spans.append((start, min(start + tile, length)))
+    return spans
+
+
+def _ramp(n: int, margin: int, width: int) -> Tensor:
+    """Weights of the ``n`` pixels next to a shared edge, by distance from it: 0 on the first
+    ``margin``, a raised cosine from 0 to 1 over the next ``width - 2 * margin``, then 1."""
+    d = torch.arange(n, dtype=torch.float64) + 0.5
+    t = ((d - margin) / max(width - 2 * margin, 1)).clamp(0, 1)
+    return 0.5 - 0.5 * torch.cos(math.pi * t)
+
+
+def blend_weights(spans: list[tuple[int, int]], length: int, overlap: int, margin: int,
+                  scale: int = 1) -> list[Tensor]:
+    """Per span its normalised window (float32, ``(end - start) * scale`` long) in output pixels:
+    the windows placed at their spans sum to 1 at every output pixel."""
+    raw = []
+    for start, end in spans:
+        n = (end - start) * scale
+        w = torch.ones(n, dtype=torch.float64)
+        if start > 0:
+            w = w * _ramp(n, margin * scale, overlap * scale)
+        if end < length:
+            w = w * _ramp(n, margin * scale, overlap * scale).flip(0)
+        raw.append(w)
+    total = torch.zeros(length * scale, dtype=torch.float64)
+    for (start, end), w in zip(spans, raw):
+        total[start * scale:end * scale] += w
+    if bool((total <= 0).any()):  # cannot happen for spans from tile_spans with margin < overlap / 2
+        raise ValueError("the tiles leave pixels without weight; raise the overlap")
+    return [(w / total[s * scale:e * scale]).float() for (s, e), w in zip(spans, raw)]
+
+
+def tile_settings(tile: int | None, overlap: int | None, radius: int | None,
+                  multiple: int = 1) -> tuple[int, int, int]:
+    """Check and complete the user's ``tile`` and ``overlap`` for a model whose receptive field
+    reaches ``radius`` pixels (None: the whole image) and that wants sizes and starts on multiples
+    of ``multiple``. Returns (tile, overlap, margin), tile and overlap rounded to ``multiple``
+    (tile down, overlap up).
+
+    Defaults: tile :data:`DEFAULT_TILE`; overlap 2 x radius + 16: the two margins, which make the
+    tiles exact, and a 16-pixel ramp between them; 64 for a whole-image receptive field. Raises RnnImgError
+    (naming --tile / --overlap) for a tile not larger than the overlap.
+    """
+    if tile is None:
+        tile = DEFAULT_TILE
+    if overlap is None:
+        overlap = 2 * radius + 16 if radius is not None else 64
+    if tile < 1 or overlap < 0:
+        raise RnnImgError(f"--tile {tile} / --overlap {overlap}: the tile must be at least 1 pixel "
+                          "and the overlap at least 0.")
+    overlap = -(-overlap // multiple) * multiple
+    rounded = tile // multiple * multiple
+    if rounded <= overlap:
+        raise RnnImgError(f"--tile {tile} is not larger than the overlap ({overlap} pixels, rounded to "
+                          f"a multiple of {multiple}); pass a larger --tile or a smaller --overlap.")
+    margin = min(radius if radius is not None else overlap // 4, (overlap - 1) // 2) if overlap else 0
+    return rounded, overlap, margin
+
+
+def tiled_map(fn: Callable[[Tensor], Tensor], image: Tensor, *, tile: int, overlap: int,
+              margin: int, multiple: int = 1, scale: int = 1,
+              finish: Callable[[Tensor], Tensor] | None = None, progress: bool = False,
+              desc: str = "tiles") -> Tensor:
+    """Apply ``fn`` to ``image`` tile by tile and blend the tiles' outputs.
+
+    Args:
+        fn: maps a float batch (B, C, h, w) in [0, 1] to (B, C', h * scale, w * scale); it is
+            called once per tile (on the tile's own device handling is fn's business).
+        image: (B, C, H, W), uint8 (read as value / 255) or float in [0, 1]; kept as given, each
+            tile converted on its own.
+        tile, overlap, margin: from :func:`tile_settings`; ``margin`` output-free pixels (in input
+            pixels) along every edge shared with a neighbour.
+        multiple: tile starts fall on multiples of it (the model's ``size_multiple``).
+        scale: output pixels per input pixel (super-resolution; 1 otherwise).
+        finish: maps a finished band of the blended output (B, C', rows, W * scale) to what is
+            stored (for example quantised to uint8, or the argmax over classes (B, rows, W)); the
+            identity by default.
+        progress: show a progress bar over the tiles (stderr) when there is more than one.
+
+    Returns:
+        the finished output, (..., H * scale, W * scale), on the CPU.
+    """
+    from tqdm.auto import tqdm
+
+    height, width = image.shape[-2:]
+    rows = tile_spans(height, tile, overlap, multiple)
+    cols = tile_spans(width, tile, overlap, multiple)
+    wy = blend_weights(rows, height, overlap, margin, scale)
+    wx = blend_weights(cols, width, overlap, margin, scale)
+    finish = finish or (lambda band: band)
+    out, carry = None, None
+    bar = tqdm(total=len(rows) * len(cols), desc=desc, unit="tile",
+               disable=not progress or len(rows) * len(cols) == 1, leave=False)
+    try:
+        for i, (ys, ye) in enumerate(rows):
+            band = None
+            for j, (xs, xe) in enumerate(cols):
+                piece = image[..., ys:ye, xs:xe]
+                piece = piece.float() / 255.0 if piece.dtype == torch.uint8 else piece
+                y = fn(piece)  # (B, C', (ye - ys) * scale, (xe - xs) * scale)
+                if band is None:
+                    band = y.new_zeros(*y.shape[:-1], width * scale)
+                    if carry is not None:
+                        band[..., :carry.shape[-2], :] += carry
+                weight = (wy[i].to(y.device)[:, None] * wx[j].to(y.device)[None, :])
+                band[..., xs * scale:xe * scale] += y * weight
+                bar.update()
+            done = ((rows[i + 1][0] if i + 1 < len(rows) else height) - ys) * scale
+            part = finish(band[..., :done, :]).cpu()
+            if out is None:
+                out = part.new_empty(*part.shape[:-2], height * scale, width * scale)
+            out[..., ys * scale:ys * scale + done, :] = part
+            carry = band[..., done:, :]
+    finally:
+        bar.close()
+    return out
+
+
+def quantize(band: Tensor) -> Tensor:
+    """[0, 1] floats to uint8 by rounding, as rnnimg.viz writes images."""
+    return (band.clamp(0, 1) * 255).round().to(torch.uint8)
