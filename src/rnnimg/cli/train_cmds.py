@@ -77,7 +77,7 @@ def register(sub) -> None:
     g.add_argument("--num-nodes", type=positive_int, help="machines for multi-node DDP (default 1)")
     g.add_argument("--precision", help="32-true (default), bf16-mixed, 16-mixed")
     g.add_argument("--compile", nargs="?", const="default", metavar="MODE",
-                   help="compile the training step with torch.compile (convlstm, predrnn): MODE "
+                   help="compile the training step with torch.compile (convlstm, predrnn, convscan): MODE "
                         "default (the flag alone), reduce-overhead (CUDA graphs), max-autotune, "
                         "max-autotune-no-cudagraphs, or none (off, e.g. on --resume)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")

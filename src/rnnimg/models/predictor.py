@@ -134,14 +134,15 @@ class FramePredictor(RnnImgModel):
         low = autocast_dtype(frames)
         inputs = frames if low is None else frames.to(low)  # once, not a cast per step: the steps
         # read frames only through convolutions, so under autocast they see the same values
-        state, prev, aux_sum = self.init_state(b), None, None  # memories in the weights' dtype
-        predictions = []
+        # steps 0..start-1 in one go where a subclass can (a parallel scan over true frames);
+        # the base class starts from the zero state (memories in the weights' dtype)
+        start, state, prev, predictions, aux_sum = self.rollout_prefix(inputs, truth_mask)
         # A compiled step does not see autocast's weight cache: it would cast every convolution's
         # weights at every step (and their gradients back). Cast them once per rollout instead.
         once = low is not None and self._compile_mode is not None and not (
             c.grad_checkpoint and torch.is_grad_enabled())  # recomputation runs after the rollout
         with _conv_weights_as(self, low if once else None):
-            for s in range(t - 1):
+            for s in range(start, t - 1):
                 if c.tbptt and s and s % c.tbptt == 0:
                     state, prev = _detach_state(state), prev.detach()
                 if s == 0 or (truth_mask is None and s < c.context):
@@ -161,6 +162,20 @@ class FramePredictor(RnnImgModel):
                     aux_sum = aux if aux_sum is None else aux_sum + aux
         aux_mean = None if aux_sum is None else aux_sum / (t - 1)
         return torch.stack(predictions, dim=1), aux_mean  # (B, T-1, C, H, W)
+
+    def rollout_prefix(self, inputs: Tensor, truth_mask: Tensor | None
+                       ) -> tuple[int, Any, Tensor | None, list[Tensor], Tensor | None]:
+        """Where :meth:`rollout`'s loop over time starts: (first step the loop runs, the state
+        before it, the last prediction, the predictions of the steps before it, the sum of their
+        auxiliary losses or None). The base class runs every step in the loop: (0, the zero
+        state, None, [], None). A model that computes its steps over true frames all at once
+        (``convscan``) overrides it; its results must equal the loop's.
+
+        Args:
+            inputs: the clip (B, T, C, H, W), in autocast's dtype under autocast.
+            truth_mask: :meth:`rollout`'s ``truth_mask``.
+        """
+        return 0, self.init_state(inputs.shape[0]), None, [], None
 
     # --- compiled training --------------------------------------------------------------------
     _compile_mode: str | None = None
