@@ -74,8 +74,8 @@ def test_teacher_forced_scan_equals_step_frame_by_frame(overrides):
 @pytest.mark.parametrize("horizon", [1, 4, 23])
 @pytest.mark.parametrize("graph", ["auto", False])
 def test_closed_loop_predict_equals_a_hand_written_rollout_of_step(horizon, graph):
-    """Done-when of issue 18: predict of any horizon (past the trained 4; the debug context is 6 here) is the context fed to
-    step, then each returned frame fed back."""
+    """Done-when of issue 18: predict of any horizon (past the trained 4; context 6 here) is the
+    context fed to step, then each returned frame fed back."""
     model = _model(context=6).eval()
     context = torch.rand(2, 6, 1, 16, 16)
     predicted = model.predict(context, horizon, graph=graph)

@@ -10,7 +10,7 @@ from rnnimg.nn.rnn import RECURRENT_KINDS, RNN, RNNCell, make_recurrent
 from rnnimg.nn.row_lstm import RowLSTM
 from rnnimg.nn.st_lstm import SpatioTemporalLSTMCell
 
-__all__ = ["FRAME_OUTPUTS", "RECURRENT_KINDS", "RNN", "ConvGRUCell", "ConvLSTMCell", "ConvScanCell", "DiagonalBiLSTM",
-           "DiagonalLSTM", "MaskedConv2d", "RNNCell", "RowLSTM", "SpatioTemporalLSTMCell",
+__all__ = ["FRAME_OUTPUTS", "RECURRENT_KINDS", "RNN", "ConvGRUCell", "ConvLSTMCell", "ConvScanCell",
+           "DiagonalBiLSTM", "DiagonalLSTM", "MaskedConv2d", "RNNCell", "RowLSTM", "SpatioTemporalLSTMCell",
            "colour_groups", "depth_to_space", "make_recurrent", "patched_size", "skew",
            "space_to_depth", "to_frame_range", "unskew"]
