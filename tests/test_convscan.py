@@ -153,3 +153,34 @@ def test_config_errors_name_the_field():
     for field, bad in [("cell", "lstm"), ("scan_method", "log"), ("closed_loop", -1), ("hidden_size", 0)]:
         with pytest.raises(RnnImgError, match=field if field != "scan_method" else "log"):
             create_model("convscan", "debug", **{field: bad})
+
+
+def test_evaluate_scores_any_horizon_and_prints_the_curve(tmp_path, capsys):
+    """Issue 18 item 2: `--eval-opt horizon=N` scores N predicted frames (the clips are loaded
+    long enough without a --data-opt), the first frames' scores equal those of the trained
+    horizon, and the CLI prints the per-horizon curve as a table (ranges past 20 frames)."""
+    from rnnimg.cli import main
+    from rnnimg.cli.train_cmds import horizon_bins
+    from rnnimg.train import evaluate
+
+    model = _model()
+    model.save_pretrained(tmp_path, extra={"data": {"name": "moving-mnist",
+                                                    "options": {"test_clips": 3, "frames": 8}}})
+    short = evaluate(tmp_path, batch_size=3, progress=False)["metrics"]
+    long = evaluate(tmp_path, batch_size=3, progress=False, options={"horizon": 30})
+    assert long["data_options"]["frames"] == 34
+    assert len(long["metrics"]["mse_per_step"]) == 30 and len(long["metrics"]["ssim_per_step"]) == 30
+    assert long["metrics"]["mse_per_step"][:4] == pytest.approx(short["mse_per_step"], rel=1e-5)
+    assert main(["evaluate", str(tmp_path), "--eval-opt", "horizon=30", "--batch-size", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "per predicted frame (means over ranges)" in out and "mse_per_step" not in out
+    rows = [line.split() for line in out.splitlines() if line.strip()[:1].isdigit()]
+    assert rows[0][0].startswith("1-") and rows[-1][0].endswith("-30") and len(rows) == 20
+    first_range = int(rows[0][0].split("-")[1])
+    assert float(rows[0][1]) == pytest.approx(
+        sum(long["metrics"]["mse_per_step"][:first_range]) / first_range, rel=1e-3)
+    bins = horizon_bins(90)
+    assert bins[0][0] == 1 and bins[-1][1] == 90 and all(b[0] == a[1] + 1 for a, b in zip(bins, bins[1:]))
+    assert horizon_bins(7) == [(i, i) for i in range(1, 8)]
+    with pytest.raises(RnnImgError, match="horizon"):
+        evaluate(tmp_path, batch_size=3, progress=False, options={"horizon": 0})

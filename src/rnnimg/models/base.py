@@ -99,6 +99,12 @@ class RnnImgModel(nn.Module):
     # --- evaluation: additive statistics, reduced once per split --------------------------------
     evaluation_options: ClassVar[tuple[str, ...]] = ()  # what evaluation_statistics(**options) takes
 
+    def evaluation_dataset_options(self, **options: Any) -> dict[str, Any]:
+        """Dataset options that evaluation ``options`` need beyond :meth:`dataset_options` (a
+        predictor scored at a longer horizon needs longer clips); the user's own ``--data-opt``
+        still wins. The default: none."""
+        return {}
+
     @torch.no_grad()
     def evaluation_statistics(self, batch: dict[str, Tensor], **options: Any) -> dict[str, Tensor]:
         """Sums over the items of ``batch`` that add up across batches and processes.

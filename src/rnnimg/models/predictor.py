@@ -403,24 +403,43 @@ class FramePredictor(RnnImgModel):
         shape = (batch_size, c.context + c.horizon, c.channels, c.frame_size, c.frame_size)
         return {"frames": torch.rand(shape, generator=generator)}
 
+    evaluation_options = ("horizon",)  # `rnnimg evaluate --eval-opt horizon=90`
+
+    def evaluation_dataset_options(self, horizon: int | None = None, **options) -> dict[str, Any]:
+        """Clips of context + ``horizon`` frames when another horizon is scored."""
+        if horizon is None or isinstance(horizon, bool) or not isinstance(horizon, numbers.Integral):
+            return {}  # evaluation_statistics reports a bad horizon
+        return {"frames": self.config.context + int(horizon)}
+
     @torch.no_grad()
-    def evaluation_statistics(self, batch: dict[str, Tensor], **options) -> dict[str, Tensor]:
+    def evaluation_statistics(self, batch: dict[str, Tensor], horizon: int | None = None,
+                              **options) -> dict[str, Tensor]:
         """Sums over clips of the per-time-step scores of predicting frames
         context..context+horizon-1 from the first ``context`` frames only (own predictions fed
         back, as :meth:`predict`): ``mse``, ``mae`` (summed over C, H, W), ``psnr`` and ``ssim``,
         each (horizon,), and the validation ``loss``. ``ssim`` is left out for frames smaller than
-        its 11x11 window. :meth:`reduce_statistics` makes the means over clips."""
+        its 11x11 window. :meth:`reduce_statistics` makes the means over clips.
+
+        ``horizon`` (default: the config's) scores another number of predicted frames, e.g. a
+        long-horizon curve of a model trained on 10 -> 10 (the clips must hold context + horizon
+        frames)."""
         from rnnimg.metrics import mae_per_frame, mse_per_frame, psnr, ssim
 
         c = self.config
+        if horizon is None:
+            horizon = c.horizon
+        if isinstance(horizon, bool) or not isinstance(horizon, numbers.Integral) or horizon < 1:
+            raise RnnImgError(f"horizon must be a whole number >= 1, got {horizon!r}; fix --eval-opt "
+                              "horizon.")
         frames = batch["frames"]
         self.check_frames(frames)
-        if frames.shape[1] < c.context + c.horizon:
+        if frames.shape[1] < c.context + horizon:
             raise RnnImgError(
                 f"clips have {frames.shape[1]} frames, but evaluation needs context + horizon = "
-                f"{c.context + c.horizon}; load the data with frames={c.context + c.horizon}."
+                f"{c.context + horizon}; load the data with frames={c.context + horizon} "
+                f"(--data-opt frames={c.context + horizon})."
             )
-        frames = frames[:, :c.context + c.horizon].to(self.device)
+        frames = frames[:, :c.context + horizon].to(self.device)
         n = frames.shape[0]
         # rollout without a truth mask reads only the context and then its own predictions: the
         # same numbers as predict() (tested), and the validation loss comes with them.
