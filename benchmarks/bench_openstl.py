@@ -153,7 +153,11 @@ class OpenSTLConvLSTM(torch.nn.Module):
         frames = torch.cat([context, context.new_zeros(b, horizon, *context.shape[2:])], 1)
         patches = self._patches(frames)
         mask = patches.new_zeros(b, frames.shape[1] - self.context - 1, *patches.shape[2:])
-        next_frames, _ = self.net(patches, mask, return_loss=False)
+        trained, self.net.configs.aft_seq_length = self.net.configs.aft_seq_length, horizon  # its loop length
+        try:
+            next_frames, _ = self.net(patches, mask, return_loss=False)
+        finally:
+            self.net.configs.aft_seq_length = trained
         return self._frames(next_frames)[:, self.context - 1:].clamp(0, 1)
 
 
@@ -220,14 +224,15 @@ def run_speed(args) -> list[dict]:
 
 
 @torch.no_grad()
-def score(model, args) -> dict:
+def score(model, args, horizon: int | None = None, clips: int | None = None, late=None) -> dict:
     model.eval()
-    test = load_dataset("moving-mnist", "test", frames=args.context + args.horizon,
-                        frame_size=args.frame_size, test_clips=args.test_clips)
+    horizon, clips = horizon or args.horizon, clips or args.test_clips
+    test = load_dataset("moving-mnist", "test", frames=args.context + horizon,
+                        frame_size=args.frame_size, test_clips=clips)
     sums, n = {}, 0
     for start in range(0, len(test), 50):
         frames = torch.stack([test[i]["frames"] for i in range(start, min(start + 50, len(test)))])
-        prediction = model.predict(frames[:, :args.context], args.horizon).float()
+        prediction = model.predict(frames[:, :args.context], horizon).float()
         target = frames[:, args.context:]
         for key, fn in (("mse", mse_per_frame), ("mae", mae_per_frame), ("ssim", ssim), ("psnr", psnr)):
             value = fn(prediction, target).double() * len(frames)
@@ -236,8 +241,8 @@ def score(model, args) -> dict:
     per_step = {k: (v / n).tolist() for k, v in sums.items()}
     out = {k: float(np.mean(v)) for k, v in per_step.items()}
     out.update({f"{k}_per_step": v for k, v in per_step.items()})
-    if args.late:
-        lo, hi = args.late
+    if late:
+        lo, hi = late
         out[f"mse_{lo}_{hi}"] = float(np.mean(per_step["mse"][lo - 1:hi]))
         out[f"ssim_{lo}_{hi}"] = float(np.mean(per_step["ssim"][lo - 1:hi]))
     return out
@@ -269,7 +274,10 @@ def run_quality(args) -> list[dict]:
                 print(f"{spec}: step {step}, {spent:.0f} CPU-s, loss {np.mean(losses[-50:]):.5f}", flush=True)
         result = {"model": spec, "tag": args.tag, "steps": step, "cpu_s": spent, "seed": args.seed,
                   "params": sum(p.numel() for p in model.parameters()),
-                  "final_train_loss": float(np.mean(losses[-20:])), **score(model, args)}
+                  "final_train_loss": float(np.mean(losses[-20:])), **score(model, args, late=args.late)}
+        if args.long:  # the same weights rolled out further than they were trained for
+            long = score(model, args, args.long, args.long_clips, late=args.long_late)
+            result.update({f"long_{k}": v for k, v in long.items()})
         rows.append(result)
         name = f"{args.tag}-{spec.replace(':', '_').replace(',', '_').replace('=', '')}-s{args.seed}.json"
         Path(args.runs).mkdir(parents=True, exist_ok=True)
@@ -285,7 +293,8 @@ def table(rows: list[dict]) -> str:
         lines += [f"| `{r['model']}` | {r['frames']} | {r['params']:,} | {r['cpu_s_per_step']:.3f} | "
                   f"{r['clips_per_cpu_s']:.2f} |" for r in rows]
         return "\n".join(lines)
-    late = sorted({k for r in rows for k in r if k.startswith("mse_") and not k.endswith("per_step")})
+    late = sorted({k for r in rows for k in r if k.startswith(("mse_", "long_mse", "long_ssim_"))
+                   and not k.endswith("per_step")})
     head = "| tag | model | seed | parameters | steps | test MSE / frame | SSIM | MAE | PSNR |" + \
         "".join(f" {k} |" for k in late)
     lines = [head, "|" + "---|" * (9 + len(late))]
@@ -319,6 +328,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--test-clips", type=int, default=500)
     p.add_argument("--late", type=int, nargs=2, metavar=("FIRST", "LAST"),
                    help="also report MSE and SSIM averaged over predicted frames FIRST..LAST (1-based)")
+    p.add_argument("--long", type=int, metavar="H",
+                   help="also score the trained weights at horizon H (e.g. 90) on --long-clips clips")
+    p.add_argument("--long-clips", type=int, default=200)
+    p.add_argument("--long-late", type=int, nargs=2, default=(50, 90), metavar=("FIRST", "LAST"),
+                   help="with --long: MSE and SSIM over these predicted frames (default 50 90)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--tag", default="quality", help="name of this setting in the table")
     p.add_argument("--runs", default="runs/bench_openstl", help="where result JSONs go")
