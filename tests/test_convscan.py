@@ -184,3 +184,18 @@ def test_evaluate_scores_any_horizon_and_prints_the_curve(tmp_path, capsys):
     assert horizon_bins(7) == [(i, i) for i in range(1, 8)]
     with pytest.raises(RnnImgError, match="horizon"):
         evaluate(tmp_path, batch_size=3, progress=False, options={"horizon": 0})
+
+
+def test_moving_mnist_long_clips_continue_the_short_ones():
+    """Issue 18 item 2: 10 -> 90 and 100 -> 400 need 100- and 500-frame clips; the fixed test
+    clips of any length start with the frames of the standard 20-frame clips (same digits, same
+    trajectories), so scores at different horizons are about the same clips."""
+    from rnnimg.data import load_dataset
+
+    short = load_dataset("moving-mnist", "test", frames=20, test_clips=3)
+    for frames in (100, 500):
+        long = load_dataset("moving-mnist", "test", frames=frames, test_clips=3)
+        clip = long[2]["frames"]
+        assert clip.shape == (frames, 1, 64, 64)
+        torch.testing.assert_close(clip[:20], short[2]["frames"], rtol=0, atol=0)
+        assert (clip.flatten(1).amax(1) > 0.5).all()  # the digits stay on the canvas, bouncing
