@@ -142,7 +142,7 @@ class OpenSTLConvLSTM(torch.nn.Module):
         patches = self._patches(frames)
         b, t = patches.shape[:2]
         eta = max(0.0, 1.0 - 2e-5 * self.iteration)  # OpenSTL's schedule_sampling, stop iter 50,000
-        true = (torch.rand(b, t - self.context - 1) < eta).float()
+        true = (torch.rand(b, t - self.context - 1, device=frames.device) < eta).float()
         mask = true[:, :, None, None, None].expand(-1, -1, *patches.shape[2:])
         _, loss = self.net(patches, mask)
         return types.SimpleNamespace(loss=loss)
@@ -191,6 +191,10 @@ class Clips:
         return {"frames": x[:, :, None]}  # (B, T, 1, s, s)
 
 
+def to_device(batch: dict, device: str) -> dict:
+    return {k: v.to(device) for k, v in batch.items()}
+
+
 # --- modes -------------------------------------------------------------------------------------
 
 def run_speed(args) -> list[dict]:
@@ -200,13 +204,14 @@ def run_speed(args) -> list[dict]:
         model, _ = build(spec, args)
         if model is None:
             continue
-        model.train()
+        model.to(args.device).train()
         if hasattr(model, "config"):  # the clip length of this row
             model.config.horizon = args.frames - model.config.context
             if getattr(model.config, "closed_loop", 0) > model.config.horizon - 1:
                 model.config.closed_loop = model.config.horizon - 1
         opt = torch.optim.Adam(model.parameters(), lr=args.lr)
-        batch = Clips(args.frames, args.frame_size, args.batch_size, args.seed).batch(0)
+        batch = to_device(Clips(args.frames, args.frame_size, args.batch_size, args.seed).batch(0),
+                          args.device)
         times = []
         for i in range(args.steps + 1):
             start = time.process_time()
@@ -232,7 +237,7 @@ def score(model, args, horizon: int | None = None, clips: int | None = None, lat
     sums, n = {}, 0
     for start in range(0, len(test), 50):
         frames = torch.stack([test[i]["frames"] for i in range(start, min(start + 50, len(test)))])
-        prediction = model.predict(frames[:, :args.context], horizon).float()
+        prediction = model.predict(frames[:, :args.context].to(args.device), horizon).float().cpu()
         target = frames[:, args.context:]
         for key, fn in (("mse", mse_per_frame), ("mae", mae_per_frame), ("ssim", ssim), ("psnr", psnr)):
             value = fn(prediction, target).double() * len(frames)
@@ -256,11 +261,11 @@ def run_quality(args) -> list[dict]:
         model, overrides = build(spec, args)
         if model is None:
             continue
-        model.train()
+        model.to(args.device).train()
         opt = torch.optim.Adam(model.parameters(), lr=args.lr)
         spent, step, losses = 0.0, 0, []
         while spent < args.budget:
-            batch = clips.batch(step)
+            batch = to_device(clips.batch(step), args.device)
             start = time.process_time()
             model.set_training_step(step)
             opt.zero_grad(set_to_none=True)
@@ -307,7 +312,8 @@ def table(rows: list[dict]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("mode", choices=["speed", "quality", "table"])
+    p.add_argument("mode", nargs="?", default="speed", choices=["speed", "quality", "table"],
+                   help="default: speed (a few steps of each model: what check.sh runs)")
     p.add_argument("--models", nargs="+", default=["convscan", "convlstm"],
                    help="rnnimg model names or 'openstl', each optionally NAME:FIELD=VALUE,...")
     p.add_argument("--openstl", help="path of a local OpenSTL checkout (for the 'openstl' model)")
@@ -342,7 +348,6 @@ def main(argv: list[str] | None = None) -> int:
         print("note: this harness times process CPU; --device cuda runs but CPU-s budgets then "
               "measure the host side only")
     torch.set_num_threads(args.threads)
-    torch.set_default_device(args.device) if args.device != "cpu" else None
     if args.mode == "speed":
         rows = run_speed(args)
     elif args.mode == "quality":
