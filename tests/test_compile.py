@@ -122,6 +122,7 @@ def _bare_losses(name, compiled, steps=20, **overrides):
 @pytest.mark.parametrize("name, overrides, steps", [
     ("predrnn", {}, 20), ("predrnn", {"sampling": "reverse", "decouple_beta": 0.1}, 5),
     ("convlstm", {"grad_checkpoint": True}, 5), ("convlstm", {"tbptt": 2}, 5),
+    ("convscan", {}, 5),  # the scan over the context stays eager, the closed-loop steps compile
 ])
 def test_compiled_steps_train_to_the_eager_losses(name, overrides, steps):
     eager = _bare_losses(name, False, steps, **overrides)

@@ -20,7 +20,8 @@ def register(sub) -> None:
                     "truth beside the prediction where INPUT has those frames (green border: given "
                     "frames, red: predicted; grey where the clip has no more frames), and a PNG "
                     "strip beside it.")
-    p.add_argument("run_dir", metavar="RUN", help="run folder of a convlstm or predrnn model")
+    p.add_argument("run_dir", metavar="RUN",
+                   help="run folder of a frame predictor (convlstm, predrnn, convscan)")
     p.add_argument("input", metavar="INPUT",
                    help="a clip: .npy/.npz array (T, H, W[, C]), a folder of numbered frames, or a "
                         "video file (gif, mp4)")

@@ -89,7 +89,7 @@ def register(sub) -> None:
     g.add_argument("--num-nodes", type=positive_int, help="machines for multi-node DDP (default 1)")
     g.add_argument("--precision", help="32-true (default), bf16-mixed, 16-mixed")
     g.add_argument("--compile", nargs="?", const="default", metavar="MODE",
-                   help="compile the training step with torch.compile (convlstm, predrnn): MODE "
+                   help="compile the training step with torch.compile (convlstm, predrnn, convscan): MODE "
                         "default (the flag alone), reduce-overhead (CUDA graphs), max-autotune, "
                         "max-autotune-no-cudagraphs, or none (off, e.g. on --resume)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -288,7 +288,7 @@ def cmd_evaluate(args) -> int:
         extra = "".join(f"; {k}={v}" for k, v in result.get("options", {}).items())
         print(f"{result['model']} on {result['data']} [{result['split']}], {result['num_items']} items"
               + (f"; {how}" if how else "") + extra)
-        print_table([(k, format_value(v, k)) for k, v in result["metrics"].items()])
+        _print_metrics(result)
     if args.max_batches is None and not str(args.run_dir).startswith(("pretrained:", "hf:")):
         import sys
 
@@ -301,6 +301,43 @@ def cmd_evaluate(args) -> int:
             print(f"rnnimg: note: the scores above are not in {args.run_dir}'s model card: "
                   f"{os_error_line(err)}", file=sys.stderr)
     return 0
+
+
+def _print_metrics(result: dict) -> None:
+    """The metrics as a table; a frame predictor's per-step curves as a second table over the
+    predicted frames (--json has every value)."""
+    from rnnimg.models.registry import get_model_class
+
+    metrics = result["metrics"]
+    curves = {k: v for k, v in metrics.items() if k.endswith("_per_step") and isinstance(v, list)}
+    if get_model_class(result["model"]).task != "predict" or not curves:
+        print_table([(k, format_value(v, k)) for k, v in metrics.items()])
+        return
+    print_table([(k, format_value(v, k)) for k, v in metrics.items() if k not in curves])
+    print()
+    print_horizon_table(curves)
+
+
+def horizon_bins(length: int, max_rows: int = 20) -> list[tuple[int, int]]:
+    """(first, last) 1-based predicted frames of each row of the per-horizon table: one row per
+    frame up to ``max_rows`` frames, else ``max_rows`` nearly equal ranges."""
+    if length <= max_rows:
+        return [(i, i) for i in range(1, length + 1)]
+    edges = [round(i * length / max_rows) for i in range(max_rows + 1)]
+    return [(edges[i] + 1, edges[i + 1]) for i in range(max_rows)]
+
+
+def print_horizon_table(curves: dict[str, list[float]]) -> None:
+    """The per-step scores of a prediction, one row per predicted frame (or range of frames,
+    averaged), one column per score."""
+    names = [k.removesuffix("_per_step") for k in curves]
+    length = len(next(iter(curves.values())))
+    print("per predicted frame" + (" (means over ranges)" if length > 20 else "") + ":")
+    print("  ".join([f"{'frame':>9}"] + [f"{n:>9}" for n in names]))
+    for first, last in horizon_bins(length):
+        label = f"{first}" if first == last else f"{first}-{last}"
+        cells = [sum(v[first - 1:last]) / (last - first + 1) for v in curves.values()]
+        print("  ".join([f"{label:>9}"] + [f"{x:>9.4g}" for x in cells]))
 
 
 def cmd_demo(args) -> int:

@@ -2,6 +2,7 @@
 
 from rnnimg.models import (  # noqa: F401
     convlstm,
+    convscan,
     dncnn,
     draw,
     espcn,

@@ -148,6 +148,12 @@ class RnnImgModel(nn.Module):
     # draws finish (done of the batch's total): one batch can take minutes
     evaluation_reports_progress: ClassVar[bool] = False
 
+    def evaluation_dataset_options(self, **options: Any) -> dict[str, Any]:
+        """Dataset options that evaluation ``options`` need beyond :meth:`dataset_options` (a
+        predictor scored at a longer horizon needs longer clips); the user's own ``--data-opt``
+        still wins. The default: none."""
+        return {}
+
     @torch.no_grad()
     def evaluation_statistics(self, batch: dict[str, Tensor], **options: Any) -> dict[str, Tensor]:
         """Sums over the items of ``batch`` that add up across batches and processes.

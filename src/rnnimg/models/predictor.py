@@ -148,14 +148,15 @@ class FramePredictor(RnnImgModel):
         low = autocast_dtype(frames)
         inputs = frames if low is None else frames.to(low)  # once, not a cast per step: the steps
         # read frames only through convolutions, so under autocast they see the same values
-        state, prev, aux_sum = self.init_state(b), None, None  # memories in the weights' dtype
-        predictions = []
+        # steps 0..start-1 in one go where a subclass can (a parallel scan over true frames);
+        # the base class starts from the zero state (memories in the weights' dtype)
+        start, state, prev, predictions, aux_sum = self.rollout_prefix(inputs, truth_mask)
         # A compiled step does not see autocast's weight cache: it would cast every convolution's
         # weights at every step (and their gradients back). Cast them once per rollout instead.
         once = low is not None and self._compile_mode is not None and not (
             c.grad_checkpoint and torch.is_grad_enabled())  # recomputation runs after the rollout
         with _conv_weights_as(self, low if once else None):
-            for s in range(t - 1):
+            for s in range(start, t - 1):
                 if c.tbptt and s and s % c.tbptt == 0:
                     state, prev = _detach_state(state), prev.detach()
                 if s == 0 or (truth_mask is None and s < c.context):
@@ -175,6 +176,20 @@ class FramePredictor(RnnImgModel):
                     aux_sum = aux if aux_sum is None else aux_sum + aux
         aux_mean = None if aux_sum is None else aux_sum / (t - 1)
         return torch.stack(predictions, dim=1), aux_mean  # (B, T-1, C, H, W)
+
+    def rollout_prefix(self, inputs: Tensor, truth_mask: Tensor | None
+                       ) -> tuple[int, Any, Tensor | None, list[Tensor], Tensor | None]:
+        """Where :meth:`rollout`'s loop over time starts: (first step the loop runs, the state
+        before it, the last prediction, the predictions of the steps before it, the sum of their
+        auxiliary losses or None). The base class runs every step in the loop: (0, the zero
+        state, None, [], None). A model that computes its steps over true frames all at once
+        (``convscan``) overrides it; its results must equal the loop's.
+
+        Args:
+            inputs: the clip (B, T, C, H, W), in autocast's dtype under autocast.
+            truth_mask: :meth:`rollout`'s ``truth_mask``.
+        """
+        return 0, self.init_state(inputs.shape[0]), None, [], None
 
     # --- compiled training --------------------------------------------------------------------
     _compile_mode: str | None = None
@@ -402,24 +417,43 @@ class FramePredictor(RnnImgModel):
         shape = (batch_size, c.context + c.horizon, c.channels, c.frame_size, c.frame_size)
         return {"frames": torch.rand(shape, generator=generator)}
 
+    evaluation_options = ("horizon",)  # `rnnimg evaluate --eval-opt horizon=90`
+
+    def evaluation_dataset_options(self, horizon: int | None = None, **options) -> dict[str, Any]:
+        """Clips of context + ``horizon`` frames when another horizon is scored."""
+        if horizon is None or isinstance(horizon, bool) or not isinstance(horizon, numbers.Integral):
+            return {}  # evaluation_statistics reports a bad horizon
+        return {"frames": self.config.context + int(horizon)}
+
     @torch.no_grad()
-    def evaluation_statistics(self, batch: dict[str, Tensor], **options) -> dict[str, Tensor]:
+    def evaluation_statistics(self, batch: dict[str, Tensor], horizon: int | None = None,
+                              **options) -> dict[str, Tensor]:
         """Sums over clips of the per-time-step scores of predicting frames
         context..context+horizon-1 from the first ``context`` frames only (own predictions fed
         back, as :meth:`predict`): ``mse``, ``mae`` (summed over C, H, W), ``psnr`` and ``ssim``,
         each (horizon,), and the validation ``loss``. ``ssim`` is left out for frames smaller than
-        its 11x11 window. :meth:`reduce_statistics` makes the means over clips."""
+        its 11x11 window. :meth:`reduce_statistics` makes the means over clips.
+
+        ``horizon`` (default: the config's) scores another number of predicted frames, e.g. a
+        long-horizon curve of a model trained on 10 -> 10 (the clips must hold context + horizon
+        frames)."""
         from rnnimg.metrics import mae_per_frame, mse_per_frame, psnr, ssim
 
         c = self.config
+        if horizon is None:
+            horizon = c.horizon
+        if isinstance(horizon, bool) or not isinstance(horizon, numbers.Integral) or horizon < 1:
+            raise RnnImgError(f"horizon must be a whole number >= 1, got {horizon!r}; fix --eval-opt "
+                              "horizon.")
         frames = batch["frames"]
         self.check_frames(frames)
-        if frames.shape[1] < c.context + c.horizon:
+        if frames.shape[1] < c.context + horizon:
             raise RnnImgError(
                 f"clips have {frames.shape[1]} frames, but evaluation needs context + horizon = "
-                f"{c.context + c.horizon}; load the data with frames={c.context + c.horizon}."
+                f"{c.context + horizon}; load the data with frames={c.context + horizon} "
+                f"(--data-opt frames={c.context + horizon})."
             )
-        frames = frames[:, :c.context + c.horizon].to(self.device)
+        frames = frames[:, :c.context + horizon].to(self.device)
         n = frames.shape[0]
         # rollout without a truth mask reads only the context and then its own predictions: the
         # same numbers as predict() (tested), and the validation loss comes with them.

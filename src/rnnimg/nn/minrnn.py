@@ -28,6 +28,21 @@ from rnnimg.nn.masked import build_mask, colour_groups
 from rnnimg.nn.scan import linear_scan
 
 CELLS = ("mingru", "minlstm")
+GATE_COUNTS = {"mingru": 2, "minlstm": 3}  # projected features per hidden unit
+
+
+def mingru_coefficients(z_pre: Tensor, candidate: Tensor) -> tuple[Tensor, Tensor]:
+    """minGRU's (a, b) of h_t = a h_{t-1} + b: a = 1 - z, b = z h~, with z = sigmoid(z_pre)."""
+    z = torch.sigmoid(z_pre)
+    return 1 - z, z * candidate
+
+
+def minlstm_coefficients(f_pre: Tensor, i_pre: Tensor, candidate: Tensor) -> tuple[Tensor, Tensor]:
+    """minLSTM's (a, b): a = f / (f + i), b = i / (f + i) h~, with f, i the sigmoids of the
+    pre-activations."""
+    f, i = torch.sigmoid(f_pre), torch.sigmoid(i_pre)
+    total = f + i
+    return f / total, i / total * candidate
 
 
 class MaskedLinear(nn.Linear):
@@ -114,9 +129,7 @@ class MinGRU(_MinRNN):
     gate_count = 2
 
     def coefficients(self, gates: Tensor) -> tuple[Tensor, Tensor]:
-        z_pre, candidate = gates.chunk(2, dim=-1)
-        z = torch.sigmoid(z_pre)
-        return 1 - z, z * candidate
+        return mingru_coefficients(*gates.chunk(2, dim=-1))
 
     def update(self, gates: Tensor, h: Tensor) -> Tensor:
         z_pre, candidate = gates.chunk(2, dim=-1)
@@ -132,10 +145,7 @@ class MinLSTM(_MinRNN):
     gate_count = 3
 
     def coefficients(self, gates: Tensor) -> tuple[Tensor, Tensor]:
-        f_pre, i_pre, candidate = gates.chunk(3, dim=-1)
-        f, i = torch.sigmoid(f_pre), torch.sigmoid(i_pre)
-        total = f + i
-        return f / total, i / total * candidate
+        return minlstm_coefficients(*gates.chunk(3, dim=-1))
 
 
 def make_min_rnn(cell: str, input_size: int, hidden_size: int, groups: int = 1,

@@ -97,7 +97,7 @@ def _evaluate(run_dir: str | Path, data: str | None = None, split: str = "test",
     saved = meta.get("data", {}) if isinstance(meta.get("data"), dict) else {}
     name = data or saved.get("name") or "mnist-5k"
     data_opts = {**model.dataset_options(), **(saved.get("options", {}) if data is None else {}),
-                 **(data_options or {})}
+                 **model.evaluation_dataset_options(**options), **(data_options or {})}
     task = dataset_task(name, data_opts)  # corrupt=... makes an image dataset a translate one
     if task not in model.tasks():
         raise RnnImgError(f"dataset {name!r} is for the {task!r} task, but {run_dir} holds a "
