@@ -286,3 +286,17 @@ def test_print_config_and_config_json_hold_the_values_the_data_decided(tmp_path,
     assert "from_data" not in values and values["overrides"] == {}
     again, _ = resolve_settings(TrainSettings(**{**values, "out": str(tmp_path / "again")}))
     assert again.from_data == printed["from_data"]
+
+
+@pytest.mark.parametrize("name", [n for n in list_models("translate") if "scale" in
+                                  {f.name for f in dataclasses.fields(get_model_class(n).config_class)}])
+def test_super_resolution_takes_its_scale_from_the_downscaled_data(name):
+    """corrupt=downscale scale=4 on a preset of scale 2 trained a x2 model on x4 pairs, and the first
+    batch then failed: the data's scale now decides, like its sizes."""
+    s, config, _ = fit(name, "mnist-5k", data_options={"corrupt": "downscale", "scale": 4})
+    assert (config.scale, config.image_size, config.in_channels) == (4, 28, 1)
+    model, batch = first_batch(s)
+    assert model.translate(batch["source"]).shape == batch["target"].shape
+    _, config, _ = fit(name, "mnist-5k", overrides={"scale": 2},
+                       data_options={"corrupt": "downscale", "scale": 4})
+    assert config.scale == 2  # --set wins; the batch check then says what is wrong

@@ -34,6 +34,8 @@ class DataProperties:
         image_hw: (height, width) of its images, square or not.
         channels: of its images (translate: of the targets; predict: of the frames).
         source_channels: translate: of the source images.
+        scale: translate: target side / source side where the target is a whole multiple larger
+            (super-resolution data such as corrupt=downscale); 1 for same-size pairs.
         frame_size: predict: side of its square frames.
         frame_hw: predict: (height, width) of its frames.
         num_classes: classes of its ``label`` (generate) or ``mask`` (segment) values.
@@ -47,6 +49,7 @@ class DataProperties:
     image_hw: tuple[int, int] | None = None
     channels: int | None = None
     source_channels: int | None = None
+    scale: int | None = None
     frame_size: int | None = None
     frame_hw: tuple[int, int] | None = None
     num_classes: int | None = None
@@ -97,7 +100,11 @@ def describe_dataset(dataset: Dataset, name: str) -> DataProperties:
         hw = (int(image.shape[-2]), int(image.shape[-1]))
         values.update(image_hw=hw, image_size=_square(hw), channels=int(image.shape[0]))
     if "source" in item:
-        values["source_channels"] = int(item["source"].shape[0])
+        source = item["source"]
+        values["source_channels"] = int(source.shape[0])
+        if image is not None and image.shape[-1] % source.shape[-1] == 0 \
+                and image.shape[-2] * source.shape[-1] == source.shape[-2] * image.shape[-1]:
+            values["scale"] = int(image.shape[-1] // source.shape[-1])
     if "frames" in item:  # (T, C, H, W)
         frames = item["frames"]
         hw = (int(frames.shape[-2]), int(frames.shape[-1]))

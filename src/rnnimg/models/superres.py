@@ -16,7 +16,7 @@ model (``psnr_y``, ``ssim_y``) and for bicubic (``input_psnr_y``, ``input_ssim_y
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -49,6 +49,9 @@ def bicubic_upscale(image: Tensor, scale: int) -> Tensor:
 class SuperResolver(ImageTranslator):
     """A translate model whose output is ``config.scale`` times its input along each side.
     Subclasses define :meth:`refine` returning every estimate (B, K, C, h * s, w * s)."""
+
+    # the data's scale (corrupt=downscale's scale=2|3|4) decides the model's, like its sizes
+    data_fields: ClassVar[dict[str, str]] = {**ImageTranslator.data_fields, "scale": "scale"}
 
     @property
     def scale(self) -> int:  # type: ignore[override]
