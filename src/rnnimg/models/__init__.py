@@ -9,6 +9,7 @@ from rnnimg.models import (  # noqa: F401
     predrnn,
     reseg,
     rowrnn,
+    svg,
     translator,
     unet,
 )
