@@ -196,3 +196,49 @@ def test_adversarial_option_trains_both_sides():
     assert all(p.grad is None or p.grad.abs().sum() == 0 for p in model.encoder.parameters())
     assert any(p.grad.abs().sum() > 0 for p in model.discriminator_parameters())
     assert create_model("svg", "debug").discriminator_parameters() == []
+
+
+def test_cli_train_predict_futures_and_evaluate_samples(tmp_path, capsys):
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    from rnnimg.cli import main
+
+    run = tmp_path / "svg"
+    assert main(["train", "svg", "--data", "stochastic-moving-mnist", "--preset", "debug", "--max-steps", "2",
+                 "--accelerator", "cpu", "--out", str(run), "--no-progress", "--batch-size", "2",
+                 "--data-opt", "val_clips=4", "--data-opt", "frame_size=16"]) == 0
+    clip = np.random.default_rng(0).integers(0, 256, (8, 16, 16), dtype=np.uint8)
+    np.save(tmp_path / "clip.npy", clip)
+    out = tmp_path / "futures.gif"
+    assert main(["predict", str(run), str(tmp_path / "clip.npy"), "-n", "4", "-o", str(out)]) == 0
+    one = tmp_path / "one.gif"
+    assert main(["predict", str(run), str(tmp_path / "clip.npy"), "-o", str(one)]) == 0
+    with Image.open(out) as gif, Image.open(one) as single:
+        assert gif.n_frames == single.n_frames == 3 + 3  # context, then the horizon
+        # truth + four futures side by side: about 2.5x as wide as truth beside one future
+        assert 2.3 < gif.width / single.width < 2.7
+    with Image.open(out.with_suffix(".png")) as strip, Image.open(one.with_suffix(".png")) as single:
+        assert strip.height > 2 * single.height  # a row per future under the truth
+    capsys.readouterr()
+    assert main(["evaluate", str(run), "--samples", "3", "--max-batches", "1", "--batch-size", "4",
+                 "--data-opt", "test_clips=4", "--json"]) == 0
+    metrics = json.loads(capsys.readouterr().out)["metrics"]
+    assert metrics["samples"] == 3 and metrics["best_mse"] <= metrics["mse"] + 1e-9
+    assert {"best_ssim", "best_psnr", "diversity", "ssim_per_step"} <= set(metrics)
+
+
+def test_a_deterministic_model_refuses_several_futures(tmp_path, capsys):
+    import numpy as np
+
+    from rnnimg.cli import main
+
+    run = tmp_path / "convlstm"
+    create_model("convlstm", "debug").save_pretrained(run)
+    np.save(tmp_path / "clip.npy", np.zeros((8, 16, 16), np.uint8))
+    code = main(["predict", str(run), str(tmp_path / "clip.npy"), "-n", "2", "-o", str(tmp_path / "x.gif")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "deterministic" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "x.gif").exists()
