@@ -453,11 +453,11 @@ class FramePredictor(RnnImgModel):
         headline number papers report) and its ``*_per_step`` values."""
         count = stats["count"]
         out: dict[str, float | list[float]] = {"loss": as_metric(stats["loss"] / count)}
-        if "samples" in stats:
-            out["samples"] = as_metric(stats["samples"] / count)
         for key, value in stats.items():
             if key.endswith("_per_step"):
                 out[key.removesuffix("_per_step")] = as_metric((value / count).mean())
+        if "samples" in stats:  # futures per clip (evaluate --samples)
+            out["samples"] = as_metric(stats["samples"] / count)
         for key, value in stats.items():
             if key.endswith("_per_step"):
                 out[key] = as_metric(value / count)

@@ -178,6 +178,15 @@ class SVG(FramePredictor):
                 overrides=dict(frame_size=32, patch=4, levels=2, context=3, horizon=5),
                 data_options=dict(num_digits=1, train_clips=800, val_clips=64))
 
+    # Shipped weights (scripts/train_pretrained.py): the benchmark's CPU-sized model (patch 4, 16-32-64
+    # channels, LSTMs of 128) on 64x64 Stochastic Moving MNIST, 5 -> 10; scored with 20 futures per
+    # clip on 256 fixed test clips.
+    pretrained = {"svg-smmnist": dict(
+        preset="smmnist", data="stochastic-moving-mnist", max_steps=1000, batch_size=16, lr=2e-3,
+        overrides=dict(patch=4, levels=2, features=16, rnn_size=128),
+        data_options=dict(train_clips=16000, val_clips=64, test_clips=256),
+        evaluate=dict(batch_size=32, options={"samples": 20}))}
+
     def __init__(self, config: SVGConfig) -> None:
         super().__init__(config)
         c = config
