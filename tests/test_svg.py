@@ -242,3 +242,23 @@ def test_a_deterministic_model_refuses_several_futures(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert code == 2 and "deterministic" in err and len(err.splitlines()) == 1
     assert not (tmp_path / "x.gif").exists()
+
+
+def test_web_predict_draws_the_futures_count(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from rnnimg.serve import core
+
+    svg = core.ServedModel("svg", _model().eval())
+    clip = _clips(1, 6)[0]  # (T, C, H, W)
+    one, strip_one = core.predict(svg, clip, tmp_path, horizon=3)
+    three, strip_three = core.predict(svg, clip, tmp_path, horizon=3, futures=3)
+    with Image.open(one) as a, Image.open(three) as b:
+        assert a.n_frames == b.n_frames == 3 + 3 and b.width > 1.5 * a.width
+    assert strip_three.shape[0] > strip_one.shape[0] and strip_three.dtype == np.uint8
+    convlstm = core.ServedModel("convlstm", create_model("convlstm", "debug").eval())
+    with pytest.raises(RnnImgError, match="deterministic"):
+        core.predict(convlstm, clip, tmp_path, horizon=3, futures=2)
+    with pytest.raises(RnnImgError, match="futures"):
+        core.predict(svg, clip, tmp_path, horizon=3, futures=9)
