@@ -80,7 +80,7 @@ def run_one(args) -> dict:
         opt.step()
         steps += 1
         if steps % 50 == 0:
-            curve.append((steps, round(time.process_time() - start_cpu, 1), float(out.loss)))
+            curve.append((steps, round(time.process_time() - start_cpu, 1), out.loss.item()))
     train_cpu, train_wall = time.process_time() - start_cpu, time.perf_counter() - start_wall
     model.eval()
     test = load_dataset(args.data, "test", test_clips=args.test_clips, **data_opts)
