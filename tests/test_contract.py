@@ -69,7 +69,7 @@ def verb_output(model, batch, seed):
         assert out.shape == (2, c.channels, c.image_size, c.image_size)
     elif model.task == "predict":
         frames = batch["frames"]
-        out = model.predict(frames[:, : c.context], c.horizon)
+        out = model.predict(frames[:, : c.context], c.horizon, generator=gen)  # svg samples
         assert out.shape == (frames.shape[0], c.horizon, *frames.shape[2:])
     elif model.task == "segment":
         out = model.segment(batch["image"])

@@ -478,3 +478,66 @@ def test_moving_mnist_resized_for_a_small_model():
     expected = F.interpolate(a, size=(32, 32), mode="bilinear", antialias=True, align_corners=False)
     assert torch.allclose(b[:, :1], expected.clamp(0, 1), atol=1e-6)
     assert load_dataset("moving-mnist", "val", frames=6, val_clips=3, frame_size=64).pool_ids is not None
+
+
+# --------------------------------------------------------------------------------------------
+# stochastic bounces (stochastic-moving-mnist)
+
+
+@pytest.mark.parametrize("jitter", [0.0, 0.5])
+def test_stochastic_bounces_keep_speed_change_direction_and_stay_inside(jitter):
+    positions, velocities = mm.trajectories(300, 30, 2, np.random.default_rng(4), stochastic=True,
+                                            speed_jitter=jitter)
+    assert positions.min() >= 0.0 and positions.max() <= 1.0  # no digit leaves the canvas
+    offsets = mm.pixel_offsets(positions)
+    assert offsets.min() >= 0 and offsets.max() <= 36
+    moved = positions[:, :-1] + velocities[:, :-1]  # frame t's move, before its bounce
+    low, high = moved <= 0, moved >= 1
+    bounced = (low | high).any(-1)  # (N, T-1, D)
+    assert bounced.sum() > 500
+    before, after = velocities[:, :-1], velocities[:, 1:]
+    # Between bounces the velocity (speed and direction) is kept and the digit moves by exactly it.
+    assert np.array_equal(after[~bounced], before[~bounced])
+    assert np.allclose(positions[:, 1:][~bounced], moved[~bounced])
+    speed = np.linalg.norm(velocities, axis=-1)
+    if jitter == 0:
+        assert np.allclose(speed, mm.STEP_LENGTH)
+    else:  # a bounce draws a new speed within the jitter
+        assert speed.min() >= mm.STEP_LENGTH * 0.5 - 1e-12 and speed.max() <= mm.STEP_LENGTH * 1.5 + 1e-12
+        assert np.std(speed[:, 1:][bounced]) > 0.01
+    # Every bounce changes direction: the velocity then points away from each wall it touched ...
+    assert (after[..., 0][low[..., 0]] > 0).all() and (after[..., 1][low[..., 1]] > 0).all()
+    assert (after[..., 0][high[..., 0]] < 0).all() and (after[..., 1][high[..., 1]] < 0).all()
+    unit = lambda v: v / np.linalg.norm(v, axis=-1, keepdims=True)  # noqa: E731
+    cos = (unit(after[bounced]) * unit(before[bounced])).sum(-1)
+    assert (cos < 1 - 1e-9).all()
+    # ... and the new direction is random: not the mirror image that plain moving-mnist takes.
+    mirror = np.where(low | high, -before, before)[bounced]
+    assert not np.allclose(unit(after[bounced]), unit(mirror), atol=1e-3)
+    assert np.abs(cos).std() > 0.2
+
+
+def test_plain_bounces_are_unchanged_by_the_stochastic_option():
+    a = mm.trajectories(50, 20, 2, np.random.default_rng(1))
+    b = mm.trajectories(50, 20, 2, np.random.default_rng(1), stochastic=False)
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    c = mm.trajectories(50, 20, 2, np.random.default_rng(1), stochastic=True)
+    # the same start; the clips part at the first bounce
+    assert np.array_equal(a[0][:, 0], c[0][:, 0]) and not np.array_equal(a[0], c[0])
+
+
+def test_stochastic_moving_mnist_test_set_is_fixed_and_option_equals_the_named_set():
+    named = load_dataset("stochastic-moving-mnist", "test", frames=15, test_clips=8)
+    option = load_dataset("moving-mnist", "test", frames=15, test_clips=8, stochastic=True)
+    plain = load_dataset("moving-mnist", "test", frames=15, test_clips=8)
+    mm._fixed_set.cache_clear()
+    again = load_dataset("stochastic-moving-mnist", "test", frames=15, test_clips=8)
+    for i in range(8):
+        assert torch.equal(named[i]["frames"], option[i]["frames"])
+        assert torch.equal(named[i]["frames"], again[i]["frames"])
+    assert named[0]["frames"].shape == (15, 1, 64, 64)
+    assert any(not torch.equal(named[i]["frames"], plain[i]["frames"]) for i in range(8))
+    with pytest.raises(RnnImgError, match="stochastic"):
+        load_dataset("moving-mnist", "train", speed_jitter=0.2)
+    train = load_dataset("stochastic-moving-mnist", "train", frames=6, train_clips=4, frame_size=32)
+    assert train[0]["frames"].shape == (6, 1, 32, 32)

@@ -263,36 +263,63 @@ def prediction_media(context: Tensor, truth: Tensor | None, prediction: Tensor
     Args:
         context: (T0, C, H, W) the frames given to the model.
         truth: (T1, C, H, W) the true continuation (grey frames where unknown), or None.
-        prediction: (T1, C, H, W) the model's continuation.
+        prediction: (T1, C, H, W) the model's continuation, or (N, T1, C, H, W) N sampled futures
+            (a stochastic model's), shown as N panels side by side and N rows of the strip.
 
     Returns:
-        (frames (T0 + T1, 3, H', W'): truth beside prediction, green border on given frames and
-        red on predicted ones; strip (3, H'', W''): the true clip above, the prediction below,
+        (frames (T0 + T1, 3, H', W'): truth beside prediction(s), green border on given frames and
+        red on predicted ones; strip (3, H'', W''): the true clip above, the prediction(s) below,
         each predicted frame under the frame it predicts).
     """
     context, prediction = context.cpu(), prediction.cpu()
+    futures = prediction if prediction.dim() == 5 else prediction.unsqueeze(0)  # (N, T1, C, H, W)
     truth = None if truth is None else truth.cpu()
-    frames = comparison_frames(context, truth, prediction)
+    frames = comparison_frames(context, truth, futures[0])
+    for future in futures[1:]:  # one more panel per sampled future
+        spacer = torch.full((len(frames), 3, frames.shape[2], 4), 1.0)
+        frames = torch.cat([frames, spacer, comparison_frames(context, None, future)], dim=3)
+    names = ["predicted"] if len(futures) == 1 else [f"sample {i + 1}" for i in range(len(futures))]
     if truth is not None:
-        rows, labels = [torch.cat([context, truth]), prediction], ["truth", "predicted"]
+        rows, labels = [torch.cat([context, truth]), *futures], ["truth", *names]
     else:
-        rows, labels = [context, prediction], ["given", "predicted"]
+        rows, labels = [context, *futures], ["given", *names]
     return frames, frames_strip(rows, labels)
+
+
+def predict_futures(model, context: Tensor, horizon: int, samples: int = 1, seed: int = 0) -> Tensor:
+    """``samples`` futures of one clip: context (T0, C, H, W) -> (N, horizon, C, H, W).
+
+    A stochastic model (svg) draws them from ``seed`` (``predict(..., samples=N)``); a deterministic
+    one (convlstm, predrnn) has a single future and refuses N > 1 with one line."""
+    if samples < 1:
+        raise RnnImgError(f"-n/--samples must be >= 1, got {samples}.")
+    given = context.unsqueeze(0).to(model.device)  # (1, T0, C, H, W)
+    if getattr(model, "stochastic", False):
+        gen = torch.Generator().manual_seed(int(seed))
+        return model.predict(given, horizon, generator=gen, samples=samples)[0].cpu()
+    if samples > 1:
+        raise RnnImgError(f"{model.name} is deterministic: it predicts one future per clip; drop "
+                          "-n/--samples (several futures need a stochastic model such as svg).")
+    return model.predict(given, horizon)[0].unsqueeze(0).cpu()
 
 
 @task_view("predict")
 def _predict_view(model, batch, generator) -> dict[str, Tensor]:
     """``prediction.png``: for up to 4 clips, the true clip in one row and below it the prediction
-    from the context (grey cells under the context frames); ``prediction.gif``: the first clip as
-    an animation, truth beside prediction."""
+    from the context (grey cells under the context frames); a stochastic model (svg) shows three
+    sampled futures per clip, one per row. ``prediction.gif``: the first clip as an animation,
+    truth beside the prediction(s)."""
     c = model.config
     frames = batch["frames"][:4, :c.context + c.horizon].to(model.device)  # (n, T, C, H, W)
     t = frames.shape[1]
-    prediction = model.predict(frames[:, :c.context], t - c.context)
+    if getattr(model, "stochastic", False):
+        futures = model.predict(frames[:, :c.context], t - c.context, generator=generator, samples=3)
+    else:
+        futures = model.predict(frames[:, :c.context], t - c.context).unsqueeze(1)  # (n, 1, T1, ...)
     blank = torch.full_like(frames[:, :c.context], 0.5)
-    rows = torch.stack([frames, torch.cat([blank, prediction], dim=1)], dim=1)  # (n, 2, T, ...)
-    animation = comparison_frames(frames[0, :c.context].cpu(), frames[0, c.context:].cpu(),
-                                  prediction[0].cpu())  # (T, 3, H', W')
+    below = [torch.cat([blank, futures[:, k]], dim=1) for k in range(futures.shape[1])]
+    rows = torch.stack([frames, *below], dim=1)  # (n, 1 + N, T, C, H, W)
+    animation, _ = prediction_media(frames[0, :c.context], frames[0, c.context:], futures[0])
     return {"prediction.png": make_grid(rows.flatten(0, 2), nrow=t), "prediction.gif": animation}
 
 

@@ -19,9 +19,9 @@ def register(sub) -> None:
                     "--horizon more. Writes an animation (GIF, or MP4 by extension) with the ground "
                     "truth beside the prediction where INPUT has those frames (green border: given "
                     "frames, red: predicted; grey where the clip has no more frames), and a PNG "
-                    "strip beside it.")
-    p.add_argument("run_dir", metavar="RUN",
-                   help="run folder of a frame predictor (convlstm, predrnn, convscan)")
+                    "strip beside it. A stochastic model (svg) draws -n futures, shown side by side.")
+    p.add_argument("run_dir", metavar="RUN", help="run folder (or pretrained:NAME) of a frame "
+                   "predictor: convlstm, predrnn, convscan, svg")
     p.add_argument("input", metavar="INPUT",
                    help="a clip: .npy/.npz array (T, H, W[, C]), a folder of numbered frames, or a "
                         "video file (gif, mp4)")
@@ -29,6 +29,9 @@ def register(sub) -> None:
                    "model's context length)")
     p.add_argument("--horizon", type=int, help="frames to predict (default: the model's training "
                    "horizon; longer horizons roll out autoregressively)")
+    p.add_argument("-n", "--samples", type=positive_int, default=1,
+                   help="sampled futures to draw (stochastic models such as svg; default 1)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the sampled futures (default 0)")
     p.add_argument("--key", help="the array to read from an .npz file that holds several")
     p.add_argument("-o", "--output", default="prediction.gif", help="animation file (.gif or .mp4)")
     p.add_argument("--fps", type=float, default=4, help="frames per second (default 4)")
@@ -43,7 +46,7 @@ def cmd_predict(args) -> int:
 
     from rnnimg.data.video_io import read_clip
     from rnnimg.errors import RnnImgError
-    from rnnimg.tasks import load_model_for, prediction_media, save_picture
+    from rnnimg.tasks import load_model_for, predict_futures, prediction_media, save_picture
     from rnnimg.viz import write_video
 
     if not args.fps > 0:  # before the model runs
@@ -68,20 +71,22 @@ def cmd_predict(args) -> int:
     if clip.shape[1] != model.config.channels:
         raise RnnImgError(f"{args.input} has {clip.shape[1]} channel(s), but the model takes "
                           f"{model.config.channels}; convert the clip or train on such clips.")
-    given = clip[:context].to(device)
+    given = clip[:context]
     height, width = clip.shape[-2:]
     with out_of_memory_hint(f"predicting {horizon} frames of {width}x{height}",
-                            "pass a smaller --horizon or a clip of smaller frames"):
-        prediction = model.predict(given.unsqueeze(0), horizon)[0].cpu()  # (horizon, C, H, W)
+                            "pass a smaller --horizon or -n, or a clip of smaller frames"):
+        futures = predict_futures(model, given, horizon, args.samples, args.seed)  # (N, horizon, C, H, W)
+    prediction = futures[0]
     truth = clip[context:context + horizon]
     known = len(truth)  # the true frames INPUT has; grey ones may pad them below
     if len(truth) < horizon:  # the clip ends before the horizon: grey frames stand in for truth,
         # so that each predicted frame still sits under (and beside) the frame it predicts
         truth = torch.cat([truth, torch.full_like(prediction[len(truth):], 0.5)])
-    frames, strip = prediction_media(given, truth, prediction)
+    frames, strip = prediction_media(given, truth, futures if args.samples > 1 else prediction)
     outs.write(out, lambda tmp: write_video(frames, tmp, fps=args.fps, scale=args.scale))
     outs.write(strip_path, lambda tmp: save_picture(strip, tmp, scale=args.scale))
     outs.commit()  # the animation and its strip, or neither
     shown = f"beside {known} true frame{'s' * (known != 1)}" if known else "(no ground truth in INPUT)"
-    print(f"predicted {horizon} frames from {context} {shown}: {out} and {strip_path}")
+    drawn = f" ({args.samples} sampled futures, seed {args.seed})" if args.samples > 1 else ""
+    print(f"predicted {horizon} frames from {context}{drawn} {shown}: {out} and {strip_path}")
     return 0

@@ -109,6 +109,9 @@ def register(sub) -> None:
     p.add_argument("--data-opt", action="append", metavar="KEY=VALUE", help="dataset option")
     p.add_argument("--importance-samples", type=positive_int, metavar="K",
                    help="importance samples per image for models that estimate their NLL (DRAW)")
+    p.add_argument("--samples", type=positive_int, metavar="N",
+                   help="frame predictors: score N sampled futures per clip (best-of-N and mean-of-N "
+                        "SSIM/PSNR/MSE, diversity); a deterministic model has one (N = 1)")
     p.add_argument("--eval-opt", action="append", metavar="KEY=VALUE",
                    help="another evaluation option the model takes (repeatable)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -273,6 +276,8 @@ def cmd_evaluate(args) -> int:
     options = parse_assignments(args.eval_opt, "--eval-opt")
     if args.importance_samples is not None:
         options["importance_samples"] = args.importance_samples
+    if args.samples is not None:
+        options["samples"] = args.samples
     with out_of_memory_hint(f"evaluating batches of {args.batch_size} images (--batch-size)",
                             "pass a smaller --batch-size"):
         result = evaluate(args.run_dir, data=args.data, split=args.split, batch_size=args.batch_size,

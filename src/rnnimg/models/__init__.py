@@ -13,6 +13,7 @@ from rnnimg.models import (  # noqa: F401
     reseg,
     rowrnn,
     scanseg,
+    svg,
     translator,
     unet,
 )

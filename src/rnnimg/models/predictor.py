@@ -417,7 +417,11 @@ class FramePredictor(RnnImgModel):
         shape = (batch_size, c.context + c.horizon, c.channels, c.frame_size, c.frame_size)
         return {"frames": torch.rand(shape, generator=generator)}
 
-    evaluation_options = ("horizon",)  # `rnnimg evaluate --eval-opt horizon=90`
+    # True for models whose predict() draws a different future per call (svg): evaluation then
+    # scores sampled futures, and ``samples`` of them per clip with ``evaluate --samples N``.
+    stochastic: ClassVar[bool] = False
+    # `rnnimg evaluate --eval-opt horizon=90`, `rnnimg evaluate --samples N`
+    evaluation_options: ClassVar[tuple[str, ...]] = ("horizon", "samples")
 
     def evaluation_dataset_options(self, horizon: int | None = None, **options) -> dict[str, Any]:
         """Clips of context + ``horizon`` frames when another horizon is scored."""
@@ -427,7 +431,7 @@ class FramePredictor(RnnImgModel):
 
     @torch.no_grad()
     def evaluation_statistics(self, batch: dict[str, Tensor], horizon: int | None = None,
-                              **options) -> dict[str, Tensor]:
+                              samples: int | None = None, **options) -> dict[str, Tensor]:
         """Sums over clips of the per-time-step scores of predicting frames
         context..context+horizon-1 from the first ``context`` frames only (own predictions fed
         back, as :meth:`predict`): ``mse``, ``mae`` (summed over C, H, W), ``psnr`` and ``ssim``,
@@ -436,7 +440,15 @@ class FramePredictor(RnnImgModel):
 
         ``horizon`` (default: the config's) scores another number of predicted frames, e.g. a
         long-horizon curve of a model trained on 10 -> 10 (the clips must hold context + horizon
-        frames)."""
+        frames).
+
+        ``samples`` (``evaluate --samples N``): a stochastic model draws N futures per clip (from
+        the global RNG, which ``evaluate`` seeds); the plain scores are then the mean of N (the
+        expected score of one sample), ``best_*`` the best of N (per clip the sample whose mean
+        over the frames scores best, as Denton & Fergus 2018 pick it), and ``diversity`` the mean
+        over pairs of samples of their squared distance, summed over (C, H, W) like ``mse``. A
+        deterministic model has one future whatever N is: best = mean, diversity 0, ``samples`` 1.
+        """
         from rnnimg.metrics import mae_per_frame, mse_per_frame, psnr, ssim
 
         c = self.config
@@ -445,6 +457,9 @@ class FramePredictor(RnnImgModel):
         if isinstance(horizon, bool) or not isinstance(horizon, numbers.Integral) or horizon < 1:
             raise RnnImgError(f"horizon must be a whole number >= 1, got {horizon!r}; fix --eval-opt "
                               "horizon.")
+        if samples is not None and (isinstance(samples, bool) or not isinstance(samples, int)
+                                    or samples < 1):
+            raise RnnImgError(f"--samples must be a whole number >= 1, got {samples!r}.")
         frames = batch["frames"]
         self.check_frames(frames)
         if frames.shape[1] < c.context + horizon:
@@ -455,17 +470,29 @@ class FramePredictor(RnnImgModel):
             )
         frames = frames[:, :c.context + horizon].to(self.device)
         n = frames.shape[0]
-        # rollout without a truth mask reads only the context and then its own predictions: the
-        # same numbers as predict() (tested), and the validation loss comes with them.
-        predictions, aux = self.rollout(frames)  # (B, T-1, C, H, W)
-        loss = self.frame_loss(frames, predictions, aux).loss
-        prediction, target = predictions[:, c.context - 1:].float(), frames[:, c.context:].float()
+        target = frames[:, c.context:].float()
+        if self.stochastic:
+            # the validation loss on the clip length the model trains on (the bound needs truth)
+            loss = self.loss({"frames": frames[:, :c.context + min(horizon, c.horizon)]}).loss
+            seed = int(torch.randint(0, 2 ** 62, (1,)))  # from the global RNG: evaluate seeds it
+            futures = self.predict(frames[:, :c.context], horizon, samples=samples or 1,
+                                   generator=torch.Generator().manual_seed(seed)).float()
+        else:
+            # rollout without a truth mask reads only the context and then its own predictions: the
+            # same numbers as predict() (tested), and the validation loss comes with them.
+            predictions, aux = self.rollout(frames)  # (B, T-1, C, H, W)
+            loss = self.frame_loss(frames, predictions, aux).loss
+            futures = predictions[:, c.context - 1:].float().unsqueeze(1)  # (B, 1, horizon, C, H, W)
         per_step = {"mse": mse_per_frame, "mae": mae_per_frame, "psnr": psnr}
         if min(target.shape[-2:]) >= 11:  # SSIM's gaussian window is 11x11
             per_step["ssim"] = ssim
-        stats = {f"{k}_per_step": fn(prediction, target).double().cpu() * n for k, fn in per_step.items()}
-        stats["loss"] = loss.detach().double().cpu() * n
-        stats["count"] = torch.tensor(float(n), dtype=torch.float64)
+        stats = {"loss": loss.detach().double().cpu() * n,
+                 "count": torch.tensor(float(n), dtype=torch.float64)}
+        if samples is None:
+            stats.update({f"{k}_per_step": fn(futures[:, 0], target).double().cpu() * n
+                          for k, fn in per_step.items()})
+        else:
+            stats.update(sample_statistics(futures, target, "ssim" in per_step))
         return stats
 
     def reduce_statistics(self, stats: dict[str, Tensor]) -> dict[str, float | list[float]]:
@@ -476,7 +503,43 @@ class FramePredictor(RnnImgModel):
         for key, value in stats.items():
             if key.endswith("_per_step"):
                 out[key.removesuffix("_per_step")] = as_metric((value / count).mean())
+        if "samples" in stats:  # futures per clip (evaluate --samples)
+            out["samples"] = as_metric(stats["samples"] / count)
         for key, value in stats.items():
             if key.endswith("_per_step"):
                 out[key] = as_metric(value / count)
         return out
+
+
+def sample_statistics(futures: Tensor, target: Tensor, with_ssim: bool = True) -> dict[str, Tensor]:
+    """Sums over clips of the per-step scores of N sampled futures: mean of N (``mse_per_step``,
+    ...), best of N (``best_mse_per_step``, ...; per clip the sample with the best mean over the
+    frames), ``diversity_per_step`` and ``samples`` (N per clip); all float64 on the CPU.
+
+    Args:
+        futures: (B, N, T, C, H, W) in [0, 1].
+        target: (B, T, C, H, W) in [0, 1].
+    """
+    from rnnimg.metrics import ssim_per_clip
+
+    b, n = futures.shape[:2]
+    pred = futures.double()
+    truth = target.double().unsqueeze(1)  # (B, 1, T, C, H, W)
+    sq = (pred - truth).pow(2)
+    scores = {"mse": sq.sum(dim=(3, 4, 5)), "mae": (pred - truth).abs().sum(dim=(3, 4, 5)),
+              "psnr": 10.0 * torch.log10(1.0 / sq.mean(dim=(3, 4, 5)))}  # each (B, N, T)
+    if with_ssim:
+        scores["ssim"] = ssim_per_clip(futures.flatten(0, 1), target.repeat_interleave(n, dim=0)
+                                       ).view(b, n, -1).double()
+    stats = {}
+    for key, value in scores.items():
+        stats[f"{key}_per_step"] = value.mean(1).sum(0).cpu()
+        overall = value.mean(2)  # (B, N): each sample's mean over the frames
+        pick = overall.argmin(1) if key in ("mse", "mae") else overall.argmax(1)  # (B,)
+        best = value.gather(1, pick.view(b, 1, 1).expand(b, 1, value.shape[2]))[:, 0]  # (B, T)
+        stats[f"best_{key}_per_step"] = best.sum(0).cpu()
+    spread = (pred - pred.mean(1, keepdim=True)).pow(2).sum(dim=(1, 3, 4, 5))  # (B, T)
+    # mean over pairs i < j of |a_i - a_j|^2 = 2 / (N - 1) * sum_i |a_i - mean|^2
+    stats["diversity_per_step"] = (spread * (2.0 / (n - 1)) if n > 1 else spread * 0).sum(0).cpu()
+    stats["samples"] = torch.tensor(float(n * b), dtype=torch.float64)
+    return stats

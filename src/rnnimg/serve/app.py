@@ -167,6 +167,7 @@ def _predict_tab(models, workdir) -> None:
                              file_types=[".gif", ".mp4", ".npy", ".npz", ".avi", ".mov", ".webm"],
                              visible=False)
             horizon = gr.Slider(1, 30, value=first.model.config.horizon, step=1, label="frames to predict")
+            futures = gr.Slider(1, 8, value=1, step=1, label="futures (sampled; svg)")
             run = gr.Button("Predict", variant="primary", elem_id="predict-button")
         with gr.Column(scale=2):
             gif = gr.Image(label="truth (left) beside prediction (right); green: given, red: predicted",
@@ -174,7 +175,7 @@ def _predict_tab(models, workdir) -> None:
             strip = gr.Image(label="the clip above, the prediction below", type="numpy", interactive=False)
 
     @_page_errors
-    def on_predict(name, how, i, path, h, progress=gr.Progress()):  # noqa: B008 (Gradio reads the default)
+    def on_predict(name, how, i, path, h, n, progress=gr.Progress()):  # noqa: B008 (Gradio reads the default)
         served = core.pick(models, name, "predict")
         if how == "upload":
             if not path:
@@ -183,9 +184,9 @@ def _predict_tab(models, workdir) -> None:
         else:
             clip = core.test_item(served, i)["frames"]
         progress(0, desc="predicting")
-        return core.predict(served, clip, workdir, h)
+        return core.predict(served, clip, workdir, h, futures=int(n))
 
-    run.click(on_predict, [model, source, index, upload, horizon], [gif, strip])
+    run.click(on_predict, [model, source, index, upload, horizon, futures], [gif, strip])
     source.change(lambda how: (gr.update(visible=how == "test clip"), gr.update(visible=how == "upload")),
                   source, [index, upload])
 

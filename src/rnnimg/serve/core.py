@@ -286,10 +286,11 @@ def clip_from_file(path: str | os.PathLike, served: ServedModel) -> Tensor:
 
 
 def predict(served: ServedModel, clip: Tensor, workdir: Path, horizon: int | None = None,
-            fps: float = 4) -> tuple[str, np.ndarray]:
+            fps: float = 4, futures: int = 1, seed: int = 0) -> tuple[str, np.ndarray]:
     """Predict from the first ``context`` frames of ``clip`` (T, C, H, W); returns (the path of
-    the GIF, truth beside prediction, written under ``workdir``; the strip as a picture)."""
-    from rnnimg.tasks import prediction_media
+    the GIF, truth beside prediction, written under ``workdir``; the strip as a picture).
+    ``futures`` > 1: that many sampled futures (stochastic models such as svg), side by side."""
+    from rnnimg.tasks import predict_futures, prediction_media
     from rnnimg.viz import write_video
 
     model = served.model
@@ -299,12 +300,16 @@ def predict(served: ServedModel, clip: Tensor, workdir: Path, horizon: int | Non
         raise RnnImgError(f"the horizon must be in 1..50 frames, got {horizon}.")
     if len(clip) < context:
         raise RnnImgError(f"the clip has {len(clip)} frames; the model needs at least {context}.")
-    given = clip[:context].to(model.device)
-    prediction = model.predict(given.unsqueeze(0), horizon)[0].cpu()  # (horizon, C, H, W)
+    if not 1 <= int(futures) <= 8:
+        raise RnnImgError(f"futures must be in 1..8, got {futures}.")
+    given = clip[:context]
+    drawn = predict_futures(model, given, horizon, int(futures), seed)  # (N, horizon, C, H, W)
+    prediction = drawn[0]
     truth = clip[context:context + horizon]
     if 0 < len(truth) < horizon:
         truth = torch.cat([truth, torch.full_like(prediction[len(truth):], 0.5)])
-    frames, strip = prediction_media(given, truth if len(truth) else None, prediction)
+    frames, strip = prediction_media(given, truth if len(truth) else None,
+                                     drawn if int(futures) > 1 else prediction)
     path = write_video(frames, Path(workdir) / f"prediction-{uuid.uuid4().hex[:8]}.gif", fps=fps, scale=3)
     return str(path), to_numpy(strip, 2)
 
