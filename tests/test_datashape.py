@@ -202,12 +202,12 @@ def test_a_conditional_preset_takes_the_datas_number_of_classes(monkeypatch):
 @pytest.mark.parametrize("name", list_models("predict"))
 def test_predictors_take_frame_size_and_channels_from_clips(name, tmp_path):
     rng = np.random.default_rng(0)
-    np.save(tmp_path / "clips.npy", rng.integers(0, 256, (4, 10, 12, 12, 3), dtype=np.uint8))
+    np.save(tmp_path / "clips.npy", rng.integers(0, 256, (4, 10, 16, 16, 3), dtype=np.uint8))
     s, config, notes = fit(name, f"clips:{tmp_path / 'clips.npy'}")
-    assert (config.frame_size, config.channels) == (12, 3)
-    assert any("12x12 frames with 3 channels" in n for n in notes)
+    assert (config.frame_size, config.channels) == (16, 3)
+    assert any("16x16 frames with 3 channels" in n for n in notes)
     model, batch = first_batch(s)
-    assert batch["frames"].shape[2:] == (3, 12, 12)
+    assert batch["frames"].shape[2:] == (3, 16, 16)
     assert torch.isfinite(model.loss(batch).loss)
 
 
@@ -242,8 +242,8 @@ def test_segmenters_take_classes_channels_and_size_from_masks(name, tmp_path):
 @pytest.mark.parametrize("name", list_models("translate"))
 def test_translators_take_source_and_target_channels_from_the_data(name):
     fields = {f.name for f in dataclasses.fields(get_model_class(name).config_class)}
-    if "scale" in fields:  # super-resolution keeps the channels: grey -> colour is refused in one line
-        with pytest.raises(RnnImgError, match="in_channels and out_channels must match"):
+    if "scale" in fields:  # super-resolution needs larger targets: same-size pairs are refused
+        with pytest.raises(RnnImgError, match="pairs images of one size.*corrupt=downscale"):
             fit(name, "shapes", data_options={**SMALL_SHAPES, "corrupt": "colorize"})
         return
     _, config, _ = fit(name, "shapes", data_options={**SMALL_SHAPES, "corrupt": "colorize"})

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from rnnimg.data.corrupt import SCALES, downscale
+from rnnimg.errors import RnnImgError
 from rnnimg.models.translation import ImageTranslator, check_translation_config
 
 
@@ -52,6 +53,14 @@ class SuperResolver(ImageTranslator):
 
     # the data's scale (corrupt=downscale's scale=2|3|4) decides the model's, like its sizes
     data_fields: ClassVar[dict[str, str]] = {**ImageTranslator.data_fields, "scale": "scale"}
+
+    @classmethod
+    def fit_to_data(cls, values: dict[str, Any], data, user) -> tuple[dict[str, Any], list[str]]:
+        if "scale" not in user and data.scale == 1:
+            raise RnnImgError(f"{data.name} pairs images of one size, but {cls.name} makes its output "
+                              "2, 3 or 4 times larger; train it on --data-opt corrupt=downscale "
+                              "--data-opt scale=N (or pairs whose targets are N times larger).")
+        return super().fit_to_data(values, data, user)
 
     @property
     def scale(self) -> int:  # type: ignore[override]
