@@ -71,8 +71,9 @@ def _model_choice(models: list[core.ServedModel]) -> gr.Dropdown:
     return gr.Dropdown([m.label for m in models], value=models[0].label, label="model")
 
 
-def _seed_and_temperature(temperature: bool = True):
-    seed = gr.Number(0, precision=0, label="seed (the same seed gives the same pictures)")
+def _seed_and_temperature(tab: str, temperature: bool = True):
+    seed = gr.Number(0, precision=0, label="seed (the same seed gives the same pictures)",
+                     elem_id=f"{tab}-seed")
     if not temperature:
         return seed, None
     return seed, gr.Slider(0.05, 2.0, value=1.0, step=0.05,
@@ -111,7 +112,7 @@ def _sample_tab(models, workdir) -> TabRun:
                               value=core.example_sentence(first), elem_id="sample-text",
                               placeholder="e.g. the digit 3 is at the top left")
             n = gr.Slider(1, core.MAX_SAMPLES, value=16, step=1, label="number of pictures")
-            seed, temperature = _seed_and_temperature()
+            seed, temperature = _seed_and_temperature("sample")
             run = gr.Button("Sample", variant="primary", elem_id="sample-button")
         with gr.Column(scale=2):
             grid = gr.Image(label="pictures the model made up", type="numpy", elem_id="sample-output",
@@ -155,7 +156,7 @@ def _complete_tab(models, workdir) -> TabRun:
             _show_chosen(source, [index, upload, drawing])
             region = gr.Radio(list(core.REGIONS), value=core.REGIONS[0], label="part to hide and fill in")
             n = gr.Slider(1, 16, value=5, step=1, label="number of completions")
-            seed, temperature = _seed_and_temperature()
+            seed, temperature = _seed_and_temperature("complete")
             run = gr.Button("Complete", variant="primary", elem_id="complete-button")
         with gr.Column(scale=2):
             given = gr.Image(label="the picture as the model sees it", type="numpy", interactive=False,
@@ -233,7 +234,7 @@ def _pictures_tab(task: str) -> TabBuilder:
                 index = gr.Number(0, precision=0, label="test image number")
                 upload = _upload(f"{task}-upload")
                 _show_chosen(source, [index, upload])
-                seed, _ = _seed_and_temperature(temperature=False)
+                seed, _ = _seed_and_temperature(task, temperature=False)
                 run = gr.Button(task.capitalize(), variant="primary", elem_id=f"{task}-button")
             with gr.Column(scale=2):
                 gallery = gr.Gallery(label="the input, then what the model made of it (and, for a test "
