@@ -200,8 +200,7 @@ def _predict_tab(models, workdir) -> TabRun:
             horizon = gr.Slider(1, 30, value=first.model.config.horizon, step=1, label="frames to predict")
             run = gr.Button("Predict", variant="primary", elem_id="predict-button")
         with gr.Column(scale=2):
-            gif = gr.Image(label="the real clip (left) beside the prediction (right); green border: "
-                           "frames the model was given, red: frames it predicted",
+            gif = gr.Image(label="real clip (left), prediction (right); green: given, red: predicted",
                            type="filepath", interactive=False, elem_id="predict-output")
             strip = gr.Image(label="the clip above, the prediction below", type="numpy", interactive=False)
 
@@ -237,8 +236,9 @@ def _pictures_tab(task: str) -> TabBuilder:
                 seed, _ = _seed_and_temperature(task, temperature=False)
                 run = gr.Button(task.capitalize(), variant="primary", elem_id=f"{task}-button")
             with gr.Column(scale=2):
-                gallery = gr.Gallery(label="the input, then what the model made of it (and, for a test "
-                                     "image, the right answer)", columns=1, elem_id=f"{task}-output")
+                gallery = gr.Gallery(label="the picture, the right answer (test images only), then the "
+                                     "model's answer", columns=1, object_fit="contain", height="auto",
+                                     elem_id=f"{task}-output")
 
         @_page_errors
         def on_run(name, how, i, path, s, progress=gr.Progress()):  # noqa: B008 (Gradio reads the default)
