@@ -89,7 +89,7 @@ def _show_chosen(source: gr.Radio, panels: list) -> None:
     """Show only the panel of the chosen input (``panels`` in the order of the choices)."""
     choices = [c[0] if isinstance(c, tuple) else c for c in source.choices]
     source.change(lambda how: [gr.update(visible=how == c) for c in choices], source,
-                  panels[:len(choices)])
+                  panels[:len(choices)], queue=False)  # not behind a running model
 
 
 def _upload(elem_id: str, what: str = "your image (PNG, JPEG, ...)", **kwargs) -> gr.File:
