@@ -1,5 +1,5 @@
 """Issue 12, item 1: video prediction quality per unit of compute (a quality study, so it lives in
-scripts/: `../shared/gpu/check.sh` runs every benchmarks/ script with its defaults, and this one
+scripts/: `scripts/gpu_check.sh` runs every benchmarks/ script with its defaults, and this one
 trains eight variants for minutes each).
 
 Each variant is one factor changed from the model's default (sampling, output head, loss), or a

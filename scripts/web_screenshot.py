@@ -3,8 +3,9 @@
     python scripts/web_screenshot.py                      # every shipped model
     python scripts/web_screenshot.py pretrained:pixelrnn-mnist --out docs/images
 
-Writes OUT/web.png (the Sample tab after sampling), OUT/web-complete.png (the Complete tab after
-completing a test digit) and, when a predictor is served, OUT/web-predict.png. Needs
+Writes OUT/web.png (the Sample tab), OUT/web-complete.png (the Complete tab) and, when such models
+are served, OUT/web-predict.png and OUT/web-segment.png, each with the first result the page shows
+when it opens. Needs
 `pip install 'rnnimg[web]' playwright` and Debian's chromium.
 """
 
@@ -38,33 +39,31 @@ def main() -> int:
     app, workdir = serve(args.runs or None, port=port, block=False)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    written = []
     try:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=args.chromium, headless=True,
                                         args=["--no-sandbox", "--disable-dev-shm-usage"])
             page = browser.new_page(viewport={"width": 1200, "height": 900})
             page.goto(f"http://127.0.0.1:{port}/", wait_until="networkidle", timeout=120_000)
-            page.get_by_role("tab", name="Sample").click()
-            page.click("#sample-button")
-            page.locator("#sample-output img").wait_for(state="visible", timeout=300_000)
-            page.wait_for_timeout(1000)
-            page.screenshot(path=str(out / "web.png"), full_page=True)
-            page.get_by_role("tab", name="Complete").click()
-            page.click("#complete-button")
-            page.locator("#complete-output img").wait_for(state="visible", timeout=300_000)
-            page.wait_for_timeout(1000)
-            page.screenshot(path=str(out / "web-complete.png"), full_page=True)
-            if page.get_by_role("tab", name="Predict").count():
-                page.get_by_role("tab", name="Predict").click()
-                page.click("#predict-button")
-                page.locator("#predict-output img").wait_for(state="visible", timeout=300_000)
+            # every tab shows a first result when the page opens: wait for it, click nothing
+            shots = [("Sample", "#sample-output img", "web.png"),
+                     ("Complete", "#complete-output img", "web-complete.png"),
+                     ("Predict", "#predict-output img", "web-predict.png"),
+                     ("Segment", "#segment-output img", "web-segment.png")]
+            for tab, result, name in shots:
+                if not page.get_by_role("tab", name=tab).count():
+                    continue
+                page.get_by_role("tab", name=tab).click()
+                page.locator(result).wait_for(state="visible", timeout=300_000)
                 page.wait_for_timeout(1000)
-                page.screenshot(path=str(out / "web-predict.png"), full_page=True)
+                page.screenshot(path=str(out / name), full_page=True)
+                written.append(out / name)
             browser.close()
     finally:
         app.close()
         shutil.rmtree(workdir, ignore_errors=True)
-    print(f"wrote {out / 'web.png'} and {out / 'web-complete.png'}")
+    print("wrote " + ", ".join(str(p) for p in written))
     return 0
 
 

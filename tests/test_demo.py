@@ -6,6 +6,7 @@ from PIL import Image
 
 from rnnimg.demo import run_demo
 from rnnimg.models.registry import get_model_class, list_models
+from rnnimg.viz import read_metrics_csv
 
 
 def test_demo_writes_pictures_for_every_model_and_the_curves(tmp_path):
@@ -28,6 +29,10 @@ def test_demo_writes_pictures_for_every_model_and_the_curves(tmp_path):
             get_model_class("convlstm").demo["overrides"]["context"]
     assert {p.name for p in written["pixelrnn"]} == {"pixelrnn-samples.png", "pixelrnn-completions.png"}
     assert (out / "curves.png").is_file()
+    # every model validates, though these runs (a few steps) end long before an epoch does
+    for name in with_demo:
+        series = read_metrics_csv(out / name / "metrics.csv")
+        assert len(series.get("val/loss", [])) >= 2, f"{name} never validated"
 
 
 def has_content(grey: np.ndarray) -> bool:

@@ -1,5 +1,5 @@
 """What broke on a GPU (issue 14, section 5), reproduced on the CPU where the CPU allows it, and
-checked for real on a GPU when one is present (``../shared/gpu/check.sh`` runs this file there).
+checked for real on a GPU when one is present (``scripts/gpu_check.sh`` runs this file there).
 
 - cuDNN flattens an ``nn.LSTM``'s weights into one buffer; safetensors refuses tensors that share
   storage. Here every parameter of a model is made a view of one buffer, as

@@ -314,3 +314,35 @@ def test_save_load_with_gru_weights_sharing_one_buffer(tmp_path):
     image = torch.rand(2, 1, 32, 32)
     model.save_pretrained(tmp_path)
     assert torch.equal(load_pretrained(tmp_path).segment(image), model.segment(image))
+
+
+def test_validation_miou_is_pooled_over_the_validation_split(tmp_path):
+    """val/miou in metrics.csv is the mIoU of all validation predictions together (one confusion
+    matrix), not the mean of per-batch mIoUs (val/miou_batch), which differs."""
+    from torch.utils.data import DataLoader
+
+    from rnnimg.models.checkpoint import load_pretrained
+    from rnnimg.train import TrainSettings, train
+    from rnnimg.train.data import build_datasets
+    from rnnimg.viz import read_metrics_csv
+
+    settings = TrainSettings(model="reseg", preset="debug", data="mnist-scenes", max_steps=3, batch_size=4,
+                             accelerator="cpu", progress=False, val_batches=None, val_every_n_steps=3,
+                             data_options={"train_scenes": 60, "val_scenes": 20}, out=str(tmp_path / "run"))
+    run = train(settings)
+    logged = read_metrics_csv(run / "metrics.csv")
+    (step, pooled), = logged["val/miou"]  # validated once, after the last step: the saved weights
+    assert step == 2
+    model = load_pretrained(run).eval()
+    _, val_set = build_datasets(settings.resolved(), model)
+    preds, masks = [], []
+    with torch.no_grad():
+        for batch in DataLoader(val_set, batch_size=4):
+            preds.append(model.segment(batch["image"]))
+            masks.append(batch["mask"])
+    assert sum(len(m) for m in masks) == len(val_set) >= 8  # several batches
+    together = mean_iou(torch.cat(preds), torch.cat(masks), model.config.num_classes).item()
+    assert pooled == pytest.approx(together, abs=1e-6)
+    per_batch = np.mean([mean_iou(p, m, model.config.num_classes).item() for p, m in zip(preds, masks)])
+    assert logged["val/miou_batch"][0][1] == pytest.approx(per_batch, abs=1e-6)
+    assert abs(per_batch - together) > 1e-4  # so the test can tell the two apart

@@ -141,6 +141,21 @@ def test_predict_writes_its_gif_in_the_workdir_only(served, tmp_path, monkeypatc
         shutil.rmtree(work)
 
 
+def test_a_caption_model_gets_a_sentence_it_knows_and_asks_for_one(tmp_path):
+    from rnnimg.data.mnist_captions import mnist_captions, tokenize
+
+    s = core.load_served([save(tmp_path, "draw", preset="captions", data="mnist-captions", steps=2,
+                               enc_hidden=8, dec_hidden=8, z_size=2)])[0]
+    sentence = core.example_sentence(s)
+    assert sentence and core.takes_text(s)
+    vocabulary = tuple(s.model.config.vocabulary)
+    first = mnist_captions("test")[0]["text"]
+    assert torch.equal(tokenize(sentence, vocabulary, s.model.config.max_words), first)
+    assert core.sample(s, 2, text=sentence, scale=1).shape == (64, 2 + 62 * 2, 3)
+    with pytest.raises(RnnImgError, match="type one, e.g. '" + sentence):
+        core.sample(s, 2, text="  ")
+
+
 def test_other_tasks_show_the_task_layer_pictures(served, tmp_path):
     s = by_name(served, "pixelrnn")
     paths = core.task_pictures(s, tmp_path, "complete", index=2)
@@ -187,3 +202,108 @@ def test_the_page_has_one_tab_per_served_task_new_tasks_included(served, tmp_pat
                     ("Segment", "segment")]
     assert core.input_shape(FakeSegmenter(), "segment") == (3, 8, 8)
     assert os.listdir(tmp_path) == []  # building the page writes nothing
+
+
+@pytest.fixture(scope="module")
+def image_to_image(tmp_path_factory):
+    """A segmenter and a translator, as the page serves them."""
+    tmp = tmp_path_factory.mktemp("image-to-image")
+    return core.load_served([save(tmp, "reseg", data="mnist-scenes"),
+                             save(tmp, "translator", data_options={"corrupt": "denoise", "sigma": 25})])
+
+
+def read_cells(path, n: int, size: int, scale: int = 3, pad: int = 2) -> list[np.ndarray]:
+    """The n pictures of the first row of a grid or strip written with ``scale`` (RGB, uint8)."""
+    with Image.open(path) as im:
+        pixels = np.asarray(im.convert("RGB"))[::scale, ::scale]
+    assert pixels.shape[1] == pad + n * (size + pad)  # exactly n pictures in the row
+    return [pixels[pad:pad + size, pad + k * (size + pad):pad + k * (size + pad) + size] for k in range(n)]
+
+
+def as_uint8(picture: torch.Tensor) -> np.ndarray:
+    rgb = picture.expand(3, -1, -1) if picture.shape[0] == 1 else picture
+    return rgb.clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).numpy()
+
+
+def test_uploads_in_the_segment_and_translate_tabs_run_the_model_on_them(image_to_image, tmp_path,
+                                                                         monkeypatch):
+    """Through Gradio (the page's own events, with its pre- and post-processing): an upload needs no
+    mask or target, and what comes back is the model's output on the uploaded pixels."""
+    pytest.importorskip("gradio", reason="the web extra is not installed: pip install 'rnnimg[web]'")
+    from rnnimg.serve.app import build_app
+    from rnnimg.tasks import mask_overlay
+
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio"))
+    app = build_app(image_to_image, tmp_path / "work")
+    segmenter, translator = image_to_image
+    for served, task in ((segmenter, "segment"), (translator, "translate")):
+        channels, size, _ = core.input_shape(served.model, task)
+        # a light picture at the model's size: taken as it is (no inverting, no resizing)
+        pixels = (np.random.default_rng(0).random((size, size, channels)) * 127 + 128).astype(np.uint8)
+        upload = _png(tmp_path / f"{task}.png", pixels[..., 0] if channels == 1 else pixels)
+        x = torch.from_numpy(pixels).permute(2, 0, 1).float().div(255).unsqueeze(0)  # (1, C, H, W)
+        (shown,) = app(served.label, "upload", 0, str(upload), 0, api_name=task)
+        if task == "segment":
+            given, output = read_cells(shown["image"], 2, size)  # no true mask beside them
+            expected = mask_overlay(x[0], served.model.segment(x)[0])
+        else:  # the input, then every refinement step (the last is the output), no target
+            given, *_, output = read_cells(shown["image"], 1 + served.model.config.steps, size)
+            expected = served.model.translate(x)[0]
+        assert np.array_equal(given, as_uint8(x[0]))
+        assert np.abs(output.astype(int) - as_uint8(expected).astype(int)).max() <= 1
+    with pytest.raises(Exception, match="upload an image first"):
+        app(translator.label, "upload", 0, None, 0, api_name="translate")
+
+
+def test_every_tab_shows_a_first_result_when_the_page_opens(served, image_to_image, tmp_path, monkeypatch):
+    """Each tab runs its button's work once on open, with its controls' first values."""
+    gr = pytest.importorskip("gradio", reason="the web extra is not installed: pip install 'rnnimg[web]'")
+    from rnnimg.serve.app import build_app
+
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio"))
+    app = build_app([*served, *image_to_image], tmp_path / "work")
+    tabs = [b.id for b in app.blocks.values() if isinstance(b, gr.Tab)]
+    assert tabs == ["generate", "complete", "predict", "segment", "translate"]
+    on_open = {f.api_name: f for f in app.fns.values() if any(t[1] == "load" for t in f.targets)}
+    assert sorted(on_open) == sorted(f"{t}_on_open" for t in tabs)
+    for task in tabs:
+        fn = on_open[f"{task}_on_open"]
+        result = app(*[block.value for block in fn.inputs], api_name=f"{task}_on_open")
+        assert result and (not isinstance(result, list) or all(result)), f"the {task} tab opens empty"
+
+
+def test_serve_stopped_with_sigterm_removes_its_temp_folder(served, tmp_path):
+    """systemd, Docker and job schedulers stop a server with SIGTERM: the folder of generated
+    pictures goes, as on Ctrl-C, and the server exits cleanly."""
+    import signal
+    import socket
+    import time
+
+    pytest.importorskip("gradio", reason="the web extra is not installed: pip install 'rnnimg[web]'")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "TMPDIR": str(temp)}
+    server = subprocess.Popen([sys.executable, "-m", "rnnimg", "serve", by_name(served, "rowrnn").label,
+                               "--port", str(port)], env=env, cwd=tmp_path,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and server.poll() is None:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.5)
+        assert server.poll() is None, server.stdout.read()
+        assert [p.name[:13] for p in temp.iterdir()] == ["rnnimg-serve-"]  # the page's folder
+        server.send_signal(signal.SIGTERM)
+        output, _ = server.communicate(timeout=120)
+    finally:
+        server.kill()
+    # 0 when the signal finds the page serving, 130 ("interrupted") when it comes while Gradio is
+    # still starting: either way one clean stop, no traceback, nothing left behind
+    assert server.returncode in (0, 130) and "Traceback" not in output, output
+    assert list(temp.iterdir()) == []

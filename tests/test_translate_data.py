@@ -250,3 +250,35 @@ def test_the_trainer_takes_a_corrupted_image_dataset_and_refuses_grey_for_colour
                             overrides={"in_channels": 3},
                             data_options={**common.pop("data_options"), "channels": 1}, **common))
     assert not (tmp_path / "colour" / "model.safetensors").exists()
+
+
+def test_validation_sees_the_same_noisy_inputs_every_time_whatever_the_run_seed():
+    """Validation held out of the train split: its noise is drawn once per item from a fixed seed, so
+    two validations (of one run, or of runs with other --seed values) see identical noisy inputs,
+    while training items still get fresh noise."""
+    from rnnimg.train import TrainSettings
+    from rnnimg.train.data import build_datasets, make_loaders
+
+    model = create_model("translator", "debug")
+    options = {"corrupt": "denoise", "sigma": 25}
+
+    def validation_batches(seed: int) -> list[dict]:
+        settings = TrainSettings(model="translator", preset="debug", data="mnist-5k", seed=seed,
+                                 data_options=options)
+        train_set, val_set = build_datasets(settings, model)
+        _, loader, _ = make_loaders(train_set, val_set, batch_size=32, seed=seed, num_workers=0)
+        torch.manual_seed(seed)
+        first = [b for _, b in zip(range(2), loader)]
+        torch.rand(100)  # training draws in between
+        again = [b for _, b in zip(range(2), loader)]
+        for a, b in zip(first, again):
+            assert torch.equal(a["source"], b["source"]) and torch.equal(a["target"], b["target"])
+        return first
+
+    seed0, seed1 = validation_batches(0), validation_batches(1)
+    for a, b in zip(seed0, seed1):
+        assert torch.equal(a["source"], b["source"])
+        assert not torch.equal(a["source"], a["target"])  # they are noisy
+    train_set, _ = build_datasets(TrainSettings(model="translator", preset="debug", data="mnist-5k",
+                                                data_options=options), model)
+    assert not torch.equal(train_set[0]["source"], train_set[0]["source"])

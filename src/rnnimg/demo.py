@@ -75,6 +75,9 @@ def run_demo(out: str | Path = "runs/demo", overwrite: bool = False, models: lis
         print(f"[demo] training {name} ({recipe.get('preset')}) on {recipe['data']} for "
               f"{recipe['max_steps']} steps ...", flush=True)
         recipe.setdefault("log_every_n_steps", max(1, min(10, recipe["max_steps"] // 20)))
+        # validate four times a run: a demo is often shorter than an epoch (reseg's 300 steps are
+        # half of one), and the curves show the validation loss of every model
+        recipe.setdefault("val_every_n_steps", -(-recipe["max_steps"] // 4))
         run_dir = train(TrainSettings(model=name, out=str(out / name), progress=progress,
                                       sample_every_n_steps=0, ckpt_every_n_steps=10_000, **recipe))
         from rnnimg.models.checkpoint import load_pretrained

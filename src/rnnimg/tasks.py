@@ -416,18 +416,22 @@ def segment_image(model, image: Tensor, resize: bool = True, *, tile: int | None
 
 @task_view("segment")
 def _segment_view(model, batch, generator) -> dict[str, Tensor]:
-    """``segmentation.png``: for up to 8 images, the image, the true mask over it and the predicted
-    mask over it, side by side; a legend names every class that occurs."""
+    """``segmentation.png``: for up to 8 images, the image, the true mask over it (where ``batch``
+    has a ``mask``) and the predicted mask over it, side by side; a legend names every class that
+    occurs."""
     images = batch["image"][:8].to(model.device)
     predicted = model.segment(images).cpu()
-    truth = batch["mask"][:8].cpu()
+    truth = batch["mask"][:8].cpu() if "mask" in batch else None
     cells = []
-    for image, true, pred in zip(images.cpu(), truth, predicted):
-        rgb = image.expand(3, -1, -1) if image.shape[0] == 1 else image
-        cells += [rgb, mask_overlay(image, true), mask_overlay(image, pred)]
-    grid = make_grid(torch.stack(cells), nrow=6 if len(images) > 1 else 3)
-    present = sorted(set(truth.unique().tolist()) | set(predicted.unique().tolist()))
-    return {"segmentation.png": with_legend(grid, model.class_names, present)}
+    for i, (image, pred) in enumerate(zip(images.cpu(), predicted)):
+        cells.append(image.expand(3, -1, -1) if image.shape[0] == 1 else image)
+        if truth is not None:
+            cells.append(mask_overlay(image, truth[i]))
+        cells.append(mask_overlay(image, pred))
+    per_image = len(cells) // len(images)
+    grid = make_grid(torch.stack(cells), nrow=2 * per_image if len(images) > 1 else per_image)
+    present = set(predicted.unique().tolist()) | (set() if truth is None else set(truth.unique().tolist()))
+    return {"segmentation.png": with_legend(grid, model.class_names, sorted(present))}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -462,8 +466,9 @@ def translation_strip(model, source: Tensor, target: Tensor | None = None) -> Te
 @task_view("translate")
 def _translate_view(model, batch, generator) -> dict[str, Tensor]:
     """``translation.png``: for up to 8 images, the input, every refinement step (the last is the
-    output) and the target, one image a row."""
-    return {"translation.png": translation_strip(model, batch["source"][:8], batch["target"][:8])}
+    output) and the target (where ``batch`` has one), one image a row."""
+    target = batch["target"][:8] if "target" in batch else None
+    return {"translation.png": translation_strip(model, batch["source"][:8], target)}
 
 
 # ---------------------------------------------------------------------------------------------

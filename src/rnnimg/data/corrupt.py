@@ -22,8 +22,9 @@
 
 Randomness: the ``test`` and ``val`` splits draw each item's corruption ONCE, from a generator
 seeded with (``corrupt_seed``, split, index), so every run and every model sees the same noisy
-inputs; the ``train`` split draws fresh corruption at every access from the global RNG (seeded by
-the trainer's --seed), which is the usual augmentation.
+inputs; so does the validation the trainer holds out of ``train``
+(:meth:`CorruptedDataset.with_fixed_draws`). The ``train`` split draws fresh corruption at every
+access from the global RNG (seeded by the trainer's --seed), which is the usual augmentation.
 """
 
 from __future__ import annotations
@@ -168,6 +169,13 @@ class CorruptedDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.base)
+
+    def with_fixed_draws(self) -> CorruptedDataset:
+        """The same items, each corrupted ONCE from a generator fixed by (corrupt_seed, index), as
+        the val and test splits are. Validation held out of ``train`` uses it, so every validation
+        of every run, whatever its --seed, sees the same noisy inputs."""
+        return CorruptedDataset(self.base, "heldout", {"corrupt": self.kind, "corrupt_seed": self.seed,
+                                                       **self.params})
 
     def generator_for(self, index: int) -> torch.Generator | None:
         """None (the global RNG) for train; a generator fixed by seed, split and index otherwise."""

@@ -71,6 +71,10 @@ class RnnImgModel(nn.Module):
     # batch_size, lr, overrides, data_options, seed) plus optional "evaluate" (keyword arguments of
     # rnnimg.train.evaluate). scripts/train_pretrained.py trains, scores and ships each one.
     pretrained: ClassVar[dict[str, dict[str, Any]]] = {}
+    # Metrics of reduce_statistics that validation reports pooled over the whole validation split
+    # (the statistics of every batch summed, reduced once: mIoU from one confusion matrix), logged
+    # as val/NAME; an average of per-batch values would be a different, noisier number.
+    pooled_validation_metrics: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: Any) -> None:
         super().__init__()

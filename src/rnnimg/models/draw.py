@@ -145,7 +145,11 @@ class DRAW(ImageGenerator):
                 data="mnist-5k", max_steps=200, batch_size=64, lr=3e-3)
     pretrained = {"draw-mnist": dict(preset="mnist", overrides=dict(steps=16, enc_hidden=128, dec_hidden=128,
                   z_size=32), data="mnist-5k", max_steps=1500, batch_size=64, lr=1e-3,  # attention on
-                  evaluate=dict(options=dict(importance_samples=10)))}
+                  evaluate=dict(options=dict(importance_samples=10))),
+                  # alignDRAW, CPU-sized (T = 16, 128 units; docs/benchmarks.md, "Captions"): ~9 min
+                  "draw-captions": dict(preset="captions", overrides=dict(steps=16, enc_hidden=128,
+                                        dec_hidden=128, z_size=32), data="mnist-captions", max_steps=2400,
+                                        batch_size=32, lr=3e-3)}
 
     def __init__(self, config: DRAWConfig) -> None:
         super().__init__(config)

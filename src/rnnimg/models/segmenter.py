@@ -118,6 +118,7 @@ class ImageSegmenter(RnnImgModel):
 
     # --- evaluation as additive statistics ----------------------------------------------------
     evaluation_options = ()
+    pooled_validation_metrics = ("miou",)  # val/miou: one confusion matrix over the split
 
     @torch.no_grad()
     def evaluation_statistics(self, batch: dict[str, Tensor], **options) -> dict[str, Tensor]:

@@ -2,15 +2,18 @@
 
 Tabs are built per task, not per model: a task with a tab builder here (sample, complete, predict)
 gets its controls; any other task (segment, translate, and whatever comes next) gets a tab that
-shows its task-layer pictures (:func:`rnnimg.tasks.preview`) on a test item or an uploaded image.
-So serving a model of a new task brings its tab without an edit here. The work itself is in
-:mod:`rnnimg.serve.core`; this module lays out controls and turns RnnImgError into page messages.
+runs the model on a test image or an uploaded one and shows the task's pictures
+(:func:`rnnimg.tasks.preview`). So serving a model of a new task brings its tab without an edit
+here. Every tab shows a first result when the page opens (its default model on the first test
+item), so nobody meets a page of empty panels. The work itself is in :mod:`rnnimg.serve.core`;
+this module lays out controls and turns RnnImgError into page messages.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import gradio as gr
@@ -18,12 +21,25 @@ import gradio as gr
 from rnnimg.errors import RnnImgError
 from rnnimg.serve import core
 
-TabBuilder = Callable[[list[core.ServedModel], Path], None]
+
+@dataclass
+class TabRun:
+    """What a tab's main button does: ``fn(*inputs) -> outputs``; the page also runs it once when it
+    opens, with the controls' first values, so that the tab shows a first result."""
+
+    button: gr.Button
+    fn: Callable
+    inputs: list
+    outputs: list
+
+
+TabBuilder = Callable[[list[core.ServedModel], Path], TabRun]
 _TABS: dict[str, tuple[str, TabBuilder]] = {}
 
 
 def web_tab(task: str, title: str) -> Callable[[TabBuilder], TabBuilder]:
-    """Register ``build(models, workdir)`` as the tab of ``task``, called inside ``gr.Tab(title)``."""
+    """Register ``build(models, workdir) -> TabRun`` as the tab of ``task``, called inside
+    ``gr.Tab(title)``."""
 
     def wrap(build: TabBuilder) -> TabBuilder:
         _TABS[task] = (title, build)
@@ -57,46 +73,76 @@ def _page_errors(fn):
     return wrapped
 
 
-def _choices(models: list[core.ServedModel]) -> list[str]:
-    return [m.label for m in models]
+# ---------------------------------------------------------------------------------------------
+# controls more than one tab has
+
+
+def _model_choice(models: list[core.ServedModel]) -> gr.Dropdown:
+    return gr.Dropdown([m.label for m in models], value=models[0].label, label="model")
+
+
+def _seed_and_temperature(tab: str, temperature: bool = True):
+    seed = gr.Number(0, precision=0, label="seed (the same seed gives the same pictures)",
+                     elem_id=f"{tab}-seed")
+    if not temperature:
+        return seed, None
+    return seed, gr.Slider(0.05, 2.0, value=1.0, step=0.05,
+                           label="temperature (lower: safer, plainer pictures; higher: wilder)")
+
+
+def _input_choice(choices: list[str], elem_id: str) -> gr.Radio:
+    """A radio of where the input comes from (the first choice at first)."""
+    return gr.Radio(choices, value=choices[0], label="input", elem_id=elem_id)
+
+
+def _show_chosen(source: gr.Radio, panels: list) -> None:
+    """Show only the panel of the chosen input (``panels`` in the order of the choices)."""
+    choices = [c[0] if isinstance(c, tuple) else c for c in source.choices]
+    source.change(lambda how: [gr.update(visible=how == c) for c in choices], source,
+                  panels[:len(choices)], queue=False)  # not behind a running model
+
+
+def _upload(elem_id: str, what: str = "your image (PNG, JPEG, ...)", **kwargs) -> gr.File:
+    # a File, not an Image: Gradio's Image decodes uploads itself and fails without a word
+    return gr.File(label=what, type="filepath", elem_id=elem_id, visible=False, **kwargs)
 
 
 # ---------------------------------------------------------------------------------------------
 
 
 @web_tab("generate", "Sample")
-def _sample_tab(models, workdir) -> None:
+def _sample_tab(models, workdir) -> TabRun:
     first = models[0]
     with gr.Row():
         with gr.Column(scale=1):
-            model = gr.Dropdown(_choices(models), value=first.label, label="model")
-            label = gr.Dropdown(core.labels_of(first), value="any", label="label (class-conditional models)",
-                                visible=len(core.labels_of(first)) > 1)
-            text = gr.Textbox(label="sentence (caption models)", visible=core.takes_text(first),
+            model = _model_choice(models)
+            label = gr.Dropdown(core.labels_of(first), value="any", label="digit to draw (models trained "
+                                "with labels)", visible=len(core.labels_of(first)) > 1)
+            text = gr.Textbox(label="sentence to draw (caption models)", visible=core.takes_text(first),
+                              value=core.example_sentence(first), elem_id="sample-text",
                               placeholder="e.g. the digit 3 is at the top left")
-            n = gr.Slider(1, core.MAX_SAMPLES, value=16, step=1, label="number of samples")
-            seed = gr.Number(0, precision=0, label="seed")
-            temperature = gr.Slider(0.05, 2.0, value=1.0, step=0.05, label="temperature")
+            n = gr.Slider(1, core.MAX_SAMPLES, value=16, step=1, label="number of pictures")
+            seed, temperature = _seed_and_temperature("sample")
             run = gr.Button("Sample", variant="primary", elem_id="sample-button")
         with gr.Column(scale=2):
-            grid = gr.Image(label="samples", type="numpy", elem_id="sample-output", interactive=False)
-            more = gr.Button("Task-layer pictures (animations, ...)", size="sm")
-            gallery = gr.Gallery(label="pictures from rnnimg.tasks.preview", columns=2)
+            grid = gr.Image(label="pictures the model made up", type="numpy", elem_id="sample-output",
+                            interactive=False)
+            more = gr.Button("More: 32 pictures, and an animation for models that draw step by step",
+                             size="sm", elem_id="sample-more")
+            gallery = gr.Gallery(label="more pictures of this model", columns=2, elem_id="sample-gallery")
 
     def on_model(name):
         served = core.pick(models, name, "generate")
         labels = core.labels_of(served)
         return (gr.update(choices=labels, value="any", visible=len(labels) > 1),
-                gr.update(visible=core.takes_text(served)))
+                gr.update(visible=core.takes_text(served), value=core.example_sentence(served)))
 
     model.change(on_model, model, [label, text])
 
     @_page_errors
     def on_sample(name, lab, sentence, count, s, t, progress=gr.Progress()):  # noqa: B008 (Gradio reads the default)
-        progress(0, desc="sampling pixel by pixel")
+        progress(0, desc="making pictures")
         return core.sample(core.pick(models, name, "generate"), count, lab, s, t, sentence)
-
-    run.click(on_sample, [model, label, text, n, seed, temperature], grid)
 
     @_page_errors
     def on_more(name, s, progress=gr.Progress()):  # noqa: B008 (Gradio reads the default)
@@ -104,31 +150,28 @@ def _sample_tab(models, workdir) -> None:
         return core.task_pictures(core.pick(models, name, "generate"), workdir, "generate", 0, seed=s)
 
     more.click(on_more, [model, seed], gallery)
+    return TabRun(run, on_sample, [model, label, text, n, seed, temperature], [grid])
 
 
 @web_tab("complete", "Complete")
-def _complete_tab(models, workdir) -> None:
-    first = models[0]
+def _complete_tab(models, workdir) -> TabRun:
     with gr.Row():
         with gr.Column(scale=1):
-            model = gr.Dropdown(_choices(models), value=first.label, label="model")
-            source = gr.Radio(["test digit", "upload", "drawing"], value="test digit", label="input",
-                              elem_id="complete-source")
+            model = _model_choice(models)
+            source = _input_choice(["test digit", "upload", "drawing"], "complete-source")
             index = gr.Number(0, precision=0, label="test digit number")
-            # a File, not an Image: Gradio's Image decodes uploads itself and fails without a word
-            upload = gr.File(label="upload an image", type="filepath", elem_id="complete-upload",
-                             visible=False)
+            upload = _upload("complete-upload")
             drawing = gr.Sketchpad(label="draw a digit", type="numpy", canvas_size=(280, 280),
                                    visible=False)
-            region = gr.Radio(list(core.REGIONS), value=core.REGIONS[0], label="hidden region")
-            n = gr.Slider(1, 16, value=5, step=1, label="completions")
-            seed = gr.Number(0, precision=0, label="seed")
-            temperature = gr.Slider(0.05, 2.0, value=1.0, step=0.05, label="temperature")
+            _show_chosen(source, [index, upload, drawing])
+            region = gr.Radio(list(core.REGIONS), value=core.REGIONS[0], label="part to hide and fill in")
+            n = gr.Slider(1, 16, value=5, step=1, label="number of completions")
+            seed, temperature = _seed_and_temperature("complete")
             run = gr.Button("Complete", variant="primary", elem_id="complete-button")
         with gr.Column(scale=2):
-            given = gr.Image(label="what the model sees (quantized)", type="numpy", interactive=False,
+            given = gr.Image(label="the picture as the model sees it", type="numpy", interactive=False,
                              elem_id="complete-input")
-            grid = gr.Image(label="hidden part grey, then the completions", type="numpy",
+            grid = gr.Image(label="hidden part in grey, then the model's completions", type="numpy",
                             interactive=False, elem_id="complete-output")
 
     @_page_errors
@@ -149,28 +192,26 @@ def _complete_tab(models, workdir) -> None:
         progress(0, desc="completing pixel by pixel")
         return core.complete(served, image, where, count, s, t)
 
-    run.click(on_complete, [model, source, index, upload, drawing, region, n, seed, temperature],
-              [given, grid])
-    source.change(lambda how: (gr.update(visible=how == "test digit"), gr.update(visible=how == "upload"),
-                               gr.update(visible=how == "drawing")), source, [index, upload, drawing])
+    return TabRun(run, on_complete, [model, source, index, upload, drawing, region, n, seed, temperature],
+                  [given, grid])
 
 
 @web_tab("predict", "Predict")
-def _predict_tab(models, workdir) -> None:
+def _predict_tab(models, workdir) -> TabRun:
     first = models[0]
     with gr.Row():
         with gr.Column(scale=1):
-            model = gr.Dropdown(_choices(models), value=first.label, label="model")
-            source = gr.Radio(["test clip", "upload"], value="test clip", label="input")
+            model = _model_choice(models)
+            source = _input_choice(["test clip", "upload"], "predict-source")
             index = gr.Number(0, precision=0, label="test clip number (Moving MNIST test set)")
-            upload = gr.File(label="upload a clip (.gif, .mp4, .npy, .npz)", type="filepath",
-                             file_types=[".gif", ".mp4", ".npy", ".npz", ".avi", ".mov", ".webm"],
-                             visible=False)
+            upload = _upload("predict-upload", "your clip (.gif, .mp4, .npy, .npz)",
+                             file_types=[".gif", ".mp4", ".npy", ".npz", ".avi", ".mov", ".webm"])
+            _show_chosen(source, [index, upload])
             horizon = gr.Slider(1, 30, value=first.model.config.horizon, step=1, label="frames to predict")
             futures = gr.Slider(1, 8, value=1, step=1, label="futures (sampled; svg)")
             run = gr.Button("Predict", variant="primary", elem_id="predict-button")
         with gr.Column(scale=2):
-            gif = gr.Image(label="truth (left) beside prediction (right); green: given, red: predicted",
+            gif = gr.Image(label="real clip (left), prediction (right); green: given, red: predicted",
                            type="filepath", interactive=False, elem_id="predict-output")
             strip = gr.Image(label="the clip above, the prediction below", type="numpy", interactive=False)
 
@@ -186,48 +227,61 @@ def _predict_tab(models, workdir) -> None:
         progress(0, desc="predicting")
         return core.predict(served, clip, workdir, h, futures=int(n))
 
-    run.click(on_predict, [model, source, index, upload, horizon, futures], [gif, strip])
-    source.change(lambda how: (gr.update(visible=how == "test clip"), gr.update(visible=how == "upload")),
-                  source, [index, upload])
+    return TabRun(run, on_predict, [model, source, index, upload, horizon, futures], [gif, strip])
 
 
-def _pictures_tab(task: str):
-    """The tab of a task without a builder: its task-layer pictures on a test item or an upload."""
+def _pictures_tab(task: str) -> TabBuilder:
+    """The tab of a task without a builder: the model run on a test image or an upload, shown as
+    the task's pictures (with the true answer beside it where the test item has one)."""
 
-    def build(models, workdir) -> None:
+    def build(models, workdir) -> TabRun:
+        takes_upload = task in core.UPLOAD_KEYS
         with gr.Row():
             with gr.Column(scale=1):
-                model = gr.Dropdown(_choices(models), value=models[0].label, label="model")
-                index = gr.Number(0, precision=0, label="test item number")
-                upload = gr.File(label="or upload an image", type="filepath",
-                                 visible=task in core.UPLOAD_KEYS)
-                seed = gr.Number(0, precision=0, label="seed")
-                run = gr.Button("Run", variant="primary", elem_id=f"{task}-button")
+                model = _model_choice(models)
+                source = _input_choice(["test image", "upload"] if takes_upload else ["test image"],
+                                       f"{task}-source")
+                index = gr.Number(0, precision=0, label="test image number")
+                upload = _upload(f"{task}-upload")
+                _show_chosen(source, [index, upload])
+                seed, _ = _seed_and_temperature(task, temperature=False)
+                run = gr.Button(task.capitalize(), variant="primary", elem_id=f"{task}-button")
             with gr.Column(scale=2):
-                gallery = gr.Gallery(label=f"{task}: pictures from rnnimg.tasks", columns=2)
+                gallery = gr.Gallery(label="the picture, the right answer (test images only), then the "
+                                     "model's answer", columns=1, object_fit="contain", height="auto",
+                                     elem_id=f"{task}-output")
 
         @_page_errors
-        def on_run(name, i, path, s, progress=gr.Progress()):  # noqa: B008 (Gradio reads the default)
+        def on_run(name, how, i, path, s, progress=gr.Progress()):  # noqa: B008 (Gradio reads the default)
             served = core.pick(models, name, task)
-            progress(0, desc=task)
-            image = core.image_from_file(path, core.input_shape(served.model, task)) if path else None
+            progress(0, desc="running the model")
+            image = None
+            if how == "upload":
+                if not path:
+                    raise RnnImgError("upload an image first, or choose 'test image'.")
+                image = core.image_from_file(path, core.input_shape(served.model, task), invert_light=False)
             return core.task_pictures(served, workdir, task, i, upload=image, seed=s)
 
-        run.click(on_run, [model, index, upload, seed], gallery)
+        return TabRun(run, on_run, [model, source, index, upload, seed], [gallery])
 
     return build
 
 
 def build_app(models: list[core.ServedModel], workdir: Path) -> gr.Blocks:
-    """The page: a header listing the served models, then one tab per task they do."""
+    """The page: a header naming the served models, then one tab per task they do, each showing a
+    first result when the page opens."""
+    order = list(_TABS)  # tasks with a tab of their own first (sample, complete, predict), then the others
+    tasks = sorted(core.tasks_of(models), key=lambda t: order.index(t) if t in order else len(order))
+    titles = {t: _TABS.get(t, (t.capitalize(), None))[0] for t in tasks}
     with gr.Blocks(title="rnnimg", analytics_enabled=False) as app:
-        gr.Markdown("# rnnimg\nImage generation with recurrent neural networks. Served: "
-                    + ", ".join(f"`{m.label}` ({'/'.join(m.tasks)})" for m in models))
-        # tasks with a tab of their own first (sample, complete, predict), then the others
-        order = list(_TABS)
-        tasks = sorted(core.tasks_of(models), key=lambda t: order.index(t) if t in order else len(order))
+        gr.Markdown("# rnnimg\nPictures made, completed, predicted and changed by recurrent neural "
+                    "networks. Each tab is one thing the models can do; choose a model, change the "
+                    "settings and press the button. Models on this page: "
+                    + "; ".join(f"**{m.label}** ({', '.join(titles[t] for t in m.tasks)})" for m in models))
         for task in tasks:
-            title, build = _TABS.get(task, (task.capitalize(), _pictures_tab(task)))
-            with gr.Tab(title, id=task):
-                build(core.for_task(models, task), workdir)
+            build = _TABS[task][1] if task in _TABS else _pictures_tab(task)
+            with gr.Tab(titles[task], id=task):
+                tab = build(core.for_task(models, task), workdir)
+            tab.button.click(tab.fn, tab.inputs, tab.outputs, api_name=task)
+            app.load(tab.fn, tab.inputs, tab.outputs, api_name=f"{task}_on_open")  # a first result
     return app

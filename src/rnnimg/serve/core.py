@@ -111,11 +111,13 @@ def to_numpy(picture: Tensor, scale: int = 1) -> np.ndarray:
 # reading what the user gives
 
 
-def image_from_array(array: np.ndarray, shape: tuple[int, ...], what: str = "the drawing") -> Tensor:
+def image_from_array(array: np.ndarray, shape: tuple[int, ...], what: str = "the drawing",
+                     invert_light: bool = True) -> Tensor:
     """A drawn or uploaded picture (H, W[, 3|4]) -> (1, C, H', W') in [0, 1] of the model's shape.
 
-    Transparent pixels count as black (a drawing on an empty canvas); a light picture with dark
-    strokes is inverted, since the models were trained on light digits on black.
+    Transparent pixels count as black (a drawing on an empty canvas). With ``invert_light`` a light
+    picture with dark strokes is inverted, since the digit models were trained on light digits on
+    black; a photo or scene to segment or translate is taken as it is (as the CLI does).
     """
     a = np.asarray(array)
     if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (1, 3, 4)) or a.size == 0:
@@ -128,13 +130,14 @@ def image_from_array(array: np.ndarray, shape: tuple[int, ...], what: str = "the
         x = x[..., :3] * x[..., 3:]  # composite onto black
     x = x.permute(2, 0, 1).clamp(0, 1)  # (C, H, W)
     border = torch.cat([x[:, 0], x[:, -1], x[:, :, 0], x[:, :, -1]], dim=1)
-    if border.mean() > 0.5:  # dark ink on a light page
+    if invert_light and border.mean() > 0.5:  # dark ink on a light page
         x = 1 - x
     return _fit(x, shape)
 
 
-def image_from_file(path: str | os.PathLike, shape: tuple[int, ...]) -> Tensor:
-    """An uploaded image file -> (1, C, H, W) in [0, 1] of the model's shape (resized)."""
+def image_from_file(path: str | os.PathLike, shape: tuple[int, ...], invert_light: bool = True) -> Tensor:
+    """An uploaded image file -> (1, C, H, W) in [0, 1] of the model's shape (resized); see
+    :func:`image_from_array` for ``invert_light``."""
     from rnnimg.data.images import read_image
 
     name = Path(path).name
@@ -148,7 +151,7 @@ def image_from_file(path: str | os.PathLike, shape: tuple[int, ...]) -> Tensor:
         pass  # read_image says what is wrong
     image = read_image(Path(path)).float().div(255)  # (C, H, W)
     array = image.permute(1, 2, 0).numpy()
-    return image_from_array(array, shape, what=name)
+    return image_from_array(array, shape, what=name, invert_light=invert_light)
 
 
 def _fit(x: Tensor, shape: tuple[int, ...]) -> Tensor:
@@ -236,6 +239,19 @@ def takes_text(served: ServedModel) -> bool:
     return bool(getattr(served.model.config, "vocabulary", ()))
 
 
+def example_sentence(served: ServedModel) -> str:
+    """The caption of the model's first test item, for a caption model (else ""): a sentence it
+    knows every word of, to fill the sentence box with."""
+    if not takes_text(served):
+        return ""
+    from rnnimg.data.mnist_captions import detokenize
+
+    try:
+        return detokenize(test_item(served, 0)["text"], tuple(served.model.config.vocabulary))
+    except (RnnImgError, KeyError, IndexError, OSError):  # its data are not here, or carry no text
+        return ""
+
+
 def labels_of(served: ServedModel) -> list[str]:
     return ["any", *(str(i) for i in range(getattr(served.model.config, "num_classes", 0)))]
 
@@ -254,6 +270,9 @@ def sample(served: ServedModel, n: int = 16, label=None, seed=0, temperature=1.0
         if not takes_text(served):
             raise RnnImgError(f"{served.label} does not take a sentence; leave the text empty.")
         kwargs["text"] = text.strip()
+    elif takes_text(served):
+        raise RnnImgError(f"{served.label} draws what a sentence says; type one, e.g. "
+                          f"'{example_sentence(served) or 'the digit 3 is at the top left'}'.")
     grid = sample_grid(served.model, n, label=_label(served, label), temperature=_temperature(temperature),
                        generator=_generator(seed), nrow=min(8, n), **kwargs)
     return to_numpy(grid, scale)
@@ -316,21 +335,24 @@ def predict(served: ServedModel, clip: Tensor, workdir: Path, horizon: int | Non
 
 def task_pictures(served: ServedModel, workdir: Path, task: str, index: int = 0,
                   upload: Tensor | None = None, seed=0) -> list[str]:
-    """The task layer's pictures (:func:`rnnimg.tasks.preview`) of a served model on one test item
-    (or on an uploaded image where the task takes one), written under ``workdir``; returns paths.
+    """The task layer's pictures (:func:`rnnimg.tasks.preview`) of a served model on one test item,
+    or on an uploaded image (1, C, H, W) where the task takes one, written under ``workdir``;
+    returns their paths.
 
     This is what a task without a tab of its own shows: segmentation overlays, translation strips,
-    drawing animations and whatever a new task's view draws.
+    drawing animations and whatever a new task's view draws. A test item brings its true answer
+    (mask, target), which the views show beside the model's; an upload has none, so its pictures
+    show the input and the model's output only.
     """
     from rnnimg.tasks import preview, save_picture
 
-    item = test_item(served, index)
     if upload is not None:
         key = UPLOAD_KEYS.get(task)
         if key is None:
             raise RnnImgError(f"the {task} task takes no single image; choose a test item instead.")
-        item = {key: upload[0].to(item[key].dtype if key in item else upload.dtype)}
-    batch = torch.utils.data.default_collate([item])
+        batch = {key: upload.float()}  # (1, C, H, W)
+    else:
+        batch = torch.utils.data.default_collate([test_item(served, index)])
     try:
         pictures = preview(served.model, batch, _generator(seed))
     except KeyError as err:

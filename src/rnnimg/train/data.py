@@ -142,7 +142,9 @@ def build_datasets(settings, model: RnnImgModel) -> tuple[Dataset, Dataset | Non
     if n_val == 0:
         return train_set, None
     perm = torch.randperm(len(train_set), generator=torch.Generator().manual_seed(0)).tolist()
-    return Subset(train_set, perm[n_val:]), Subset(train_set, perm[:n_val])
+    # data that draw at random per access (corruption noise) draw validation's once, fixed by index
+    held_out = train_set.with_fixed_draws() if hasattr(train_set, "with_fixed_draws") else train_set
+    return Subset(train_set, perm[n_val:]), Subset(held_out, perm[:n_val])
 
 
 def check_dataset(model: RnnImgModel, dataset: Dataset, name: str) -> None:

@@ -253,9 +253,24 @@ class LitModel(L.LightningModule):
             "Try a lower --lr, a smaller --grad-clip, or check the data for NaN."
         )
 
+    def on_validation_epoch_start(self) -> None:
+        self._val_sums: dict[str, torch.Tensor] = {}
+
     def validation_step(self, batch, batch_idx):
         out = self.model.loss(batch)
         self._log_metrics("val", out, self._batch_size(batch))
+        if self.model.pooled_validation_metrics:
+            # Summed over the split, reduced once at its end. Every rank validates on the whole
+            # split (the validation sampler does not shard), so there is nothing to all-reduce.
+            for key, value in self.model.evaluation_statistics(batch).items():
+                self._val_sums[key] = self._val_sums[key] + value if key in self._val_sums else value
+
+    def on_validation_epoch_end(self) -> None:
+        sums, self._val_sums = getattr(self, "_val_sums", {}), {}
+        if sums:
+            scores = self.model.reduce_statistics(sums)
+            for name in self.model.pooled_validation_metrics:
+                self.log(f"val/{name}", float(scores[name]), on_step=False, on_epoch=True)
 
     def configure_optimizers(self):
         if not self.adversarial:

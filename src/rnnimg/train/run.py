@@ -437,6 +437,8 @@ def _build_trainer(s: TrainSettings, run_dir: Path, lit: LitModel, signals: Sign
         enable_checkpointing=True, enable_progress_bar=s.progress, enable_model_summary=False,
         num_sanity_val_steps=0, log_every_n_steps=max(1, s.log_every_n_steps),
         limit_val_batches=s.val_batches if s.val_batches is not None else 1.0,
+        val_check_interval=s.val_every_n_steps,  # None: Lightning's default, every epoch end
+        check_val_every_n_epoch=None if s.val_every_n_steps else 1,
         use_distributed_sampler=False,  # EpochSampler shards the data itself
         default_root_dir=run_dir, plugins=[io],
     )

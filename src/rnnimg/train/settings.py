@@ -41,6 +41,9 @@ class TrainSettings:
     seed: int = 0  # seeds the weights, the data order and every random draw of the data
     val_fraction: float = 0.05  # held out of train for validation where the data have no val split
     val_batches: int | None = 20  # validation batches per epoch (None: all)
+    # validate every N optimizer steps, across epoch ends (None: at the end of every epoch only, so
+    # a run shorter than an epoch never validates)
+    val_every_n_steps: int | None = None
     ckpt_every_n_steps: int = 200  # periodic checkpoints (and last.ckpt) every N steps
     keep_checkpoints: int = 3  # periodic checkpoints kept besides last.ckpt and best.ckpt
     sample_every_n_steps: int = 200
@@ -81,7 +84,7 @@ class TrainSettings:
             if not isinstance(value, int) or value < 0 or (name in ("batch_size", "num_nodes")
                                                             and value < 1):
                 raise RnnImgError(f"{flag_of(name)} must be a positive integer, got {value!r}.")
-        for name in ("epochs", "max_steps"):
+        for name in ("epochs", "max_steps", "val_every_n_steps"):
             value = getattr(s, name)
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise RnnImgError(f"{flag_of(name)} must be a positive integer, got {value!r}.")
