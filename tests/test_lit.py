@@ -351,7 +351,7 @@ def test_progress_in_a_log_is_plain_lines_in_steps(tmp_path, image_folder, capsy
     """Issue 23: output to a file (a SLURM log) got nothing during training and a last bar of
     batches ("34/34"), and the bar read "Epoch 0/-2". Now a plain line every so often (here: every
     step) says step N/max, the loss, the speed and the ETA; the last says 6/6."""
-    from rnnimg.callbacks import StepProgress
+    from rnnimg.train.progress import StepProgress
 
     monkeypatch.setattr(StepProgress, "every_s", 0.0)
     _train_rowrnn(tmp_path, image_folder, max_steps=6, progress=True, log_every_n_steps=1)
@@ -368,7 +368,7 @@ def test_progress_on_a_terminal_redraws_one_line_at_most_every_interval(tmp_path
     import io
     import sys
 
-    from rnnimg.callbacks import StepProgress
+    from rnnimg.train.progress import StepProgress
 
     class Terminal(io.StringIO):
         def isatty(self):

@@ -35,7 +35,6 @@ from rnnimg.callbacks import (
     checkpoint_callbacks,
     export_weights,
     load_checkpoint_file,
-    progress_bar,
 )
 from rnnimg.data.registry import pin_dataset
 from rnnimg.errors import RnnImgError
@@ -46,6 +45,7 @@ from rnnimg.models.registry import create_model
 from rnnimg.train.data import build_datasets, make_loaders
 from rnnimg.train.datashape import fit_to_data
 from rnnimg.train.lit import LitModel, discriminator_parameters
+from rnnimg.train.progress import progress_bar
 from rnnimg.train.rundir import (
     RunLock,
     check_not_busy,
