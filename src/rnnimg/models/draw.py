@@ -141,7 +141,7 @@ class DRAW(ImageGenerator):
     }
     # small, no attention: early on the 2x2 read starves the encoder, the KL collapses (benchmarks.md)
     demo = dict(preset="mnist", overrides=dict(steps=16, enc_hidden=128, dec_hidden=128, z_size=32,
-                                               attention=False),
+                                               attention=False, num_classes=0),
                 data="mnist-5k", max_steps=200, batch_size=64, lr=3e-3)
     pretrained = {"draw-mnist": dict(preset="mnist", overrides=dict(steps=16, enc_hidden=128, dec_hidden=128,
                   z_size=32), data="mnist-5k", max_steps=1500, batch_size=64, lr=1e-3,  # attention on

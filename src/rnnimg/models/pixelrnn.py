@@ -83,7 +83,7 @@ class PixelRNN(RasterGenerator):
         "cifar10": dict(lr=1e-3, batch_size=16),
     }
     # The demo trains the paper's mnist stack with Row LSTM layers: ~4x faster per step on a CPU.
-    demo = dict(preset="mnist", overrides=dict(variant="row"), data="mnist-5k", max_steps=300,
+    demo = dict(preset="mnist", overrides=dict(variant="row", num_classes=0), data="mnist-5k", max_steps=300,
                 batch_size=16, lr=2e-3)
     # Shipped weights (scripts/train_pretrained.py): the paper's mnist stack (7 layers, h = 16) with
     # Row LSTM layers, ~4x cheaper per step than the Diagonal BiLSTM on a CPU.

@@ -153,7 +153,8 @@ class PixelScan(RasterGenerator):
         "mnist": dict(lr=2e-3, batch_size=16),
         "cifar10": dict(lr=1e-3, batch_size=16),
     }
-    demo = dict(preset="mnist", data="mnist-5k", max_steps=300, batch_size=16, lr=2e-3)
+    demo = dict(preset="mnist", overrides=dict(num_classes=0), data="mnist-5k", max_steps=300,
+                batch_size=16, lr=2e-3)
     pretrained = {"pixelscan-mnist": dict(preset="mnist", data="mnist-5k", max_steps=600, batch_size=16,
                                           lr=2e-3)}
 
