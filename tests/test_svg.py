@@ -10,7 +10,7 @@ from torch.distributions import Normal, kl_divergence
 
 from rnnimg import create_model
 from rnnimg.errors import RnnImgError
-from rnnimg.models.predictor import sample_statistics
+from rnnimg.metrics import sample_statistics
 from rnnimg.models.svg import derived_seeds
 
 

@@ -449,7 +449,7 @@ class FramePredictor(RnnImgModel):
         over pairs of samples of their squared distance, summed over (C, H, W) like ``mse``. A
         deterministic model has one future whatever N is: best = mean, diversity 0, ``samples`` 1.
         """
-        from rnnimg.metrics import mae_per_frame, mse_per_frame, psnr, ssim
+        from rnnimg.metrics import mae_per_frame, mse_per_frame, psnr, sample_statistics, ssim
 
         c = self.config
         if horizon is None:
@@ -509,37 +509,3 @@ class FramePredictor(RnnImgModel):
             if key.endswith("_per_step"):
                 out[key] = as_metric(value / count)
         return out
-
-
-def sample_statistics(futures: Tensor, target: Tensor, with_ssim: bool = True) -> dict[str, Tensor]:
-    """Sums over clips of the per-step scores of N sampled futures: mean of N (``mse_per_step``,
-    ...), best of N (``best_mse_per_step``, ...; per clip the sample with the best mean over the
-    frames), ``diversity_per_step`` and ``samples`` (N per clip); all float64 on the CPU.
-
-    Args:
-        futures: (B, N, T, C, H, W) in [0, 1].
-        target: (B, T, C, H, W) in [0, 1].
-    """
-    from rnnimg.metrics import ssim_per_clip
-
-    b, n = futures.shape[:2]
-    pred = futures.double()
-    truth = target.double().unsqueeze(1)  # (B, 1, T, C, H, W)
-    sq = (pred - truth).pow(2)
-    scores = {"mse": sq.sum(dim=(3, 4, 5)), "mae": (pred - truth).abs().sum(dim=(3, 4, 5)),
-              "psnr": 10.0 * torch.log10(1.0 / sq.mean(dim=(3, 4, 5)))}  # each (B, N, T)
-    if with_ssim:
-        scores["ssim"] = ssim_per_clip(futures.flatten(0, 1), target.repeat_interleave(n, dim=0)
-                                       ).view(b, n, -1).double()
-    stats = {}
-    for key, value in scores.items():
-        stats[f"{key}_per_step"] = value.mean(1).sum(0).cpu()
-        overall = value.mean(2)  # (B, N): each sample's mean over the frames
-        pick = overall.argmin(1) if key in ("mse", "mae") else overall.argmax(1)  # (B,)
-        best = value.gather(1, pick.view(b, 1, 1).expand(b, 1, value.shape[2]))[:, 0]  # (B, T)
-        stats[f"best_{key}_per_step"] = best.sum(0).cpu()
-    spread = (pred - pred.mean(1, keepdim=True)).pow(2).sum(dim=(1, 3, 4, 5))  # (B, T)
-    # mean over pairs i < j of |a_i - a_j|^2 = 2 / (N - 1) * sum_i |a_i - mean|^2
-    stats["diversity_per_step"] = (spread * (2.0 / (n - 1)) if n > 1 else spread * 0).sum(0).cpu()
-    stats["samples"] = torch.tensor(float(n * b), dtype=torch.float64)
-    return stats
