@@ -37,7 +37,7 @@ def _train_and_score(name: str, args: dict, queue) -> None:
     from rnnimg import create_model
     from rnnimg.data import load_dataset
     from rnnimg.metrics import psnr_y_per_image, ssim_y_per_image
-    from rnnimg.models.superres import bicubic_upscale
+    from rnnimg.models.translate.superres import bicubic_upscale
 
     torch.set_num_threads(args["threads"])
     torch.manual_seed(args["seed"])

@@ -7,7 +7,7 @@ fresh training clips of ``--data`` (batch ``--batch-size``, Adam at ``--lr``), t
 set and reports, for the frames after the context:
 
 - best-of-N and mean-of-N SSIM, PSNR and MSE (MSE summed over the 64x64 pixels, averaged over
-  frames; ``rnnimg.models.predictor.sample_statistics``, as ``rnnimg evaluate --samples N``);
+  frames; ``rnnimg.models.predict.base.sample_statistics``, as ``rnnimg evaluate --samples N``);
   svg draws N = ``--samples`` futures per clip, convlstm has one (N = 1);
 - diversity: the mean over pairs of futures of their squared distance (summed over pixels);
 - sharpness: mean image gradient energy, the mean over pixels of (dI/dx)^2 + (dI/dy)^2 with forward
@@ -56,7 +56,7 @@ def run_one(args) -> dict:
     from torch.utils.data import DataLoader
 
     from rnnimg import create_model, load_dataset
-    from rnnimg.models.predictor import sample_statistics
+    from rnnimg.models.predict.base import sample_statistics
 
     torch.set_num_threads(1)
     torch.manual_seed(args.seed)

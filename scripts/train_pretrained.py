@@ -67,7 +67,7 @@ def settings_for(model: str, recipe: dict, out: Path):
 
 def finished_run(run_dir: Path, settings) -> bool:
     """True if ``run_dir`` holds a run of exactly these settings that reached its max_steps."""
-    from rnnimg.callbacks import load_checkpoint_file
+    from rnnimg.train.callbacks import load_checkpoint_file
 
     config, ckpt = run_dir / "config.json", run_dir / "checkpoints" / "last.ckpt"
     if not (config.is_file() and ckpt.is_file() and (run_dir / "model.safetensors").is_file()):

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from rnnimg import create_model, load_pretrained
-from rnnimg.callbacks import load_checkpoint_file
 from rnnimg.errors import RnnImgError
+from rnnimg.train.callbacks import load_checkpoint_file
 
 MARKER = "/tmp/rnnimg-pickle-was-executed"
 

@@ -18,8 +18,8 @@ import torch
 from safetensors.torch import load_file
 
 import rnnimg.fileio as fileio
-from rnnimg.callbacks import MetricsCSVLogger
 from rnnimg.train import RunComplete, TrainSettings, train
+from rnnimg.train.callbacks import MetricsCSVLogger
 
 
 class Killed(BaseException):
@@ -177,7 +177,7 @@ def test_a_kill_between_any_two_end_of_run_writes_is_finished_by_resume(data, re
 
 
 def test_held_checkpoints_wait_as_temporary_files_until_flushed(tmp_path):
-    from rnnimg.callbacks import SafeCheckpointIO
+    from rnnimg.train.callbacks import SafeCheckpointIO
 
     io = SafeCheckpointIO()
     io.save_checkpoint({"step": 0}, tmp_path / "last.ckpt")  # not holding: written at once

@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from rnnimg import create_model, list_models, load_pretrained
-from rnnimg.models.generator import uniforms
+from rnnimg.models.generate.base import uniforms
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 

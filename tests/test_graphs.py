@@ -87,8 +87,8 @@ class ReplayByRerun:
 @pytest.fixture
 def stand_in_graph(monkeypatch):
     """graph=True on the CPU, with :class:`ReplayByRerun` in place of the CUDA graph."""
-    import rnnimg.models.predictor as predictor
-    import rnnimg.models.raster as raster
+    import rnnimg.models.generate.raster as raster
+    import rnnimg.models.predict.base as predictor
 
     ReplayByRerun.instances = []
     monkeypatch.setattr(raster, "graph_backend", ReplayByRerun)
@@ -238,8 +238,8 @@ class CheckedCapture(ReplayByRerun):
 
 @pytest.fixture
 def checked_capture(monkeypatch):
-    import rnnimg.models.predictor as predictor
-    import rnnimg.models.raster as raster
+    import rnnimg.models.generate.raster as raster
+    import rnnimg.models.predict.base as predictor
 
     monkeypatch.setattr(raster, "graph_backend", CheckedCapture)
     monkeypatch.setattr(predictor, "graph_backend", CheckedCapture)

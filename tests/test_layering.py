@@ -11,7 +11,7 @@ import rnnimg
 
 ROOT = Path(rnnimg.__file__).parent
 LOWER = ("rnnimg.models", "rnnimg.data", "rnnimg.nn")
-UPPER = ("rnnimg.viz", "rnnimg.tasks", "rnnimg.train", "rnnimg.callbacks", "rnnimg.cli", "rnnimg.demo",
+UPPER = ("rnnimg.viz", "rnnimg.tasks", "rnnimg.train", "rnnimg.train.callbacks", "rnnimg.cli", "rnnimg.demo",
          "rnnimg.serve")
 
 

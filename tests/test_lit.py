@@ -11,9 +11,9 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from rnnimg.callbacks import MetricsCSVLogger
 from rnnimg.models.base import LossOutput, RnnImgModel
 from rnnimg.train import LitModel
+from rnnimg.train.callbacks import MetricsCSVLogger
 
 
 @dataclass
@@ -242,7 +242,7 @@ def test_a_nan_between_log_steps_never_reaches_a_checkpoint(tmp_path, image_fold
     from safetensors.torch import load_file
 
     from rnnimg.errors import NonFiniteLossError
-    from rnnimg.models.rowrnn import RowRNN
+    from rnnimg.models.generate.rowrnn import RowRNN
 
     original, calls = RowRNN.loss, {"n": 0}
 
@@ -271,7 +271,7 @@ def test_a_nan_gradient_under_a_finite_loss_is_named(tmp_path, image_folder, mon
     gradient NaN at step 3. The message says so (not "the loss became nan at step 4", which is
     what the NaN weights give one step later if the gradients go unwatched)."""
     from rnnimg.errors import NonFiniteLossError
-    from rnnimg.models.rowrnn import RowRNN
+    from rnnimg.models.generate.rowrnn import RowRNN
 
     original, calls = RowRNN.loss, {"n": 0}
 
@@ -292,7 +292,7 @@ def test_a_nan_gradient_under_a_finite_loss_is_named(tmp_path, image_folder, mon
 def test_metrics_csv_has_each_log_steps_own_values(tmp_path, image_folder, monkeypatch):
     """Rows come at the log cadence (every 3rd step: steps 2 and 5 of 7) and hold the loss and
     every metric of that very step, not of an earlier one."""
-    from rnnimg.models.rowrnn import RowRNN
+    from rnnimg.models.generate.rowrnn import RowRNN
 
     original, seen = RowRNN.loss, []
 

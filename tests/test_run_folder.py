@@ -124,7 +124,7 @@ def test_disk_full_during_training_keeps_the_last_good_checkpoint(tmp_path, monk
     """Simulated: the checkpoint writer raises ENOSPC from the 5th checkpoint file on (steps 2 and 4
     each write stepN.ckpt and last.ckpt; a size-limited file system needs root here). The error
     is one line and last.ckpt stays the step-4 one."""
-    import rnnimg.callbacks as callbacks
+    import rnnimg.train.callbacks as callbacks
 
     calls = {"n": 0}
 
@@ -172,7 +172,7 @@ def test_read_only_out_is_one_line(finished_run, tmp_path, capsys, monkeypatch):
 @pytest.mark.parametrize("failure", ["crash", "nan"])
 def test_a_run_that_fails_before_its_first_step_leaves_no_folder(tmp_path, monkeypatch, failure):
     from rnnimg.errors import NonFiniteLossError
-    from rnnimg.models.rowrnn import RowRNN
+    from rnnimg.models.generate.rowrnn import RowRNN
 
     original = RowRNN.loss
 
@@ -220,7 +220,7 @@ def test_leftover_temporary_files_are_cleaned_on_the_next_start(finished_run, tm
 
 SLOW_CLI = """
 import sys, time
-import rnnimg.models.rowrnn as m
+import rnnimg.models.generate.rowrnn as m
 original = m.RowRNN.loss
 def slow(self, batch):  # every step takes a while, so a signal lands in the middle of one
     time.sleep(float(sys.argv[1]))

@@ -15,7 +15,7 @@ from rnnimg.cli import main
 from rnnimg.data import load_dataset
 from rnnimg.errors import RnnImgError
 from rnnimg.metrics import psnr_y_per_image
-from rnnimg.models.superres import bicubic_upscale
+from rnnimg.models.translate.superres import bicubic_upscale
 
 
 def _params(model) -> int:

@@ -11,7 +11,7 @@ from torch.distributions import Normal, kl_divergence
 from rnnimg import create_model
 from rnnimg.errors import RnnImgError
 from rnnimg.metrics import sample_statistics
-from rnnimg.models.svg import derived_seeds
+from rnnimg.models.predict.svg import derived_seeds
 
 
 def _model(**overrides):

@@ -63,7 +63,7 @@ def test_existing_run_is_never_overwritten_without_the_flag(tmp_path):
 
 
 def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
-    from rnnimg.models.rowrnn import RowRNN
+    from rnnimg.models.generate.rowrnn import RowRNN
 
     original = RowRNN.loss
     calls = {"n": 0}

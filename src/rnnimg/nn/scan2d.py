@@ -25,7 +25,7 @@ Two layouts (``layout``):
 Departures: VMamba's selective scan is a diagonal state-space model (a discretised per-channel
 state of size N with input-dependent step Delta, B and C); here the state is the feature itself
 and the decay is minGRU's sigmoid gate, the form pixelscan already uses. Its in-projection,
-depthwise convolution and output gate belong to the block that uses this layer (models/scanseg.py),
+depthwise convolution and output gate belong to the block that uses this layer (models/segment/scanseg.py),
 not to the layer. The gate biases start spread over memory lengths 1 .. ``init_span`` positions
 (z = 1 / T), as state-space models spread their time scales, so that some units carry context
 across the map from the first step.
@@ -147,7 +147,7 @@ class Scan2D(nn.Module):
 
 class Scan2DBlock(nn.Module):
     """A residual four-direction scan, x + W_out Scan2D(norm(x)): (B, C, H, W) -> (B, C, H, W).
-    Every output position sees the whole input map; used as global context (models/scanseg.py,
+    Every output position sees the whole input map; used as global context (models/segment/scanseg.py,
     and the translator's ``context="scan"`` option, where it plays NLRN's non-local block).
 
     Args:

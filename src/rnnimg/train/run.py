@@ -24,7 +24,13 @@ from pathlib import Path
 
 import lightning as L
 
-from rnnimg.callbacks import (
+from rnnimg.data.registry import pin_dataset
+from rnnimg.errors import RnnImgError
+from rnnimg.fileio import atomic_write_bytes, atomic_write_text
+from rnnimg.models.base import CONFIG_FILE
+from rnnimg.models.checkpoint import read_run_config
+from rnnimg.models.registry import create_model
+from rnnimg.train.callbacks import (
     LAST_CKPT,
     ExportWeights,
     MetricsCSVLogger,
@@ -36,12 +42,6 @@ from rnnimg.callbacks import (
     export_weights,
     load_checkpoint_file,
 )
-from rnnimg.data.registry import pin_dataset
-from rnnimg.errors import RnnImgError
-from rnnimg.fileio import atomic_write_bytes, atomic_write_text
-from rnnimg.models.base import CONFIG_FILE
-from rnnimg.models.checkpoint import read_run_config
-from rnnimg.models.registry import create_model
 from rnnimg.train.data import build_datasets, make_loaders
 from rnnimg.train.datashape import fit_to_data
 from rnnimg.train.lit import LitModel, discriminator_parameters

@@ -235,7 +235,7 @@ def newest_checkpoint(run_dir: Path, state_dict: dict) -> tuple[Path, dict, list
         RnnImgError: one line when no checkpoint is usable, naming each file's fault (and saying
             to start again with --overwrite only when the folder has no checkpoint at all).
     """
-    from rnnimg.callbacks import LAST_CKPT, inspect_resume_checkpoint
+    from rnnimg.train.callbacks import LAST_CKPT, inspect_resume_checkpoint
 
     found, reasons = [], []
     rank = {LAST_CKPT: 2, "best.ckpt": 0}  # on a tie: last.ckpt is written after the others

@@ -22,7 +22,7 @@ background and the digits' look are copied while the motion comes from the LSTMs
 ``predict(context, horizon, generator=g)`` draws one future; ``samples=N`` draws N at once in one
 batch, the i-th with its own generator seeded by :func:`derived_seeds` (so sample i equals a call
 with that seed). ``evaluate --samples N`` scores best-of-N and mean-of-N (see
-:meth:`rnnimg.models.predictor.FramePredictor.evaluation_statistics`).
+:meth:`rnnimg.models.predict.base.FramePredictor.evaluation_statistics`).
 
 An adversarial option (``adv_weight`` > 0) adds a conditional PatchGAN (:mod:`rnnimg.nn.patchgan`)
 through the trainer's discriminator hook, as SAVP (Lee et al. 2018) sharpens SVG-style samples.
@@ -47,7 +47,7 @@ from torch import Tensor, nn
 
 from rnnimg.errors import RnnImgError
 from rnnimg.models.base import LossOutput, RnnImgModel
-from rnnimg.models.predictor import FramePredictor, FramePredictorConfig
+from rnnimg.models.predict.base import FramePredictor, FramePredictorConfig
 from rnnimg.models.registry import register_model
 from rnnimg.nn import depth_to_space, patched_size, space_to_depth, to_frame_range
 from rnnimg.nn.gaussian import gaussian_kl

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from torch import Tensor, nn
 
 from rnnimg.models.registry import register_model
-from rnnimg.models.translation import ImageTranslator, check_translation_config, match_channels
+from rnnimg.models.translate.base import ImageTranslator, check_translation_config, match_channels
 from rnnimg.nn import to_frame_range
 from rnnimg.nn.checks import check_at_least
 

@@ -24,7 +24,7 @@ from torch import Tensor
 
 from rnnimg.data.corrupt import SCALES, downscale
 from rnnimg.errors import RnnImgError
-from rnnimg.models.translation import ImageTranslator, check_translation_config
+from rnnimg.models.translate.base import ImageTranslator, check_translation_config
 
 
 def check_superres_config(config: Any) -> None:

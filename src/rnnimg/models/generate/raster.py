@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from rnnimg.errors import RnnImgError
-from rnnimg.models.generator import ImageGenerator, uniforms
+from rnnimg.models.generate.base import ImageGenerator, uniforms
 from rnnimg.models.static import check_compile, check_graph, graph_backend
 from rnnimg.nn import graphs
 

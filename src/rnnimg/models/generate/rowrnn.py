@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from rnnimg.models.generator import ImageGenerator, check_generator_config, uniforms
+from rnnimg.models.generate.base import ImageGenerator, check_generator_config, uniforms
 from rnnimg.models.registry import register_model
 from rnnimg.nn import RECURRENT_KINDS, make_recurrent
 

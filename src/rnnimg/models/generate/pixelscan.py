@@ -48,7 +48,7 @@ from dataclasses import dataclass
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rnnimg.models.raster import RasterGenerator
+from rnnimg.models.generate.raster import RasterGenerator
 from rnnimg.models.registry import register_model
 from rnnimg.nn.masked import MaskedConv2d, colour_groups
 from rnnimg.nn.minrnn import CELLS, MaskedLinear, make_min_rnn
@@ -206,6 +206,6 @@ class PixelScan(RasterGenerator):
 
     # --- inference ----------------------------------------------------------------------------
     def pixel_sampler(self, n: int, label: Tensor | None):
-        from rnnimg.models.pixelscan_sampling import ScanSampler
+        from rnnimg.models.generate.pixelscan_sampling import ScanSampler
 
         return ScanSampler(self, n, label)

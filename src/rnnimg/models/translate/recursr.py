@@ -19,7 +19,7 @@ Departures from the papers:
   what lets a CPU train it in minutes.
 - No batch norm (DRRN has it before each convolution); K (``steps``) small by default (DRCN: 16
   recursions, DRRN: 25 units); DRCN's learned ensemble of the step outputs is replaced by the
-  sequence loss (step k weighted ``step_gamma``^(K-k), see models/translation.py) and the last
+  sequence loss (step k weighted ``step_gamma``^(K-k), see models/translate/base.py) and the last
   step as the output.
 - L1 loss by default (DRCN, DRRN: L2).
 
@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rnnimg.models.registry import register_model
-from rnnimg.models.superres import SuperResolver, bicubic_upscale, check_superres_config
+from rnnimg.models.translate.superres import SuperResolver, bicubic_upscale, check_superres_config
 from rnnimg.nn import to_frame_range
 
 

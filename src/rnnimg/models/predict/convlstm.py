@@ -13,7 +13,7 @@ prediction of the clip (frames 1..T-1). The first ``context`` steps read the tru
 forcing). After that, with ``sampling="none"`` (the config's default) the model reads its own
 previous prediction, exactly as at test time, with gradients flowing through the fed-back
 predictions; ``"scheduled"`` and ``"reverse"`` are PredRNN's scheduled sampling and PredRNN-V2's
-reverse scheduled sampling, shared with ``predrnn`` (see :mod:`rnnimg.models.predictor`; the
+reverse scheduled sampling, shared with ``predrnn`` (see :mod:`rnnimg.models.predict.base`; the
 trainer's step arrives through ``set_training_step``).
 
 Departures from the paper:
@@ -36,8 +36,8 @@ from dataclasses import dataclass
 
 from torch import Tensor
 
-from rnnimg.models.predictor import FramePredictor, FramePredictorConfig, check_conv_stack_config
-from rnnimg.models.predictor_config import DEBUG_CONV_STACK
+from rnnimg.models.predict.base import FramePredictor, FramePredictorConfig, check_conv_stack_config
+from rnnimg.models.predict.config import DEBUG_CONV_STACK
 from rnnimg.models.registry import register_model
 from rnnimg.nn import ConvLSTMCell, patched_size, space_to_depth
 

@@ -1,5 +1,5 @@
 """The configuration every frame predictor shares: :class:`FramePredictorConfig`, its checks, and
-the scheduled-sampling schedules that :class:`rnnimg.models.predictor.FramePredictor` draws its
+the scheduled-sampling schedules that :class:`rnnimg.models.predict.base.FramePredictor` draws its
 training truth masks from.
 
 :class:`FramePredictorConfig` holds the fields every frame predictor shares, among them the three
@@ -9,11 +9,11 @@ training options both ``convlstm`` and ``predrnn`` take from here (one implement
   step 0 on, exactly as at test time. ``"scheduled"`` (PredRNN; OpenSTL): the true frame with
   probability eta = max(0, sampling_start - sampling_decay * step), drawn per (clip, step).
   ``"reverse"`` (PredRNN-V2): see :func:`reverse_schedule`. The step comes from the trainer
-  through :meth:`rnnimg.models.predictor.FramePredictor.set_training_step` or from ``batch["step"]``.
+  through :meth:`rnnimg.models.predict.base.FramePredictor.set_training_step` or from ``batch["step"]``.
 - ``output``: how the head's values become a frame, see :func:`rnnimg.nn.to_frame_range`:
   ``"clamp"`` (straight-through clamp), ``"sigmoid"``, or ``"linear"`` (raw in training, fed back
   unclipped during the training rollout as OpenSTL does; clipped to [0, 1] in eval mode).
-- ``loss``: ``"mse"`` or ``"mse+l1"``, see :meth:`rnnimg.models.predictor.FramePredictor.frame_loss`.
+- ``loss``: ``"mse"`` or ``"mse+l1"``, see :meth:`rnnimg.models.predict.base.FramePredictor.frame_loss`.
 """
 
 from __future__ import annotations

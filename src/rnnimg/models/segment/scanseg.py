@@ -3,7 +3,7 @@ scans (nn/scan2d.py): ReNet's sweeps (Visin et al. 2015, 2016) with a minGRU rec
 parallel scans (Feng et al. 2024), in the manner of VMamba (Liu et al. 2024, "VMamba: Visual State
 Space Model") and Vision-RWKV (Duan et al. 2024).
 
-The network has the U-Net's encoder and decoder (models/unet.py) with the coarsest level's second
+The network has the U-Net's encoder and decoder (models/segment/unet.py) with the coarsest level's second
 convolution replaced by scan blocks, at about the same number of parameters (``scenes``: ~90k,
 like ``unet`` and ``reseg``), so that the comparison asks one question: does whole-image recurrent
 context at the bottleneck beat more convolution there?
@@ -15,7 +15,7 @@ context at the bottleneck beat more convolution there?
         that level, two 3x3 convolutions with ReLU (as the U-Net)
     1x1 convolution to per-pixel class logits
 
-Loss, metrics and the ``segment`` verb are the segmenters' (models/segmenter.py).
+Loss, metrics and the ``segment`` verb are the segmenters' (models/segment/base.py).
 
 Departures from VMamba: its block also has a gated MLP, a depthwise convolution and a SiLU output
 gate, and its scan is a selective state-space model with a state of N per channel; here the
@@ -33,9 +33,9 @@ import torch
 from torch import Tensor, nn
 
 from rnnimg.models.registry import register_model
-from rnnimg.models.reseg import MNIST_SCENE_CLASSES
-from rnnimg.models.segmenter import ImageSegmenter, check_segment_config
-from rnnimg.models.unet import _block
+from rnnimg.models.segment.base import ImageSegmenter, check_segment_config
+from rnnimg.models.segment.reseg import MNIST_SCENE_CLASSES
+from rnnimg.models.segment.unet import _block
 from rnnimg.nn.scan import SCAN_METHODS
 from rnnimg.nn.scan2d import SCAN2D_LAYOUTS, Scan2DBlock
 

@@ -15,7 +15,7 @@ The network:
         first convolution's full-resolution features
 
 Loss: per-pixel cross-entropy, pixels labelled 255 ignored. Metrics (``evaluate``): mIoU pooled
-over the split from one summed confusion matrix (models/segmenter.py), per-class IoU, pixel
+over the split from one summed confusion matrix (models/segment/base.py), per-class IoU, pixel
 accuracy.
 
 Departures from the paper:
@@ -30,7 +30,7 @@ Departures from the paper:
     it). On mnist-scenes it helped slightly in a 60 s run (val mIoU 0.097 against 0.084).
   - No dropout and no class-frequency weighting of the loss (the paper weights CamVid's classes).
   - The input is scaled to [-1, 1]. Images whose sides are not multiples of the total
-    downsampling factor are padded (replicate) and the logits cropped (models/segmenter.py).
+    downsampling factor are padded (replicate) and the logits cropped (models/segment/base.py).
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ import torch
 from torch import Tensor, nn
 
 from rnnimg.models.registry import register_model
-from rnnimg.models.segmenter import ImageSegmenter, check_segment_config
+from rnnimg.models.segment.base import ImageSegmenter, check_segment_config
 from rnnimg.nn.checks import check_at_least
 from rnnimg.nn.renet import RENET_CELLS, ReNetLayer
 

@@ -23,8 +23,8 @@ import torch
 from torch import Tensor, nn
 
 from rnnimg.models.registry import register_model
-from rnnimg.models.reseg import MNIST_SCENE_CLASSES
-from rnnimg.models.segmenter import ImageSegmenter, check_segment_config
+from rnnimg.models.segment.base import ImageSegmenter, check_segment_config
+from rnnimg.models.segment.reseg import MNIST_SCENE_CLASSES
 
 
 @dataclass

@@ -12,7 +12,7 @@ sigmoid, or ``"linear"`` (raw in training, as the official code; clipped in eval
 
 Training reads, at every step after the context, either the true frame or the model's own previous
 prediction, drawn per (clip, step) from Bernoulli(eta) on the model's device (scheduled sampling;
-one implementation in :mod:`rnnimg.models.predictor`, which ``convlstm`` shares):
+one implementation in :mod:`rnnimg.models.predict.base`, which ``convlstm`` shares):
 
 - ``sampling="scheduled"`` (PredRNN): eta = max(0, 1 - 2e-5 * step), so from iteration 50,000 on
   the model trains exactly as it is tested. The context steps always read the truth.
@@ -47,7 +47,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rnnimg.models.predictor import (  # noqa: F401  (the schedules' old home: kept importable)
+from rnnimg.models.predict.base import (  # noqa: F401  (the schedules' old home: kept importable)
     SAMPLING_KINDS,
     FramePredictor,
     FramePredictorConfig,
@@ -55,7 +55,7 @@ from rnnimg.models.predictor import (  # noqa: F401  (the schedules' old home: k
     reverse_schedule,
     scheduled_sampling_eta,
 )
-from rnnimg.models.predictor_config import DEBUG_CONV_STACK
+from rnnimg.models.predict.config import DEBUG_CONV_STACK
 from rnnimg.models.registry import register_model
 from rnnimg.nn import SpatioTemporalLSTMCell, space_to_depth
 from rnnimg.nn.checks import check_at_least

@@ -1,7 +1,7 @@
 """The ``predict`` task's base class: :class:`FramePredictor`, the generic rollout, loss,
 streaming, prediction and evaluation of a next-frame model; a subclass defines one recurrent step.
 
-The shared configuration and the sampling schedules live in :mod:`rnnimg.models.predictor_config`.
+The shared configuration and the sampling schedules live in :mod:`rnnimg.models.predict.config`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from torch import Tensor
 
 from rnnimg.errors import RnnImgError
 from rnnimg.models.base import LossOutput, RnnImgModel, as_metric, check_compile_mode
-from rnnimg.models.predictor_config import (  # noqa: F401  (importable from here, as before)
+from rnnimg.models.predict.config import (  # noqa: F401  (importable from here, as before)
     LOSS_KINDS,
     SAMPLING_KINDS,
     FramePredictorConfig,

@@ -43,7 +43,7 @@ from torch import Tensor, nn
 
 from rnnimg.models.base import LossOutput
 from rnnimg.models.registry import register_model
-from rnnimg.models.translation import ImageTranslator, check_translation_config, match_channels
+from rnnimg.models.translate.base import ImageTranslator, check_translation_config, match_channels
 from rnnimg.nn import ConvGRUCell, depth_to_space, space_to_depth, to_frame_range
 from rnnimg.nn.patchgan import PatchDiscriminator
 from rnnimg.nn.scan2d import Scan2DBlock

@@ -56,7 +56,7 @@ from rnnimg.data.mnist_captions import MAX_WORDS, VOCABULARY, tokenize
 from rnnimg.errors import RnnImgError
 from rnnimg.metrics import nats_to_bits_per_dim
 from rnnimg.models.base import LossOutput
-from rnnimg.models.generator import ImageGenerator, check_labels, check_temperature
+from rnnimg.models.generate.base import ImageGenerator, check_labels, check_temperature
 from rnnimg.models.registry import register_model
 from rnnimg.nn.caption_encoder import AlignmentAttention, CaptionEncoder
 from rnnimg.nn.draw_attention import AttentionRead, AttentionWrite, FullRead, FullWrite

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rnnimg.models.registry import register_model
-from rnnimg.models.superres import SuperResolver, bicubic_upscale, check_superres_config
+from rnnimg.models.translate.superres import SuperResolver, bicubic_upscale, check_superres_config
 from rnnimg.nn import to_frame_range
 
 

@@ -29,8 +29,8 @@ from dataclasses import dataclass
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rnnimg.models.generator import check_generator_config
-from rnnimg.models.raster import RasterGenerator
+from rnnimg.models.generate.base import check_generator_config
+from rnnimg.models.generate.raster import RasterGenerator
 from rnnimg.models.registry import register_model
 from rnnimg.nn.diagonal_bilstm import DiagonalBiLSTM
 from rnnimg.nn.masked import MaskedConv2d, colour_groups
@@ -138,6 +138,6 @@ class PixelRNN(RasterGenerator):
 
     # --- inference ----------------------------------------------------------------------------
     def pixel_sampler(self, n: int, label: Tensor | None):
-        from rnnimg.models.pixelrnn_sampling import PixelSampler
+        from rnnimg.models.generate.pixelrnn_sampling import PixelSampler
 
         return PixelSampler(self, n, label)
