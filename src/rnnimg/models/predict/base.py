@@ -17,15 +17,7 @@ from torch import Tensor
 
 from rnnimg.errors import RnnImgError
 from rnnimg.models.base import LossOutput, RnnImgModel, as_metric, check_compile_mode
-from rnnimg.models.predict.config import (  # noqa: F401  (importable from here, as before)
-    LOSS_KINDS,
-    SAMPLING_KINDS,
-    FramePredictorConfig,
-    check_conv_stack_config,
-    check_frame_config,
-    reverse_schedule,
-    scheduled_sampling_eta,
-)
+from rnnimg.models.predict.config import reverse_schedule, scheduled_sampling_eta
 from rnnimg.nn.patching import depth_to_space, patched_size, to_frame_range
 from rnnimg.nn.precision import autocast_dtype
 from rnnimg.runtime import graphs
