@@ -47,7 +47,7 @@ def count_ops(model, batch: int) -> tuple[float, float]:
     the buffered step runs the very same operations)."""
     import torch
 
-    from rnnimg.nn.graphs import KernelCounter
+    from rnnimg.runtime.graphs import KernelCounter
 
     gen = torch.Generator().manual_seed(0)
     with torch.inference_mode(), KernelCounter() as counter:

@@ -116,7 +116,7 @@ def count_step_ops(name: str, preset: str, overrides: dict, bf16: bool,
     import torch
 
     from rnnimg import create_model
-    from rnnimg.nn.graphs import KernelCounter
+    from rnnimg.runtime.graphs import KernelCounter
 
     counts, lengths = [], []
     for extra in (2, 6):  # clips of context + 2 and context + 6 frames

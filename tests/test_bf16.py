@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from rnnimg import create_model
-from rnnimg.nn.graphs import KernelCounter
+from rnnimg.runtime.graphs import KernelCounter, flatten
 
 
 def ops_per_step(name, bf16, layers=2, lengths=(6, 8)):
@@ -63,7 +63,7 @@ def test_bf16_state_dtypes_and_loss_close_to_float32(name):
             state = model.init_state(4)
             for t in range(3):
                 _, state = model.step(frames[:, t], state)
-        dtypes = [s.dtype for s in torch.utils._pytree.tree_leaves(state)]
+        dtypes = [s.dtype for s in flatten(state)]
         if not bf16:
             assert set(dtypes) == {torch.float32}  # float32 training is untouched
         elif name == "convlstm":  # [(h, c)] per layer: h in bf16, the memory c in float32

@@ -116,3 +116,57 @@ def test_weights_of_another_layout_version_are_refused(tmp_path):
     del meta["weights_version"]
     (tmp_path / "row" / "config.json").write_text(json.dumps(meta))
     assert load_pretrained(tmp_path / "row").name == "rowrnn"
+
+
+def count_config_reads(monkeypatch) -> list[str]:
+    """Every read of a config.json from now on (its path), however the caller reads it."""
+    from pathlib import Path
+
+    reads: list[str] = []
+    real = Path.read_text
+
+    def read_text(self, *args, **kwargs):
+        if self.name == "config.json":
+            reads.append(str(self))
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "read_text", read_text)
+    return reads
+
+
+def test_load_run_returns_the_model_with_its_saved_metadata(tmp_path, monkeypatch):
+    from rnnimg.models import LoadedRun, load_run
+
+    model = create_model("rowrnn", "debug", cell="gru")
+    data = {"name": "mnist-5k", "options": {"binarize": "fixed"}}
+    model.save_pretrained(tmp_path, extra={"data": data, "training": {"max_steps": 7}})
+    reads = count_config_reads(monkeypatch)
+    run = load_run(tmp_path)
+    assert len(reads) == 1  # config.json read once for the model and the metadata
+    assert isinstance(run, LoadedRun) and run.folder == tmp_path
+    assert run.metadata == json.loads((tmp_path / "config.json").read_text())
+    assert run.metadata["training"] == {"max_steps": 7} and run.data == data
+    assert run.config == model.config and run.model.config.cell == "gru" and not run.model.training
+    for a, b in zip(run.model.state_dict().values(), model.state_dict().values()):
+        assert torch.equal(a, b)
+    assert load_pretrained(tmp_path).config == run.config  # load_pretrained is load_run's model
+    empty = tmp_path / "bare"
+    model.save_pretrained(empty)
+    assert load_run(empty).data == {}
+
+
+def test_evaluate_and_the_model_card_read_config_json_once(tmp_path, monkeypatch):
+    """The callers that need the metadata as well as the model take both from one load_run."""
+    from rnnimg.cards import write_model_card
+    from rnnimg.train import TrainSettings, train
+    from rnnimg.train.evaluate import evaluate
+
+    run = tmp_path / "run"
+    train(TrainSettings("rowrnn", preset="debug", max_steps=2, out=str(run), progress=False,
+                        accelerator="cpu", val_fraction=0))
+    reads = count_config_reads(monkeypatch)
+    result = evaluate(run, batch_size=8, max_batches=1, progress=False)
+    assert len(reads) == 1 and result["data"] == "mnist-5k"
+    reads.clear()
+    write_model_card(run, pictures=True)
+    assert len(reads) == 1

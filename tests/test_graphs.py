@@ -1,4 +1,4 @@
-"""Buffer-based inference steps (``rnnimg.nn.graphs``), checked on the CPU.
+"""Buffer-based inference steps (``rnnimg.runtime.graphs``), checked on the CPU.
 
 On a GPU, ``sample``, ``complete`` and ``predict`` capture their step once as a CUDA graph and
 replay it; everywhere else the same step runs eagerly over the same static buffers. Here:
@@ -19,13 +19,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_flatten
 
 from rnnimg.data.masks import parse_mask
 from rnnimg.errors import RnnImgError
 from rnnimg.models import create_model
-from rnnimg.nn import graphs
+from rnnimg.runtime import graphs
+from rnnimg.runtime.torch_compat import TorchDispatchMode
 
 SIZE = 4
 SAMPLERS = [("pixelrnn", {"variant": "row"}), ("pixelrnn", {"variant": "diagonal"}), ("pixelscan", {})]
@@ -45,6 +44,17 @@ def tiny_sampler(name: str, overrides: dict, num_classes: int = 0, channels: int
         for p in model.parameters():
             p.normal_(0, 0.5)
     return model.eval()
+
+
+def tensors_in(tree) -> list[torch.Tensor]:
+    """The tensors anywhere in nested tuples, lists and dicts (an aten call's arguments)."""
+    if isinstance(tree, torch.Tensor):
+        return [tree]
+    if isinstance(tree, dict):
+        tree = list(tree.values())
+    if isinstance(tree, (tuple, list)):
+        return [t for item in tree for t in tensors_in(item)]
+    return []
 
 
 def gen(seed: int) -> torch.Generator:
@@ -67,7 +77,7 @@ class ReplayByRerun:
         return fn()
 
     def capture(self, fn):
-        buffers = tree_flatten(fn.__self__.buffers)[0]  # fn is the StaticStep's bound _run
+        buffers = graphs.flatten(list(fn.__self__.buffers.values()))  # fn is the StaticStep's bound _run
         saved = [b.clone() for b in buffers]
         self.fn, self.outputs = fn, fn()
         for b, s in zip(buffers, saved):
@@ -217,8 +227,8 @@ class CaptureRules(TorchDispatchMode):
         if torch.Tag.nondeterministic_seeded in tags:
             raise AssertionError(f"{func} draws random numbers inside the step")
         out = func(*args, **kwargs)
-        for t in tree_flatten((args, kwargs, out))[0]:
-            if isinstance(t, torch.Tensor) and t.device != self.device:
+        for t in tensors_in((args, kwargs, out)):
+            if t.device != self.device:
                 raise AssertionError(f"{func} touches a tensor on {t.device}, the step is on "
                                      f"{self.device}")
         self.ops += 1

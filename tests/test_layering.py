@@ -1,6 +1,7 @@
-"""The layering of DESIGN.md, checked by walking every import statement of the package (including
-the imports inside functions): models/, data/ and nn/ make no pictures and know no trainer or CLI,
-nn/ knows no model, and the modules of models/ import each other without cycles."""
+"""The layering of docs/architecture.md, checked by walking every import statement of the package
+(including the imports inside functions): models/, data/, nn/ and runtime/ make no pictures and know
+no trainer or CLI, nn/ knows no model, runtime/ (how steps run) stands on torch and the project's
+errors alone, and the modules of models/ import each other without cycles."""
 
 import ast
 from pathlib import Path
@@ -10,7 +11,7 @@ import pytest
 import rnnimg
 
 ROOT = Path(rnnimg.__file__).parent
-LOWER = ("rnnimg.models", "rnnimg.data", "rnnimg.nn")
+LOWER = ("rnnimg.models", "rnnimg.data", "rnnimg.nn", "rnnimg.runtime")
 UPPER = ("rnnimg.viz", "rnnimg.tasks", "rnnimg.train", "rnnimg.train.callbacks", "rnnimg.cli", "rnnimg.demo",
          "rnnimg.serve")
 
@@ -33,6 +34,7 @@ def imports_of(path: Path) -> set[str]:
 
 
 GRAPH = {module_name(p): imports_of(p) for p in ROOT.rglob("*.py")}
+PACKAGES = {module_name(p) for p in ROOT.rglob("__init__.py")}
 
 
 def under(name: str, prefixes) -> bool:
@@ -56,6 +58,18 @@ def test_nn_imports_no_model(module):
     assert not bad, f"{module} imports {bad}: building blocks must not know the models"
 
 
+@pytest.mark.parametrize("module", sorted(m for m in GRAPH if under(m, ("rnnimg.runtime",))))
+def test_runtime_stands_on_torch_and_errors_alone(module):
+    bad = sorted(i for i in GRAPH[module] if not under(i, ("rnnimg.runtime", "rnnimg.errors")))
+    assert not bad, f"{module} imports {bad}: the runtime sits below the building blocks and the models"
+
+
+def test_cuda_graph_runtime_is_not_a_building_block():
+    """nn/ holds recurrent building blocks; the buffers, graphs and compile options live in runtime/."""
+    assert "rnnimg.runtime.graphs" in GRAPH and "rnnimg.runtime.options" in GRAPH
+    assert not [m for m in GRAPH if m in ("rnnimg.nn.graphs", "rnnimg.models.static")]
+
+
 def test_fileio_is_the_ground_floor():
     assert not {i for i in GRAPH["rnnimg.fileio"] if i != "rnnimg"}
 
@@ -63,8 +77,8 @@ def test_fileio_is_the_ground_floor():
 def test_model_modules_import_each_other_without_cycles():
     """Package __init__ files are left out: importing ``rnnimg.models`` (or a task folder such as
     ``rnnimg.models.generate``) registers its models, which the registry does on purpose."""
-    packages = {module_name(p) for p in ROOT.rglob("__init__.py")}
-    modules = {m for m in GRAPH if under(m, ("rnnimg.models",)) and m not in packages}
+    modules = {m for m in GRAPH if under(m, ("rnnimg.models",)) and m not in PACKAGES}
+    assert "rnnimg.models.generate.draw" in modules and "rnnimg.models.generate" not in modules
     edges = {m: {i for i in GRAPH[m] if i in modules} for m in modules}
     state: dict[str, int] = {}
 

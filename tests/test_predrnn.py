@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from rnnimg import create_model
-from rnnimg.models.predict.predrnn import reverse_schedule, scheduled_sampling_eta
+from rnnimg.models.predict.config import reverse_schedule, scheduled_sampling_eta
 from rnnimg.nn import SpatioTemporalLSTMCell, depth_to_space, space_to_depth
 
 

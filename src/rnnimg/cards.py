@@ -21,7 +21,7 @@ import torch
 
 from rnnimg.errors import RnnImgError
 from rnnimg.fileio import atomic_write_text
-from rnnimg.models.checkpoint import read_run_config, resolve_model_dir
+from rnnimg.models.checkpoint import load_run, resolve_model_dir
 
 CARD_FILE = "README.md"
 EVALUATION_FILE = "evaluation.json"
@@ -126,14 +126,12 @@ def _common_size(items: list[dict]) -> list[dict]:
     return out
 
 
-def _card_pictures(run_dir: Path, meta: dict[str, Any]) -> tuple[list[str], str | None]:
+def _card_pictures(run_dir: Path, meta: dict[str, Any], model) -> tuple[list[str], str | None]:
     """Write the preview pictures of the run's model on 8 test items into RUN/card/; returns their
     paths relative to the run folder, or ([], reason) when the data cannot be loaded."""
     from rnnimg.data import load_dataset
-    from rnnimg.models.checkpoint import load_pretrained
     from rnnimg.tasks import preview, save_picture
 
-    model = load_pretrained(run_dir)
     data = meta.get("data", {})
     name = data.get("name", "mnist-5k")
     options = {**model.dataset_options(), **data.get("options", {})}
@@ -208,7 +206,8 @@ def write_model_card(run_dir: str | os.PathLike, evaluation: dict[str, Any] | No
     import yaml
 
     run_dir = Path(run_dir)
-    meta = read_run_config(run_dir)
+    run = load_run(run_dir)  # config.json, read once, and the model it describes
+    meta, model = run.metadata, run.model
     evaluations = load_evaluations(run_dir)
     if evaluation is not None:
         key = f"{evaluation['data']} [{evaluation['split']}]"
@@ -221,11 +220,7 @@ def write_model_card(run_dir: str | os.PathLike, evaluation: dict[str, Any] | No
     data = meta.get("data", {})
     data_name = data.get("name", training.get("data", "?"))
     licence, _, source = data_licence(data_name)
-    files, why_not = _card_pictures(run_dir, meta) if pictures else ([], None)
-
-    from rnnimg.models.checkpoint import load_pretrained
-
-    model = load_pretrained(run_dir)
+    files, why_not = _card_pictures(run_dir, meta, model) if pictures else ([], None)
     params = sum(p.numel() for p in model.parameters())
     lines = ["---", yaml.safe_dump(front_matter(meta, evaluations, name), sort_keys=False).rstrip(), "---",
              "", f"# {name}", "",

@@ -7,13 +7,13 @@ built-in model. The task-independent parts sit here: the model contract (:mod:`.
 
 from rnnimg.models import generate, predict, segment, translate  # noqa: F401  (registers every model)
 from rnnimg.models.base import LossOutput, RnnImgModel
-from rnnimg.models.checkpoint import load_pretrained, read_run_config
+from rnnimg.models.checkpoint import LoadedRun, load_pretrained, load_run, read_run_config
 from rnnimg.models.generate.base import ImageGenerator
 from rnnimg.models.predict.base import FramePredictor
 from rnnimg.models.registry import create_model, list_models, register_model
 from rnnimg.models.segment.base import ImageSegmenter
 from rnnimg.models.translate.base import ImageTranslator
 
-__all__ = ["FramePredictor", "ImageGenerator", "ImageSegmenter", "ImageTranslator", "LossOutput",
-           "RnnImgModel",
-           "create_model", "list_models", "load_pretrained", "read_run_config", "register_model"]
+__all__ = ["FramePredictor", "ImageGenerator", "ImageSegmenter", "ImageTranslator", "LoadedRun", "LossOutput",
+           "RnnImgModel", "create_model", "list_models", "load_pretrained", "load_run", "read_run_config",
+           "register_model"]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -101,15 +102,54 @@ def read_run_config(directory: str | os.PathLike) -> dict[str, Any]:
     return meta
 
 
+@dataclass(frozen=True)
+class LoadedRun:
+    """A model rebuilt from its folder, with what the folder says about it (read once).
+
+    Attributes:
+        model: the model, in eval mode.
+        folder: the folder it was read from (``pretrained:NAME`` and ``hf:ORG/NAME`` resolved).
+        metadata: the parsed ``config.json``: ``model`` (its registry name), ``config``, and for a
+            training run ``data`` and ``training`` (what the trainer saved beside them).
+    """
+
+    model: RnnImgModel
+    folder: Path
+    metadata: dict[str, Any]
+
+    @property
+    def config(self) -> Any:
+        """The model's typed config (``self.model.config``)."""
+        return self.model.config
+
+    @property
+    def data(self) -> dict[str, Any]:
+        """``config.json``'s ``data`` section (name and options of the training data), or {}."""
+        data = self.metadata.get("data")
+        return data if isinstance(data, dict) else {}
+
+
 def load_pretrained(directory: str | os.PathLike, map_location: str = "cpu") -> RnnImgModel:
     """Rebuild any model from ``config.json`` + ``model.safetensors`` in ``directory``.
 
     ``directory`` may also be ``"pretrained:NAME"``, a model shipped with the package (offline).
-    Nothing is unpickled: the config is JSON and the weights are safetensors.
+    Nothing is unpickled: the config is JSON and the weights are safetensors. Callers that also
+    need what ``config.json`` says besides the model (the training data, the settings) use
+    :func:`load_run`, which reads it once for both.
 
     Raises:
         RnnImgError: for a missing folder or file, malformed JSON, an unknown model, weights of
             another ``weights_version`` or weights that do not fit the config.
+    """
+    return load_run(directory, map_location).model
+
+
+def load_run(directory: str | os.PathLike, map_location: str = "cpu") -> LoadedRun:
+    """:func:`load_pretrained`, returning the model together with the folder's ``config.json``
+    (:class:`LoadedRun`), so that a caller never reads that file a second time.
+
+    Raises:
+        RnnImgError: as :func:`load_pretrained`.
     """
     from safetensors import SafetensorError
     from safetensors.torch import load_model
@@ -141,4 +181,4 @@ def load_pretrained(directory: str | os.PathLike, map_location: str = "cpu") -> 
             f"{weights} does not fit the config in {CONFIG_FILE} (missing {len(missing)}, "
             f"unexpected {len(unexpected)} tensors); the two files come from different models."
         )
-    return model.eval()
+    return LoadedRun(model.eval(), Path(directory), meta)

@@ -32,9 +32,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rnnimg.nn.graphs import at, into
 from rnnimg.nn.masked import MaskedConv2d
 from rnnimg.nn.row_lstm import gate_groups, lstm_update, lstm_update_into
+from rnnimg.runtime.graphs import at, into
 
 
 def skew(x: Tensor) -> Tensor:

@@ -24,8 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rnnimg.nn.graphs import at, into
 from rnnimg.nn.masked import MaskedConv2d, colour_groups
+from rnnimg.runtime.graphs import at, into
 
 
 def gate_groups(hidden: int, groups: int) -> Tensor:

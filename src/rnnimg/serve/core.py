@@ -55,16 +55,15 @@ def load_served(specs: list[str] | None = None, device: str = "cpu") -> list[Ser
     Raises:
         RnnImgError: if a spec cannot be loaded, or nothing is left to serve.
     """
-    from rnnimg.models.checkpoint import load_pretrained, read_run_config
+    from rnnimg.models.checkpoint import load_run
 
     specs = list(specs or default_specs())
     if not specs:
         raise RnnImgError("no model to serve: pass run folders or pretrained:NAME (see `rnnimg list`).")
     served = []
     for spec in specs:
-        meta = read_run_config(spec)
-        served.append(ServedModel(spec, load_pretrained(spec, map_location=device).eval(),
-                                  meta.get("data", {})))
+        run = load_run(spec, map_location=device)
+        served.append(ServedModel(spec, run.model, run.metadata.get("data", {})))
     return served
 
 

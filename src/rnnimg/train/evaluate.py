@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader
 
 from rnnimg.data.registry import dataset_task, load_dataset, task_mismatch_hint
 from rnnimg.errors import RnnImgError
-from rnnimg.models.checkpoint import load_pretrained, read_run_config
+from rnnimg.models.checkpoint import load_run
 from rnnimg.train.data import check_dataset
 
 
@@ -91,9 +91,9 @@ def _evaluate(run_dir: str | Path, data: str | None = None, split: str = "test",
     from tqdm.auto import tqdm
 
     options = dict(options or {})
-    model = load_pretrained(run_dir, map_location=device).eval()
+    run = load_run(run_dir, map_location=device)
+    model, meta = run.model, run.metadata
     check_evaluation_options(model, options)
-    meta = read_run_config(run_dir)
     saved = meta.get("data", {}) if isinstance(meta.get("data"), dict) else {}
     name = data or saved.get("name") or "mnist-5k"
     data_opts = {**model.dataset_options(), **(saved.get("options", {}) if data is None else {}),

@@ -13,6 +13,7 @@ import torch
 
 from rnnimg.errors import NonFiniteLossError
 from rnnimg.models.base import LossOutput, RnnImgModel
+from rnnimg.runtime.torch_compat import foreach_norm
 
 
 def discriminator_parameters(model: RnnImgModel) -> list:
@@ -66,15 +67,6 @@ class FiniteWatch:
                 return step, kind, float(host[first])
             offset += len(values)
         raise AssertionError("a non-finite value outside every record")
-
-
-def gradient_norms(grads: list[torch.Tensor]) -> list[torch.Tensor]:
-    """The 2-norm of each gradient, in one fused call where torch has it (as its gradient
-    clipping does)."""
-    try:
-        return list(torch._foreach_norm(grads))
-    except (AttributeError, RuntimeError):  # no fused kernel, or devices/dtypes it refuses
-        return [torch.linalg.vector_norm(g) for g in grads]
 
 
 class LitModel(L.LightningModule):
@@ -226,8 +218,9 @@ class LitModel(L.LightningModule):
 
     def _watch_grads(self, what: str, params) -> None:
         grads = [p.grad for p in params if p.grad is not None]
-        if grads:  # a gradient's 2-norm is NaN/Inf when an entry is (or when it passes ~1e19)
-            self._watch(what, gradient_norms(grads))
+        if grads:  # a gradient's 2-norm (one fused call, as torch's clipping does) is NaN/Inf
+            # when an entry is (or when it passes ~1e19)
+            self._watch(what, foreach_norm(grads))
 
     def _finite_watch(self) -> FiniteWatch:
         if self._finite is None:

@@ -331,7 +331,7 @@ class DRAW(ImageGenerator):
         importance-weighted NLL estimate -log (1/K sum_k w_k). The bound terms are then averaged
         over the same K draws, so ``iwae`` <= ``bound`` holds item by item. With ``judge`` (a
         conditional model) also ``match`` / ``judged``: samples drawn under each item's label or
-        caption that the shipped digit judge finds right (rnnimg/judge.py). ``judge=None`` (the
+        caption that the shipped digit judge finds right (rnnimg.judge). ``judge=None`` (the
         default) judges mnist-captions batches (they carry ``digits``/``places``, so they are
         digits for sure) and nothing else: labels may name classes other than digits.
 

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from rnnimg.nn.graphs import at, into
+from rnnimg.runtime.graphs import at, into
 
 
 class PixelSampler:

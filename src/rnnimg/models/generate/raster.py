@@ -10,7 +10,7 @@ what the tests that compare the two samplers rely on.
 
 On a GPU the cached sampler is launch-bound (50 to 100 tiny kernels per pixel), so
 :meth:`RasterGenerator.sample` and :meth:`RasterGenerator.complete` run the whole raster loop as
-one :class:`rnnimg.nn.graphs.StaticStep` over static buffers (canvas, known mask, label, the
+one :class:`rnnimg.runtime.graphs.StaticStep` over static buffers (canvas, known mask, label, the
 pre-drawn uniforms): captured once as a CUDA graph per (batch, shapes, dtype, device, label or
 not, mask or not, temperature) and replayed on every later call (``graph="auto"``, the default),
 run eagerly over the same buffers on any other device. The loop has static Python indices and
@@ -24,8 +24,8 @@ from torch import Tensor
 
 from rnnimg.errors import RnnImgError
 from rnnimg.models.generate.base import ImageGenerator, uniforms
-from rnnimg.models.static import check_compile, check_graph, graph_backend
-from rnnimg.nn import graphs
+from rnnimg.runtime import graphs
+from rnnimg.runtime.options import check_compile, check_graph, graph_backend
 
 
 class RasterGenerator(ImageGenerator):
@@ -47,7 +47,7 @@ class RasterGenerator(ImageGenerator):
         """Fill ``canvas`` (n, C, H, W) in raster order carrying the recurrent state, keeping the
         pixels where ``known`` (n, 1, H, W) is True; ``u`` holds the uniforms (H, W, C, n).
         ``canvas`` is filled in place and returned. ``compile``: run each pixel through
-        :func:`rnnimg.nn.graphs.compiled_step` of :meth:`raster_pixel` (a mode name, True for
+        :func:`rnnimg.runtime.graphs.compiled_step` of :meth:`raster_pixel` (a mode name, True for
         "default", or False for eager). ``logits`` (n, C, K, H, W), if given, receives every
         pixel's logits (before the temperature)."""
         n, channels, height, width = canvas.shape
@@ -66,7 +66,7 @@ class RasterGenerator(ImageGenerator):
         """Draw pixel (i, j), every channel, into ``canvas`` and the sampler's state: the per-pixel
         work of :meth:`generate_cached`. Its inputs are tensors, the sampler (whose buffers it
         reads and writes in place) and the position (i, j), indexed with
-        :func:`rnnimg.nn.graphs.at`, so ``torch.compile(dynamic=True)`` traces it once for every
+        :func:`rnnimg.runtime.graphs.at`, so ``torch.compile(dynamic=True)`` traces it once for every
         position. ``logits_out`` (n, C, K, H, W), if given, receives the pixel's logits."""
         bernoulli = self.config.output == "bernoulli"
         for ch in range(canvas.shape[1]):

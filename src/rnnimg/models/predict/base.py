@@ -17,19 +17,11 @@ from torch import Tensor
 
 from rnnimg.errors import RnnImgError
 from rnnimg.models.base import LossOutput, RnnImgModel, as_metric, check_compile_mode
-from rnnimg.models.predict.config import (  # noqa: F401  (importable from here, as before)
-    LOSS_KINDS,
-    SAMPLING_KINDS,
-    FramePredictorConfig,
-    check_conv_stack_config,
-    check_frame_config,
-    reverse_schedule,
-    scheduled_sampling_eta,
-)
-from rnnimg.models.static import check_graph, graph_backend
-from rnnimg.nn import graphs
+from rnnimg.models.predict.config import reverse_schedule, scheduled_sampling_eta
 from rnnimg.nn.patching import depth_to_space, patched_size, to_frame_range
 from rnnimg.nn.precision import autocast_dtype
+from rnnimg.runtime import graphs
+from rnnimg.runtime.options import check_graph, graph_backend
 
 
 @contextlib.contextmanager
@@ -376,7 +368,7 @@ class FramePredictor(RnnImgModel):
         return torch.stack(predictions, dim=1)  # (B, horizon, C, H, W)
 
     def _predict_buffered(self, context: Tensor, horizon: int, capture: bool) -> Tensor:
-        """:meth:`predict` with one :class:`rnnimg.nn.graphs.StaticStep` per frame: it reads the
+        """:meth:`predict` with one :class:`rnnimg.runtime.graphs.StaticStep` per frame: it reads the
         frame buffer and the state buffers, writes the new state into the state buffers in place
         and returns the prediction. The state buffers are reset to :meth:`init_state` at the
         start of every call; the same step (or graph) serves any context length and horizon."""

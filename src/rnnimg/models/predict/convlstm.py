@@ -36,8 +36,8 @@ from dataclasses import dataclass
 
 from torch import Tensor
 
-from rnnimg.models.predict.base import FramePredictor, FramePredictorConfig, check_conv_stack_config
-from rnnimg.models.predict.config import DEBUG_CONV_STACK
+from rnnimg.models.predict.base import FramePredictor
+from rnnimg.models.predict.config import DEBUG_CONV_STACK, FramePredictorConfig, check_conv_stack_config
 from rnnimg.models.registry import register_model
 from rnnimg.nn import ConvLSTMCell, patched_size, space_to_depth
 

@@ -47,7 +47,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from rnnimg.models.predict.base import FramePredictor, FramePredictorConfig, check_conv_stack_config
+from rnnimg.models.predict.base import FramePredictor
+from rnnimg.models.predict.config import FramePredictorConfig, check_conv_stack_config
 from rnnimg.models.registry import register_model
 from rnnimg.nn import patched_size, space_to_depth
 from rnnimg.nn.conv_scan import ConvScanCell

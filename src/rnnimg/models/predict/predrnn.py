@@ -47,15 +47,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rnnimg.models.predict.base import (  # noqa: F401  (the schedules' old home: kept importable)
-    SAMPLING_KINDS,
-    FramePredictor,
+from rnnimg.models.predict.base import FramePredictor
+from rnnimg.models.predict.config import (
+    DEBUG_CONV_STACK,
     FramePredictorConfig,
     check_conv_stack_config,
-    reverse_schedule,
-    scheduled_sampling_eta,
 )
-from rnnimg.models.predict.config import DEBUG_CONV_STACK
 from rnnimg.models.registry import register_model
 from rnnimg.nn import SpatioTemporalLSTMCell, space_to_depth
 from rnnimg.nn.checks import check_at_least

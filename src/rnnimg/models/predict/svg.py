@@ -47,7 +47,8 @@ from torch import Tensor, nn
 
 from rnnimg.errors import RnnImgError
 from rnnimg.models.base import LossOutput, RnnImgModel
-from rnnimg.models.predict.base import FramePredictor, FramePredictorConfig
+from rnnimg.models.predict.base import FramePredictor
+from rnnimg.models.predict.config import FramePredictorConfig
 from rnnimg.models.registry import register_model
 from rnnimg.nn import depth_to_space, patched_size, space_to_depth, to_frame_range
 from rnnimg.nn.gaussian import gaussian_kl

@@ -29,7 +29,8 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from torch.utils._python_dispatch import TorchDispatchMode
+
+from rnnimg.runtime.torch_compat import TorchDispatchMode, recompile_limit
 
 GRAPH_CHOICES = ("auto", True, False)
 MAX_CACHED_STEPS = 8  # per owner; each captured graph keeps its own memory pool on the GPU
@@ -103,7 +104,7 @@ def compiled_step(fn: Callable[..., Any], mode: str) -> Callable[..., Any]:
     compiled = torch.compile(fn, mode=mode, dynamic=True, fullgraph=True)
 
     def step(*args: Any) -> Any:
-        with torch._dynamo.config.patch(recompile_limit=COMPILE_RECOMPILE_LIMIT):
+        with recompile_limit(COMPILE_RECOMPILE_LIMIT):
             return compiled(*args)
 
     return step

@@ -1,5 +1,5 @@
 """The ``graph`` option of the inference verbs (``sample``, ``complete``, ``predict``): how a verb
-runs its buffer-based step (:mod:`rnnimg.nn.graphs`), with the project's errors.
+runs its buffer-based step (:mod:`rnnimg.runtime.graphs`), with the project's errors.
 
 ``graph="auto"`` (the default) replays a CUDA graph on a CUDA device and runs the same step eagerly
 over the same buffers elsewhere; ``True`` always captures (a CUDA device only); ``False`` runs the
@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 
 from rnnimg.errors import RnnImgError
-from rnnimg.nn import graphs
+from rnnimg.runtime import graphs
 
 
 def check_graph(graph, device: torch.device) -> bool:

@@ -1,0 +1,5 @@
+import sys
+
+from rnnimg.judge.cli import main
+
+sys.exit(main())
