@@ -56,7 +56,7 @@ def run_one(args) -> dict:
     from torch.utils.data import DataLoader
 
     from rnnimg import create_model, load_dataset
-    from rnnimg.models.predict.base import sample_statistics
+    from rnnimg.metrics import sample_statistics
 
     torch.set_num_threads(1)
     torch.manual_seed(args.seed)
