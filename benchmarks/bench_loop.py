@@ -55,7 +55,8 @@ from pathlib import Path
 import lightning as L
 import torch
 
-from rnnimg.models.registry import create_model, get_model_class
+from rnnimg.models.registry import create_model
+from rnnimg.recipes import get_recipe
 from rnnimg.train import TrainSettings, train
 from rnnimg.train.data import build_datasets, make_loaders
 
@@ -64,14 +65,13 @@ DEFAULTS = TrainSettings("convlstm")  # the default cadences, read from the data
 
 def sizes() -> dict[str, dict]:
     """Named sizes: (model, TrainSettings fields). ``shipped`` is each model's shipped-weights run
-    (64x64 Moving MNIST, patch 8, 2 x 32, kernel 3, batch 16), read from the model class."""
+    (64x64 Moving MNIST, patch 8, 2 x 32, kernel 3, batch 16), read from its pretrained recipe."""
     out = {}
     for name in ("convlstm", "predrnn"):
         out[f"{name}/debug"] = dict(model=name, preset="debug", data="moving-mnist")
-        shipped = dict(next(iter(get_model_class(name).pretrained.values())))
-        shipped.pop("evaluate", None)
+        shipped = get_recipe(f"{name}-mmnist", kind="pretrained").settings()
         shipped.pop("max_steps", None)
-        out[f"{name}/shipped"] = dict(model=name, **shipped)
+        out[f"{name}/shipped"] = shipped
         out[f"{name}/mmnist"] = dict(model=name, preset="mmnist", data="moving-mnist")
     return out
 

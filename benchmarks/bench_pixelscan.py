@@ -227,14 +227,14 @@ def bench_nll(device: str, budget: float, save_dir: str | None = None, cpu_clock
     (``time.process_time``): with one thread on an idle core that equals wall-clock time, and on a
     shared machine it still gives every model the same computation, whatever the others run.
     """
-    from rnnimg.models.registry import get_model_class
+    from rnnimg.recipes import training_defaults
 
     clock = time.process_time if cpu_clock and device == "cpu" else time.perf_counter
     marks = [budget * k / 4 for k in (1, 2, 3, 4)]
     rows = []
     for label in labels or MODELS:
         model = build(label, device).train()
-        lr = get_model_class(MODELS[label][0]).training_presets["mnist"]["lr"]
+        lr = training_defaults(MODELS[label][0], "mnist").lr
         opt = torch.optim.Adam(model.parameters(), lr=lr)
         train, test = load_mnist(model, "train"), load_mnist(model, "test")
         gen = torch.Generator().manual_seed(0)

@@ -38,12 +38,13 @@ def _train_and_score(name: str, args: dict, queue) -> None:
     from rnnimg.data import load_dataset
     from rnnimg.metrics import psnr_y_per_image, ssim_y_per_image
     from rnnimg.models.translate.superres import bicubic_upscale
+    from rnnimg.recipes import training_defaults
 
     torch.set_num_threads(args["threads"])
     torch.manual_seed(args["seed"])
     device = torch.device(args["device"])
     model = create_model(name, args["preset"]).to(device)
-    lr = model.training_presets[args["preset"]]["lr"]
+    lr = training_defaults(name, args["preset"]).lr
     scale = model.config.scale
     train = load_dataset("photos", "train", image_size=model.config.image_size, corrupt="downscale",
                          scale=scale, train_size=10**9)

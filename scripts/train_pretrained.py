@@ -1,11 +1,11 @@
-"""Train, score and ship the pretrained models: every ``pretrained`` recipe of every registered model.
+"""Train, score and ship the pretrained models: every ``pretrained`` recipe of :mod:`rnnimg.recipes`.
 
     python scripts/train_pretrained.py                    # all recipes
     python scripts/train_pretrained.py pixelrnn-mnist     # only these names
     python scripts/train_pretrained.py --list             # the recipes, nothing run
 
-For each recipe ``NAME`` (a model class's ``pretrained = {NAME: {...}}``, TrainSettings fields plus
-an optional ``evaluate`` dict of :func:`rnnimg.train.evaluate` keyword arguments) it
+For each recipe ``NAME`` (a :class:`rnnimg.recipes.Recipe` of kind ``pretrained``: TrainSettings
+fields plus optional ``evaluate`` keyword arguments of :func:`rnnimg.train.evaluate`) it
 
 1. trains into ``runs/pretrained/NAME`` on the CPU (skipped when that folder already holds a finished
    run of exactly this recipe: same model, preset, overrides, data, options, steps, batch, lr, seed);
@@ -35,34 +35,27 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from rnnimg.errors import RnnImgError  # noqa: E402
 from rnnimg.models.checkpoint import PRETRAINED_ROOT  # noqa: E402
-from rnnimg.models.registry import get_model_class, list_models  # noqa: E402
+from rnnimg.models.registry import get_model_class  # noqa: E402
+from rnnimg.recipes import Recipe, list_recipes  # noqa: E402
+from rnnimg.recipes.registry import SETTINGS_FIELDS  # noqa: E402
 
 LIMIT_BYTES = 20 * 1024 * 1024
+# the TrainSettings fields that decide what a run is (the others: logging, folders, hardware)
+RECIPE_FIELDS = SETTINGS_FIELDS
 SHIPPED_FILES = ("config.json", "model.safetensors", "README.md", "evaluation.json")
-# TrainSettings fields that decide what a run is (the others: logging, folders, hardware)
-RECIPE_FIELDS = ("model", "preset", "overrides", "data", "data_options", "max_steps", "epochs",
-                 "batch_size", "lr", "seed", "grad_clip", "val_fraction", "weight_decay")
 
 
-def recipes() -> dict[str, tuple[str, dict]]:
-    """NAME -> (model, recipe) for every registered model's ``pretrained`` entries."""
-    out: dict[str, tuple[str, dict]] = {}
-    for model in list_models():
-        for name, recipe in get_model_class(model).pretrained.items():
-            if name in out:
-                raise RnnImgError(f"pretrained name {name!r} is declared by {out[name][0]!r} and {model!r}")
-            out[name] = (model, dict(recipe))
-    return out
+def recipes() -> dict[str, Recipe]:
+    """NAME -> recipe for every registered ``pretrained`` recipe (names are unique per kind)."""
+    return {recipe.name: recipe for recipe in list_recipes(kind="pretrained")}
 
 
-def settings_for(model: str, recipe: dict, out: Path):
+def settings_for(recipe: Recipe, out: Path):
     from rnnimg.train import TrainSettings
 
-    fields = {k: v for k, v in recipe.items() if k != "evaluate"}
-    return TrainSettings(model=model, out=str(out), accelerator="cpu", devices=1, progress=False,
-                         sample_every_n_steps=0, ckpt_every_n_steps=200, **fields).resolved()
+    return TrainSettings(out=str(out), accelerator="cpu", devices=1, progress=False,
+                         sample_every_n_steps=0, ckpt_every_n_steps=200, **recipe.settings()).resolved()
 
 
 def finished_run(run_dir: Path, settings) -> bool:
@@ -187,16 +180,16 @@ def main(argv: list[str] | None = None) -> int:
 
     table = recipes()
     if args.list:
-        for name, (model, recipe) in table.items():
-            print(f"{name}: {model} {recipe}")
+        for name, recipe in table.items():
+            print(f"{name}: {recipe.model} {recipe.settings()} evaluate={recipe.evaluate_kwargs()}")
         return 0
     unknown = [n for n in args.names if n not in table]
     if unknown:
         raise SystemExit(f"unknown pretrained name(s) {', '.join(unknown)}; recipes: {', '.join(table)}")
     for name in args.names or list(table):
-        model, recipe = table[name]
+        recipe = table[name]
         run_dir = Path(args.runs) / name
-        settings = settings_for(model, recipe, run_dir)
+        settings = settings_for(recipe, run_dir)
         command = train_command(settings)
         notes = []
         timing = run_dir / "wall_time.json"
@@ -212,14 +205,14 @@ def main(argv: list[str] | None = None) -> int:
         if timing.is_file():
             minutes = json.loads(timing.read_text())["train_seconds"] / 60
             notes.append(f"wall time: {minutes:.0f} min on a shared, contended 2-core CPU (1 torch thread)")
-        evaluate_kw = dict(recipe.get("evaluate", {}))
+        evaluate_kw = recipe.evaluate_kwargs()
         start = time.perf_counter()
         stored = load_evaluations(run_dir).get(f"{settings.data} [test]")
         if args.reuse_evaluation and stored is not None:
             result = stored
         else:
             result = evaluate(run_dir, progress=False, **evaluate_kw)
-            if get_model_class(model).task == "predict":
+            if get_model_class(recipe.model).task == "predict":
                 result["baselines"] = (stored_baselines(run_dir, ROOT / "runs")
                                        or prediction_baselines(run_dir, evaluate_kw))
         print(f"[{name}] evaluated in {time.perf_counter() - start:.0f} s: "

@@ -5,14 +5,14 @@ import pytest
 from PIL import Image
 
 from rnnimg.demo import run_demo
-from rnnimg.models.registry import get_model_class, list_models
+from rnnimg.recipes import get_recipe, list_recipes
 from rnnimg.viz import read_metrics_csv
 
 
 def test_demo_writes_pictures_for_every_model_and_the_curves(tmp_path):
     out = tmp_path / "demo"
     written = run_demo(out, steps_scale=0.02, progress=False)
-    with_demo = [n for n in list_models() if get_model_class(n).demo]
+    with_demo = [r.name for r in list_recipes(kind="demo")]
     assert set(with_demo) <= set(written) and {"rowrnn", "pixelrnn", "convlstm", "predrnn"} <= set(written)
     for name in with_demo:
         assert (out / name / "model.safetensors").is_file()
@@ -25,8 +25,8 @@ def test_demo_writes_pictures_for_every_model_and_the_curves(tmp_path):
     # The video models write an animation; pixelrnn writes samples and completions.
     assert any(p.suffix == ".gif" for p in written["convlstm"])
     with Image.open(next(p for p in written["convlstm"] if p.suffix == ".gif")) as gif:
-        assert gif.n_frames == get_model_class("convlstm").demo["overrides"]["horizon"] + \
-            get_model_class("convlstm").demo["overrides"]["context"]
+        overrides = get_recipe("convlstm", kind="demo").overrides
+        assert gif.n_frames == overrides["horizon"] + overrides["context"]
     assert {p.name for p in written["pixelrnn"]} == {"pixelrnn-samples.png", "pixelrnn-completions.png"}
     assert (out / "curves.png").is_file()
     # every model validates, though these runs (a few steps) end long before an epoch does

@@ -90,8 +90,9 @@ def test_every_recipe_builds_its_model_and_names_are_unique():
         sys.path.pop(0)
     table = train_pretrained.recipes()
     assert {"pixelrnn-mnist", "rowrnn-mnist", "convlstm-mmnist", "predrnn-mmnist"} <= set(table)
-    for name, (model_name, recipe) in table.items():
-        settings = train_pretrained.settings_for(model_name, recipe, Path("/nonexistent") / name)
+    for name, recipe in table.items():
+        model_name = recipe.model
+        settings = train_pretrained.settings_for(recipe, Path("/nonexistent") / name)
         model = create_model(model_name, settings.preset, **settings.overrides)
         assert model.name == model_name
         assert settings.max_steps, f"{name}: a recipe states its budget in steps"
@@ -104,17 +105,17 @@ def test_every_recipe_builds_its_model_and_names_are_unique():
 
 
 def test_shipped_models_fit_the_size_limit_and_match_their_recipes():
-    from rnnimg.models.registry import get_model_class
+    from rnnimg.recipes import get_recipe
 
     shipped = list_shipped()
     total = sum(p.stat().st_size for p in checkpoint.PRETRAINED_ROOT.rglob("*") if p.is_file())
     assert total < 20 * 1024 * 1024, f"shipped models take {total / 2**20:.1f} MB"
     for name in shipped:
         meta = read_run_config(f"pretrained:{name}")
-        recipe = get_model_class(meta["model"]).pretrained.get(name)
-        assert recipe is not None, f"{name} ships but no model declares its recipe"
-        assert meta["training"]["max_steps"] == recipe["max_steps"]
-        assert meta["preset"] == recipe.get("preset")
+        recipe = get_recipe(name, kind="pretrained")  # raises for a model shipped without its recipe
+        assert meta["model"] == recipe.model
+        assert meta["training"]["max_steps"] == recipe.max_steps
+        assert meta["preset"] == recipe.preset
         assert (checkpoint.PRETRAINED_ROOT / name / "README.md").is_file()
 
 

@@ -16,6 +16,7 @@ import torch
 
 from rnnimg.errors import RnnImgError
 from rnnimg.models.registry import get_model_class, list_models
+from rnnimg.recipes import get_recipe, list_recipes
 
 
 def not_a_demo_reason(out: Path) -> str | None:
@@ -50,11 +51,12 @@ def run_demo(out: str | Path = "runs/demo", overwrite: bool = False, models: lis
 
     if not 0 < steps_scale < float("inf"):  # also refuses NaN, which int() cannot convert
         raise RnnImgError(f"--steps must be a positive number, got {steps_scale}.")
-    names = models or [n for n in list_models() if get_model_class(n).demo]
+    demos = [r.name for r in list_recipes(kind="demo")]  # a demo recipe is named after its model
+    names = models or demos
     for name in names:  # before --overwrite deletes anything
-        if not get_model_class(name).demo:
-            raise RnnImgError(f"model {name!r} has no demo recipe; choose from "
-                              f"{', '.join(n for n in list_models() if get_model_class(n).demo)}.")
+        if name not in demos:
+            get_model_class(name)  # an unknown model is named as such, with the closest name
+            raise RnnImgError(f"model {name!r} has no demo recipe; choose from {', '.join(demos)}.")
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise RnnImgError(f"--out {out} is a file; the demo writes a folder, so choose another --out.")
@@ -69,7 +71,7 @@ def run_demo(out: str | Path = "runs/demo", overwrite: bool = False, models: lis
     written: dict[str, list[Path]] = {}
     train_curves, val_curves = {}, {}
     for name in names:
-        recipe = dict(get_model_class(name).demo)
+        recipe = get_recipe(name, kind="demo").settings()
         recipe["max_steps"] = max(1, int(recipe["max_steps"] * steps_scale))
         start = time.perf_counter()
         print(f"[demo] training {name} ({recipe.get('preset')}) on {recipe['data']} for "
@@ -78,7 +80,7 @@ def run_demo(out: str | Path = "runs/demo", overwrite: bool = False, models: lis
         # validate four times a run: a demo is often shorter than an epoch (reseg's 300 steps are
         # half of one), and the curves show the validation loss of every model
         recipe.setdefault("val_every_n_steps", -(-recipe["max_steps"] // 4))
-        run_dir = train(TrainSettings(model=name, out=str(out / name), progress=progress,
+        run_dir = train(TrainSettings(out=str(out / name), progress=progress,
                                       sample_every_n_steps=0, ckpt_every_n_steps=10_000, **recipe))
         from rnnimg.models.checkpoint import load_pretrained
 

@@ -60,17 +60,9 @@ class RnnImgModel(nn.Module):
     extra_tasks: ClassVar[tuple[str, ...]] = ()
     config_class: ClassVar[type] = object
     presets: ClassVar[dict[str, dict[str, Any]]] = {}
-    # Trainer defaults per preset (lr, batch_size, ...); the CLI's flags override them.
-    training_presets: ClassVar[dict[str, dict[str, Any]]] = {}
-    # What `rnnimg demo` trains: TrainSettings fields (preset, data, max_steps, batch_size, ...).
-    demo: ClassVar[dict[str, Any] | None] = None
     # Raised when a change makes older weights mean something else under the same names and
     # shapes (pixelrnn's gate order): load_pretrained refuses weights saved by another version.
     weights_version: ClassVar[int] = 1
-    # Weights shipped as `pretrained:NAME`: NAME -> TrainSettings fields (preset, data, max_steps,
-    # batch_size, lr, overrides, data_options, seed) plus optional "evaluate" (keyword arguments of
-    # rnnimg.train.evaluate). scripts/train_pretrained.py trains, scores and ships each one.
-    pretrained: ClassVar[dict[str, dict[str, Any]]] = {}
     # Metrics of reduce_statistics that validation reports pooled over the whole validation split
     # (the statistics of every batch summed, reduced once: mIoU from one confusion matrix), logged
     # as val/NAME; an average of per-batch values would be a different, noisier number.

@@ -13,6 +13,7 @@ from typing import Any
 from rnnimg.errors import RnnImgError
 from rnnimg.models.base import RnnImgModel, check_compile_mode
 from rnnimg.models.registry import get_model_class, list_models
+from rnnimg.recipes import training_defaults
 
 # Precisions the trainer accepts. The models compute in float32 (optionally under bf16/fp16
 # autocast); "64-true" or "bf16-true" would cast the weights and fail deep inside a layer.
@@ -25,7 +26,7 @@ class TrainSettings:
 
     model: str  # registered model name
     data: str = "mnist-5k"  # registered dataset name (or folder:PATH, ...)
-    preset: str | None = None  # model preset; also picks the preset's training defaults
+    preset: str | None = None  # model preset; also picks its training defaults (rnnimg.recipes)
     overrides: dict[str, Any] = field(default_factory=dict)  # model config fields over the preset
     data_options: dict[str, Any] = field(default_factory=dict)  # data_dir, download, strict, ...
     # Model config fields the training data decided (image size, channels, classes, ...): filled
@@ -70,12 +71,12 @@ class TrainSettings:
             RnnImgError: naming the flag of the first bad value.
         """
         cls = get_model_class(self.model)
-        defaults = cls.training_presets.get(self.preset or "", {})
+        defaults = training_defaults(self.model, self.preset)
         s = dataclasses.replace(self)
         if s.batch_size is None:
-            s.batch_size = int(defaults.get("batch_size", 64))
+            s.batch_size = defaults.batch_size or 64
         if s.lr is None:
-            s.lr = float(defaults.get("lr", 1e-3))
+            s.lr = float(defaults.lr or 1e-3)
         if s.out is None:
             s.out = str(Path("runs") / (self.model + (f"-{self.preset}" if self.preset else "")))
         for name in ("batch_size", "ckpt_every_n_steps", "sample_every_n_steps", "log_every_n_steps",

@@ -133,23 +133,6 @@ class DRAW(ImageGenerator):
         "captions": dict(image_size=60, steps=32, enc_hidden=256, dec_hidden=256, z_size=100,
                          read_n=5, write_n=5, vocabulary=VOCABULARY, learned_prior=True),
     }
-    training_presets = {
-        "debug": dict(lr=3e-3, batch_size=32),
-        "mnist": dict(lr=1e-3, batch_size=64),
-        "colour": dict(lr=1e-3, batch_size=32),
-        "captions": dict(lr=1e-3, batch_size=64),
-    }
-    # small, no attention: early on the 2x2 read starves the encoder, the KL collapses (benchmarks.md)
-    demo = dict(preset="mnist", overrides=dict(steps=16, enc_hidden=128, dec_hidden=128, z_size=32,
-                                               attention=False, num_classes=0),
-                data="mnist-5k", max_steps=200, batch_size=64, lr=3e-3)
-    pretrained = {"draw-mnist": dict(preset="mnist", overrides=dict(steps=16, enc_hidden=128, dec_hidden=128,
-                  z_size=32), data="mnist-5k", max_steps=1500, batch_size=64, lr=1e-3,  # attention on
-                  evaluate=dict(options=dict(importance_samples=10))),
-                  # alignDRAW, CPU-sized (T = 16, 128 units; docs/benchmarks.md, "Captions"): ~9 min
-                  "draw-captions": dict(preset="captions", overrides=dict(steps=16, enc_hidden=128,
-                                        dec_hidden=128, z_size=32), data="mnist-captions", max_steps=2400,
-                                        batch_size=32, lr=3e-3)}
 
     def __init__(self, config: DRAWConfig) -> None:
         super().__init__(config)

@@ -77,18 +77,6 @@ class PixelRNN(RasterGenerator):
         "cifar10": dict(variant="diagonal", image_size=32, channels=3, hidden=128, num_layers=12,
                         head_hidden=1024, output="categorical"),
     }
-    training_presets = {
-        "debug": dict(lr=3e-3, batch_size=32),
-        "mnist": dict(lr=1e-3, batch_size=16),
-        "cifar10": dict(lr=1e-3, batch_size=16),
-    }
-    # The demo trains the paper's mnist stack with Row LSTM layers: ~4x faster per step on a CPU.
-    demo = dict(preset="mnist", overrides=dict(variant="row", num_classes=0), data="mnist-5k", max_steps=300,
-                batch_size=16, lr=2e-3)
-    # Shipped weights (scripts/train_pretrained.py): the paper's mnist stack (7 layers, h = 16) with
-    # Row LSTM layers, ~4x cheaper per step than the Diagonal BiLSTM on a CPU.
-    pretrained = {"pixelrnn-mnist": dict(preset="mnist", overrides=dict(variant="row"), data="mnist-5k",
-                                         max_steps=1200, batch_size=16, lr=1e-3)}
 
     def __init__(self, config: PixelRNNConfig) -> None:
         super().__init__(config)

@@ -148,15 +148,6 @@ class PixelScan(RasterGenerator):
         "cifar10": dict(image_size=32, channels=3, hidden=128, num_layers=12, head_hidden=1024,
                         output="categorical"),
     }
-    training_presets = {
-        "debug": dict(lr=3e-3, batch_size=32),
-        "mnist": dict(lr=2e-3, batch_size=16),
-        "cifar10": dict(lr=1e-3, batch_size=16),
-    }
-    demo = dict(preset="mnist", overrides=dict(num_classes=0), data="mnist-5k", max_steps=300,
-                batch_size=16, lr=2e-3)
-    pretrained = {"pixelscan-mnist": dict(preset="mnist", data="mnist-5k", max_steps=600, batch_size=16,
-                                          lr=2e-3)}
 
     def __init__(self, config: PixelScanConfig) -> None:
         super().__init__(config)

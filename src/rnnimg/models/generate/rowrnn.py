@@ -61,12 +61,6 @@ class RowRNN(ImageGenerator):
         "binarized-mnist": dict(output="bernoulli"),
         "cifar10": dict(image_size=32, channels=3, hidden_size=512),
     }
-    training_presets = {"debug": dict(lr=3e-3, batch_size=32), "mnist": dict(lr=1e-3, batch_size=64)}
-    demo = dict(preset="mnist", overrides=dict(num_classes=0), data="mnist-5k", max_steps=400,
-                batch_size=32, lr=2e-3)
-    # Shipped weights (scripts/train_pretrained.py): the article's model on mnist-5k, 256 levels.
-    pretrained = {"rowrnn-mnist": dict(preset="mnist", data="mnist-5k", max_steps=800, batch_size=32,
-                                       lr=2e-3)}
 
     def __init__(self, config: RowRNNConfig) -> None:
         super().__init__(config)

@@ -69,21 +69,6 @@ class ConvLSTM(FramePredictor):
         # MSE at equal SSIM; a linear or sigmoid head and MSE + L1 did not beat the clamp and MSE.
         "mmnist": dict(sampling="reverse", output="clamp", loss="mse"),
     }
-    # OpenSTL trains the mmnist model with Adam, lr 5e-4, batch 16.
-    training_presets = {"debug": dict(lr=3e-3, batch_size=8), "mmnist": dict(lr=5e-4, batch_size=16)}
-    # `rnnimg demo`: the debug stack on 32x32 Moving MNIST, 5 -> 5 frames, short epochs so that
-    # validation (fixed clips of training digits) runs a few times.
-    demo = dict(preset="debug", data="moving-mnist", max_steps=800, batch_size=8,
-                overrides=dict(frame_size=32, patch=4, context=5, horizon=5),
-                data_options=dict(train_clips=800, val_clips=64))
-    # Shipped weights (scripts/train_pretrained.py): standard 64x64 Moving MNIST, 10 -> 10, with a
-    # stack small enough for a CPU (2 x 32, kernel 3, patch 8); scored on 1,000 fixed test clips.
-    pretrained = {"convlstm-mmnist": dict(
-        preset="debug", data="moving-mnist", max_steps=600, batch_size=16, lr=2e-3,
-        overrides=dict(frame_size=64, patch=8, context=10, horizon=10, hidden_size=32, num_layers=2,
-                       kernel_size=3),
-        data_options=dict(train_clips=4000, val_clips=64, test_clips=1000),
-        evaluate=dict(batch_size=50))}
 
     def __init__(self, config: ConvLSTMConfig) -> None:
         super().__init__(config)

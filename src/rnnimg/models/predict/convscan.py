@@ -96,12 +96,6 @@ class ConvScan(FramePredictor):
         "mmnist-90": dict(context=10, horizon=90, closed_loop=89),
         "mmnist-400": dict(context=100, horizon=400, closed_loop=399),
     }
-    training_presets = {"debug": dict(lr=3e-3, batch_size=8), "mmnist": dict(lr=5e-4, batch_size=16),
-                        "mmnist-90": dict(lr=5e-4, batch_size=8), "mmnist-400": dict(lr=5e-4, batch_size=4)}
-    # `rnnimg demo`: as convlstm's demo (debug stack, 32x32 Moving MNIST, 5 -> 5 frames)
-    demo = dict(preset="debug", data="moving-mnist", max_steps=800, batch_size=8,
-                overrides=dict(frame_size=32, patch=4, context=5, horizon=5, closed_loop=4),
-                data_options=dict(train_clips=800, val_clips=64))
 
     def __init__(self, config: ConvScanConfig) -> None:
         super().__init__(config)

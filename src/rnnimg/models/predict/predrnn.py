@@ -87,24 +87,6 @@ class PredRNN(FramePredictor):
         "mmnist": dict(sampling="scheduled", sampling_decay=2e-5, output="clamp", loss="mse"),
         "mmnist-v2": dict(sampling="reverse", decouple_beta=0.1),
     }
-    # OpenSTL trains the mmnist model with Adam, lr 5e-4, batch 16.
-    training_presets = {"debug": dict(lr=3e-3, batch_size=8), "mmnist": dict(lr=5e-4, batch_size=16),
-                        "mmnist-v2": dict(lr=5e-4, batch_size=16)}
-    # `rnnimg demo`: the debug stack on 32x32 Moving MNIST, 5 -> 5 frames, short epochs so that
-    # validation (fixed clips of training digits) runs a few times; eta reaches 0 by step 400
-    # (the paper's 2e-5 per step would keep the demo teacher-forced throughout).
-    demo = dict(preset="debug", data="moving-mnist", max_steps=500, batch_size=8,
-                overrides=dict(frame_size=32, patch=4, context=5, horizon=5, sampling_decay=2.5e-3),
-                data_options=dict(train_clips=800, val_clips=64))
-    # Shipped weights (scripts/train_pretrained.py): the same small stack and data as
-    # convlstm-mmnist, half the steps (a PredRNN step costs about twice a ConvLSTM step on the CPU);
-    # eta reaches 0 at step 200 of 300.
-    pretrained = {"predrnn-mmnist": dict(
-        preset="debug", data="moving-mnist", max_steps=300, batch_size=16, lr=2e-3,
-        overrides=dict(frame_size=64, patch=8, context=10, horizon=10, hidden_size=32, num_layers=2,
-                       kernel_size=3, sampling_decay=5e-3),
-        data_options=dict(train_clips=4000, val_clips=64, test_clips=1000),
-        evaluate=dict(batch_size=50))}
 
     def __init__(self, config: PredRNNConfig) -> None:
         super().__init__(config)

@@ -173,20 +173,6 @@ class SVG(FramePredictor):
         # (patch 2, 32-64-128-256 channels) so that a CPU trains it.
         "smmnist": dict(frame_size=64, context=5, horizon=10, patch=2, features=32, levels=3),
     }
-    training_presets = {"debug": dict(lr=3e-3, batch_size=8), "smmnist": dict(lr=2e-3, batch_size=16)}
-    # `rnnimg demo`: the debug model on 32x32 Stochastic Moving MNIST, 3 -> 5 frames.
-    demo = dict(preset="debug", data="stochastic-moving-mnist", max_steps=600, batch_size=8,
-                overrides=dict(frame_size=32, patch=4, levels=2, context=3, horizon=5),
-                data_options=dict(num_digits=1, train_clips=800, val_clips=64))
-
-    # Shipped weights (scripts/train_pretrained.py): the benchmark's CPU-sized model (patch 4, 16-32-64
-    # channels, LSTMs of 128) on 64x64 Stochastic Moving MNIST, 5 -> 10; scored with 20 futures per
-    # clip on 256 fixed test clips.
-    pretrained = {"svg-smmnist": dict(
-        preset="smmnist", data="stochastic-moving-mnist", max_steps=1000, batch_size=16, lr=2e-3,
-        overrides=dict(patch=4, levels=2, features=16, rnn_size=128),
-        data_options=dict(train_clips=16000, val_clips=64, test_clips=256),
-        evaluate=dict(batch_size=32, options={"samples": 20}))}
 
     def __init__(self, config: SVGConfig) -> None:
         super().__init__(config)

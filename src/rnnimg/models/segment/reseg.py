@@ -93,15 +93,6 @@ class ReSeg(ImageSegmenter):
         "scenes": dict(image_size=64, encoder_channels=(16,), renet_hidden=(32, 32),
                        patch_sizes=(2, 1), upsample_channels=32, class_names=MNIST_SCENE_CLASSES),
     }
-    training_presets = {
-        "debug": dict(lr=3e-3, batch_size=16),
-        "scenes": dict(lr=3e-3, batch_size=16),
-    }
-    # the scenes network on scenes downscaled to 32x32: ~4x cheaper per step than 64x64
-    demo = dict(preset="scenes", overrides=dict(image_size=32), data="mnist-scenes",
-                max_steps=300, batch_size=16, lr=3e-3)
-    pretrained = {"reseg-scenes": dict(preset="scenes", overrides=dict(image_size=32),
-                                       data="mnist-scenes", max_steps=1500, batch_size=16, lr=3e-3)}
 
     def __init__(self, config: ReSegConfig) -> None:
         super().__init__(config)

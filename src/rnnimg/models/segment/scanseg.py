@@ -78,13 +78,6 @@ class ScanSeg(ImageSegmenter):
         "scenes": dict(image_size=64, widths=(14, 28, 56), scan_hidden=26, scan_blocks=2,
                        class_names=MNIST_SCENE_CLASSES),
     }
-    training_presets = {
-        "debug": dict(lr=3e-3, batch_size=16),
-        "scenes": dict(lr=3e-3, batch_size=16),
-    }
-    # as reseg's demo: the scenes network on scenes downscaled to 32x32
-    demo = dict(preset="scenes", overrides=dict(image_size=32), data="mnist-scenes",
-                max_steps=300, batch_size=16, lr=3e-3)
 
     def __init__(self, config: ScanSegConfig) -> None:
         super().__init__(config)

@@ -57,10 +57,6 @@ class UNet(ImageSegmenter):
         # parameter-matched to reseg's "scenes" preset
         "scenes": dict(image_size=64, widths=(14, 28, 56), class_names=MNIST_SCENE_CLASSES),
     }
-    training_presets = {
-        "debug": dict(lr=3e-3, batch_size=16),
-        "scenes": dict(lr=3e-3, batch_size=16),
-    }
 
     def __init__(self, config: UNetConfig) -> None:
         super().__init__(config)

@@ -53,8 +53,6 @@ class DnCNN(ImageTranslator):
         "colour": dict(image_size=32, in_channels=3, out_channels=3, depth=11),
         "colorize": dict(image_size=32, in_channels=1, out_channels=3, depth=11),
     }
-    training_presets = {"debug": dict(lr=3e-3, batch_size=8), "denoise": dict(lr=2e-3, batch_size=32),
-                        "colour": dict(lr=2e-3, batch_size=32), "colorize": dict(lr=2e-3, batch_size=32)}
 
     def __init__(self, config: DnCNNConfig) -> None:
         super().__init__(config)

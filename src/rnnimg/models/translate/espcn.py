@@ -51,8 +51,6 @@ class ESPCN(SuperResolver):
         "debug": dict(image_size=16, in_channels=1, out_channels=1, scale=2, widths=(12, 8)),
         "photos-x4": dict(image_size=96, scale=4, widths=(56, 32)),
     }
-    training_presets = {"debug": dict(lr=3e-3, batch_size=8),
-                        "photos-x4": dict(lr=1e-3, batch_size=16)}
 
     def __init__(self, config: ESPCNConfig) -> None:
         super().__init__(config)

@@ -67,8 +67,6 @@ class RecurSR(SuperResolver):
         # x4 colour photos (photos with corrupt=downscale, scale=4): ~33k parameters
         "photos-x4": dict(image_size=96, scale=4, features=32, steps=8),
     }
-    training_presets = {"debug": dict(lr=3e-3, batch_size=8),
-                        "photos-x4": dict(lr=1e-3, batch_size=16)}
 
     def __init__(self, config: RecurSRConfig) -> None:
         super().__init__(config)

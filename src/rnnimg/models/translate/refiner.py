@@ -97,13 +97,6 @@ class Translator(ImageTranslator):
         # grey in, colour out (--data-opt corrupt=colorize on shapes or cifar10)
         "colorize": dict(image_size=32, in_channels=1, out_channels=3),
     }
-    training_presets = {"debug": dict(lr=3e-3, batch_size=8), "denoise": dict(lr=2e-3, batch_size=32),
-                        "colour": dict(lr=2e-3, batch_size=32), "colorize": dict(lr=2e-3, batch_size=32)}
-    # `rnnimg demo`: denoising mnist-5k at sigma 25, about a minute on two CPU cores.
-    demo = dict(preset="denoise", data="mnist-5k", max_steps=150, batch_size=32, lr=2e-3,
-                data_options=dict(corrupt="denoise", sigma=25))
-    pretrained = {"translator-denoise": dict(preset="denoise", data="mnist-5k", max_steps=400, batch_size=32,
-                                             lr=2e-3, data_options=dict(corrupt="denoise", sigma=25))}
 
     def __init__(self, config: TranslatorConfig) -> None:
         super().__init__(config)
