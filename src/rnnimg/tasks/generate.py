@@ -48,7 +48,7 @@ def check_text(model, text, arg: str = "text") -> None:
     """
     captions = bool(getattr(model.config, "vocabulary", ()))
     if text is not None and not captions:
-        raise InputError(arg, f"{model.name} is not conditioned on text; drop {{arg}}.")
+        raise InputError(arg, f"{model.name} was trained without captions; drop {{arg}}.")
     if text is None and captions:
         raise InputError(arg, "this model draws from captions; pass a caption with {arg}.")
 
