@@ -279,6 +279,8 @@ def cmd_evaluate(args) -> int:
     from rnnimg.train import evaluate
 
     options = parse_assignments(args.eval_opt, "--eval-opt")
+    # what the model's evaluation calls its options (rnnimg.errors.InputError), on this command line
+    args.argument_flags = {"horizon": "--eval-opt horizon", "frames": "--data-opt frames"}
     if args.importance_samples is not None:
         options["importance_samples"] = args.importance_samples
     if args.samples is not None:
