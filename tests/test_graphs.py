@@ -22,14 +22,17 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
+from helpers import frame_predictors, raster_samplers, sampler_id
 from rnnimg.data.masks import parse_mask
 from rnnimg.errors import RnnImgError
 from rnnimg.models import create_model
 from rnnimg.nn import graphs
 
 SIZE = 4
-SAMPLERS = [("pixelrnn", {"variant": "row"}), ("pixelrnn", {"variant": "diagonal"}), ("pixelscan", {})]
-SAMPLER_IDS = ["row", "diagonal", "pixelscan"]
+# from the registry, so a new raster generator or predictor is checked without edits
+SAMPLERS = raster_samplers()
+SAMPLER_IDS = [sampler_id(s) for s in SAMPLERS]
+PREDICTORS = frame_predictors()
 
 
 
@@ -166,7 +169,7 @@ def tiny_predictor(name: str):
     return create_model(name, "debug", frame_size=8, patch=2).eval()
 
 
-@pytest.mark.parametrize("name", ["convlstm", "predrnn"])
+@pytest.mark.parametrize("name", PREDICTORS)
 def test_buffered_predict_equals_predict_bit_for_bit(name):
     model = tiny_predictor(name)
     c = model.config
@@ -181,7 +184,7 @@ def test_buffered_predict_equals_predict_bit_for_bit(name):
     assert len(model._static_steps) == 2
 
 
-@pytest.mark.parametrize("name", ["convlstm", "predrnn"])
+@pytest.mark.parametrize("name", PREDICTORS)
 def test_stand_in_graph_predict_replays_every_frame(name, stand_in_graph):
     model = tiny_predictor(name)
     c = model.config
@@ -271,7 +274,7 @@ def test_sampling_and_completion_steps_are_graph_safe(name, overrides, device, c
         model.complete(image, known, label=label, generator=gen(0), graph=True)
 
 
-@pytest.mark.parametrize("name", ["convlstm", "predrnn"])
+@pytest.mark.parametrize("name", PREDICTORS)
 def test_predict_step_is_graph_safe(name, checked_capture):
     model = tiny_predictor(name)
     c = model.config
