@@ -83,7 +83,7 @@ def check_predict_inputs(model, context: Tensor, horizon: int, samples: int = 1,
     check_seed(seed)
     if samples > 1 and not getattr(model, "stochastic", False):
         raise InputError("samples", f"{model.name} is deterministic: it predicts one future per clip; "
-                                    "drop {arg} (several futures need a stochastic model such as svg).")
+                                    "leave {arg} at 1 (several futures need a stochastic model such as svg).")
 
 
 def predict_futures(model, context: Tensor, horizon: int, samples: int = 1, seed: int = 0) -> Tensor:
