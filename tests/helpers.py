@@ -138,3 +138,36 @@ def loss_after_fitting(name: str, steps: int = 30, **overrides):
         out.loss.backward()
         opt.step()
     return first, model.loss(batch)
+
+
+# --- model lists derived from the registry ------------------------------------------------------
+# Per-task tests iterate these rather than naming models, so a new model of the task is covered
+# without edits (and fails where it breaks what its task promises).
+def frame_predictors() -> list[str]:
+    """The registered deterministic frame predictors (a stochastic one, such as svg, draws its
+    futures from a generator and has tests of its own)."""
+    from rnnimg.models.registry import get_model_class, list_models
+
+    return [n for n in list_models("predict") if not get_model_class(n).stochastic]
+
+
+def raster_samplers() -> list[tuple[str, dict]]:
+    """(name, overrides) of every raster generator (pixel by pixel, with a buffered sampling step
+    and ``complete``), once per ``variant`` its presets use (pixelrnn's Row LSTM and Diagonal
+    BiLSTM)."""
+    from rnnimg.models.generate.raster import RasterGenerator
+    from rnnimg.models.registry import get_model_class, list_models
+
+    found = []
+    for name in list_models("generate"):
+        cls = get_model_class(name)
+        if issubclass(cls, RasterGenerator):
+            variants = sorted({p["variant"] for p in cls.presets.values() if "variant" in p})
+            found += [(name, {"variant": v}) for v in variants] or [(name, {})]
+    return found
+
+
+def sampler_id(sampler: tuple[str, dict]) -> str:
+    """``row``/``diagonal`` for pixelrnn's variants (the ids the tests had), else the name."""
+    name, overrides = sampler
+    return overrides.get("variant", name)

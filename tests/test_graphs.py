@@ -20,6 +20,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from helpers import frame_predictors, raster_samplers, sampler_id
 from rnnimg.data.masks import parse_mask
 from rnnimg.errors import RnnImgError
 from rnnimg.models import create_model
@@ -27,8 +28,10 @@ from rnnimg.runtime import graphs
 from rnnimg.runtime.torch_compat import TorchDispatchMode
 
 SIZE = 4
-SAMPLERS = [("pixelrnn", {"variant": "row"}), ("pixelrnn", {"variant": "diagonal"}), ("pixelscan", {})]
-SAMPLER_IDS = ["row", "diagonal", "pixelscan"]
+# from the registry, so a new raster generator or predictor is checked without edits
+SAMPLERS = raster_samplers()
+SAMPLER_IDS = [sampler_id(s) for s in SAMPLERS]
+PREDICTORS = frame_predictors()
 
 
 
@@ -176,7 +179,7 @@ def tiny_predictor(name: str):
     return create_model(name, "debug", frame_size=8, patch=2).eval()
 
 
-@pytest.mark.parametrize("name", ["convlstm", "predrnn"])
+@pytest.mark.parametrize("name", PREDICTORS)
 def test_buffered_predict_equals_predict_bit_for_bit(name):
     model = tiny_predictor(name)
     c = model.config
@@ -191,7 +194,7 @@ def test_buffered_predict_equals_predict_bit_for_bit(name):
     assert len(model._static_steps) == 2
 
 
-@pytest.mark.parametrize("name", ["convlstm", "predrnn"])
+@pytest.mark.parametrize("name", PREDICTORS)
 def test_stand_in_graph_predict_replays_every_frame(name, stand_in_graph):
     model = tiny_predictor(name)
     c = model.config
@@ -281,7 +284,7 @@ def test_sampling_and_completion_steps_are_graph_safe(name, overrides, device, c
         model.complete(image, known, label=label, generator=gen(0), graph=True)
 
 
-@pytest.mark.parametrize("name", ["convlstm", "predrnn"])
+@pytest.mark.parametrize("name", PREDICTORS)
 def test_predict_step_is_graph_safe(name, checked_capture):
     model = tiny_predictor(name)
     c = model.config

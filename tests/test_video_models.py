@@ -1,4 +1,5 @@
-"""Behaviour every frame predictor (convlstm, predrnn, convscan) must share: causality, streaming equals
+"""Behaviour every deterministic frame predictor (convlstm, predrnn, convscan, and any new one:
+the list comes from the registry) must share: causality, streaming equals
 batch prediction, any frame size and horizon, gradients to every parameter, one-line errors, and
 the training options FramePredictor gives both (sampling schedules, output heads, losses)."""
 
@@ -10,10 +11,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from helpers import frame_predictors
 from rnnimg import create_model
 from rnnimg.errors import RnnImgError
 
-MODELS = ["convlstm", "predrnn", "convscan"]
+MODELS = frame_predictors()
 OLD_MODELS = ["convlstm", "predrnn"]  # regression checks of losses and configs saved before issue 18
 CONTEXT = 4  # the debug presets' context and horizon
 HORIZON = 4
@@ -102,11 +104,10 @@ def test_odd_frame_size_59_with_patch_4(name):
     torch.testing.assert_close(prediction[:, :1], first, rtol=0, atol=1e-6)
 
 
-CONFIGS = [
-    ("convlstm", {}), ("convlstm", {"peephole": True}),
-    ("predrnn", {}), ("predrnn", {"sampling": "reverse", "decouple_beta": 0.1}),
-    ("predrnn", {"sampling": "none"}),
-    ("convscan", {}), ("convscan", {"cell": "minlstm", "closed_loop": 0}),
+CONFIGS = [(name, {}) for name in MODELS] + [
+    ("convlstm", {"peephole": True}),
+    ("predrnn", {"sampling": "reverse", "decouple_beta": 0.1}), ("predrnn", {"sampling": "none"}),
+    ("convscan", {"cell": "minlstm", "closed_loop": 0}),
 ]
 
 

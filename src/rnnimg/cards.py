@@ -49,9 +49,6 @@ DATA_LICENCES: dict[str, tuple[str, str | None, str]] = {
 }
 UNKNOWN_DATA = ("other", None, "the user's own data: state its source and licence here")
 
-# task -> the Hub's pipeline tag (where one fits)
-PIPELINE_TAGS = {"generate": "unconditional-image-generation", "segment": "image-segmentation",
-                 "translate": "image-to-image"}
 # metrics for which lower is better (the others: higher)
 LOWER_IS_BETTER = ("nll", "bits", "mse", "mae", "loss")
 
@@ -154,9 +151,11 @@ def _card_pictures(run_dir: Path, meta: dict[str, Any], model) -> tuple[list[str
 def front_matter(meta: dict[str, Any], evaluations: dict[str, dict[str, Any]], name: str) -> dict:
     """The card's YAML metadata, in the Hugging Face Hub's model-card format."""
     from rnnimg.models.registry import get_model_class
+    from rnnimg.tasks import get_task
 
     model_name = meta["model"]
     tasks = get_model_class(model_name).tasks()
+    hub_tag = get_task(tasks[0]).hub_tag  # the Hub's pipeline tag, where one fits
     data_name = meta.get("data", {}).get("name", "")
     licence, hub_data, _ = data_licence(data_name)
     metrics = sorted({k for r in evaluations.values() for k, v in r["metrics"].items()
@@ -167,15 +166,15 @@ def front_matter(meta: dict[str, Any], evaluations: dict[str, dict[str, Any]], n
         card["datasets"] = [hub_data]
     if metrics:
         card["metrics"] = metrics
-    if tasks[0] in PIPELINE_TAGS:
-        card["pipeline_tag"] = PIPELINE_TAGS[tasks[0]]
+    if hub_tag:
+        card["pipeline_tag"] = hub_tag
     results = []
     for result in evaluations.values():
         scalars = [(k, v) for k, v in result["metrics"].items() if isinstance(v, (int, float))]
         top = headline(result)
         scalars.sort(key=lambda kv: kv[0] != (top[0] if top else None))  # the headline first
         results.append({
-            "task": {"type": PIPELINE_TAGS.get(tasks[0], tasks[0]), "name": tasks[0]},
+            "task": {"type": hub_tag or tasks[0], "name": tasks[0]},
             "dataset": {"type": result["data"], "name": result["data"], "split": result["split"]},
             "metrics": [{"type": k, "value": round(float(v), 6), "name": k} for k, v in scalars],
         })

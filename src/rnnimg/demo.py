@@ -45,7 +45,7 @@ def run_demo(out: str | Path = "runs/demo", overwrite: bool = False, models: lis
              steps_scale: float = 1.0, progress: bool = True) -> dict[str, list[Path]]:
     """Train each model's demo recipe and write its pictures; returns model -> files written."""
     from rnnimg.data import load_dataset
-    from rnnimg.tasks import preview, save_picture
+    from rnnimg.tasks import list_tasks, preview, save_picture
     from rnnimg.train import TrainSettings, train
     from rnnimg.viz import plot_curves, read_metrics_csv
 
@@ -112,8 +112,11 @@ def run_demo(out: str | Path = "runs/demo", overwrite: bool = False, models: lis
     for files in written.values():
         for f in files:
             print(f"  {f}")
-    generator = next((n for n in names if get_model_class(n).task == "generate"), None)
-    hint = (f"rnnimg sample {out / generator} -n 64 -o grid.png" if generator is not None
-            else f"rnnimg evaluate {out / names[0]} --max-batches 2")
+    hint = f"rnnimg evaluate {out / names[0]} --max-batches 2"
+    for task in list_tasks():  # the first task whose next step needs nothing but the run folder
+        tried = next((n for n in names if get_model_class(n).task == task.name), None)
+        if tried is not None and task.next_step and not task.needs_input:
+            hint = task.next_step.format(run=out / tried)
+            break
     print(f"  {out}/MODEL/  (run folders: try `{hint}`)")
     return written

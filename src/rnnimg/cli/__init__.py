@@ -9,7 +9,7 @@ import argparse
 import sys
 
 from rnnimg.cli import generate_cmds, image_cmds, predict_cmd, serve_cmd, train_cmds
-from rnnimg.errors import RnnImgError
+from rnnimg.errors import InputError, RnnImgError
 
 COMMAND_MODULES = [train_cmds, generate_cmds, predict_cmd, image_cmds, serve_cmd]
 
@@ -27,7 +27,19 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module in COMMAND_MODULES:
         module.register(sub)
+    for command in sub.choices.values():  # the flag of each argument, for InputError's messages
+        # (argparse lists a parser's arguments only in _actions, unchanged since Python 3.2)
+        command.set_defaults(option_flags={a.dest: "/".join(a.option_strings)
+                                           for a in command._actions if a.option_strings})
     return parser
+
+
+def flag_of(args: argparse.Namespace, argument: str) -> str:
+    """What the command line calls the library's ``argument``: a name the command gave it
+    (``args.argument_flags``: ``known`` is ``--mask``, an image is the INPUT file), else the flag
+    of the same name (``seed`` is ``--seed``, ``samples`` is ``-n/--samples``), else itself."""
+    named = getattr(args, "argument_flags", None) or {}
+    return named.get(argument) or (getattr(args, "option_flags", None) or {}).get(argument) or argument
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,6 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     _one_line_warnings()
     try:
         return int(args.run(args) or 0)
+    except InputError as err:  # an inference argument: name its flag
+        print(f"rnnimg: error: {err.naming(flag_of(args, err.argument))}", file=sys.stderr)
+        return 2
     except RnnImgError as err:
         print(f"rnnimg: error: {err}", file=sys.stderr)
         return 2

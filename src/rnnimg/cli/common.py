@@ -126,13 +126,6 @@ def resolve_device(name: str) -> str:
     return name
 
 
-def check_seed(seed: int, flag: str = "--seed") -> int:
-    """Seeds run 0 .. 2**32 - 1 everywhere (NumPy's range, which train enforces too)."""
-    if not 0 <= seed <= 2**32 - 1:
-        raise RnnImgError(f"{flag} must be in 0..{2**32 - 1}, got {seed}.")
-    return seed
-
-
 MAX_SCALE = 32  # a 64x64 picture at scale 32 is 2048 px a side; more is a typo, not a wish
 
 

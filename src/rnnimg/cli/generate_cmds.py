@@ -7,7 +7,6 @@ from rnnimg.cli.common import (
     Outputs,
     add_device_arg,
     check_scale,
-    check_seed,
     out_of_memory_hint,
     positive_int,
     resolve_device,
@@ -24,7 +23,8 @@ def register(sub) -> None:
     p.add_argument("-o", "--output", default="samples.png", help="grid file (default samples.png)")
     p.add_argument("--seed", type=int, default=0, help="seed for the draw (default 0)")
     p.add_argument("--temperature", type=float, default=1.0,
-                   help="divide the logits by T: < 1 is more conservative, > 1 more varied")
+                   help="divide the logits by T (0 < T <= 10): < 1 is more conservative, > 1 "
+                        "more varied")
     p.add_argument("--label", type=int, help="class to draw, for a class-conditional model")
     p.add_argument("--text", help="caption to draw, for a caption model (draw --preset captions), "
                    "e.g. \"the digit 7 is at the top left\"")
@@ -41,6 +41,7 @@ def register(sub) -> None:
 def cmd_sample(args) -> int:
     import torch
 
+    from rnnimg.limits import check_seed
     from rnnimg.tasks import drawing_animation, draws_in_steps, load_model_for, sample_grid, save_picture
 
     check_seed(args.seed)
@@ -91,7 +92,7 @@ def register_complete(sub) -> None:
     p.add_argument("-n", type=positive_int, default=8, help="number of completions (default 8)")
     p.add_argument("-o", "--output", default="completions.png", help="grid file")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--temperature", type=float, default=1.0, help="divide the logits by T (> 0)")
+    p.add_argument("--temperature", type=float, default=1.0, help="divide the logits by T (0 < T <= 10)")
     p.add_argument("--label", type=int, help="class, for a class-conditional model")
     p.add_argument("--scale", type=positive_int, default=3, help="enlarge pixels (default 3)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
@@ -104,8 +105,10 @@ def cmd_complete(args) -> int:
 
     from rnnimg.data.images import read_image
     from rnnimg.data.masks import parse_mask
+    from rnnimg.limits import check_seed
     from rnnimg.tasks import completion_grid, load_model_for, quantize_for_model, save_picture
 
+    args.argument_flags = {"known": "--mask", "image": str(args.input)}
     check_seed(args.seed)
     check_scale(args.scale)
     outs = Outputs(args.overwrite)

@@ -15,7 +15,6 @@ from rnnimg.cli.common import (
     positive_int,
     resolve_device,
 )
-from rnnimg.errors import RnnImgError
 
 
 def _image_verb(sub, name: str, help: str, description: str, models: str, input_help: str,
@@ -71,18 +70,16 @@ def _start(args, task: str, out_suffixes: tuple[str, ...], example: str, second_
     byte a value, rnnimg.tiling)."""
     from rnnimg.data.images import read_image
     from rnnimg.tasks import load_model_for
+    from rnnimg.tasks.common import check_image_channels
 
     outs = Outputs(args.overwrite)
     out = outs.add(args.output, "-o", out_suffixes, example)
     second = outs.add(second, second_flag, IMAGE_SUFFIXES, second_example) if second else None
     model = load_model_for(args.run_dir, task, resolve_device(args.device))
-    want = model.config.in_channels if task == "translate" else model.config.channels
     pixels = read_image(Path(args.input))  # (C, H, W) uint8, grey or RGB as stored
-    if pixels.shape[0] != want:
-        kind = {1: "grey", 3: "colour"}
-        got = kind.get(pixels.shape[0], f"{pixels.shape[0]}-channel")
-        raise RnnImgError(f"{args.input} is a {got} image, but the model takes {kind[want]} input; "
-                          f"convert it to {kind[want]} first.")
+    args.argument_flags = {"image": str(args.input)}  # the task's checks name INPUT's file
+    want = model.config.in_channels if task == "translate" else model.config.channels
+    check_image_channels(pixels, want)
     return outs, out, second, model, pixels
 
 
@@ -137,15 +134,14 @@ def cmd_segment(args) -> int:
 
 
 def cmd_translate(args) -> int:
-    from rnnimg.tasks import translation_strip
+    from rnnimg.tasks import translate_image, translation_strip
     from rnnimg.viz import save_image
 
     outs, out, strip_path, model, image = _start(args, "translate", IMAGE_SUFFIXES, "translated.png",
                                                  "--steps", args.steps, "steps.png")
     with _memory_hint("translating", image):
         # uint8 in and out, tile by tile (rnnimg.tiling)
-        output = model.translate(image.unsqueeze(0), tile=args.tile, overlap=args.overlap,
-                                 progress=True)[0].cpu()
+        output = translate_image(model, image, tile=args.tile, overlap=args.overlap, progress=True)
         strip = translation_strip(model, (image.float() / 255.0).unsqueeze(0).to(model.device)) \
             if strip_path is not None else None
     outs.write(out, lambda tmp: save_image(output, tmp))

@@ -42,11 +42,9 @@ def register(sub) -> None:
 
 
 def cmd_predict(args) -> int:
-    import torch
-
     from rnnimg.data.video_io import read_clip
     from rnnimg.errors import RnnImgError
-    from rnnimg.tasks import load_model_for, predict_futures, prediction_media, save_picture
+    from rnnimg.tasks import load_model_for, pad_truth, predict_futures, prediction_media, save_picture
     from rnnimg.viz import write_video
 
     if not args.fps > 0:  # before the model runs
@@ -65,23 +63,16 @@ def cmd_predict(args) -> int:
     model = load_model_for(args.run_dir, "predict", device)
     context = args.context or model.config.context
     horizon = args.horizon if args.horizon is not None else model.config.horizon
-    if horizon <= 0:
-        raise RnnImgError(f"--horizon must be >= 1, got {horizon}.")
     clip = read_clip(args.input, min_frames=context, key=args.key)  # (T, C, H, W)
-    if clip.shape[1] != model.config.channels:
-        raise RnnImgError(f"{args.input} has {clip.shape[1]} channel(s), but the model takes "
-                          f"{model.config.channels}; convert the clip or train on such clips.")
     given = clip[:context]
+    args.argument_flags = {"context": str(args.input)}  # the clip's frames are INPUT's
     height, width = clip.shape[-2:]
     with out_of_memory_hint(f"predicting {horizon} frames of {width}x{height}",
                             "pass a smaller --horizon or -n, or a clip of smaller frames"):
         futures = predict_futures(model, given, horizon, args.samples, args.seed)  # (N, horizon, C, H, W)
     prediction = futures[0]
-    truth = clip[context:context + horizon]
-    known = len(truth)  # the true frames INPUT has; grey ones may pad them below
-    if len(truth) < horizon:  # the clip ends before the horizon: grey frames stand in for truth,
-        # so that each predicted frame still sits under (and beside) the frame it predicts
-        truth = torch.cat([truth, torch.full_like(prediction[len(truth):], 0.5)])
+    known = len(clip[context:context + horizon])  # the true frames INPUT has; grey ones pad them
+    truth = pad_truth(clip[context:], horizon, prediction[0])
     frames, strip = prediction_media(given, truth, futures if args.samples > 1 else prediction)
     outs.write(out, lambda tmp: write_video(frames, tmp, fps=args.fps, scale=args.scale))
     outs.write(strip_path, lambda tmp: save_picture(strip, tmp, scale=args.scale))

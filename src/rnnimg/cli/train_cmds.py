@@ -235,14 +235,19 @@ def cmd_train(args) -> int:
     curves = run_dir / "curves.png"
     if curves.is_file() and curves.stat().st_mtime >= start - 1:
         print(f"  curves:   {curves}")
+    print(next_steps(run_dir))
+    return 0
+
+
+def next_steps(run_dir) -> str:
+    """The line after training: evaluate the run, and the next step of its model's task."""
     from rnnimg.models.checkpoint import read_run_config
     from rnnimg.models.registry import get_model_class
+    from rnnimg.tasks import get_task
 
-    verb = {"generate": f"rnnimg sample {run_dir} -n 64 -o grid.png",
-            "predict": f"rnnimg predict {run_dir} CLIP -o prediction.gif"}
-    task = get_model_class(read_run_config(run_dir)["model"]).task
-    print(f"next: rnnimg evaluate {run_dir}" + (f"   |   {verb[task]}" if task in verb else ""))
-    return 0
+    task = get_task(get_model_class(read_run_config(run_dir)["model"]).task)
+    then = f"   |   {task.next_step.format(run=run_dir)}" if task.next_step else ""
+    return f"next: rnnimg evaluate {run_dir}{then}"
 
 
 def format_value(value, key: str = "") -> str:
@@ -274,6 +279,8 @@ def cmd_evaluate(args) -> int:
     from rnnimg.train import evaluate
 
     options = parse_assignments(args.eval_opt, "--eval-opt")
+    # what the model's evaluation calls its options (rnnimg.errors.InputError), on this command line
+    args.argument_flags = {"horizon": "--eval-opt horizon", "frames": "--data-opt frames"}
     if args.importance_samples is not None:
         options["importance_samples"] = args.importance_samples
     if args.samples is not None:

@@ -1,11 +1,13 @@
 """The Gradio page of ``rnnimg serve``: one tab per task of the served models.
 
-Tabs are built per task, not per model: a task with a tab builder here (sample, complete, predict)
-gets its controls; any other task (segment, translate, and whatever comes next) gets a tab that
-runs the model on a test image or an uploaded one and shows the task's pictures
-(:func:`rnnimg.tasks.preview`). So serving a model of a new task brings its tab without an edit
-here. Every tab shows a first result when the page opens (its default model on the first test
-item), so nobody meets a page of empty panels. The work itself is in :mod:`rnnimg.serve.core`;
+Tabs are built per task, not per model, one per registered task (:func:`rnnimg.tasks.list_tasks`,
+in its order, titled by the task's record) that a served model does: a task with a tab builder here
+(sample, complete, predict) gets its controls; any other task (segment, translate, and whatever
+comes next) gets a tab that runs the model on a test image or an uploaded one (where the task's
+record says what an upload stands for) and shows the task's pictures (:func:`rnnimg.tasks.preview`).
+So serving a model of a new task brings its tab without an edit here. Every tab shows a first
+result when the page opens (its default model on the first test item), so nobody meets a page of
+empty panels. The work itself is in :mod:`rnnimg.serve.core`;
 this module lays out controls and turns RnnImgError into page messages.
 """
 
@@ -18,8 +20,10 @@ from pathlib import Path
 
 import gradio as gr
 
+from rnnimg import limits
 from rnnimg.errors import RnnImgError
 from rnnimg.serve import core
+from rnnimg.tasks import Task
 
 
 @dataclass
@@ -34,15 +38,15 @@ class TabRun:
 
 
 TabBuilder = Callable[[list[core.ServedModel], Path], TabRun]
-_TABS: dict[str, tuple[str, TabBuilder]] = {}
+_TABS: dict[str, TabBuilder] = {}
 
 
-def web_tab(task: str, title: str) -> Callable[[TabBuilder], TabBuilder]:
+def web_tab(task: str) -> Callable[[TabBuilder], TabBuilder]:
     """Register ``build(models, workdir) -> TabRun`` as the tab of ``task``, called inside
-    ``gr.Tab(title)``."""
+    ``gr.Tab(title)`` with the title of the task's record."""
 
     def wrap(build: TabBuilder) -> TabBuilder:
-        _TABS[task] = (title, build)
+        _TABS[task] = build
         return build
 
     return wrap
@@ -110,7 +114,7 @@ def _upload(elem_id: str, what: str = "your image (PNG, JPEG, ...)", **kwargs) -
 # ---------------------------------------------------------------------------------------------
 
 
-@web_tab("generate", "Sample")
+@web_tab("generate")
 def _sample_tab(models, workdir) -> TabRun:
     first = models[0]
     with gr.Row():
@@ -121,7 +125,7 @@ def _sample_tab(models, workdir) -> TabRun:
             text = gr.Textbox(label="sentence to draw (caption models)", visible=core.takes_text(first),
                               value=core.example_sentence(first), elem_id="sample-text",
                               placeholder="e.g. the digit 3 is at the top left")
-            n = gr.Slider(1, core.MAX_SAMPLES, value=16, step=1, label="number of pictures")
+            n = gr.Slider(1, limits.PAGE_MAX_SAMPLES, value=16, step=1, label="number of pictures")
             seed, temperature = _seed_and_temperature("sample")
             run = gr.Button("Sample", variant="primary", elem_id="sample-button")
         with gr.Column(scale=2):
@@ -153,7 +157,7 @@ def _sample_tab(models, workdir) -> TabRun:
     return TabRun(run, on_sample, [model, label, text, n, seed, temperature], [grid])
 
 
-@web_tab("complete", "Complete")
+@web_tab("complete")
 def _complete_tab(models, workdir) -> TabRun:
     with gr.Row():
         with gr.Column(scale=1):
@@ -165,7 +169,7 @@ def _complete_tab(models, workdir) -> TabRun:
                                    visible=False)
             _show_chosen(source, [index, upload, drawing])
             region = gr.Radio(list(core.REGIONS), value=core.REGIONS[0], label="part to hide and fill in")
-            n = gr.Slider(1, 16, value=5, step=1, label="number of completions")
+            n = gr.Slider(1, limits.PAGE_MAX_COMPLETIONS, value=5, step=1, label="number of completions")
             seed, temperature = _seed_and_temperature("complete")
             run = gr.Button("Complete", variant="primary", elem_id="complete-button")
         with gr.Column(scale=2):
@@ -196,7 +200,7 @@ def _complete_tab(models, workdir) -> TabRun:
                   [given, grid])
 
 
-@web_tab("predict", "Predict")
+@web_tab("predict")
 def _predict_tab(models, workdir) -> TabRun:
     first = models[0]
     with gr.Row():
@@ -207,8 +211,9 @@ def _predict_tab(models, workdir) -> TabRun:
             upload = _upload("predict-upload", "your clip (.gif, .mp4, .npy, .npz)",
                              file_types=[".gif", ".mp4", ".npy", ".npz", ".avi", ".mov", ".webm"])
             _show_chosen(source, [index, upload])
-            horizon = gr.Slider(1, 30, value=first.model.config.horizon, step=1, label="frames to predict")
-            futures = gr.Slider(1, 8, value=1, step=1, label="futures (sampled; svg)")
+            horizon = gr.Slider(1, limits.PAGE_MAX_HORIZON, value=first.model.config.horizon, step=1,
+                                label="frames to predict")
+            futures = gr.Slider(1, limits.PAGE_MAX_FUTURES, value=1, step=1, label="futures (sampled; svg)")
             run = gr.Button("Predict", variant="primary", elem_id="predict-button")
         with gr.Column(scale=2):
             gif = gr.Image(label="real clip (left), prediction (right); green: given, red: predicted",
@@ -230,37 +235,38 @@ def _predict_tab(models, workdir) -> TabRun:
     return TabRun(run, on_predict, [model, source, index, upload, horizon, futures], [gif, strip])
 
 
-def _pictures_tab(task: str) -> TabBuilder:
+def _pictures_tab(task: Task) -> TabBuilder:
     """The tab of a task without a builder: the model run on a test image or an upload, shown as
     the task's pictures (with the true answer beside it where the test item has one)."""
+    key = task.name
 
     def build(models, workdir) -> TabRun:
-        takes_upload = task in core.UPLOAD_KEYS
+        takes_upload = task.upload is not None
         with gr.Row():
             with gr.Column(scale=1):
                 model = _model_choice(models)
                 source = _input_choice(["test image", "upload"] if takes_upload else ["test image"],
-                                       f"{task}-source")
+                                       f"{key}-source")
                 index = gr.Number(0, precision=0, label="test image number")
-                upload = _upload(f"{task}-upload")
+                upload = _upload(f"{key}-upload")
                 _show_chosen(source, [index, upload])
-                seed, _ = _seed_and_temperature(task, temperature=False)
-                run = gr.Button(task.capitalize(), variant="primary", elem_id=f"{task}-button")
+                seed, _ = _seed_and_temperature(key, temperature=False)
+                run = gr.Button(task.title, variant="primary", elem_id=f"{key}-button")
             with gr.Column(scale=2):
                 gallery = gr.Gallery(label="the picture, the right answer (test images only), then the "
                                      "model's answer", columns=1, object_fit="contain", height="auto",
-                                     elem_id=f"{task}-output")
+                                     elem_id=f"{key}-output")
 
         @_page_errors
         def on_run(name, how, i, path, s, progress=gr.Progress()):  # noqa: B008 (Gradio reads the default)
-            served = core.pick(models, name, task)
+            served = core.pick(models, name, key)
             progress(0, desc="running the model")
             image = None
             if how == "upload":
                 if not path:
                     raise RnnImgError("upload an image first, or choose 'test image'.")
-                image = core.image_from_file(path, core.input_shape(served.model, task), invert_light=False)
-            return core.task_pictures(served, workdir, task, i, upload=image, seed=s)
+                image = core.image_from_file(path, core.input_shape(served.model, key), invert_light=False)
+            return core.task_pictures(served, workdir, key, i, upload=image, seed=s)
 
         return TabRun(run, on_run, [model, source, index, upload, seed], [gallery])
 
@@ -268,20 +274,19 @@ def _pictures_tab(task: str) -> TabBuilder:
 
 
 def build_app(models: list[core.ServedModel], workdir: Path) -> gr.Blocks:
-    """The page: a header naming the served models, then one tab per task they do, each showing a
-    first result when the page opens."""
-    order = list(_TABS)  # tasks with a tab of their own first (sample, complete, predict), then the others
-    tasks = sorted(core.tasks_of(models), key=lambda t: order.index(t) if t in order else len(order))
-    titles = {t: _TABS.get(t, (t.capitalize(), None))[0] for t in tasks}
+    """The page: a header naming the served models, then one tab per registered task they do (in
+    the registry's order), each showing a first result when the page opens."""
+    tasks = core.page_tasks(models)
+    titles = {t.name: t.title for t in tasks}
     with gr.Blocks(title="rnnimg", analytics_enabled=False) as app:
         gr.Markdown("# rnnimg\nPictures made, completed, predicted and changed by recurrent neural "
                     "networks. Each tab is one thing the models can do; choose a model, change the "
                     "settings and press the button. Models on this page: "
                     + "; ".join(f"**{m.label}** ({', '.join(titles[t] for t in m.tasks)})" for m in models))
         for task in tasks:
-            build = _TABS[task][1] if task in _TABS else _pictures_tab(task)
-            with gr.Tab(titles[task], id=task):
-                tab = build(core.for_task(models, task), workdir)
-            tab.button.click(tab.fn, tab.inputs, tab.outputs, api_name=task)
-            app.load(tab.fn, tab.inputs, tab.outputs, api_name=f"{task}_on_open")  # a first result
+            build = _TABS.get(task.name) or _pictures_tab(task)
+            with gr.Tab(task.title, id=task.name):
+                tab = build(core.for_task(models, task.name), workdir)
+            tab.button.click(tab.fn, tab.inputs, tab.outputs, api_name=task.name)
+            app.load(tab.fn, tab.inputs, tab.outputs, api_name=f"{task.name}_on_open")  # a first result
     return app

@@ -20,13 +20,53 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from rnnimg.errors import RnnImgError
+from rnnimg.errors import InputError, RnnImgError
+from rnnimg.limits import (
+    PAGE_MAX_COMPLETIONS,
+    PAGE_MAX_FUTURES,
+    PAGE_MAX_HORIZON,
+    PAGE_MAX_SAMPLES,
+    check_count,
+    check_seed,
+    check_temperature,
+)
 
-# task -> the batch key an uploaded image stands in for, where a task takes one image as input
-UPLOAD_KEYS = {"generate": "image", "complete": "image", "segment": "image", "translate": "source"}
 REGIONS = ("bottom half", "right half", "bottom-right quarter", "centre box")
-MAX_SAMPLES = 64
+MAX_SAMPLES = PAGE_MAX_SAMPLES
 MAX_UPLOAD_PIXELS = 4096 * 4096  # refuse decompression bombs before resizing
+
+# what the page calls the arguments of the task layer's functions (rnnimg.limits, rnnimg.tasks),
+# in its messages; an InputError names an argument, and the page names its control instead
+PAGE_NAMES = {"seed": "the seed", "temperature": "the temperature", "label": "the label",
+              "text": "the sentence", "known": "the hidden part", "horizon": "the horizon",
+              "samples": "futures", "context": "the clip", "image": "the image"}
+
+
+def named_for_page(**names: str):
+    """Decorate a tab's function: an InputError it raises becomes an RnnImgError whose message
+    names the page's control (``names``, then :data:`PAGE_NAMES`), not a Python argument."""
+    import functools
+
+    def wrap(fn):
+        @functools.wraps(fn)
+        def wrapped(*args, **kwargs):
+            try:
+                return fn(*args, **kwargs)
+            except InputError as err:
+                name = names.get(err.argument) or PAGE_NAMES.get(err.argument, err.argument)
+                raise RnnImgError(err.naming(name)) from None
+
+        return wrapped
+
+    return wrap
+
+
+def upload_key(task: str) -> str | None:
+    """The batch key an uploaded image stands for in ``task`` (None: the task takes no single
+    image), from the task's record."""
+    from rnnimg.tasks import get_task
+
+    return get_task(task).upload
 
 
 @dataclass
@@ -75,6 +115,15 @@ def tasks_of(served: list[ServedModel]) -> list[str]:
     return seen
 
 
+def page_tasks(served: list[ServedModel]) -> list:
+    """The tabs of the page: every registered task (:func:`rnnimg.tasks.list_tasks`, in its order)
+    that a served model does."""
+    from rnnimg.tasks import list_tasks
+
+    done = set(tasks_of(served))
+    return [t for t in list_tasks() if t.name in done]
+
+
 def for_task(served: list[ServedModel], task: str) -> list[ServedModel]:
     return [s for s in served if task in s.tasks]
 
@@ -93,7 +142,7 @@ def input_shape(model, task: str) -> tuple[int, ...]:
     """(C, H, W) of one input image of ``task`` (or (T, C, H, W) of a clip), from the model's own
     ``example_batch``, so no config field is probed."""
     batch = model.example_batch(1, torch.Generator().manual_seed(0))
-    key = UPLOAD_KEYS.get(task, "frames" if "frames" in batch else next(iter(batch)))
+    key = upload_key(task) or ("frames" if "frames" in batch else next(iter(batch)))
     return tuple(batch[key].shape[1:])
 
 
@@ -206,19 +255,26 @@ def test_item(served: ServedModel, index: int) -> dict[str, Tensor]:
 
 def _generator(seed) -> torch.Generator:
     try:
-        seed = int(seed)
+        seed = int(seed)  # the page's number box may send a float or a string
     except (TypeError, ValueError):
         raise RnnImgError(f"the seed must be a whole number, got {seed!r}.") from None
-    if not 0 <= seed < 2**63:
-        raise RnnImgError(f"the seed must be in 0..2^63-1, got {seed}.")
-    return torch.Generator().manual_seed(seed)
+    return torch.Generator().manual_seed(check_seed(seed))
 
 
 def _temperature(value) -> float:
-    t = float(value)
-    if not 0 < t <= 10:
-        raise RnnImgError(f"the temperature must be in (0, 10], got {value}.")
-    return t
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise RnnImgError(f"the temperature must be a number, got {value!r}.") from None
+    return check_temperature(value)
+
+
+def _count(value, arg: str, maximum: int) -> int:
+    try:
+        value = int(value)  # a slider may send a float
+    except (TypeError, ValueError):
+        raise InputError(arg, f"{{arg}} must be a whole number, got {value!r}.") from None
+    return check_count(value, arg, maximum)
 
 
 def _label(served: ServedModel, label) -> int | None:
@@ -255,15 +311,14 @@ def labels_of(served: ServedModel) -> list[str]:
     return ["any", *(str(i) for i in range(getattr(served.model.config, "num_classes", 0)))]
 
 
+@named_for_page(n="the number of samples")
 def sample(served: ServedModel, n: int = 16, label=None, seed=0, temperature=1.0, text: str = "",
            scale: int = 3) -> np.ndarray:
     """A grid of ``n`` samples (uint8 (H, W, 3), pixels enlarged ``scale`` times), via
     :func:`rnnimg.tasks.sample_grid`."""
     from rnnimg.tasks import sample_grid
 
-    n = int(n)
-    if not 1 <= n <= MAX_SAMPLES:
-        raise RnnImgError(f"the number of samples must be in 1..{MAX_SAMPLES}, got {n}.")
+    n = _count(n, "n", PAGE_MAX_SAMPLES)
     kwargs = {}
     if text and text.strip():
         if not takes_text(served):
@@ -277,15 +332,14 @@ def sample(served: ServedModel, n: int = 16, label=None, seed=0, temperature=1.0
     return to_numpy(grid, scale)
 
 
+@named_for_page(n="the number of completions")
 def complete(served: ServedModel, image: Tensor, region: str = "bottom half", n: int = 5, seed=0,
              temperature=1.0, label=None, scale: int = 4) -> tuple[np.ndarray, np.ndarray]:
     """(the model's input, quantized; the occluded input then ``n`` completions), uint8 pictures
     with pixels enlarged ``scale`` times, via :func:`rnnimg.tasks.completion_grid`."""
     from rnnimg.tasks import completion_grid, quantize_for_model
 
-    n = int(n)
-    if not 1 <= n <= 16:
-        raise RnnImgError(f"the number of completions must be in 1..16, got {n}.")
+    n = _count(n, "n", PAGE_MAX_COMPLETIONS)
     image = quantize_for_model(served.model, image.to(served.model.device))  # (1, C, H, W)
     known = region_mask(region, image.shape[-2], image.shape[-1])
     grid = completion_grid(served.model, image, known, n, _generator(seed),
@@ -303,35 +357,31 @@ def clip_from_file(path: str | os.PathLike, served: ServedModel) -> Tensor:
     return read_clip(Path(path), channels=c, frame_size=h, min_frames=served.model.config.context)
 
 
+@named_for_page()
 def predict(served: ServedModel, clip: Tensor, workdir: Path, horizon: int | None = None,
             fps: float = 4, futures: int = 1, seed: int = 0) -> tuple[str, np.ndarray]:
     """Predict from the first ``context`` frames of ``clip`` (T, C, H, W); returns (the path of
     the GIF, truth beside prediction, written under ``workdir``; the strip as a picture).
     ``futures`` > 1: that many sampled futures (stochastic models such as svg), side by side."""
-    from rnnimg.tasks import predict_futures, prediction_media
+    from rnnimg.tasks import pad_truth, predict_futures, prediction_media
     from rnnimg.viz import write_video
 
     model = served.model
     context = model.config.context
-    horizon = int(horizon or model.config.horizon)
-    if not 1 <= horizon <= 50:
-        raise RnnImgError(f"the horizon must be in 1..50 frames, got {horizon}.")
+    horizon = _count(horizon or model.config.horizon, "horizon", PAGE_MAX_HORIZON)
     if len(clip) < context:
         raise RnnImgError(f"the clip has {len(clip)} frames; the model needs at least {context}.")
-    if not 1 <= int(futures) <= 8:
-        raise RnnImgError(f"futures must be in 1..8, got {futures}.")
+    futures = _count(futures, "samples", PAGE_MAX_FUTURES)
     given = clip[:context]
-    drawn = predict_futures(model, given, horizon, int(futures), seed)  # (N, horizon, C, H, W)
+    drawn = predict_futures(model, given, horizon, futures, seed)  # (N, horizon, C, H, W)
     prediction = drawn[0]
-    truth = clip[context:context + horizon]
-    if 0 < len(truth) < horizon:
-        truth = torch.cat([truth, torch.full_like(prediction[len(truth):], 0.5)])
-    frames, strip = prediction_media(given, truth if len(truth) else None,
-                                     drawn if int(futures) > 1 else prediction)
+    truth = pad_truth(clip[context:], horizon, prediction[0])  # grey where the clip has ended
+    frames, strip = prediction_media(given, truth, drawn if futures > 1 else prediction)
     path = write_video(frames, Path(workdir) / f"prediction-{uuid.uuid4().hex[:8]}.gif", fps=fps, scale=3)
     return str(path), to_numpy(strip, 2)
 
 
+@named_for_page()
 def task_pictures(served: ServedModel, workdir: Path, task: str, index: int = 0,
                   upload: Tensor | None = None, seed=0) -> list[str]:
     """The task layer's pictures (:func:`rnnimg.tasks.preview`) of a served model on one test item,
@@ -346,7 +396,7 @@ def task_pictures(served: ServedModel, workdir: Path, task: str, index: int = 0,
     from rnnimg.tasks import preview, save_picture
 
     if upload is not None:
-        key = UPLOAD_KEYS.get(task)
+        key = upload_key(task)
         if key is None:
             raise RnnImgError(f"the {task} task takes no single image; choose a test item instead.")
         batch = {key: upload.float()}  # (1, C, H, W)

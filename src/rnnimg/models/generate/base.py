@@ -9,7 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from rnnimg.errors import RnnImgError
+from rnnimg import limits
+from rnnimg.errors import InputError, RnnImgError
 from rnnimg.metrics import nats_to_bits_per_dim
 from rnnimg.models.base import LossOutput, RnnImgModel
 
@@ -42,8 +43,8 @@ BINARIZATIONS = ("fixed", "dynamic")
 
 
 def check_temperature(temperature: float) -> None:
-    if not temperature > 0:
-        raise RnnImgError(f"temperature must be > 0, got {temperature}.")
+    """The sampling temperature, in the limits the CLI and the page share (rnnimg.limits)."""
+    limits.check_temperature(temperature)
 
 
 def check_labels(label: Tensor | int | None, n: int, num_classes: int, device) -> Tensor | None:
@@ -51,7 +52,7 @@ def check_labels(label: Tensor | int | None, n: int, num_classes: int, device) -
     if label is None:  # unconditional sampling is allowed: the label embedding is skipped
         return None
     if not num_classes:
-        raise RnnImgError("this model was trained without labels (num_classes=0); drop --label.")
+        raise InputError("label", "this model was trained without labels (num_classes=0); drop {arg}.")
     label = torch.as_tensor(label, dtype=torch.long, device=device)
     if label.dim() == 0:
         label = label.expand(n)
@@ -178,7 +179,7 @@ class ImageGenerator(RnnImgModel):
     def check_sample_args(self, n: int, label, text, temperature: float) -> Tensor | None:
         """Validate the sampling verbs' arguments; returns the labels as a (n,) tensor or None."""
         if text is not None:
-            raise RnnImgError(f"{self.name} is not conditioned on text; drop --text.")
+            raise InputError("text", f"{self.name} was trained without captions; drop {{arg}}.")
         check_temperature(temperature)
         return check_labels(label, n, self.config.num_classes, self.device)
 

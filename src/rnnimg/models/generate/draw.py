@@ -53,7 +53,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rnnimg.data.mnist_captions import MAX_WORDS, VOCABULARY, tokenize
-from rnnimg.errors import RnnImgError
+from rnnimg.errors import InputError, RnnImgError
 from rnnimg.metrics import nats_to_bits_per_dim
 from rnnimg.models.base import LossOutput
 from rnnimg.models.generate.base import ImageGenerator, check_labels, check_temperature
@@ -200,7 +200,7 @@ class DRAW(ImageGenerator):
         if self.text_encoder is None:
             return None
         if text is None:
-            raise RnnImgError("this model draws from captions; pass a caption (--text \"...\").")
+            raise InputError("text", "this model draws from captions; pass a caption with {arg}.")
         words, mask = self.text_encoder(text)
         return words, self.align.project(words), mask
 
@@ -426,10 +426,10 @@ class DRAW(ImageGenerator):
         c = self.config
         if not c.vocabulary:
             if text is not None:
-                raise RnnImgError(f"{self.name} was trained without captions; drop --text.")
+                raise InputError("text", f"{self.name} was trained without captions; drop {{arg}}.")
             return None
         if text is None:
-            raise RnnImgError("this model draws from captions; pass one with text=... (--text).")
+            raise InputError("text", "this model draws from captions; pass a caption with {arg}.")
         if isinstance(text, Tensor):
             ids = text.long()
             if ids.dim() == 1:

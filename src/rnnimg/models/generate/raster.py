@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from rnnimg.errors import RnnImgError
+from rnnimg.errors import InputError, RnnImgError
 from rnnimg.models.generate.base import ImageGenerator, uniforms
 from rnnimg.runtime import graphs
 from rnnimg.runtime.options import check_compile, check_graph, graph_backend
@@ -222,8 +222,8 @@ class RasterGenerator(ImageGenerator):
             raise RnnImgError(f"the known mask has shape {tuple(known.shape)}, but the image needs "
                               f"{want}; make the mask the same size as the image.")
         if bool(known.all()):
-            raise RnnImgError("the mask leaves no pixel unknown, so there is nothing to complete; "
-                              "mark the region to fill (e.g. --mask bottom-half).")
+            raise InputError("known", "{arg} leaves no pixel unknown, so there is nothing to complete; "
+                                      "mark the region to fill.")
 
     @torch.inference_mode()
     def complete(self, image: Tensor, known: Tensor, *, label=None,

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from rnnimg.errors import RnnImgError
+from rnnimg.errors import InputError, RnnImgError
 from rnnimg.models.base import LossOutput, RnnImgModel, as_metric, check_compile_mode
 from rnnimg.models.predict.config import reverse_schedule, scheduled_sampling_eta
 from rnnimg.nn.patching import depth_to_space, patched_size, to_frame_range
@@ -447,19 +447,16 @@ class FramePredictor(RnnImgModel):
         if horizon is None:
             horizon = c.horizon
         if isinstance(horizon, bool) or not isinstance(horizon, numbers.Integral) or horizon < 1:
-            raise RnnImgError(f"horizon must be a whole number >= 1, got {horizon!r}; fix --eval-opt "
-                              "horizon.")
+            raise InputError("horizon", f"{{arg}} must be a whole number >= 1, got {horizon!r}.")
         if samples is not None and (isinstance(samples, bool) or not isinstance(samples, int)
                                     or samples < 1):
-            raise RnnImgError(f"--samples must be a whole number >= 1, got {samples!r}.")
+            raise InputError("samples", f"{{arg}} must be a whole number >= 1, got {samples!r}.")
         frames = batch["frames"]
         self.check_frames(frames)
         if frames.shape[1] < c.context + horizon:
-            raise RnnImgError(
-                f"clips have {frames.shape[1]} frames, but evaluation needs context + horizon = "
-                f"{c.context + horizon}; load the data with frames={c.context + horizon} "
-                f"(--data-opt frames={c.context + horizon})."
-            )
+            raise InputError(
+                "frames", f"clips have {frames.shape[1]} frames, but evaluation needs context + "
+                f"horizon = {c.context + horizon}; load the data with {{arg}}={c.context + horizon}.")
         frames = frames[:, :c.context + horizon].to(self.device)
         n = frames.shape[0]
         target = frames[:, c.context:].float()
