@@ -27,7 +27,9 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal
 
+from rnnimg.data.registry import dataset_task
 from rnnimg.errors import RnnImgError
+from rnnimg.models.registry import build_config, get_model_class
 
 KINDS = ("demo", "pretrained")
 Kind = Literal["demo", "pretrained"]
@@ -126,8 +128,6 @@ _DEFAULTS: dict[tuple[str, str], TrainingDefaults] = {}  # (model, preset) -> de
 
 
 def _check_model_and_preset(what: str, model: str, preset: str | None) -> type:
-    from rnnimg.models.registry import get_model_class
-
     try:
         cls = get_model_class(model)
     except RnnImgError as err:
@@ -155,9 +155,6 @@ def register_recipe(recipe: Recipe) -> Recipe:
             not feed the model, a config the overrides make invalid, a bad budget, a demo not named
             after its model or with ``evaluate`` options, or a name already registered for the kind.
     """
-    from rnnimg.data.registry import dataset_task
-    from rnnimg.models.registry import build_config
-
     what = f"recipe {recipe.name!r} ({recipe.kind})"
     if recipe.kind not in KINDS:
         raise RnnImgError(f"{what}: kind must be one of {', '.join(KINDS)}.")
