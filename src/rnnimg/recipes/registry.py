@@ -34,7 +34,7 @@ from rnnimg.models.registry import build_config, get_model_class
 KINDS = ("demo", "pretrained")
 Kind = Literal["demo", "pretrained"]
 
-# Recipe fields that are TrainSettings fields of the same name (all but name, kind and evaluate);
+# Recipe fields that are TrainSettings fields of the same name (all but name, kind, evaluate, note);
 # None means "TrainSettings' default" (the preset's training defaults for batch_size and lr).
 SETTINGS_FIELDS = ("model", "data", "preset", "overrides", "data_options", "max_steps", "epochs",
                    "batch_size", "lr", "seed", "weight_decay", "grad_clip", "val_fraction")
@@ -72,6 +72,8 @@ class Recipe:
             default (for batch_size and lr: the preset's :class:`TrainingDefaults`).
         evaluate: keyword arguments of :func:`rnnimg.train.evaluate` for scoring shipped weights
             (pretrained recipes only).
+        note: a line for the training section of the shipped model's card (why these settings),
+            or "".
     """
 
     name: str
@@ -90,6 +92,7 @@ class Recipe:
     grad_clip: float | None = None
     val_fraction: float | None = None
     evaluate: Mapping[str, Any] = field(default_factory=dict)
+    note: str = ""
 
     def __post_init__(self) -> None:
         for name in ("overrides", "data_options", "evaluate"):  # the registry's copy stays as written
@@ -162,8 +165,8 @@ def register_recipe(recipe: Recipe) -> Recipe:
     if recipe.kind == "demo":
         if recipe.name != recipe.model:  # rnnimg demo writes runs/demo/MODEL
             raise RnnImgError(f"{what}: a demo recipe is named after its model, {recipe.model!r}.")
-        if recipe.evaluate:
-            raise RnnImgError(f"{what}: evaluate options belong to pretrained recipes.")
+        if recipe.evaluate or recipe.note:
+            raise RnnImgError(f"{what}: evaluate options and card notes belong to pretrained recipes.")
     try:
         build_config(recipe.model, recipe.preset, **recipe.overrides)
         task = dataset_task(recipe.data, dict(recipe.data_options))
