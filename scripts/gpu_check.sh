@@ -37,16 +37,16 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 "$PY" - >"$work/models.txt" <<'PY'
 from rnnimg.models.registry import get_model_class, list_models
+from rnnimg.recipes import list_recipes
 
+demos = {r.model: r for r in list_recipes(kind="demo")}
 by_task = {}
+for recipe in demos.values():
+    by_task.setdefault(get_model_class(recipe.model).task, recipe)
 for name in list_models():
-    if get_model_class(name).demo:
-        by_task.setdefault(get_model_class(name).task, get_model_class(name).demo)
-for name in list_models():
-    cls = get_model_class(name)
-    demo = cls.demo or by_task.get(cls.task) or {}
-    flags = ["--data", demo.get("data", "mnist-5k")]
-    for key, value in demo.get("data_options", {}).items():
+    demo = demos.get(name) or by_task.get(get_model_class(name).task)
+    flags = ["--data", demo.data if demo else "mnist-5k"]
+    for key, value in (demo.data_options if demo else {}).items():
         flags += ["--data-opt", f"{key}={value}"]
     print(name, *flags)
 PY

@@ -5,7 +5,8 @@
     python scripts/train_pretrained.py --list             # the recipes, nothing run
 
 For each recipe ``NAME`` (a :class:`rnnimg.recipes.Recipe` of kind ``pretrained``: TrainSettings
-fields plus optional ``evaluate`` keyword arguments of :func:`rnnimg.train.evaluate`) it
+fields plus optional ``evaluate`` keyword arguments of :func:`rnnimg.train.evaluate` and a ``note``
+for the card's training section) it
 
 1. trains into ``runs/pretrained/NAME`` on the CPU (skipped when that folder already holds a finished
    run of exactly this recipe: same model, preset, overrides, data, options, steps, batch, lr, seed);
@@ -191,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
         run_dir = Path(args.runs) / name
         settings = settings_for(recipe, run_dir)
         command = train_command(settings)
-        notes = []
+        notes = [recipe.note] if recipe.note else []
         timing = run_dir / "wall_time.json"
         if finished_run(run_dir, settings):
             print(f"[{name}] {run_dir} already holds this finished run; not training again", flush=True)

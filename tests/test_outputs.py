@@ -409,7 +409,7 @@ def test_importance_samples_are_reduced_in_chunks_with_progress(monkeypatch):
 
     import torch
 
-    import rnnimg.models.generate.draw as draw_module
+    import rnnimg.models.generate.draw_evaluation as draw_module
     from rnnimg import create_model
 
     torch.manual_seed(0)

@@ -27,12 +27,14 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal
 
+from rnnimg.data.registry import dataset_task
 from rnnimg.errors import RnnImgError
+from rnnimg.models.registry import build_config, get_model_class
 
 KINDS = ("demo", "pretrained")
 Kind = Literal["demo", "pretrained"]
 
-# Recipe fields that are TrainSettings fields of the same name (all but name, kind and evaluate);
+# Recipe fields that are TrainSettings fields of the same name (all but name, kind, evaluate, note);
 # None means "TrainSettings' default" (the preset's training defaults for batch_size and lr).
 SETTINGS_FIELDS = ("model", "data", "preset", "overrides", "data_options", "max_steps", "epochs",
                    "batch_size", "lr", "seed", "weight_decay", "grad_clip", "val_fraction")
@@ -70,6 +72,8 @@ class Recipe:
             default (for batch_size and lr: the preset's :class:`TrainingDefaults`).
         evaluate: keyword arguments of :func:`rnnimg.train.evaluate` for scoring shipped weights
             (pretrained recipes only).
+        note: a line for the training section of the shipped model's card (why these settings),
+            or "".
     """
 
     name: str
@@ -88,6 +92,7 @@ class Recipe:
     grad_clip: float | None = None
     val_fraction: float | None = None
     evaluate: Mapping[str, Any] = field(default_factory=dict)
+    note: str = ""
 
     def __post_init__(self) -> None:
         for name in ("overrides", "data_options", "evaluate"):  # the registry's copy stays as written
@@ -126,8 +131,6 @@ _DEFAULTS: dict[tuple[str, str], TrainingDefaults] = {}  # (model, preset) -> de
 
 
 def _check_model_and_preset(what: str, model: str, preset: str | None) -> type:
-    from rnnimg.models.registry import get_model_class
-
     try:
         cls = get_model_class(model)
     except RnnImgError as err:
@@ -155,9 +158,6 @@ def register_recipe(recipe: Recipe) -> Recipe:
             not feed the model, a config the overrides make invalid, a bad budget, a demo not named
             after its model or with ``evaluate`` options, or a name already registered for the kind.
     """
-    from rnnimg.data.registry import dataset_task
-    from rnnimg.models.registry import build_config
-
     what = f"recipe {recipe.name!r} ({recipe.kind})"
     if recipe.kind not in KINDS:
         raise RnnImgError(f"{what}: kind must be one of {', '.join(KINDS)}.")
@@ -165,8 +165,8 @@ def register_recipe(recipe: Recipe) -> Recipe:
     if recipe.kind == "demo":
         if recipe.name != recipe.model:  # rnnimg demo writes runs/demo/MODEL
             raise RnnImgError(f"{what}: a demo recipe is named after its model, {recipe.model!r}.")
-        if recipe.evaluate:
-            raise RnnImgError(f"{what}: evaluate options belong to pretrained recipes.")
+        if recipe.evaluate or recipe.note:
+            raise RnnImgError(f"{what}: evaluate options and card notes belong to pretrained recipes.")
     try:
         build_config(recipe.model, recipe.preset, **recipe.overrides)
         task = dataset_task(recipe.data, dict(recipe.data_options))

@@ -36,14 +36,13 @@ Departures and choices:
   - ``sample`` returns the mean image E[x | c_T] (the paper's figures show it), not a binary draw;
     ``temperature`` scales the standard deviation of the prior draws of z.
   - alignDRAW's sharpening GAN post-processing is left out.
-  - ``evaluation_statistics(importance_samples=K)`` adds the importance-weighted estimate of Burda
-    et al. 2016 with Q as the proposal; with it the bound is averaged over the same K draws, so the
-    estimate can never exceed that bound (Jensen's inequality on the same numbers).
+  - ``evaluation_statistics(importance_samples=K)`` (draw_evaluation.py) adds the importance-weighted
+    estimate of Burda et al. 2016 with Q as the proposal; with it the bound is averaged over the same
+    K draws, so the estimate can never exceed that bound (Jensen's inequality on the same numbers).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
@@ -57,12 +56,11 @@ from rnnimg.errors import InputError, RnnImgError
 from rnnimg.metrics import nats_to_bits_per_dim
 from rnnimg.models.base import LossOutput
 from rnnimg.models.generate.base import ImageGenerator, check_labels, check_temperature
+from rnnimg.models.generate.draw_evaluation import draw_statistics, reduce_draw_statistics
 from rnnimg.models.registry import register_model
 from rnnimg.nn.caption_encoder import AlignmentAttention, CaptionEncoder
 from rnnimg.nn.draw_attention import AttentionRead, AttentionWrite, FullRead, FullWrite
 from rnnimg.nn.gaussian import gaussian_kl, gaussian_log_density
-
-IMPORTANCE_CHUNK = 64  # importance draws reduced at a time: memory stays that of 64 draws
 
 
 @dataclass
@@ -304,78 +302,17 @@ class DRAW(ImageGenerator):
             "kl_nats": kl.mean().detach(),
             "bits_per_dim_bound": nats_to_bits_per_dim(mean.detach(), dims)})
 
-    # --- evaluation (additive statistics, pooled over a split) --------------------------------
-    @torch.no_grad()
+    # --- evaluation (additive statistics, pooled over a split): draw_evaluation.py -------------
     def evaluation_statistics(self, batch: dict[str, Tensor], importance_samples: int = 0,
                               judge: bool | None = None, generator: torch.Generator | None = None,
                               progress: Callable[[int, int], object] | None = None) -> dict[str, Tensor]:
-        """Sums over the batch: ``count``, ``bound`` (negative ELBO, nats), ``recon``, ``kl``,
-        ``kl_per_step`` (T,), and with ``importance_samples`` = K >= 1 also ``iwae``, the
-        importance-weighted NLL estimate -log (1/K sum_k w_k). The bound terms are then averaged
-        over the same K draws, so ``iwae`` <= ``bound`` holds item by item. With ``judge`` (a
-        conditional model) also ``match`` / ``judged``: samples drawn under each item's label or
-        caption that the shipped digit judge finds right (rnnimg.judge). ``judge=None`` (the
-        default) judges mnist-captions batches (they carry ``digits``/``places``, so they are
-        digits for sure) and nothing else: labels may name classes other than digits.
-
-        The K draws are reduced in chunks (a running log-sum-exp), so memory does not grow with
-        K; ``progress(done, K)`` is called after each chunk."""
-        if isinstance(importance_samples, bool) or not isinstance(importance_samples, int) or \
-                importance_samples < 0 or judge not in (None, True, False):
-            raise RnnImgError(f"importance_samples must be a whole number >= 0 and judge true or "
-                              f"false, got {importance_samples!r} and {judge!r}.")
-        k, image = importance_samples, batch["image"]
-        labels, text = self.batch_labels(batch), self.batch_text(batch)
-        draws, sums = max(k, 1), None  # per item, over the draws: recon, kl, log w, log sum w
-        for start in range(0, draws, IMPORTANCE_CHUNK):  # memory: one chunk of draws, whatever K
-            outs = [self.run(image, labels, text, generator)
-                    for _ in range(min(IMPORTANCE_CHUNK, draws - start))]
-            recon, kl, ratio = (torch.stack([o[key] for o in outs]).double()  # (n, B), (n, B, T)
-                                for key in ("recon", "kl", "log_ratio"))
-            log_w = ratio - recon  # (n, B)
-            chunk = [recon.sum(0), kl.sum(0), log_w.sum(0), torch.logsumexp(log_w, 0)]
-            sums = chunk if sums is None else [sums[0] + chunk[0], sums[1] + chunk[1],
-                                               sums[2] + chunk[2], torch.logaddexp(sums[3], chunk[3])]
-            if progress is not None:
-                progress(start + len(outs), draws)
-        recon, kl = sums[0] / draws, sums[1] / draws  # (B,), (B, T): means over the draws
-        stats = {"count": torch.tensor(float(image.shape[0]), dtype=torch.float64),
-                 "bound": (recon + kl.sum(1)).sum(), "recon": recon.sum(),
-                 "kl": kl.sum(1).sum(), "kl_per_step": kl.sum(0)}
-        if k:
-            iwae = -(sums[3] - math.log(k))  # (B,)
-            stats["iwae"] = iwae.sum()
-            # the Monte-Carlo bound of the same draws: iwae <= it exactly (Jensen)
-            stats["bound_sampled"] = (-sums[2] / k).sum()
-            # the analytic-KL bound above differs from it by the KL's sampling noise only
-        if judge is None:
-            judge = bool(self.config.vocabulary) and "digits" in batch and "places" in batch
-        if judge:
-            from rnnimg.judge import load_digit_judge, match_statistics
-
-            if not (self.config.num_classes or self.config.vocabulary):
-                raise RnnImgError("judge scores conditional models; this one has no labels or captions.")
-            if self._judge is None:
-                self._judge = [load_digit_judge(self.device)]  # a list: not a submodule
-            stats.update(match_statistics(self, batch, self._judge[0], generator))
-        return {key: v.detach().cpu() for key, v in stats.items()}
+        """The bound, its terms, the importance-weighted estimate with ``importance_samples`` = K
+        and the judge's condition match, summed over the batch: see
+        :func:`rnnimg.models.generate.draw_evaluation.draw_statistics`."""
+        return draw_statistics(self, batch, importance_samples, judge, generator, progress)
 
     def reduce_statistics(self, stats: dict[str, Tensor]) -> dict[str, float | list[float]]:
-        n = float(stats["count"])
-        dims = self.config.channels * self.config.image_size ** 2
-        out: dict[str, float | list[float]] = {
-            "nll_bound_nats": float(stats["bound"]) / n,
-            "bits_per_dim_bound": nats_to_bits_per_dim(float(stats["bound"]) / n, dims),
-            "recon_nats": float(stats["recon"]) / n, "kl_nats": float(stats["kl"]) / n,
-            "kl_nats_per_step": [float(v) / n for v in stats["kl_per_step"]]}
-        if "judged" in stats:
-            out["condition_match"] = float(stats["match"]) / float(stats["judged"])
-            if "place_match" in stats:
-                out["place_match"] = float(stats["place_match"]) / float(stats["judged"])
-        if "iwae" in stats:
-            out["nll_iwae_nats"] = float(stats["iwae"]) / n
-            out["nll_bound_same_draws_nats"] = float(stats["bound_sampled"]) / n
-        return out
+        return reduce_draw_statistics(self, stats)
 
     def check_dataset(self, dataset, name: str) -> None:
         """Refuse data that cannot feed this model, with one line that says what to change."""
