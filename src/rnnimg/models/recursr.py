@@ -69,6 +69,14 @@ class RecurSR(SuperResolver):
     }
     training_presets = {"debug": dict(lr=3e-3, batch_size=8),
                         "photos-x4": dict(lr=1e-3, batch_size=16)}
+    # `rnnimg demo`: the debug model upscaling mnist-5k digits x2 (14x14 -> 28x28).
+    demo = dict(preset="debug", data="mnist-5k", max_steps=300, batch_size=16, lr=3e-3,
+                data_options=dict(corrupt="downscale", scale=2))
+    # Shipped weights (scripts/train_pretrained.py): x4 colour photos, 96x96 crops of the 13 training
+    # photos; scored on the 5 whole held-out photos (batch 1: they differ in size).
+    pretrained = {"sr-photos-x4": dict(preset="photos-x4", data="photos", max_steps=3000, batch_size=16,
+                                       lr=1e-3, data_options=dict(corrupt="downscale", scale=4),
+                                       evaluate=dict(batch_size=1))}
 
     def __init__(self, config: RecurSRConfig) -> None:
         super().__init__(config)
