@@ -12,6 +12,10 @@ ssim_y_per_image, equal to scikit-image's), per photo and averaged, for each mod
 
     flock /work/timing.lock env PYTHONPATH=src python benchmarks/bench_sr.py --budget 300 \
         --out docs/bench/sr-x4.md
+
+``--score-at 300 900`` also scores both models when their training reaches those CPU seconds (the
+scoring's own CPU time is not counted), and ``--out`` is rewritten after every budget both models
+have reached, so a long run that has to be stopped still leaves its shorter budgets.
 """
 
 from __future__ import annotations
@@ -49,21 +53,13 @@ def _train_and_score(name: str, args: dict, queue) -> None:
     train = load_dataset("photos", "train", image_size=model.config.image_size, corrupt="downscale",
                          scale=scale, train_size=10**9)
     opt = torch.optim.Adam(model.parameters(), lr)
-    start, steps, index = time.process_time(), 0, 0
-    while time.process_time() - start < args["budget"]:
-        batch = default_collate([train[index + i] for i in range(args["batch_size"])])
-        index += args["batch_size"]
-        out = model.loss({k: v.to(device) for k, v in batch.items()})
-        opt.zero_grad(set_to_none=True)
-        out.loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        steps += 1
-    cpu = time.process_time() - start
-    model.eval()
     test = load_dataset("photos", "test", corrupt="downscale", scale=scale)
-    rows = []
-    with torch.no_grad():
+    params = sum(p.numel() for p in model.parameters())
+
+    @torch.no_grad()
+    def score() -> list[dict]:
+        model.eval()
+        rows = []
         for i, photo in enumerate(test.base.names):
             item = test[i]
             source, target = item["source"][None].to(device), item["target"][None].to(device)
@@ -73,8 +69,24 @@ def _train_and_score(name: str, args: dict, queue) -> None:
                          "ssim_y": float(ssim_y_per_image(output, target, scale)[0]),
                          "bicubic_psnr_y": float(psnr_y_per_image(bicubic, target, scale)[0]),
                          "bicubic_ssim_y": float(ssim_y_per_image(bicubic, target, scale)[0])})
-    params = sum(p.numel() for p in model.parameters())
-    queue.put((name, {"steps": steps, "cpu_s": cpu, "params": params, "photos": rows}))
+        model.train()
+        return rows
+
+    budgets = sorted({b for b in args["score_at"] if b < args["budget"]} | {args["budget"]})
+    cpu, steps, index = 0.0, 0, 0  # cpu: process CPU seconds of training only
+    for budget in budgets:
+        while cpu < budget:
+            start = time.process_time()
+            batch = default_collate([train[index + i] for i in range(args["batch_size"])])
+            index += args["batch_size"]
+            out = model.loss({k: v.to(device) for k, v in batch.items()})
+            opt.zero_grad(set_to_none=True)
+            out.loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            steps += 1
+            cpu += time.process_time() - start
+        queue.put((name, budget, {"steps": steps, "cpu_s": cpu, "params": params, "photos": score()}))
 
 
 def main() -> int:
@@ -85,19 +97,43 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--out", help="also write the markdown here")
+    ap.add_argument("--score-at", type=float, nargs="*", default=[],
+                    help="also score at these CPU seconds of training (below --budget)")
+    ap.add_argument("--out", help="also write the markdown here (rewritten after every budget)")
     args = ap.parse_args()
     settings = vars(args) | {"batch_size": args.batch_size}
+    budgets = sorted({b for b in args.score_at if b < args.budget} | {args.budget})
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
     procs = [ctx.Process(target=_train_and_score, args=(name, settings, queue)) for name in MODELS]
+    head = (f"`{shlex.join(['python', 'benchmarks/bench_sr.py', *sys.argv[1:]])}` on "
+            f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+            f"{datetime.date.today()} {time.strftime('%H:%M')} (load {os.getloadavg()[0]:.1f} at the start)")
     wall = time.perf_counter()
     for p in procs:
         p.start()
-    results = dict(queue.get() for _ in procs)
+    results: dict[float, dict[str, dict]] = {}
+    sections = []
+    for _ in range(len(procs) * len(budgets)):
+        name, budget, result = queue.get()
+        results.setdefault(budget, {})[name] = result
+        if len(results[budget]) == len(MODELS):
+            done = (f"- reached at {time.strftime('%H:%M')}, {time.perf_counter() - wall:.0f} s wall after "
+                    f"the start (load {os.getloadavg()[0]:.1f})")
+            sections.append(f"### {budget:g} CPU s each\n\n{_table(results[budget])}\n{done}\n")
+            print(sections[-1], flush=True)
+            if args.out:
+                Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+                Path(args.out).write_text(head + "\n\n" + "\n".join(sections))
+                Path(args.out).with_suffix(".json").write_text(json.dumps(
+                    {f"{b:g}": r for b, r in results.items() if len(r) == len(MODELS)}, indent=1))
     for p in procs:
         p.join()
-    wall = time.perf_counter() - wall
+    return 0
+
+
+def _table(results: dict[str, dict]) -> str:
+    """The markdown table of one budget: per photo and mean, bicubic and each model."""
     photos = [r["photo"] for r in results[MODELS[0]]["photos"]]
     header = " | ".join(f"{m} PSNR-Y / SSIM-Y" for m in MODELS)
     lines = [f"| photo | bicubic PSNR-Y / SSIM-Y | {header} |", "|---|---|" + "---|" * len(MODELS)]
@@ -118,17 +154,7 @@ def main() -> int:
         gain = means[m]["psnr_y"] - means[m]["bicubic_psnr_y"]
         lines.append(f"- {m}: {r['params']:,} parameters, {r['steps']} steps in {r['cpu_s']:.0f} CPU s; "
                      f"PSNR-Y gain over bicubic {gain:+.2f} dB")
-    lines.append(f"- wall time of the pair: {wall:.0f} s")
-    table = "\n".join(lines)
-    print(table)
-    print(json.dumps(results))
-    if args.out:
-        head = (f"`{shlex.join(['python', 'benchmarks/bench_sr.py', *sys.argv[1:]])}` on "
-                f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-                f"{datetime.date.today()} {time.strftime('%H:%M')} (load {os.getloadavg()[0]:.1f})\n\n")
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(head + table + "\n")
-    return 0
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -11,8 +11,11 @@ for the card's training section) it
 1. trains into ``runs/pretrained/NAME`` on the CPU (skipped when that folder already holds a finished
    run of exactly this recipe: same model, preset, overrides, data, options, steps, batch, lr, seed);
 2. evaluates it on the test split of its data (and, for frame predictors, scores the copy-last-frame
-   and all-black baselines on the same clips);
-3. writes its model card (``rnnimg.cards.write_model_card``);
+   and all-black baselines on the same clips; for super-resolution models the evaluation's
+   ``input_*`` scores, bicubic's, become a "bicubic" column beside the model's);
+3. writes its model card (``rnnimg.cards.write_model_card``); a super-resolution card shows crops of
+   the held-out photos (bicubic | model | truth, ``scripts/sr_crops.py``) instead of the preview
+   strip of whole photos (4.8 MB); only the pictures a card shows ship;
 4. copies config.json, model.safetensors, README.md, evaluation.json and the card's pictures into
    ``src/rnnimg/pretrained/NAME/``, where ``load_pretrained("pretrained:NAME")`` finds them;
 5. refuses to ship when all shipped models together would exceed 20 MB.
@@ -145,16 +148,53 @@ def stored_baselines(run_dir: Path, runs_root: Path) -> dict | None:
     return None
 
 
+def superres_scale(run_dir: Path) -> int:
+    """The run's super-resolution scale, 1 for a model whose output has its input's size."""
+    from rnnimg.models.checkpoint import read_run_config
+
+    return int(read_run_config(run_dir)["config"].get("scale", 1) or 1)
+
+
+def bicubic_baseline(result: dict) -> dict[str, dict[str, float]]:
+    """A super-resolution evaluation's bicubic scores (its ``input_*`` metrics: the model's
+    ``baseline()``, bicubic, on the same images) as a baseline beside the model's metrics."""
+    prefix = "input_"
+    return {"bicubic": {k[len(prefix):]: v for k, v in result["metrics"].items()
+                        if k.startswith(prefix) and not isinstance(v, list)}}
+
+
+def superres_pictures(run_dir: Path) -> tuple[list[str], str]:
+    """Draw RUN/card/upscale.png (crops of the held-out photos) for the card."""
+    from rnnimg.cards import PICTURES_DIR
+    from rnnimg.models.checkpoint import load_pretrained
+
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        from sr_crops import COLUMNS, draw_crops
+    finally:
+        sys.path.pop(0)
+    (run_dir / PICTURES_DIR).mkdir(exist_ok=True)
+    path = draw_crops(load_pretrained(run_dir).eval(), run_dir / PICTURES_DIR / "upscale.png")
+    return [str(path.relative_to(run_dir))], (
+        f"{' | '.join(COLUMNS)}: a 96x96 window of each held-out photo, the model upscaling the whole "
+        "downscaled photo (`python scripts/sr_crops.py RUN -o upscale.png`).")
+
+
 def ship(name: str, run_dir: Path) -> Path:
-    """Copy the shipped files of ``run_dir`` into the package; replaces an older copy of ``name``."""
+    """Copy the shipped files of ``run_dir`` and the pictures its card shows into the package;
+    replaces an older copy of ``name``."""
     target = PRETRAINED_ROOT / name
     PRETRAINED_ROOT.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=PRETRAINED_ROOT, prefix=f".{name}-"))
     staging.chmod(0o755)  # mkdtemp makes it private
     for file in SHIPPED_FILES:
         shutil.copy2(run_dir / file, staging / file)
-    if (run_dir / "card").is_dir():
-        shutil.copytree(run_dir / "card", staging / "card")
+    card = (run_dir / "README.md").read_text()
+    shown = [p for p in sorted((run_dir / "card").glob("*")) if f"](card/{p.name})" in card]
+    if shown:  # only the pictures the card shows: an older preview left in card/ does not ship
+        (staging / "card").mkdir()
+        for picture in shown:
+            shutil.copy2(picture, staging / "card" / picture.name)
     if target.exists():
         shutil.rmtree(target)
     staging.rename(target)
@@ -216,12 +256,15 @@ def main(argv: list[str] | None = None) -> int:
             if get_model_class(recipe.model).task == "predict":
                 result["baselines"] = (stored_baselines(run_dir, ROOT / "runs")
                                        or prediction_baselines(run_dir, evaluate_kw))
+            elif superres_scale(run_dir) > 1:
+                result["baselines"] = bicubic_baseline(result)
         print(f"[{name}] evaluated in {time.perf_counter() - start:.0f} s: "
               f"{json.dumps({k: v for k, v in result['metrics'].items() if not isinstance(v, list)})}",
               flush=True)
         recorded = f"python scripts/train_pretrained.py {name}   # = {command}"
+        drawn = superres_pictures(run_dir) if superres_scale(run_dir) > 1 else None
         card = write_model_card(run_dir, evaluation=result, command=recorded, notes=notes,
-                                load_as=f"pretrained:{name}")
+                                load_as=f"pretrained:{name}", drawn=drawn)
         print(f"[{name}] card: {card}", flush=True)
         if not args.no_ship:
             target = ship(name, run_dir)

@@ -131,16 +131,27 @@ def test_pixelrnn_mnist_card_states_at_most_100_nats():
     assert stored["num_items"] == 500 and f"{stored['metrics']['nll_nats']:.4g}" in body
 
 
+def _recipe_batch_size(name: str, default: int) -> int:
+    """The batch size the recipe of shipped model ``name`` evaluated with (whole photos of different
+    sizes need 1; a stochastic model's samples depend on how the clips are batched)."""
+    from rnnimg.recipes import get_recipe
+
+    return get_recipe(name, kind="pretrained").evaluate_kwargs().get("batch_size", default)
+
+
 def _stated_and_fresh(name: str, items: int) -> tuple[dict, dict]:
     """The evaluation a shipped model's card states, and the same evaluation (data, split, options,
-    seed) of its first ``items`` items."""
+    seed) of its first ``items`` items (all of them where the split has fewer), in batches of
+    ``items``, or of 1 where the recipe evaluated one item a batch."""
     from rnnimg.cards import load_evaluations
     from rnnimg.train import evaluate
 
     stated = list(load_evaluations(f"pretrained:{name}").values())[-1]
+    items = min(items, stated["num_items"])
+    batch = 1 if _recipe_batch_size(name, items) == 1 else items
     fresh = evaluate(f"pretrained:{name}", data=stated["data"], split=stated["split"],
                      data_options=stated["data_options"], options=stated.get("options") or {},
-                     batch_size=items, max_batches=1, progress=False)
+                     batch_size=batch, max_batches=items // batch, progress=False)
     assert fresh["num_items"] == items
     return stated, fresh
 
@@ -188,8 +199,62 @@ def test_evaluate_reproduces_the_score_the_card_states(name):
     again = evaluate(f"pretrained:{name}", data=stated["data"], split=stated["split"],
                      data_options=stated["data_options"], progress=False,
                      options=stated.get("options") or {},
-                     batch_size=50 if stated["data"] == "moving-mnist" else 64)
+                     batch_size=_recipe_batch_size(name, 64))
     assert again["num_items"] == stated["num_items"]
     for key, value in stated["metrics"].items():
         if not isinstance(value, list):
             assert again["metrics"][key] == pytest.approx(value, rel=1e-4, abs=1e-5), key
+
+
+def _script(name: str):
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        return __import__(name)
+    finally:
+        sys.path.pop(0)
+
+
+@pytest.mark.parametrize("name", list_shipped())
+def test_shipped_card_pictures_are_the_ones_the_card_shows(name):
+    """scripts/train_pretrained.py ships only the pictures the card links (a whole-photo preview
+    strip left in the run's card/ folder is ~5 MB), and every linked picture ships."""
+    import re
+
+    folder = checkpoint.PRETRAINED_ROOT / name
+    linked = set(re.findall(r"\]\((card/[^)]+)\)", (folder / "README.md").read_text()))
+    present = {f"card/{p.name}" for p in (folder / "card").glob("*")} if (folder / "card").is_dir() else set()
+    assert linked == present
+
+
+def test_sr_crop_windows_are_whole_low_resolution_pixels_inside_the_photo():
+    window = _script("sr_crops").window
+    cases = [(512, 512, (0.24, 0.47), 96, 4), (400, 600, (0.99, 0.0), 96, 4), (303, 384, (0.5, 0.5), 500, 3),
+             (30, 40, (0.1, 0.9), 16, 2)]
+    for height, width, centre, side, scale in cases:
+        top, left, s = window(height, width, centre, side, scale)
+        assert top % scale == left % scale == s % scale == 0
+        assert 0 <= top and top + s <= height and 0 <= left and left + s <= width
+        assert s == min(side, height, width) // scale * scale
+    assert window(512, 512, (0.5, 0.5), 96, 4) == (208, 208, 96)  # centred
+
+
+@pytest.mark.skipif("sr-photos-x4" not in list_shipped(), reason="sr-photos-x4 is not shipped")
+def test_sr_photos_x4_card_states_bicubic_beside_the_model_and_beats_it():
+    """The card's "bicubic" column is bicubic, recomputed here on the five held-out photos (PSNR-Y
+    shaved by 4, as the card); the model's PSNR-Y is above it."""
+    from rnnimg.models.superres import bicubic_upscale
+
+    from rnnimg.cards import load_evaluations
+    from rnnimg.data import load_dataset
+    from rnnimg.metrics import psnr_y_per_image
+
+    stated = load_evaluations("pretrained:sr-photos-x4")["photos [test]"]
+    bicubic = stated["baselines"]["bicubic"]
+    test = load_dataset("photos", "test", corrupt="downscale", scale=4)
+    scores = [float(psnr_y_per_image(bicubic_upscale(item["source"][None], 4), item["target"][None], 4)[0])
+              for item in (test[i] for i in range(len(test)))]
+    assert len(scores) == stated["num_items"] == 5
+    assert bicubic["psnr_y"] == pytest.approx(sum(scores) / len(scores), abs=1e-4)
+    assert stated["metrics"]["psnr_y"] > bicubic["psnr_y"] + 0.5
+    body = (checkpoint.PRETRAINED_ROOT / "sr-photos-x4" / "README.md").read_text()
+    assert "| metric | this model | bicubic |" in body

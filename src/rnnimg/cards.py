@@ -185,7 +185,8 @@ def front_matter(meta: dict[str, Any], evaluations: dict[str, dict[str, Any]], n
 
 def write_model_card(run_dir: str | os.PathLike, evaluation: dict[str, Any] | None = None,
                      command: str | None = None, notes: list[str] | None = None,
-                     pictures: bool = True, load_as: str | None = None) -> Path:
+                     pictures: bool = True, load_as: str | None = None,
+                     drawn: tuple[list[str], str] | None = None) -> Path:
     """Write (or refresh) ``RUN/README.md``, the model card of a run folder.
 
     Args:
@@ -198,6 +199,9 @@ def write_model_card(run_dir: str | os.PathLike, evaluation: dict[str, Any] | No
         pictures: draw the preview pictures (set False where the model is slow to run).
         load_as: what the card tells people to pass to ``load_pretrained`` (default: the folder),
             e.g. ``"pretrained:NAME"`` for a shipped model.
+        drawn: pictures already made (paths relative to the run folder) and how they were made,
+            shown instead of the preview (e.g. crops of whole photos: the preview strip of five
+            held-out photos and eight steps is a 4.8 MB PNG).
 
     Returns:
         The path of the card.
@@ -219,7 +223,10 @@ def write_model_card(run_dir: str | os.PathLike, evaluation: dict[str, Any] | No
     data = meta.get("data", {})
     data_name = data.get("name", training.get("data", "?"))
     licence, _, source = data_licence(data_name)
-    files, why_not = _card_pictures(run_dir, meta, model) if pictures else ([], None)
+    if drawn is not None:
+        files, why_not = list(drawn[0]), None
+    else:
+        files, why_not = _card_pictures(run_dir, meta, model) if pictures else ([], None)
     params = sum(p.numel() for p in model.parameters())
     lines = ["---", yaml.safe_dump(front_matter(meta, evaluations, name), sort_keys=False).rstrip(), "---",
              "", f"# {name}", "",
@@ -252,7 +259,8 @@ def write_model_card(run_dir: str | os.PathLike, evaluation: dict[str, Any] | No
     if files:
         lines += [f"![{Path(f).stem}]({f})" for f in files]
         lines.append("")
-        lines.append("Made by `rnnimg.tasks.preview` on the first 8 test items, seed 0.")
+        lines.append(drawn[1] if drawn is not None else
+                     "Made by `rnnimg.tasks.preview` on the first 8 test items, seed 0.")
     else:
         lines.append(why_not or "Not drawn.")
     lines.append("")
