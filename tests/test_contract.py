@@ -76,6 +76,13 @@ def test_every_further_task_keeps_its_contract(name, task):
     assert torch.equal(out, contract(model, batch, torch.Generator().manual_seed(5)))
 
 
+@pytest.mark.parametrize("name", MODELS)
+def test_example_batch_holds_the_keys_of_every_task_of_the_model(name):
+    batch = make(name).example_batch(2, torch.Generator().manual_seed(0))
+    for task in get_model_class(name).tasks():
+        assert set(get_task(task).batch_keys) <= set(batch), (task, sorted(batch))
+
+
 def test_every_model_does_registered_tasks():
     tasks = {t.name for t in list_tasks()}
     assert {(n, t) for n in MODELS for t in get_model_class(n).tasks() if t not in tasks} == set()

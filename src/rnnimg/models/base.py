@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from rnnimg.errors import RnnImgError
+from rnnimg.errors import InputError, RnnImgError
 from rnnimg.fileio import atomic_write, atomic_write_text
 
 if TYPE_CHECKING:
@@ -216,8 +216,8 @@ class RnnImgModel(nn.Module):
         """
         if mode is None:
             return
-        raise RnnImgError(f"--compile is not supported for {self.name}: it has no compiled training "
-                          "step (RnnImgModel.compile_steps).")
+        raise InputError("compile", f"{{arg}} is not supported for {self.name}: it has no compiled "
+                                    "training step (RnnImgModel.compile_steps).")
 
     @property
     def device(self) -> torch.device:
@@ -245,8 +245,8 @@ class RnnImgModel(nn.Module):
 def check_compile_mode(mode: str | None) -> None:
     """Raise RnnImgError unless ``mode`` is None or one of :data:`COMPILE_MODES`."""
     if mode is not None and mode not in COMPILE_MODES:
-        raise RnnImgError(f"--compile {mode!r} is not a torch.compile mode; use one of "
-                          f"{', '.join(COMPILE_MODES)} (or none).")
+        raise InputError("compile", f"{{arg}} {mode!r} is not a torch.compile mode; use one of "
+                                    f"{', '.join(COMPILE_MODES)} (or none).")
 
 
 def save_weights(model: nn.Module, path: str | os.PathLike) -> None:

@@ -32,7 +32,6 @@ from rnnimg.limits import (
 )
 
 REGIONS = ("bottom half", "right half", "bottom-right quarter", "centre box")
-MAX_SAMPLES = PAGE_MAX_SAMPLES
 MAX_UPLOAD_PIXELS = 4096 * 4096  # refuse decompression bombs before resizing
 
 # what the page calls the arguments of the task layer's functions (rnnimg.limits, rnnimg.tasks),

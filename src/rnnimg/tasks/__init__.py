@@ -18,21 +18,29 @@ Adding a task
 
    * an inference function taking the model and typed inputs, which checks them first (raising
      :class:`~rnnimg.errors.InputError` with ``{arg}`` where the argument is named, so the CLI
-     names its flag and the page its control) and then calls the model's verb;
+     names its flag and the page its control; :mod:`rnnimg.limits` checks seeds, temperatures
+     and counts) and then calls the model's verb;
    * the views, ``f(model, batch, generator) -> {file name: picture}``;
    * the contract, ``f(model, batch, generator) -> output``: run the verb on a batch of the model's
      ``example_batch`` and assert the output's shape and range;
    * ``register_task(Task(name=..., verb=..., title=..., batch_keys=..., contract=..., infer=...,
      views=(...), upload=..., hub_tag=..., next_step=...))``.
 
-2. Import the module below, where the order is the order of the web page's tabs.
+2. Import it in this ``__init__.py``: importing a task module registers its task, and the order of
+   registration is the order of the web page's tabs.
 3. Write the models (``models/NAME/``) with ``task = "NAME"`` and the verb as a method.
 
 Then ``rnnimg train`` suggests the next step, the contract tests run the contract on every model
 of the task, the model cards carry the Hub tag, the web page gives the task a tab (a test image or
 an upload through the views; a custom tab is a ``@web_tab(NAME)`` builder in
-``rnnimg.serve.app``), and ``load_model_for(run, VERB)`` loads its models. A CLI command of its
-own is the one edit outside: ``rnnimg/cli/``, calling the inference function.
+``rnnimg.serve.app``), the training callbacks and the demo draw its pictures, and
+``load_model_for(run, VERB)`` loads its models. A CLI command of its own (``rnnimg VERB``) is the
+one edit outside: a module in ``rnnimg/cli/`` that parses the arguments and calls the inference
+function (an InputError then names the command's flags by itself; ``args.argument_flags`` maps an
+argument whose flag has another name).
+
+A view registered with the former ``@task_view(NAME)`` of ``rnnimg/tasks.py`` becomes one entry of
+``views=(...)`` in the task's record.
 """
 
 from __future__ import annotations
