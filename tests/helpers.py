@@ -92,10 +92,7 @@ def check_completion(model, image: torch.Tensor, known: torch.Tensor) -> None:
     assert torch.equal(out[known.expand_as(out)], image[known.expand_as(image)])
     unknown = ~known.expand_as(out)
     assert not torch.equal(out[unknown], image[unknown])
-    u = model._uniforms(len(image), torch.Generator().manual_seed(0))
-    with torch.inference_mode():
-        naive = model._generate_naive(image.clone(), known, None, 1.0, u)
-    assert torch.equal(out, naive)
+    assert torch.equal(out, model.complete_naive(image, known, generator=torch.Generator().manual_seed(0)))
     again = model.complete(image, known, generator=torch.Generator().manual_seed(1))
     assert not torch.equal(again[unknown], out[unknown])
 

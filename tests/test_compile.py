@@ -45,7 +45,7 @@ def test_compiled_run_trains_to_the_eager_losses_and_saves_eager_weights(tmp_pat
     assert a[-1] < a[0]  # it trained: the comparison is not of twenty equal numbers
     model = load_pretrained(compiled)  # strict load into a fresh eager model
     reference = load_pretrained(eager)
-    assert model._compile_mode is None and list(model.state_dict()) == list(reference.state_dict())
+    assert model.compile_mode is None and list(model.state_dict()) == list(reference.state_dict())
     for key, value in model.state_dict().items():
         torch.testing.assert_close(value, reference.state_dict()[key], rtol=1e-2, atol=1e-4)
     ckpt = torch.load(compiled / "checkpoints" / "last.ckpt", weights_only=True)
@@ -88,14 +88,14 @@ def test_compile_steps_leaves_state_dict_and_pickling_alone():
     model = create_model("convlstm", "debug")
     keys = list(model.state_dict())
     model.compile_steps("default")
-    step = model._rollout_step()  # built, not yet run: compiling happens on the first call
-    assert step is not model.forward_step and model._rollout_step() is step
+    step = model.rollout_step()  # built, not yet run: compiling happens on the first call
+    assert step is not model.forward_step and model.rollout_step() is step
     assert list(model.state_dict()) == keys
     clone = pickle.loads(pickle.dumps(model))  # ddp_spawn pickles the model
-    assert clone._compile_mode == "default" and "_compiled_step" not in clone.__dict__
-    assert copy.deepcopy(model)._rollout_step() is not step
+    assert clone.compile_mode == "default" and clone.rollout_step() is not step
+    assert copy.deepcopy(model).rollout_step() is not step
     model.compile_steps(None)
-    assert model._rollout_step() == model.forward_step
+    assert model.rollout_step() == model.forward_step
 
 
 def _bare_losses(name, compiled, steps=20, **overrides):

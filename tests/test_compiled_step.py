@@ -80,7 +80,7 @@ def check_compiled_sampler(model) -> None:
     g = lambda: torch.Generator().manual_seed(3)  # noqa: E731
     naive = model.sample_naive(4, generator=g())
     # the margin between each uniform and its probability in the naive run
-    u = model._uniforms(4, g())[:, :, 0].permute(2, 0, 1)  # (n, H, W)
+    u = model.draw_uniforms(4, g())[:, :, 0].permute(2, 0, 1)  # (n, H, W)
     with torch.inference_mode():
         p = torch.sigmoid(model(naive)[:, 0])  # (n, H, W): the logits the naive run drew from
     margin = (u - p).abs().min().item()

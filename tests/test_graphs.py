@@ -119,17 +119,17 @@ def test_buffered_sampler_gives_the_naive_and_the_cached_samples(name, overrides
     plain = model.sample(3, label=label, temperature=0.9, generator=gen(5), graph=False)
     naive = model.sample_naive(3, label=label, temperature=0.9, generator=gen(5))
     assert torch.equal(buffered, plain) and torch.equal(buffered, naive)
-    assert len(model._static_steps) == 1
+    assert len(graphs.cached_steps(model)) == 1
     # the same cached buffers, new uniforms (and labels): the fresh result, nothing left over
     label2 = torch.tensor([1, 1, 0]) if conditional else None
     again = model.sample(3, label=label2, temperature=0.9, generator=gen(6))
     fresh = model.sample(3, label=label2, temperature=0.9, generator=gen(6), graph=False)
     assert torch.equal(again, fresh) and not torch.equal(again, buffered)
-    assert len(model._static_steps) == 1  # one step per (shapes, label or not, temperature)
+    assert len(graphs.cached_steps(model)) == 1  # one step per (shapes, label or not, temperature)
     cooler = model.sample(3, label=label, temperature=0.5, generator=gen(5))
     assert torch.equal(cooler, model.sample(3, label=label, temperature=0.5, generator=gen(5),
                                             graph=False))
-    assert len(model._static_steps) == 2
+    assert len(graphs.cached_steps(model)) == 2
 
 
 @pytest.mark.parametrize(("name", "overrides"), SAMPLERS, ids=SAMPLER_IDS)
@@ -141,17 +141,14 @@ def test_buffered_completion_keeps_known_pixels_and_gives_fresh_results(name, ov
     assert torch.equal(out, model.complete(image, known, generator=gen(0), graph=False))
     keep = known.expand_as(out)
     assert torch.equal(out[keep], image[keep])
-    u = model._uniforms(2, gen(0))
-    with torch.inference_mode():
-        naive = model._generate_naive(image.clone(), known, None, 1.0, u)
-    assert torch.equal(out, naive)
+    assert torch.equal(out, model.complete_naive(image, known, generator=gen(0)))
     # another image and another mask through the same buffers
     image2 = torch.randint(0, 4, (2, 3, SIZE, SIZE), generator=gen(2)).float() / 3
     known2 = parse_mask("right-half", SIZE, SIZE).unsqueeze(0).expand(2, -1, -1, -1).clone()
     again = model.complete(image2, known2, generator=gen(3))
     assert torch.equal(again, model.complete(image2, known2, generator=gen(3), graph=False))
     assert torch.equal(again[known2.expand_as(again)], image2[known2.expand_as(image2)])
-    assert len(model._static_steps) == 1
+    assert len(graphs.cached_steps(model)) == 1
 
 
 def test_stand_in_graph_captures_once_and_replays(stand_in_graph):
@@ -188,10 +185,10 @@ def test_buffered_predict_equals_predict_bit_for_bit(name):
         buffered = model.predict(clip[:, :context], horizon)
         plain = model.predict(clip[:, :context], horizon, graph=False)
         assert torch.equal(buffered, plain), (context, horizon)
-    assert len(model._static_steps) == 1  # any context length and horizon: one step
+    assert len(graphs.cached_steps(model)) == 1  # any context length and horizon: one step
     model.train()  # a different mode is a different step (predrnn's decoupling loss runs in it)
     assert torch.equal(model.predict(clips[1, :, :3], 2), model.predict(clips[1, :, :3], 2, graph=False))
-    assert len(model._static_steps) == 2
+    assert len(graphs.cached_steps(model)) == 2
 
 
 @pytest.mark.parametrize("name", PREDICTORS)
@@ -290,7 +287,7 @@ def test_predict_step_is_graph_safe(name, checked_capture):
     c = model.config
     model.predict(torch.rand(2, 3, c.channels, c.frame_size, c.frame_size), 2, graph=True)
     # on "meta" (past predict's value checks, which sync): no CPU tensor made on the fly
-    model.to("meta")._predict_buffered(
+    model.to("meta").predict_buffered(
         torch.zeros(2, 3, c.channels, c.frame_size, c.frame_size, device="meta"), 2, capture=True)
 
 
@@ -300,19 +297,19 @@ def test_step_cache_is_bounded_and_not_copied():
     model = tiny_sampler("pixelrnn", {"variant": "row"})
     for n in range(1, graphs.MAX_CACHED_STEPS + 3):
         model.sample(n, generator=gen(0))
-    assert len(model._static_steps) == graphs.MAX_CACHED_STEPS
-    assert len(copy.deepcopy(model)._static_steps) == 0
+    assert len(graphs.cached_steps(model)) == graphs.MAX_CACHED_STEPS
+    assert len(graphs.cached_steps(copy.deepcopy(model))) == 0
     # in-place weight updates keep the steps, and they read the new values
     with torch.no_grad():
         for p in model.parameters():
             p.mul_(-1.5)
     assert torch.equal(model.sample(2, generator=gen(1)), model.sample(2, generator=gen(1), graph=False))
-    assert len(model._static_steps) == graphs.MAX_CACHED_STEPS
+    assert len(graphs.cached_steps(model)) == graphs.MAX_CACHED_STEPS
     # replaced parameters (new addresses, as a captured graph would read) drop every step
     other = tiny_sampler("pixelrnn", {"variant": "row"})
     model.load_state_dict(other.state_dict(), assign=True)
     assert torch.equal(model.sample(2, generator=gen(1)), other.sample(2, generator=gen(1), graph=False))
-    assert len(model._static_steps) == 1
+    assert len(graphs.cached_steps(model)) == 1
 
 
 def test_threads_sharing_a_step_get_their_own_results():

@@ -1,7 +1,7 @@
 """The layering of docs/architecture.md, checked by walking every import statement of the package
-(including the imports inside functions): models/, data/, nn/ and runtime/ make no pictures and know
-no trainer or CLI, nn/ knows no model, runtime/ (how steps run) stands on torch and the project's
-errors alone, and the modules of models/ import each other without cycles."""
+(including the imports inside functions): models/, data/, nn/, runtime/ and judge/ make no pictures
+and know no trainer or CLI, nn/ knows no model, runtime/ (how steps run) stands on torch and the
+project's errors alone, and the modules of models/ import each other without cycles."""
 
 import ast
 from pathlib import Path
@@ -11,7 +11,7 @@ import pytest
 import rnnimg
 
 ROOT = Path(rnnimg.__file__).parent
-LOWER = ("rnnimg.models", "rnnimg.data", "rnnimg.nn", "rnnimg.runtime")
+LOWER = ("rnnimg.models", "rnnimg.data", "rnnimg.nn", "rnnimg.runtime", "rnnimg.judge")
 UPPER = ("rnnimg.viz", "rnnimg.tasks", "rnnimg.train", "rnnimg.train.callbacks", "rnnimg.cli", "rnnimg.demo",
          "rnnimg.serve")
 

@@ -1,6 +1,6 @@
 """What a dataset carries, in the terms of a model's config: :class:`DataProperties`.
 
-The data drive the model's shape (DESIGN.md): image size, channels, number of classes, vocabulary
+The data drive the model's shape (docs/architecture.md): image size, channels, number of classes, vocabulary
 and frame size come from the dataset unless the user sets them. :func:`describe_data` loads a
 dataset's training split as the user asked for it and reads those properties off its first item
 and the attributes datasets expose:

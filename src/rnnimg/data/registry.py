@@ -1,7 +1,7 @@
 """The dataset registry: ``register_dataset``, ``load_dataset``, ``list_datasets``.
 
 A dataset factory takes ``split`` and keyword options and returns a ``torch.utils.data.Dataset``
-whose items are dicts with the batch keys of DESIGN.md (without the batch dimension). Names with a
+whose items are dicts with the batch keys of docs/architecture.md (without the batch dimension). Names with a
 prefix, such as ``folder:PATH``, pass the part after the colon to the factory as ``arg``.
 """
 

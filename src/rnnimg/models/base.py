@@ -1,7 +1,7 @@
 """Model contracts: the base class every registered model derives from, and checkpoint I/O.
 
 A model is a plain ``torch.nn.Module`` with a typed config, a ``loss(batch) -> LossOutput`` and one
-inference verb per task (DESIGN.md). Lightning never appears here: the training layer wraps any
+inference verb per task (docs/architecture.md). Lightning never appears here: the training layer wraps any
 model through this contract alone.
 
 Checkpoints describe themselves: ``config.json`` names the model and holds its config, and

@@ -200,6 +200,12 @@ class StepCache(OrderedDict):
         return (StepCache, ())
 
 
+def cached_steps(owner: torch.nn.Module) -> StepCache:
+    """The steps :func:`cached_step` keeps on ``owner`` (empty if none), least recently used
+    first: how many graphs a model holds, for tests and for memory accounting."""
+    return owner.__dict__.get("_static_steps") or StepCache()
+
+
 def cached_step(owner: torch.nn.Module, key: tuple, build: Callable[[], StaticStep]) -> StaticStep:
     """The step of ``owner`` for ``key``, built by ``build()`` on first use. The key should hold
     everything the step's operations depend on: shapes, dtypes, device, static Python arguments.

@@ -15,13 +15,14 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+from lightning.fabric.plugins import TorchCheckpointIO
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers.logger import Logger
 from lightning.pytorch.utilities import rank_zero_only
 
 from rnnimg.errors import RnnImgError
 from rnnimg.fileio import atomic_write_bytes, commit_temporary, write_temporary
+from rnnimg.train.lightning_compat import align_logging_step, is_last_batch
 
 LAST_CKPT = "last.ckpt"
 BEST_CKPT = "best.ckpt"
@@ -199,8 +200,7 @@ def export_weights(model, run_dir: Path, meta: dict[str, Any]) -> None:
 def is_final_step(trainer: L.Trainer) -> bool:
     """Whether the step that just ended is the last of the budget (--max-steps or --epochs)."""
     last_step = 0 < trainer.max_steps <= trainer.global_step
-    last_epoch = trainer.fit_loop.epoch_loop.batch_progress.is_last_batch and \
-        0 < trainer.max_epochs <= trainer.current_epoch + 1
+    last_epoch = is_last_batch(trainer) and 0 < trainer.max_epochs <= trainer.current_epoch + 1
     return bool(last_step or last_epoch)
 
 
@@ -243,7 +243,7 @@ class ExportWeights(L.Callback):
         # Lightning's logging step counts the batches that stepped; after some resume points
         # (a checkpoint at the last batch of a finished run) it comes back off by one. Every
         # batch steps here (no accumulation), so before a batch it is the global step.
-        trainer.fit_loop.epoch_loop._batches_that_stepped = trainer.global_step
+        align_logging_step(trainer)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         # The last step of the budget is saved here, at a step's end like the periodic ones: a

@@ -1,7 +1,7 @@
 """The data shape the model: where a new run's model config takes what its training data decide.
 
 Image size, channels, number of classes, vocabulary and frame size come from the dataset unless the
-user sets them with ``--set`` (DESIGN.md). The dataset says what it carries
+user sets them with ``--set`` (docs/architecture.md). The dataset says what it carries
 (:func:`rnnimg.data.properties.describe_data`); the model class says which config field each
 property sets and what else follows (``RnnImgModel.data_fields`` and ``fit_to_data``). This module
 joins the two for the trainer, once, before the model is built: the values go into

@@ -14,6 +14,7 @@ import torch
 from rnnimg.errors import NonFiniteLossError
 from rnnimg.models.base import LossOutput, RnnImgModel
 from rnnimg.runtime.torch_compat import foreach_norm
+from rnnimg.train.lightning_compat import is_log_step
 
 
 def discriminator_parameters(model: RnnImgModel) -> list:
@@ -139,7 +140,7 @@ class LitModel(L.LightningModule):
         """Whether Lightning writes a row after this step (asked after the callbacks' batch end,
         so a signal's stop, which also writes a row, is seen). Lightning's own test, so the rows
         and the logged values never drift apart."""
-        return self.trainer._logger_connector.should_update_logs
+        return is_log_step(self.trainer)
 
     @staticmethod
     def _batch_size(batch: dict) -> int:

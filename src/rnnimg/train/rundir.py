@@ -205,21 +205,6 @@ def checkpoint_files(run_dir: Path) -> list[Path]:
     return sorted(p for p in folder.glob("*.ckpt") if p.is_file() and not p.name.startswith("."))
 
 
-def _progress(ckpt: dict) -> tuple[int, int, int]:
-    """How far a checkpoint got: its step, then validations and epochs completed (two checkpoints of
-    one step differ by whether the step's validation had run)."""
-    loops = ckpt.get("loops", {}).get("fit_loop", {}) if isinstance(ckpt.get("loops"), dict) else {}
-
-    def completed(key: str) -> int:
-        try:
-            return int(loops[key]["total"]["completed"])
-        except (KeyError, TypeError, ValueError):
-            return 0
-
-    return (int(ckpt["global_step"]), completed("epoch_loop.val_loop.batch_progress"),
-            completed("epoch_progress"))
-
-
 def newest_checkpoint(run_dir: Path, state_dict: dict) -> tuple[Path, dict, list[str]]:
     """The checkpoint a resume continues from: the newest valid one of any kind (last, periodic or
     best), by step. Empty, truncated, foreign or malformed files are skipped.
@@ -236,6 +221,7 @@ def newest_checkpoint(run_dir: Path, state_dict: dict) -> tuple[Path, dict, list
             to start again with --overwrite only when the folder has no checkpoint at all).
     """
     from rnnimg.train.callbacks import LAST_CKPT, inspect_resume_checkpoint
+    from rnnimg.train.lightning_compat import checkpoint_progress
 
     found, reasons = [], []
     rank = {LAST_CKPT: 2, "best.ckpt": 0}  # on a tie: last.ckpt is written after the others
@@ -245,7 +231,7 @@ def newest_checkpoint(run_dir: Path, state_dict: dict) -> tuple[Path, dict, list
         except RnnImgError as err:
             reasons.append(str(err))
             continue
-        found.append(((*_progress(ckpt), rank.get(path.name, 1)), path, ckpt))
+        found.append(((*checkpoint_progress(ckpt), rank.get(path.name, 1)), path, ckpt))
     if found:
         _, path, ckpt = max(found, key=lambda f: f[0])
         return path, ckpt, [_fault(r) for r in reasons]

@@ -122,7 +122,7 @@ class ImageGenerator(RnnImgModel):
                          f"alone" + (f"; train {' or '.join(able)} to draw from captions." if able else "."))
         return fitted, notes
 
-    # --- likelihood (for models whose forward returns per-pixel logits, as DESIGN.md says) ------
+    # --- likelihood (for models whose forward returns per-pixel logits, as docs/architecture.md says) ------
     def nll_per_image(self, image: Tensor, label: Tensor | None = None) -> Tensor:
         """Negative log-likelihood in nats of each image (B,): the sum over pixels and channels of
         the Bernoulli or softmax cross-entropy of ``self(image, label)``."""

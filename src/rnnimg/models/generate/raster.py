@@ -142,9 +142,11 @@ class RasterGenerator(ImageGenerator):
             return level / (self.config.levels - 1)
         return graphs.into(torch.div, level, self.config.levels - 1, out=out)
 
-    def _uniforms(self, n: int, generator: torch.Generator | None) -> Tensor:
-        """One uniform per pixel and channel, drawn in raster then channel order: (H, W, C, n), on
-        the generator's device and then moved to the model's."""
+    def draw_uniforms(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """The uniforms a sampler of ``n`` images draws from: one per pixel and channel, in raster
+        then channel order, (H, W, C, n), on the generator's device and then moved to the model's.
+        :meth:`sample`, :meth:`complete` and the naive samplers draw exactly these from the same
+        generator state, so a test can see which uniform decided a pixel."""
         c = self.config
         return uniforms((c.image_size, c.image_size, c.channels, n), generator, self.device)
 
@@ -182,7 +184,7 @@ class RasterGenerator(ImageGenerator):
         label = self.check_sample_args(n, label, text, temperature)
         c = self.config
         canvas = torch.zeros(n, c.channels, c.image_size, c.image_size, device=self.device)
-        return self.generate_buffered(canvas, None, label, temperature, self._uniforms(n, generator),
+        return self.generate_buffered(canvas, None, label, temperature, self.draw_uniforms(n, generator),
                                       graph, compile)
 
     @torch.inference_mode()
@@ -197,8 +199,19 @@ class RasterGenerator(ImageGenerator):
         label = self.check_sample_args(n, label, text, temperature)
         c = self.config
         canvas = torch.zeros(n, c.channels, c.image_size, c.image_size, device=self.device)
-        return self._generate_naive(canvas, None, label, temperature, self._uniforms(n, generator),
+        return self._generate_naive(canvas, None, label, temperature, self.draw_uniforms(n, generator),
                                     max_pixels)
+
+    @torch.inference_mode()
+    def complete_naive(self, image: Tensor, known: Tensor, *, label=None,
+                       generator: torch.Generator | None = None, temperature: float = 1.0) -> Tensor:
+        """The reference completion: :meth:`complete` with one full forward pass per pixel and
+        channel (slow); the same samples under the same generator state."""
+        self.check_completion_inputs(image, known)
+        label = self.check_sample_args(image.shape[0], label, None, temperature)
+        canvas = image.to(self.device, torch.float32).clone()
+        return self._generate_naive(canvas, known.to(self.device), label, temperature,
+                                    self.draw_uniforms(image.shape[0], generator))
 
     def _generate_naive(self, canvas: Tensor, known: Tensor | None, label: Tensor | None,
                         temperature: float, u: Tensor, max_pixels: int | None = None) -> Tensor:
@@ -248,6 +261,6 @@ class RasterGenerator(ImageGenerator):
         label = self.check_sample_args(image.shape[0], label, None, temperature)
         canvas = image.to(self.device, torch.float32).clone()
         known = known.to(self.device)
-        u = self._uniforms(image.shape[0], generator)
+        u = self.draw_uniforms(image.shape[0], generator)
         out = self.generate_buffered(canvas, known, label, temperature, u, graph, compile)
         return torch.where(known, image.to(out), out)  # known pixels bit for bit

@@ -137,7 +137,7 @@ class FramePredictor(RnnImgModel):
         """
         b, t = frames.shape[:2]
         c = self.config
-        forward_step = self._rollout_step()  # forward_step, or its compiled graph (compile_steps)
+        forward_step = self.rollout_step()  # forward_step, or its compiled graph (compile_steps)
         low = autocast_dtype(frames)
         inputs = frames if low is None else frames.to(low)  # once, not a cast per step: the steps
         # read frames only through convolutions, so under autocast they see the same values
@@ -187,6 +187,11 @@ class FramePredictor(RnnImgModel):
     # --- compiled training --------------------------------------------------------------------
     _compile_mode: str | None = None
 
+    @property
+    def compile_mode(self) -> str | None:
+        """The ``torch.compile`` mode of :meth:`compile_steps`, or None (eager)."""
+        return self._compile_mode
+
     def compile_steps(self, mode: str | None = "default") -> None:
         """From now on :meth:`rollout` (training and validation) runs :meth:`forward_step` (one
         time step: every layer and the head) as ``torch.compile(forward_step, mode=mode)``: the
@@ -200,7 +205,7 @@ class FramePredictor(RnnImgModel):
         self._compile_mode = mode
         self.__dict__.pop("_compiled_step", None)
 
-    def _rollout_step(self):
+    def rollout_step(self):
         """The step function :meth:`rollout` calls: ``forward_step`` or its compiled graph."""
         if self._compile_mode is None:
             return self.forward_step
@@ -358,7 +363,7 @@ class FramePredictor(RnnImgModel):
         context = context.to(self.device, next(self.parameters()).dtype)
         capture = check_graph(graph, context.device)
         if graph is not False:
-            return self._predict_buffered(context, int(horizon), capture)
+            return self.predict_buffered(context, int(horizon), capture)
         state = self.init_state(context.shape[0])
         for t in range(context.shape[1]):
             prediction, state = self.step(context[:, t], state)
@@ -368,11 +373,13 @@ class FramePredictor(RnnImgModel):
             predictions.append(prediction)
         return torch.stack(predictions, dim=1)  # (B, horizon, C, H, W)
 
-    def _predict_buffered(self, context: Tensor, horizon: int, capture: bool) -> Tensor:
+    def predict_buffered(self, context: Tensor, horizon: int, capture: bool) -> Tensor:
         """:meth:`predict` with one :class:`rnnimg.runtime.graphs.StaticStep` per frame: it reads the
         frame buffer and the state buffers, writes the new state into the state buffers in place
         and returns the prediction. The state buffers are reset to :meth:`init_state` at the
-        start of every call; the same step (or graph) serves any context length and horizon."""
+        start of every call; the same step (or graph) serves any context length and horizon.
+        ``context`` must be checked and on the model's device and dtype already (as :meth:`predict`
+        leaves it); ``capture`` records a CUDA graph (a CUDA device only)."""
         b, frames = context.shape[:2]
         zeros = self.init_state(b)
         first = context[:, 0]  # (B, C, H, W)
