@@ -14,7 +14,7 @@ from rnnimg.errors import RnnImgError
 from rnnimg.metrics import confusion_matrix, mean_iou, segmentation_scores
 from rnnimg.nn.renet import ReNetLayer
 
-# the non-recurrent segmenter every recurrent one is compared with, at a matched size (DESIGN.md);
+# the non-recurrent segmenter every recurrent one is compared with, at a matched size (docs/architecture.md);
 # the segmenters themselves come from the registry, so a new one is tested without edits
 BASELINE = "unet"
 

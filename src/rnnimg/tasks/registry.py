@@ -33,7 +33,7 @@ class Task:
         name: the task, as models name it in ``task`` / ``extra_tasks``.
         verb: the model's inference method and the CLI command (``rnnimg VERB``).
         title: the title of the task's tab on the web page (and its button).
-        batch_keys: the keys every batch of the task holds (DESIGN.md, "Tasks, verbs and batches").
+        batch_keys: the keys every batch of the task holds (docs/architecture.md, "Tasks, verbs and batches").
         contract: ``f(model, batch, generator)``: runs the verb on a batch of the model's
             ``example_batch``, asserts the output's shape and range, and returns it (the contract
             tests call it for every registered model).
