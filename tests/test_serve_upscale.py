@@ -96,6 +96,16 @@ def test_the_page_scores_what_it_downscaled_against_the_original(upscaler, tmp_p
     assert photo.output.shape == photo.original.shape and "PSNR-Y" in photo.caption
 
 
+@pytest.mark.parametrize("channels", [1, 3])
+def test_the_page_scores_band_by_band_as_evaluate_scores(channels):
+    g = torch.Generator().manual_seed(channels)
+    target = torch.randint(0, 256, (channels, 37, 29), generator=g, dtype=torch.uint8)
+    pred = (target.int() + torch.randint(-9, 10, target.shape, generator=g)).clamp(0, 255).byte()
+    whole = float(psnr_y_per_image(pred[None].float() / 255, target[None].float() / 255, 3)[0])
+    assert core.banded_psnr_y(pred, target, 3, rows=5) == pytest.approx(whole, abs=1e-9)
+    assert core.banded_psnr_y(target, target, 3) == 100.0  # an exact copy, as evaluate caps it
+
+
 def test_bad_uploads_are_refused_in_one_readable_line(upscaler, tmp_path, monkeypatch):
     sr, _ = upscaler
     Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(tmp_path / "colour.png")
@@ -108,6 +118,9 @@ def test_bad_uploads_are_refused_in_one_readable_line(upscaler, tmp_path, monkey
     grey_png(tmp_path / "one.png", 1, 1)
     with pytest.raises(RnnImgError, match="smaller than 2x2"):
         core.upscale_file(sr, tmp_path / "one.png", shrink_first=True)
+    grey_png(tmp_path / "tiny.png", 4, 9)  # too small to shave 2 pixels from: no score, no error
+    tiny = core.upscale_file(sr, tmp_path / "tiny.png", shrink_first=True)
+    assert tiny.output.shape == (4, 8, 3) and "PSNR" not in tiny.caption
 
 
 def test_the_translate_tab_upscales_through_gradio(upscaler, tmp_path, monkeypatch):
