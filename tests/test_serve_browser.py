@@ -3,7 +3,9 @@
 The page is served with four small models (two generators, a segmenter, a translator); the test
 opens it, checks that every tab shows a first result without a click, samples, completes a test
 digit, uploads an image in every tab that takes one (Complete, Segment, Translate) and checks the
-result appears, and that a bad upload shows a readable message in the page. Skipped, with the
+result appears, and that a bad upload shows a readable message in the page. A second page serves a
+super-resolution model: its Translate tab shows the input, the upscale and bicubic at twice the
+input's size, for a test photo on open and for an upload. Skipped, with the
 reason, without Gradio, Playwright (the pip package) or a chromium executable
 (``apt-get install chromium``; or set RNNIMG_CHROMIUM).
 """
@@ -175,3 +177,53 @@ def test_every_tab_shows_a_result_on_open_and_takes_uploads(page_url, browser, t
 def test_the_page_writes_only_in_its_temp_folder(page_url):
     url, workdir = page_url
     assert os.environ["GRADIO_TEMP_DIR"].startswith(str(workdir))
+
+
+@pytest.fixture(scope="module")
+def upscale_url(tmp_path_factory):
+    """The page serving one super-resolution model (recursr, debug: x2, grey; photos data)."""
+    from rnnimg.serve import serve
+
+    tmp = tmp_path_factory.mktemp("sr")
+    torch.manual_seed(0)
+    options = {"image_size": 16, "channels": 1, "corrupt": "downscale", "scale": 2}
+    create_model("recursr", "debug").save_pretrained(tmp / "sr", extra={"data": {"name": "photos",
+                                                                                 "options": options}})
+    port = free_port()
+    app, workdir = serve([str(tmp / "sr")], port=port, block=False)
+    yield f"http://127.0.0.1:{port}/"
+    app.close()
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
+def natural_size(page, selector: str) -> tuple[int, int]:
+    """(width, height) of the image an <img> holds, whatever size the page draws it at."""
+    page.locator(selector).wait_for(state="visible", timeout=120_000)
+    page.wait_for_function(f"document.querySelector({selector!r}).naturalWidth > 0", timeout=60_000)
+    return tuple(page.locator(selector).evaluate("img => [img.naturalWidth, img.naturalHeight]"))
+
+
+def test_the_translate_tab_upscales_beside_bicubic(upscale_url, browser, tmp_path):
+    """A super-resolver's tab: on open, a test photo downscaled and upscaled beside bicubic with
+    the sizes and scores; then an upload at its own size, upscaled x2."""
+    page = browser.new_page(viewport={"width": 1280, "height": 1000})
+    page.goto(upscale_url, wait_until="networkidle", timeout=120_000)
+    page.get_by_role("tab", name="Translate").click()
+    for panel in ("input", "output", "bicubic", "original"):  # astronaut: 256x256 in, 512x512 out
+        assert natural_size(page, f"#upscale-{panel} img") == (512, 512), panel
+    caption = page.locator("#upscale-caption").inner_text()
+    assert "256x256 in, 512x512 out" in caption and "PSNR-Y" in caption
+    assert not page.locator("#translate-output").is_visible()  # the pictures gallery is hidden
+
+    path = tmp_path / "small.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (23, 37), dtype=np.uint8)).save(path)
+    before = page.locator("#upscale-output img").get_attribute("src")
+    page.locator("#translate-source").get_by_role("radio", name="upload").check()
+    upload(page, "#translate-upload", str(path))
+    run_until_changed(page, "#translate-button", "#upscale-output img", before)
+    assert natural_size(page, "#upscale-output img") == (74, 46)
+    assert natural_size(page, "#upscale-bicubic img") == (74, 46)
+    assert "37x23 in, 74x46 out" in page.locator("#upscale-caption").inner_text()
+    assert not page.locator("#upscale-original").is_visible()  # nothing to compare an upload with
+    assert "Traceback" not in page.content()
+    page.close()

@@ -50,15 +50,17 @@ def register(sub) -> None:
     p.set_defaults(run=cmd_segment)
 
     p = _image_verb(
-        sub, "translate", "translate or restore an image (denoise, inpaint, colorize, A -> B)",
-        "Run the translate-task model in RUN (translator, dncnn) on INPUT and write the output "
-        "image. With --steps, also write a strip: the input, the estimate after every refinement "
-        "step (the last is the output).",
-        "translator or dncnn", "the image to translate (PNG, JPEG, ...)", "translated.png",
-        "output image")
+        sub, "translate", "translate, restore or upscale an image (denoise, inpaint, colorize, A -> B, "
+        "super-resolution)",
+        "Run the translate-task model in RUN (translator, dncnn; recursr, espcn upscale) on INPUT and "
+        "write the output image: the input's size, or the model's scale times it for a "
+        "super-resolution model. With --steps, also write a strip: the input, the estimate after "
+        "every refinement step (the last is the output).",
+        "translator, dncnn, recursr or espcn", "the image to translate (PNG, JPEG, ...)",
+        "translated.png", "output image")
     p.add_argument("--steps", metavar="STRIP.png", help="also write the strip of every step here")
-    p.add_argument("--scale", type=positive_int, default=3, help="enlarge the strip's pixels "
-                   "(default 3; the output keeps the input's size)")
+    p.add_argument("--scale", type=positive_int, help="enlarge the --steps strip's pixels (default 3); "
+                   "not the output's size, which is the model's (a super-resolution model's own scale)")
     _overwrite_tile_and_device(p)
     p.set_defaults(run=cmd_translate)
 
@@ -134,11 +136,16 @@ def cmd_segment(args) -> int:
 
 
 def cmd_translate(args) -> int:
+    from rnnimg.errors import RnnImgError
     from rnnimg.tasks import translate_image, translation_strip
     from rnnimg.viz import save_image
 
     outs, out, strip_path, model, image = _start(args, "translate", IMAGE_SUFFIXES, "translated.png",
                                                  "--steps", args.steps, "steps.png")
+    if args.scale is not None and strip_path is None:  # not the super-resolution scale: say so
+        size = f"{model.scale}x the input's" if model.scale > 1 else "the input's"
+        raise RnnImgError(f"--scale only enlarges the pixels of the --steps strip; the output's size is "
+                          f"the model's own ({size}); drop --scale, or add --steps STRIP.png.")
     with _memory_hint("translating", image):
         # uint8 in and out, tile by tile (rnnimg.tiling)
         output = translate_image(model, image, tile=args.tile, overlap=args.overlap, progress=True)
@@ -146,7 +153,7 @@ def cmd_translate(args) -> int:
             if strip_path is not None else None
     outs.write(out, lambda tmp: save_image(output, tmp))
     if strip is not None:
-        outs.write(strip_path, lambda tmp: save_image(strip, tmp, scale=args.scale))
+        outs.write(strip_path, lambda tmp: save_image(strip, tmp, scale=args.scale or 3))
     written = outs.commit()  # the output and the strip, or neither
     print(f"translated {args.input} ({image.shape[-1]}x{image.shape[-2]}) with {model.name}: "
           f"{' and '.join(str(p) for p in written)}")

@@ -2,9 +2,11 @@
 
 Tabs are built per task, not per model, one per registered task (:func:`rnnimg.tasks.list_tasks`,
 in its order, titled by the task's record) that a served model does: a task with a tab builder here
-(sample, complete, predict) gets its controls; any other task (segment, translate, and whatever
-comes next) gets a tab that runs the model on a test image or an uploaded one (where the task's
-record says what an upload stands for) and shows the task's pictures (:func:`rnnimg.tasks.preview`).
+(sample, complete, predict; translate, which shows super-resolution models as input / output /
+bicubic side by side) gets its controls; any other task (segment, and whatever comes next), and
+translate where no super-resolver is served, gets a tab that runs the model on a test image or an
+uploaded one (where the task's record says what an upload stands for) and shows the task's
+pictures (:func:`rnnimg.tasks.preview`).
 So serving a model of a new task brings its tab without an edit here. Every tab shows a first
 result when the page opens (its default model on the first test item), so nobody meets a page of
 empty panels. The work itself is in :mod:`rnnimg.serve.core`;
@@ -235,6 +237,82 @@ def _predict_tab(models, workdir) -> TabRun:
     return TabRun(run, on_predict, [model, source, index, upload, horizon, futures], [gif, strip])
 
 
+@web_tab("translate")
+def _translate_tab(models, workdir) -> TabRun:
+    """The generic pictures tab, and for super-resolution models (``scale`` > 1) the upscale view:
+    the input, the model's output and PIL's bicubic side by side, at the input's own size (tiled),
+    with the output's size and, where the page downscaled a test image or the upload, the PSNR-Y
+    of both against the original."""
+    from rnnimg.tasks import get_task
+
+    pictures = _pictures_tab(get_task("translate"))
+    if not any(core.upscales(m) for m in models):
+        return pictures(models, workdir)
+    first = core.upscales(models[0])
+    with gr.Row():
+        with gr.Column(scale=1):
+            model = _model_choice(models)
+            source = _input_choice(["test image", "upload"], "translate-source")
+            index = gr.Number(0, precision=0, label="test image number (shown downscaled, then upscaled)")
+            upload = _upload("translate-upload")
+            _show_chosen(source, [index, upload])
+            shrink = gr.Checkbox(False, label="shrink my upload first (to compare with it)",
+                                 visible=first, elem_id="translate-shrink")
+            seed, _ = _seed_and_temperature("translate", temperature=False)
+            run = gr.Button("Translate", variant="primary", elem_id="translate-button")
+        with gr.Column(scale=2):
+            gallery = gr.Gallery(label="the picture, the right answer (test images only), then the "
+                                 "model's answer", columns=1, object_fit="contain", height="auto",
+                                 elem_id="translate-output", visible=not first)
+            caption = gr.Markdown(elem_id="upscale-caption", visible=first)
+            with gr.Row():
+                shown = gr.Image(label="input (pixels enlarged)", type="numpy", interactive=False,
+                                 elem_id="upscale-input", visible=first, format="png")
+                output = gr.Image(label="the model's upscale", type="numpy", interactive=False,
+                                  elem_id="upscale-output", visible=first, format="png")
+                bicubic = gr.Image(label="bicubic", type="numpy", interactive=False,
+                                   elem_id="upscale-bicubic", visible=first, format="png")
+            original = gr.Image(label="the original (the input is its downscale)", type="numpy",
+                                interactive=False, elem_id="upscale-original", visible=first, format="png")
+    panels = [caption, shown, output, bicubic, original]  # PNG: Gradio's default WebP is lossy
+
+    def on_model(name):
+        up = core.upscales(core.pick(models, name, "translate"))
+        return [gr.update(visible=not up), gr.update(visible=up)] + [gr.update(visible=up)] * len(panels)
+
+    model.change(on_model, model, [gallery, shrink, *panels], queue=False)
+
+    @_page_errors
+    def on_run(name, how, i, path, small, s, progress=gr.Progress()):  # noqa: B008 (Gradio reads the default)
+        served = core.pick(models, name, "translate")
+        if not core.upscales(served):
+            paths = _run_pictures(served, workdir, "translate", how, i, path, s, progress)
+            return [gr.update(value=paths, visible=True)] + [gr.update(value=None, visible=False)] * 5
+        progress(0, desc="upscaling")
+        if how == "upload":
+            if not path:
+                raise RnnImgError("upload an image first, or choose 'test image'.")
+            result = core.upscale_file(served, path, shrink_first=bool(small))
+        else:
+            result = core.upscale_test_photo(served, i)
+        shows = [result.caption, result.input, result.output, result.bicubic]
+        return [gr.update(visible=False), *(gr.update(value=v, visible=True) for v in shows),
+                gr.update(value=result.original, visible=result.original is not None)]
+
+    return TabRun(run, on_run, [model, source, index, upload, shrink, seed], [gallery, *panels])
+
+
+def _run_pictures(served, workdir, key: str, how: str, i, path, s, progress) -> list[str]:
+    """The pictures tab's work: the task's pictures of a test image or of an upload."""
+    progress(0, desc="running the model")
+    image = None
+    if how == "upload":
+        if not path:
+            raise RnnImgError("upload an image first, or choose 'test image'.")
+        image = core.image_from_file(path, core.input_shape(served.model, key), invert_light=False)
+    return core.task_pictures(served, workdir, key, i, upload=image, seed=s)
+
+
 def _pictures_tab(task: Task) -> TabBuilder:
     """The tab of a task without a builder: the model run on a test image or an upload, shown as
     the task's pictures (with the true answer beside it where the test item has one)."""
@@ -259,14 +337,7 @@ def _pictures_tab(task: Task) -> TabBuilder:
 
         @_page_errors
         def on_run(name, how, i, path, s, progress=gr.Progress()):  # noqa: B008 (Gradio reads the default)
-            served = core.pick(models, name, key)
-            progress(0, desc="running the model")
-            image = None
-            if how == "upload":
-                if not path:
-                    raise RnnImgError("upload an image first, or choose 'test image'.")
-                image = core.image_from_file(path, core.input_shape(served.model, key), invert_light=False)
-            return core.task_pictures(served, workdir, key, i, upload=image, seed=s)
+            return _run_pictures(core.pick(models, name, key), workdir, key, how, i, path, s, progress)
 
         return TabRun(run, on_run, [model, source, index, upload, seed], [gallery])
 
