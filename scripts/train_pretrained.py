@@ -5,7 +5,8 @@
     python scripts/train_pretrained.py --list             # the recipes, nothing run
 
 For each recipe ``NAME`` (a model class's ``pretrained = {NAME: {...}}``, TrainSettings fields plus
-an optional ``evaluate`` dict of :func:`rnnimg.train.evaluate` keyword arguments) it
+an optional ``evaluate`` dict of :func:`rnnimg.train.evaluate` keyword arguments and an optional
+``note``, a line for the card's training section) it
 
 1. trains into ``runs/pretrained/NAME`` on the CPU (skipped when that folder already holds a finished
    run of exactly this recipe: same model, preset, overrides, data, options, steps, batch, lr, seed);
@@ -63,7 +64,7 @@ def recipes() -> dict[str, tuple[str, dict]]:
 def settings_for(model: str, recipe: dict, out: Path):
     from rnnimg.train import TrainSettings
 
-    fields = {k: v for k, v in recipe.items() if k != "evaluate"}
+    fields = {k: v for k, v in recipe.items() if k not in ("evaluate", "note")}
     return TrainSettings(model=model, out=str(out), accelerator="cpu", devices=1, progress=False,
                          sample_every_n_steps=0, ckpt_every_n_steps=200, **fields).resolved()
 
@@ -238,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
         run_dir = Path(args.runs) / name
         settings = settings_for(model, recipe, run_dir)
         command = train_command(settings)
-        notes = []
+        notes = [recipe["note"]] if recipe.get("note") else []
         timing = run_dir / "wall_time.json"
         if finished_run(run_dir, settings):
             print(f"[{name}] {run_dir} already holds this finished run; not training again", flush=True)
