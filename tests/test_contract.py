@@ -77,6 +77,12 @@ def verb_output(model, batch, seed):
         return out
     elif model.task == "translate":
         out = model.translate(batch["source"])
+    elif model.task == "reconstruct":
+        views = batch["views"]
+        out = model.reconstruct(views)
+        assert out.shape == batch["voxels"].shape
+        assert torch.allclose(out[:1], model.reconstruct(views[:1]), atol=1e-5)  # no batch coupling
+        assert model.reconstruct(views[:, :1]).shape == out.shape  # any number of views
     else:
         raise AssertionError(f"unknown task {model.task}")
     assert torch.isfinite(out).all() and out.min() >= 0 and out.max() <= 1

@@ -31,7 +31,7 @@ _VIEWS: dict[str, View] = {}
 
 # CLI verb -> the task a model must do for it
 VERB_TASKS = {"sample": "generate", "complete": "complete", "predict": "predict",
-              "segment": "segment", "translate": "translate"}
+              "segment": "segment", "translate": "translate", "reconstruct": "reconstruct"}
 
 
 def task_view(task: str) -> Callable[[View], View]:
@@ -492,3 +492,7 @@ def load_model_for(run: str | os.PathLike, verb: str, device: str = "cpu"):
         raise RnnImgError(f"{run} holds a {model.name!r} model ({'/'.join(model.tasks())}), which "
                           f"cannot {verb}; models that can: {able}.")
     return model
+
+
+# the reconstruct task's view and pictures live beside this module (tasks.py is at its size limit)
+from rnnimg import tasks_reconstruct  # noqa: E402, F401  (registers the "reconstruct" view)

@@ -9,6 +9,7 @@ from rnnimg.models import (  # noqa: F401
     pixelrnn,
     pixelscan,
     predrnn,
+    reconstruct,
     recursr,
     reseg,
     rowrnn,
