@@ -67,9 +67,9 @@ class R2N2(ShapeReconstructor):
     presets = {
         "debug": dict(widths=(4, 8, 8, 8), features=32, input_channels=4, hidden=8,
                       decoder_widths=(8, 4, 4)),
-        "shapes3d": dict(),
+        "shapes3d": dict(pos_weight=3.0),
     }
-    training_presets = {"debug": dict(lr=2e-3, batch_size=8), "shapes3d": dict(lr=1e-3, batch_size=16)}
+    training_presets = {"debug": dict(lr=2e-3, batch_size=8), "shapes3d": dict(lr=2e-3, batch_size=16)}
     demo = dict(preset="debug", data="shapes3d", max_steps=60, batch_size=8, lr=2e-3,
                 data_options=dict(train_size=200, val_size=16))
 

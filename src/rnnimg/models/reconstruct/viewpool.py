@@ -68,9 +68,9 @@ class ViewPool(ShapeReconstructor):
     presets = {
         "debug": dict(widths=(4, 8, 8, 8), features=32, input_channels=4, hidden=8, refine=4,
                       decoder_widths=(8, 4, 4)),
-        "shapes3d": dict(),
+        "shapes3d": dict(pos_weight=3.0),
     }
-    training_presets = {"debug": dict(lr=2e-3, batch_size=8), "shapes3d": dict(lr=1e-3, batch_size=16)}
+    training_presets = {"debug": dict(lr=2e-3, batch_size=8), "shapes3d": dict(lr=2e-3, batch_size=16)}
 
     def __init__(self, config: ViewPoolConfig) -> None:
         super().__init__(config)
