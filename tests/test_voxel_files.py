@@ -132,3 +132,32 @@ def test_save_voxels_writes_npy_and_binvox(tmp_path):
     assert np.array_equal(load_voxels(save_voxels(tmp_path / "a.npy", grid)), grid)
     assert np.array_equal(load_voxels(save_voxels(tmp_path / "a.binvox", grid)), grid)
     assert isinstance(Mesh(np.zeros((0, 3)), np.zeros((0, 3))), tuple)
+
+
+def test_voxels_path_renders_views_or_reads_the_folder_beside_each_shape(tmp_path):
+    import torch
+    from PIL import Image
+
+    from rnnimg import load_dataset
+
+    grid = ball(16, 0.6)
+    np.save(tmp_path / "a.npy", grid.astype(np.float32))
+    (tmp_path / "b.binvox").write_bytes(binvox_bytes(ball(16, 0.4)))
+    (tmp_path / "b").mkdir()
+    for k in range(3):  # views of b: 3 images of 20x20, resized to view_size
+        Image.fromarray(np.full((20, 20), 60 * k, np.uint8)).save(tmp_path / "b" / f"v{k}.png")
+    data = load_dataset(f"voxels:{tmp_path}", "train", view_size=16, num_views=3)
+    assert len(data) == 2
+    a, b = data[0], data[1]
+    assert torch.equal(a["voxels"], torch.from_numpy(grid.astype(np.float32)))
+    assert a["views"].shape == b["views"].shape == (3, 1, 16, 16)
+    assert (a["views"] > 0).any() and not torch.isnan(a["azimuth"]).any()  # rendered
+    assert torch.allclose(b["views"][2], torch.full((1, 16, 16), 120 / 255), atol=1e-3)  # read
+    assert torch.isnan(b["azimuth"]).all()  # unknown cameras
+    with pytest.raises(RnnImgError, match="too few for a test split"):
+        load_dataset(f"voxels:{tmp_path}", "test")
+    with pytest.raises(RnnImgError, match="no such file"):
+        load_dataset(f"voxels:{tmp_path / 'nope'}", "train")
+    np.save(tmp_path / "c.npy", np.zeros((8, 8, 8), np.float32))
+    with pytest.raises(RnnImgError, match="the model takes 16x16x16"):
+        load_dataset(f"voxels:{tmp_path / 'c.npy'}", "train", voxel_size=16)[0]
