@@ -16,21 +16,21 @@ SHAPE_CAMERAS = ((30.0, 25.0), (210.0, 25.0))  # (azimuth, elevation) of the sha
 
 def shape_renders(voxels: Tensor, size: int, level: float = 0.4) -> Tensor:
     """Occupancy grids (B, D, D, D) drawn from :data:`SHAPE_CAMERAS`: (B, cameras, 3, S, S) on a
-    white background; a voxel is filled at >= ``level`` (0.4: the IoU threshold)."""
+    black background (as the views); a voxel is filled at >= ``level`` (0.4: the IoU threshold)."""
     from rnnimg.geometry.render import render_voxels
 
     azimuth, elevation = zip(*SHAPE_CAMERAS)
     shade = render_voxels(voxels.detach().float().cpu(), azimuth, elevation, size, level=level,
-                          background=1.0).shade  # (B, cameras, S, S)
+                          background=0.0).shade  # (B, cameras, S, S)
     return shade.unsqueeze(2).expand(-1, -1, 3, -1, -1)
 
 
 def shape_turntable(voxels: Tensor, frames: int = 24, size: int = 96, level: float = 0.4) -> Tensor:
-    """Frames (T, 3, S, S) of one grid (D, D, D) turning once, white background."""
+    """Frames (T, 3, S, S) of one grid (D, D, D) turning once, black background."""
     from rnnimg.geometry.render import turntable
 
     grid = voxels.detach().float().cpu()
-    return turntable(grid, frames=frames, size=size, level=level, background=1.0).expand(-1, 3, -1, -1)
+    return turntable(grid, frames=frames, size=size, level=level, background=0.0).expand(-1, 3, -1, -1)
 
 
 @task_view("reconstruct")

@@ -70,7 +70,7 @@ class R2N2(ShapeReconstructor):
         "shapes3d": dict(pos_weight=3.0),
     }
     training_presets = {"debug": dict(lr=2e-3, batch_size=8), "shapes3d": dict(lr=2e-3, batch_size=16)}
-    demo = dict(preset="debug", data="shapes3d", max_steps=60, batch_size=8, lr=2e-3,
+    demo = dict(preset="debug", data="shapes3d", max_steps=100, batch_size=8, lr=2e-3,
                 data_options=dict(train_size=200, val_size=16))
 
     def __init__(self, config: R2N2Config) -> None:
