@@ -134,3 +134,27 @@ def test_batch_equals_one_grid_at_a_time_and_bool_grids_work():
         assert torch.equal(together.depth[k], alone.depth[0])
     empty = render_voxels(torch.zeros(8, 8, 8), [0], [0], 16)
     assert not empty.hit.any()
+
+
+def test_geometry_imports_only_torch_numpy_skimage_and_the_ground_floor():
+    """DESIGN.md: geometry/ sits below data/, tasks and the CLI, which all use it."""
+    import ast
+    from pathlib import Path
+
+    import rnnimg.geometry
+
+    allowed_rnnimg = {"rnnimg.errors", "rnnimg.fileio", "rnnimg.geometry"}
+    for path in Path(rnnimg.geometry.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            for name in names:
+                top = name.split(".")[0]
+                if top == "rnnimg":
+                    assert any(name == a or name.startswith(a + ".") for a in allowed_rnnimg), (path, name)
+                else:
+                    assert top in {"torch", "numpy", "skimage", "__future__", "math", "os", "io",
+                                   "pathlib", "typing"}, (path.name, name)
