@@ -297,6 +297,59 @@ def mean_iou(pred_labels: Tensor, target_labels: Tensor, num_classes: int,
     return mean_iou_from_confusion(confusion_matrix(pred_labels, target_labels, num_classes, ignore_index))
 
 
+# ---------------------------------------------------------------------------------------------
+# 3D reconstruction: occupancy grids (B, D, H, W)
+
+VOXEL_IOU_THRESHOLD = 0.4  # 3D-R2N2's protocol (Choy et al. 2016)
+
+
+def voxel_iou_sums(prob: Tensor, target: Tensor, label: Tensor | None = None, num_classes: int = 1,
+                   threshold: float = VOXEL_IOU_THRESHOLD) -> tuple[Tensor, Tensor]:
+    """Intersections and unions of predicted and true occupancy, summed per class: additive
+    statistics, so that the IoU of a split is pooled from its totals (:func:`voxel_iou_pooled`).
+
+    A voxel is predicted filled where ``prob > threshold`` and truly filled where ``target >=
+    0.5``. Shape b contributes |pred_b AND true_b| to ``intersection[label[b]]`` and
+    |pred_b OR true_b| to ``union[label[b]]``.
+
+    Args:
+        prob: predicted occupancy probabilities (B, D, H, W).
+        target: true occupancy (B, D, H, W), 0/1.
+        label: (B,) long class of each shape, or None (every shape is class 0).
+        num_classes: K.
+
+    Returns:
+        (intersection, union), float64 (K,) each.
+    """
+    if prob.shape != target.shape:
+        raise ValueError(f"prob and target differ in shape: {tuple(prob.shape)} vs {tuple(target.shape)}")
+    pred = (prob.detach() > threshold).flatten(1)
+    true = (target.detach() >= 0.5).flatten(1)
+    inter = (pred & true).sum(1).double()  # (B,)
+    union = (pred | true).sum(1).double()
+    if label is None:
+        label = torch.zeros(len(pred), dtype=torch.long, device=pred.device)
+    k = torch.zeros(num_classes, dtype=torch.float64, device=pred.device)
+    return k.index_add(0, label.long(), inter), k.clone().index_add(0, label.long(), union)
+
+
+def voxel_iou_pooled(intersection: Tensor, union: Tensor) -> Tensor:
+    """Pooled IoU = sum of intersections / sum of unions (over whatever the sums cover); NaN for
+    an empty union. Works elementwise on per-class sums too. Note: 3D-R2N2's tables average
+    per-shape IoUs; pooling weighs large shapes more, and is what rnnimg reports."""
+    intersection, union = intersection.double(), union.double()
+    return torch.where(union > 0, intersection / union.clamp(min=1), torch.full_like(union, float("nan")))
+
+
+def voxel_iou_per_shape(prob: Tensor, target: Tensor, threshold: float = VOXEL_IOU_THRESHOLD) -> Tensor:
+    """IoU of each shape (B,) float64 (1 where both prediction and truth are empty)."""
+    pred = (prob.detach() > threshold).flatten(1)
+    true = (target.detach() >= 0.5).flatten(1)
+    inter = (pred & true).sum(1).double()
+    union = (pred | true).sum(1).double()
+    return torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(union))
+
+
 def sample_statistics(futures: Tensor, target: Tensor, with_ssim: bool = True) -> dict[str, Tensor]:
     """Sums over clips of the per-step scores of N sampled futures: mean of N (``mse_per_step``,
     ...), best of N (``best_mse_per_step``, ...; per clip the sample with the best mean over the

@@ -8,10 +8,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from rnnimg.cli import generate_cmds, image_cmds, predict_cmd, serve_cmd, train_cmds
+from rnnimg.cli import generate_cmds, image_cmds, predict_cmd, reconstruct_cmd, serve_cmd, train_cmds
 from rnnimg.errors import InputError, RnnImgError
 
-COMMAND_MODULES = [train_cmds, generate_cmds, predict_cmd, image_cmds, serve_cmd]
+COMMAND_MODULES = [train_cmds, generate_cmds, predict_cmd, image_cmds, reconstruct_cmd, serve_cmd]
 
 
 def build_parser() -> argparse.ArgumentParser:

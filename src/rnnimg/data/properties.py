@@ -42,6 +42,8 @@ class DataProperties:
         class_names: segment: the names of the mask classes (``()``: unnamed).
         vocabulary: the words of its captions (``text``); None: no captions.
         max_words: the length of its caption token rows.
+        view_size: reconstruct: side of its square views.
+        voxel_size: reconstruct: side of its cubic voxel grids.
     """
 
     name: str
@@ -56,6 +58,8 @@ class DataProperties:
     class_names: tuple[str, ...] | None = None
     vocabulary: tuple[str, ...] | None = None
     max_words: int | None = None
+    view_size: int | None = None
+    voxel_size: int | None = None
 
     def summary(self, properties: Collection[str] | None = None) -> str:
         """A few words for messages, e.g. ``32x32 images with 3 channels, 3 classes``; only the
@@ -109,6 +113,12 @@ def describe_dataset(dataset: Dataset, name: str) -> DataProperties:
         frames = item["frames"]
         hw = (int(frames.shape[-2]), int(frames.shape[-1]))
         values.update(frame_hw=hw, frame_size=_square(hw), channels=int(frames.shape[-3]))
+    if "views" in item:  # (V, C, H, W) views of a (D, D, D) voxel grid
+        views, voxels = item["views"], item["voxels"]
+        hw = (int(views.shape[-2]), int(views.shape[-1]))
+        values.update(image_hw=hw, view_size=_square(hw), channels=int(views.shape[-3]),
+                      voxel_size=int(voxels.shape[-1]) if len(set(voxels.shape)) == 1 else None,
+                      class_names=tuple(str(n) for n in (_attribute(dataset, "class_names") or ())))
     if "mask" in item:
         names = tuple(str(n) for n in (_attribute(dataset, "class_names") or ()))
         count = len(names) or _attribute(dataset, "num_classes")

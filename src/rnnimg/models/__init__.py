@@ -1,11 +1,12 @@
-"""Models, one per file, grouped by task: ``generate/``, ``predict/``, ``segment/``, ``translate/``.
+"""Models, one per file, grouped by task: ``generate/``, ``predict/``, ``segment/``, ``translate/``,
+``reconstruct/``.
 
 Each task folder holds its base class (``base.py``) and its models; importing this package registers every
 built-in model. The task-independent parts sit here: the model contract (:mod:`.base`), checkpoint I/O
 (:mod:`.checkpoint`) and the registry (:mod:`.registry`).
 """
 
-from rnnimg.models import generate, predict, segment, translate  # noqa: F401  (registers every model)
+from rnnimg.models import generate, predict, reconstruct, segment, translate  # noqa: F401  (registers every model)
 from rnnimg.models.base import LossOutput, RnnImgModel
 from rnnimg.models.checkpoint import LoadedRun, load_pretrained, load_run, read_run_config
 from rnnimg.models.generate.base import ImageGenerator

@@ -18,7 +18,7 @@ from rnnimg.recipes.registry import (
 )
 
 # Importing a task's module registers its entries.
-from rnnimg.recipes import generate, predict, segment, translate  # noqa: E402, F401  isort: skip
+from rnnimg.recipes import generate, predict, reconstruct, segment, translate  # noqa: E402, F401  isort: skip
 
 __all__ = ["KINDS", "Recipe", "TrainingDefaults", "get_recipe", "list_recipes", "register_recipe",
            "register_training_defaults", "training_defaults"]

@@ -46,7 +46,7 @@ A view registered with the former ``@task_view(NAME)`` of ``rnnimg/tasks.py`` be
 from __future__ import annotations
 
 # Importing a task module registers its task. The registry keeps that order, which the web page's
-# tabs follow: generate (imported by complete), complete, predict, segment, translate.
+# tabs follow: generate (imported by complete), complete, predict, reconstruct, segment, translate.
 from rnnimg.tasks.common import load_model_for, save_picture
 from rnnimg.tasks.complete import (
     UNKNOWN_FILL,
@@ -64,6 +64,7 @@ from rnnimg.tasks.generate import (
     sample_grid,
 )
 from rnnimg.tasks.predict import pad_truth, predict_futures, prediction_media
+from rnnimg.tasks.reconstruct import reconstruct_views, shape_renders, shape_turntable
 from rnnimg.tasks.registry import (
     Task,
     get_task,
@@ -88,7 +89,8 @@ __all__ = [
     "IGNORE_COLOUR", "UNKNOWN_FILL", "WINDOW_COLOUR", "Task", "class_legend", "complete",
     "completion_grid", "drawing_animation", "draws_in_steps", "get_task", "list_tasks",
     "load_model_for", "mask_colours", "mask_overlay", "occlude", "outline_boxes", "pad_truth",
-    "predict_futures", "prediction_media", "preview", "quantize_for_model", "register_task",
+    "predict_futures", "prediction_media", "preview", "quantize_for_model", "reconstruct_views",
+    "register_task", "shape_renders", "shape_turntable",
     "sample", "sample_grid", "save_picture", "segment_image", "segmentation_overlay",
     "task_of_verb", "translate_image", "translation_strip", "unregister_task", "with_legend",
 ]
