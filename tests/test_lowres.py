@@ -177,9 +177,9 @@ def test_bad_low_res_inputs_are_one_line_errors():
     model = tiny(channels=3)
     good = random_low_res(model, 1)[0]
     cases = [
-        (dict(), "draws 6x6 images from a 3x3 colour image .* pass one with low_res"),
-        (dict(low_res=torch.rand(3, 4, 4)), "is 4x4, but this model takes a 3x3 colour image"),
-        (dict(low_res=torch.rand(1, 3, 3)), "is a grey image, but this model takes a 3x3 colour"),
+        (dict(), "draws 6x6 images from 3x3 colour images .* pass one with low_res"),
+        (dict(low_res=torch.rand(3, 4, 4)), "is 4x4, but this model takes 3x3 colour images"),
+        (dict(low_res=torch.rand(1, 3, 3)), "is a grey image, but this model takes 3x3 colour images"),
         (dict(low_res=torch.rand(3, 3, 3, 3)), "holds 3 images for 2 samples"),
     ]
     for kwargs, message in cases:
@@ -191,3 +191,77 @@ def test_bad_low_res_inputs_are_one_line_errors():
     for value, field in ((5, "low_res_scale"), (4, "image_size")):  # 6 is no multiple of 4
         with pytest.raises(RnnImgError, match=field):
             create_model("pixelscan", "debug", image_size=6, low_res_scale=value)
+
+
+# --- the task layer and the CLI -------------------------------------------------------------------
+@pytest.fixture
+def small_runs(tmp_path):
+    """A conditional (x2) and an unconditional colour pixelscan, 8x8, saved as run folders, and a
+    4x4 colour input as a PNG file."""
+    from PIL import Image
+
+    runs = {}
+    for name, scale in (("cond", 2), ("plain", 0)):
+        torch.manual_seed(0)
+        model = create_model("pixelscan", "debug", image_size=8, channels=3, output="categorical",
+                             levels=256, low_res_scale=scale)
+        model.save_pretrained(tmp_path / name)
+        runs[name] = tmp_path / name
+    low = load_dataset("shapes", "test", image_size=8, low_res=2, test_size=2)[0]["low_res"]
+    pixels = (low.permute(1, 2, 0) * 255).round().byte().numpy()
+    Image.fromarray(pixels).save(tmp_path / "small.png")
+    Image.fromarray(pixels[:, :, 0]).save(tmp_path / "grey.png")
+    Image.fromarray(pixels.repeat(2, 0).repeat(2, 1)).save(tmp_path / "big.png")
+    return runs, tmp_path
+
+
+def test_sample_low_res_writes_the_upscale_then_the_samples(small_runs, capsys):
+    from rnnimg.cli import main
+    from rnnimg.data.images import read_image
+    from rnnimg.tasks.generate import bicubic_view
+
+    runs, folder = small_runs
+    grid = folder / "grid.png"
+    assert main(["sample", str(runs["cond"]), "--low-res", str(folder / "small.png"), "-n", "4", "-o",
+                 str(grid), "--scale", "1"]) == 0
+    picture = read_image(grid)  # one row: upscale + 4 samples, 8x8 each with 2-pixel padding
+    assert picture.shape == (3, 2 + 10, 2 + 5 * 10)
+    upscale = bicubic_view(read_image(folder / "small.png").float() / 255, 2)
+    assert (picture[:, 2:10, 2:10].float() - (upscale * 255).round()).abs().max() <= 1
+    tiles = [picture[:, 2:10, 2 + 10 * k:10 + 10 * k] for k in range(1, 5)]
+    assert len({tuple(t.flatten().tolist()) for t in tiles}) == 4  # four different samples
+
+
+@pytest.mark.parametrize("run, image, message", [
+    ("plain", "small.png", "trained without a low-resolution input (low_res_scale=0), so it takes "
+                           "none; drop --low-res"),
+    ("cond", None, "draws 8x8 images from 4x4 colour images (low_res_scale=2); pass one with --low-res"),
+    ("cond", "big.png", "--low-res is 8x8, but this model takes 4x4 colour images"),
+    ("cond", "grey.png", "--low-res is a grey image, but this model takes 4x4 colour images"),
+])
+def test_sample_low_res_mistakes_exit_2_with_one_line_and_write_nothing(small_runs, capsys, run,
+                                                                       image, message):
+    from rnnimg.cli import main
+
+    runs, folder = small_runs
+    extra = ["--low-res", str(folder / image)] if image else []
+    assert main(["sample", str(runs[run]), *extra, "-n", "2", "-o", str(folder / "out.png")]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    assert not (folder / "out.png").exists()
+
+
+def test_the_task_function_refuses_as_the_cli_does_and_previews_draw_given_the_input():
+    """The page calls the task's inference function: it refuses the same inputs (naming the
+    argument its own way). The training previews show input, samples and truth per row."""
+    from rnnimg.tasks import preview, sample
+
+    model = tiny(channels=3)
+    with pytest.raises(InputError, match="pass one with low_res"):
+        sample(model, 2)
+    with pytest.raises(InputError, match="drop low_res"):
+        sample(create_model("pixelscan", "debug", image_size=6), 2, low_res=torch.rand(1, 3, 3))
+    batch = model.example_batch(3, torch.Generator().manual_seed(0))
+    pictures = preview(model, batch, torch.Generator().manual_seed(0))
+    assert pictures["samples.png"].shape == (3, 3 * 8 + 2, 7 * 8 + 2)  # 3 rows of 1 + 5 + 1 tiles
+    assert "completions.png" in pictures

@@ -87,10 +87,10 @@ def check_low_res(model, low_res, n: int, arg: str = "low_res") -> Tensor | None
                                   "input (low_res_scale=0), so it takes none; drop {arg}.")
         return None
     side = c.image_size // scale
-    what = f"{side}x{side} {'colour' if c.channels == 3 else 'grey'} image"
+    what = f"{side}x{side} {'colour' if c.channels == 3 else 'grey'} images"
     if low_res is None:
         raise InputError(arg, f"this {model.name} model draws {c.image_size}x{c.image_size} images "
-                              f"from a {what} (low_res_scale={scale}); pass one with {{arg}}.")
+                              f"from {what} (low_res_scale={scale}); pass one with {{arg}}.")
     low_res = torch.as_tensor(low_res)
     if low_res.dim() == 3:
         low_res = low_res.unsqueeze(0)
@@ -99,13 +99,13 @@ def check_low_res(model, low_res, n: int, arg: str = "low_res") -> Tensor | None
                               f"{tuple(low_res.shape)}.")
     got_c, got_h, got_w = low_res.shape[1:]
     if (got_h, got_w) != (side, side):
-        raise InputError(arg, f"{{arg}} is {got_w}x{got_h}, but this model takes a {what} (its "
+        raise InputError(arg, f"{{arg}} is {got_w}x{got_h}, but this model takes {what} (its "
                               f"{c.image_size}x{c.image_size} output / low_res_scale {scale}); "
                               f"resize it to {side}x{side}.")
     if got_c != c.channels:
         kinds = {1: "grey", 3: "colour"}
         raise InputError(arg, f"{{arg}} is a {kinds.get(int(got_c), f'{got_c}-channel')} image, but "
-                              f"this model takes a {what}; convert it to "
+                              f"this model takes {what}; convert it to "
                               f"{kinds[c.channels]}.")
     if low_res.shape[0] not in (1, n):
         raise InputError(arg, f"{{arg}} holds {low_res.shape[0]} images for {n} samples; give one "
