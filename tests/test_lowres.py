@@ -265,3 +265,27 @@ def test_the_task_function_refuses_as_the_cli_does_and_previews_draw_given_the_i
     pictures = preview(model, batch, torch.Generator().manual_seed(0))
     assert pictures["samples.png"].shape == (3, 3 * 8 + 2, 7 * 8 + 2)  # 3 rows of 1 + 5 + 1 tiles
     assert "completions.png" in pictures
+
+
+def test_evaluate_reports_the_nll_given_the_downscale(tmp_path):
+    """``evaluate`` on a run of a conditional model asks the data for the downscale itself and
+    reports the exact NLL of each image given it."""
+    from rnnimg.train.evaluate import evaluate
+
+    torch.manual_seed(0)
+    model = create_model("pixelscan", "debug", image_size=8, channels=3, output="categorical",
+                         levels=256, low_res_scale=2)
+    with torch.no_grad():  # large random weights: the condition matters
+        for p in model.parameters():
+            p.normal_(0, 0.3)
+    data_options = {"image_size": 8, "test_size": 6}
+    model.save_pretrained(tmp_path, extra={"data": {"name": "shapes", "options": data_options}})
+    result = evaluate(tmp_path, batch_size=4, progress=False)
+    items = load_dataset("shapes", "test", **data_options, levels=256, low_res=2)
+    batch = torch.utils.data.default_collate([items[i] for i in range(6)])
+    with torch.no_grad():
+        given = model.nll_per_image(batch["image"], low_res=batch["low_res"]).mean().item()
+        shuffled = model.nll_per_image(batch["image"], low_res=batch["low_res"].roll(1, 0)).mean().item()
+    assert result["num_items"] == 6 and result["data_options"]["low_res"] == 2
+    assert result["metrics"]["nll_nats"] == pytest.approx(given, rel=1e-5)
+    assert abs(given - shuffled) > 1  # the figure depends on which input goes with which image
