@@ -137,7 +137,7 @@ def test_batch_equals_one_grid_at_a_time_and_bool_grids_work():
 
 
 def test_geometry_imports_only_torch_numpy_skimage_and_the_ground_floor():
-    """DESIGN.md: geometry/ sits below data/, tasks and the CLI, which all use it."""
+    """docs/architecture.md: geometry/ sits below data/, tasks and the CLI, which all use it."""
     import ast
     from pathlib import Path
 

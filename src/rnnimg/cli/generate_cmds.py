@@ -28,6 +28,9 @@ def register(sub) -> None:
     p.add_argument("--label", type=int, help="class to draw, for a class-conditional model")
     p.add_argument("--text", help="caption to draw, for a caption model (draw --preset captions), "
                    "e.g. \"the digit 7 is at the top left\"")
+    p.add_argument("--low-res", metavar="IMAGE", help="draw N high-resolution versions of this small "
+                   "image, for a model trained with --set low_res_scale=S (the image is the model's "
+                   "size / S); the grid starts with its bicubic upscale")
     p.add_argument("--animate", metavar="GIF", help="also write the drawing as an animation, with "
                    "the write window on each frame (models that draw in steps: draw)")
     p.add_argument("--nrow", type=positive_int, default=8, help="images per grid row (default 8)")
@@ -56,11 +59,17 @@ def cmd_sample(args) -> int:
 
         raise RnnImgError(f"a {model.name!r} model does not draw in steps, so --animate has nothing "
                           "to show; drop it (draw models can).")
+    low_res = None
+    if args.low_res is not None:
+        from rnnimg.data.images import read_image
+
+        low_res = read_image(args.low_res).float().div(255)  # (C, h, w), checked by sample_grid
     side = model.config.image_size
     with out_of_memory_hint(f"drawing {args.n} images of {side}x{side}", "pass a smaller -n"):
         gen = torch.Generator(device=device).manual_seed(args.seed)
         grid = sample_grid(model, args.n, label=args.label, text=args.text,
-                           temperature=args.temperature, generator=gen, nrow=args.nrow)
+                           temperature=args.temperature, generator=gen, nrow=args.nrow,
+                           low_res=low_res)
         frames = None
         if gif is not None:  # the same draws again, step by step
             gen = torch.Generator(device=device).manual_seed(args.seed)
@@ -70,7 +79,8 @@ def cmd_sample(args) -> int:
     if frames is not None:
         outs.write(gif, lambda tmp: save_picture(frames, tmp, scale=args.scale))
     outs.commit()  # both files, or neither
-    print(f"wrote {args.n} samples to {out}")
+    print(f"wrote {args.n} samples to {out}" + (" (after the bicubic upscale of the input)"
+                                                if low_res is not None else ""))
     if frames is not None:
         print(f"wrote the drawing ({len(frames)} frames) to {gif}")
     return 0

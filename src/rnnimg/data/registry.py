@@ -99,7 +99,8 @@ def load_dataset(name: str, split: str = "train", **options) -> Dataset:
         **options: dataset options such as ``image_size``, ``channels``, ``binarize``,
             ``data_dir``, ``download``, ``strict``; each dataset documents its own. ``corrupt``
             (with ``sigma``, ``amount``, ``boxes``, ``corrupt_seed``) turns any image dataset into
-            source/target pairs (see :mod:`rnnimg.data.corrupt`).
+            source/target pairs (see :mod:`rnnimg.data.corrupt`); ``low_res=SCALE`` adds each
+            image's downscale as ``low_res`` (see :mod:`rnnimg.data.lowres`).
 
     Raises:
         RnnImgError: for an unknown name or option, a missing file or a bad split.
@@ -110,6 +111,11 @@ def load_dataset(name: str, split: str = "train", **options) -> Dataset:
     corruption, options = split_corruption_options(options)  # corrupt=... wraps any image dataset
     if corruption is not None and entry.task != "generate":
         raise RnnImgError(f"corrupt= applies to image datasets; {name!r} is a {entry.task!r} dataset.")
+    low_res = options.pop("low_res", None)  # low_res=SCALE adds each image's downscale
+    if low_res is not None and (corruption is not None or entry.task != "generate"):
+        raise RnnImgError("low_res= adds a low-resolution copy to an image dataset's items; "
+                          + ("drop corrupt= (it makes translation pairs)." if corruption is not None
+                             else f"{name!r} is a {entry.task!r} dataset."))
     if split not in entry.splits:
         raise RnnImgError(
             f"dataset {name!r} has no split {split!r}; it has {', '.join(entry.splits)}."
@@ -124,6 +130,10 @@ def load_dataset(name: str, split: str = "train", **options) -> Dataset:
                 f"it takes: {', '.join(accepted) or 'none'}."
             )
     dataset = entry.factory(arg, split, **options) if entry.prefix else entry.factory(split, **options)
+    if low_res is not None:
+        from rnnimg.data.lowres import LowResDataset
+
+        return LowResDataset(dataset, low_res)
     return CorruptedDataset(dataset, split, corruption) if corruption is not None else dataset
 
 

@@ -2,7 +2,7 @@
 voxel and mesh file I/O (.npy/.npz, .binvox, .obj, .ply).
 
 It imports only torch, numpy, scikit-image (meshes) and rnnimg's ground floor (``errors``,
-``fileio``), so the data, the task layer and the CLI can all use it (DESIGN.md).
+``fileio``), so the data, the task layer and the CLI can all use it (docs/architecture.md).
 """
 
 from rnnimg.geometry.render import Rendering, render_voxels, turntable

@@ -1,4 +1,4 @@
-"""Recipes of the ``generate`` models: rowrnn, pixelrnn, pixelscan, draw."""
+"""Recipes of the ``generate`` models: rowrnn, pixelrnn, pixelscan, multiscale, draw."""
 
 from rnnimg.recipes.registry import Recipe, TrainingDefaults, register_recipe, register_training_defaults
 
@@ -11,6 +11,8 @@ for defaults in (
     TrainingDefaults("pixelscan", "debug", batch_size=32, lr=3e-3),
     TrainingDefaults("pixelscan", "mnist", batch_size=16, lr=2e-3),
     TrainingDefaults("pixelscan", "cifar10", batch_size=16, lr=1e-3),
+    TrainingDefaults("multiscale", "debug", batch_size=32, lr=3e-3),
+    TrainingDefaults("multiscale", "shapes", batch_size=16, lr=2e-3),
     TrainingDefaults("draw", "debug", batch_size=32, lr=3e-3),
     TrainingDefaults("draw", "mnist", batch_size=64, lr=1e-3),
     TrainingDefaults("draw", "colour", batch_size=32, lr=1e-3),

@@ -38,7 +38,8 @@ MAX_UPLOAD_PIXELS = 4096 * 4096  # refuse decompression bombs before resizing
 # in its messages; an InputError names an argument, and the page names its control instead
 PAGE_NAMES = {"seed": "the seed", "temperature": "the temperature", "label": "the label",
               "text": "the sentence", "known": "the hidden part", "horizon": "the horizon",
-              "samples": "futures", "context": "the clip", "image": "the image"}
+              "samples": "futures", "context": "the clip", "image": "the image",
+              "low_res": "the small image"}
 
 
 def named_for_page(**names: str):

@@ -12,6 +12,7 @@ from torch import Tensor
 
 from rnnimg.errors import InputError
 from rnnimg.limits import check_count, check_temperature
+from rnnimg.models.generate.base import check_low_res, low_res_scale
 from rnnimg.tasks.generate import check_label
 from rnnimg.tasks.registry import Task, assert_unit_range, register_task
 from rnnimg.viz import make_grid
@@ -44,7 +45,7 @@ def occlude(image: Tensor, known: Tensor) -> Tensor:
 
 
 def check_complete_inputs(model, image: Tensor, known: Tensor, label=None,
-                          temperature: float = 1.0) -> None:
+                          temperature: float = 1.0, low_res=None) -> None:
     """Everything :func:`complete` takes, checked once before any work (one-line errors).
 
     Raises:
@@ -64,18 +65,21 @@ def check_complete_inputs(model, image: Tensor, known: Tensor, label=None,
                                   "mark the region to fill.")
     check_label(model, label)
     check_temperature(temperature)
+    check_low_res(model, low_res, image.shape[0])
 
 
 def complete(model, image: Tensor, known: Tensor, *, label=None, temperature: float = 1.0,
-             generator: torch.Generator | None = None) -> Tensor:
+             generator: torch.Generator | None = None, low_res: Tensor | None = None) -> Tensor:
     """The image (B, C, H, W) in [0, 1] with the pixels where ``known`` (B, 1, H, W) is False
     drawn by the model; the known pixels come back unchanged.
 
     Raises:
         RnnImgError: an argument the model cannot take (see :func:`check_complete_inputs`).
     """
-    check_complete_inputs(model, image, known, label, temperature)
-    return model.complete(image, known, label=label, generator=generator, temperature=temperature)
+    check_complete_inputs(model, image, known, label, temperature, low_res)
+    more = {} if low_res is None else {"low_res": low_res}  # a model with a low_res_scale
+    return model.complete(image, known, label=label, generator=generator, temperature=temperature,
+                          **more)
 
 
 def completion_grid(model, image: Tensor, known: Tensor, n: int = 8,
@@ -120,8 +124,10 @@ def completions_view(model, batch, generator) -> dict[str, Tensor]:
     label = None
     if "label" in batch and getattr(model.config, "num_classes", 0):
         label = batch["label"][:4].to(model.device).repeat_interleave(n)
+    more = {"low_res": batch["low_res"][:4].to(model.device).repeat_interleave(n, 0)} \
+        if low_res_scale(model) else {}
     done = model.complete(images.repeat_interleave(n, 0), known.repeat_interleave(n, 0),
-                          label=label, generator=generator).cpu()  # (b * n, C, H, W)
+                          label=label, generator=generator, **more).cpu()  # (b * n, C, H, W)
     rows = []
     for i in range(b):
         rows.append(occlude(images[i].cpu(), known[i].cpu()).unsqueeze(0))
@@ -137,7 +143,8 @@ def contract(model, batch, generator) -> Tensor:
     known = torch.ones(b, 1, h, w, dtype=torch.bool)
     known[:, :, h // 2:] = False
     label = batch.get("label") if getattr(model.config, "num_classes", 0) else None
-    out = model.complete(image, known, label=label, generator=generator)
+    more = {"low_res": batch["low_res"]} if low_res_scale(model) else {}
+    out = model.complete(image, known, label=label, generator=generator, **more)
     assert out.shape == image.shape, tuple(out.shape)
     assert_unit_range(out)
     assert torch.equal(out[known.expand_as(image)], image[known.expand_as(image)]), "known pixels changed"

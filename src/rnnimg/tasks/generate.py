@@ -13,6 +13,7 @@ from torch import Tensor
 
 from rnnimg.errors import InputError, RnnImgError
 from rnnimg.limits import check_count, check_temperature
+from rnnimg.models.generate.base import check_low_res, low_res_scale
 from rnnimg.tasks.registry import Task, assert_unit_range, register_task
 from rnnimg.viz import make_grid
 
@@ -53,16 +54,18 @@ def check_text(model, text, arg: str = "text") -> None:
         raise InputError(arg, "this model draws from captions; pass a caption with {arg}.")
 
 
-def check_sample_inputs(model, n: int, label=None, text=None, temperature: float = 1.0) -> None:
+def check_sample_inputs(model, n: int, label=None, text=None, temperature: float = 1.0,
+                        low_res=None) -> None:
     """Everything :func:`sample` takes, checked once before any work (one-line InputErrors)."""
     check_count(n, "n")
     check_temperature(temperature)
     check_label(model, label)
     check_text(model, text)
+    check_low_res(model, low_res, n)
 
 
 def sample(model, n: int, *, label=None, text=None, temperature: float = 1.0,
-           generator: torch.Generator | None = None) -> Tensor:
+           generator: torch.Generator | None = None, low_res: Tensor | None = None) -> Tensor:
     """``n`` new images from a generator: (n, C, H, W) in [0, 1].
 
     Args:
@@ -72,18 +75,42 @@ def sample(model, n: int, *, label=None, text=None, temperature: float = 1.0,
         text: caption (str, one per image, or token ids) for a caption model.
         temperature: in (0, 10]; below 1 plainer, above 1 wilder pictures.
         generator: for reproducible samples.
+        low_res: for a model trained with ``low_res_scale`` s (and only for one): the image
+            (C, H / s, W / s) in [0, 1], or (1 or n, C, H / s, W / s), to draw ``n``
+            high-resolution versions of.
 
     Raises:
-        InputError: an argument the model cannot take (see :func:`check_sample_inputs`).
+        InputError: an argument the model cannot take (see :func:`check_sample_inputs`): a
+            low-resolution image for a model that takes none, none for one that needs one, or one
+            of the wrong size or channels.
     """
-    check_sample_inputs(model, n, label, text, temperature)
-    return model.sample(n, label=label, text=text, temperature=temperature, generator=generator)
+    check_sample_inputs(model, n, label, text, temperature, low_res)
+    more = {} if low_res is None else {"low_res": low_res}  # models without one keep their verb
+    return model.sample(n, label=label, text=text, temperature=temperature, generator=generator,
+                        **more)
+
+
+def bicubic_view(low_res: Tensor, scale: int) -> Tensor:
+    """The bicubic upscale (PIL's kernel, clamped to [0, 1]) of (C, h, w) or (B, C, h, w): how the
+    low-resolution input is shown beside its samples."""
+    from rnnimg.models.translate.superres import bicubic_upscale
+
+    batch = low_res if low_res.dim() == 4 else low_res.unsqueeze(0)
+    up = bicubic_upscale(batch.float(), scale).clamp(0, 1)
+    return up if low_res.dim() == 4 else up[0]
 
 
 def sample_grid(model, n: int, *, label=None, text=None, temperature: float = 1.0,
-                generator: torch.Generator | None = None, nrow: int = 8) -> Tensor:
-    """``n`` samples of a generator tiled into one picture (3, H', W')."""
-    images = sample(model, n, label=label, text=text, temperature=temperature, generator=generator)
+                generator: torch.Generator | None = None, nrow: int = 8,
+                low_res: Tensor | None = None) -> Tensor:
+    """``n`` samples of a generator tiled into one picture (3, H', W'); given ``low_res`` (one
+    image), its bicubic upscale comes first, then the samples."""
+    images = sample(model, n, label=label, text=text, temperature=temperature, generator=generator,
+                    low_res=low_res)
+    if low_res is not None:
+        low = torch.as_tensor(low_res)
+        low = low if low.dim() == 4 else low.unsqueeze(0)  # (1 or n, C, h, w)
+        images = torch.cat([bicubic_view(low[:1], low_res_scale(model)).to(images), images])
     return make_grid(images, nrow=nrow)
 
 
@@ -149,6 +176,8 @@ def samples_view(model, batch, generator) -> dict[str, Tensor]:
     """``samples.png``: 32 samples, cycling through the classes of a class-conditional model (or
     the captions of ``batch`` for a caption model); ``drawing.gif`` for a model that draws in steps:
     8 of them being drawn, with the write window on each frame."""
+    if low_res_scale(model):  # a row per input: its bicubic upscale, samples, the image itself
+        return {"samples.png": low_res_rows(model, batch, generator)}
     n = 32
     num_classes = getattr(model.config, "num_classes", 0)
     label = torch.arange(n, device=model.device) % num_classes if num_classes else None
@@ -163,11 +192,24 @@ def samples_view(model, batch, generator) -> dict[str, Tensor]:
     return pictures
 
 
+def low_res_rows(model, batch, generator, inputs: int = 4, n: int = 5) -> Tensor:
+    """Up to ``inputs`` rows: the bicubic upscale of ``batch["low_res"][i]``, ``n`` samples given
+    it, then ``batch["image"][i]`` (the truth)."""
+    low = batch["low_res"][:inputs].to(model.device)
+    drawn = model.sample(len(low) * n, low_res=low.repeat_interleave(n, 0), generator=generator).cpu()
+    rows = []
+    for i in range(len(low)):
+        rows += [bicubic_view(low[i].cpu(), low_res_scale(model)).unsqueeze(0),
+                 drawn[i * n:(i + 1) * n], batch["image"][i:i + 1].cpu().float()]
+    return make_grid(torch.cat(rows), nrow=n + 2)
+
+
 def contract(model, batch, generator) -> Tensor:
     """Two samples (labels 0 and 1 for a class-conditional model): (2, C, H, W) in [0, 1]."""
     c = model.config
     label = torch.tensor([0, 1]) if getattr(c, "num_classes", 0) else None
-    out = model.sample(2, label=label, generator=generator)
+    more = {"low_res": batch["low_res"][:2]} if low_res_scale(model) else {}
+    out = model.sample(2, label=label, generator=generator, **more)
     assert out.shape == (2, c.channels, c.image_size, c.image_size), tuple(out.shape)
     assert_unit_range(out)
     return out

@@ -66,6 +66,54 @@ def check_labels(label: Tensor | int | None, n: int, num_classes: int, device) -
     return label
 
 
+def low_res_scale(model) -> int:
+    """The ``low_res_scale`` of a generator's config: s > 0 for a model that draws an image given
+    its downscale by s, 0 for every other."""
+    return int(getattr(model.config, "low_res_scale", 0) or 0)
+
+
+def check_low_res(model, low_res, n: int, arg: str = "low_res") -> Tensor | None:
+    """Validate the low-resolution condition of ``n`` samples; returns it as (n, C, h, w) float on
+    the model's device, or None for a model without one.
+
+    Raises:
+        InputError: a low-resolution image for a model that takes none, none for one that needs
+            one, or one of the wrong size or channels (or batch).
+    """
+    scale, c = low_res_scale(model), model.config
+    if not scale:
+        if low_res is not None:
+            raise InputError(arg, f"this {model.name} model was trained without a low-resolution "
+                                  "input (low_res_scale=0), so it takes none; drop {arg}.")
+        return None
+    side = c.image_size // scale
+    what = f"{side}x{side} {'colour' if c.channels == 3 else 'grey'} images"
+    if low_res is None:
+        raise InputError(arg, f"this {model.name} model draws {c.image_size}x{c.image_size} images "
+                              f"from {what} (low_res_scale={scale}); pass one with {{arg}}.")
+    low_res = torch.as_tensor(low_res)
+    if low_res.dim() == 3:
+        low_res = low_res.unsqueeze(0)
+    if low_res.dim() != 4:
+        raise InputError(arg, f"{{arg}} must be an image (C, H, W) or a batch (B, C, H, W), got shape "
+                              f"{tuple(low_res.shape)}.")
+    got_c, got_h, got_w = low_res.shape[1:]
+    if (got_h, got_w) != (side, side):
+        raise InputError(arg, f"{{arg}} is {got_w}x{got_h}, but this model takes {what} (its "
+                              f"{c.image_size}x{c.image_size} output / low_res_scale {scale}); "
+                              f"resize it to {side}x{side}.")
+    if got_c != c.channels:
+        kinds = {1: "grey", 3: "colour"}
+        raise InputError(arg, f"{{arg}} is a {kinds.get(int(got_c), f'{got_c}-channel')} image, but "
+                              f"this model takes {what}; convert it to "
+                              f"{kinds[c.channels]}.")
+    if low_res.shape[0] not in (1, n):
+        raise InputError(arg, f"{{arg}} holds {low_res.shape[0]} images for {n} samples; give one "
+                              f"image, or {n}.")
+    low_res = low_res.to(model.device, torch.float32)
+    return low_res.expand(n, -1, -1, -1).contiguous()
+
+
 def uniforms(shape: tuple[int, ...], generator: torch.Generator | None,
              device: torch.device | str) -> Tensor:
     """Uniform draws in [0, 1) of ``shape`` on ``device``, from ``generator`` wherever it lives.
@@ -122,11 +170,14 @@ class ImageGenerator(RnnImgModel):
                          f"alone" + (f"; train {' or '.join(able)} to draw from captions." if able else "."))
         return fitted, notes
 
-    # --- likelihood (for models whose forward returns per-pixel logits, as docs/architecture.md says) ------
-    def nll_per_image(self, image: Tensor, label: Tensor | None = None) -> Tensor:
+    # --- likelihood (for models whose forward returns per-pixel logits, as docs/architecture.md says)
+    def nll_per_image(self, image: Tensor, label: Tensor | None = None,
+                      low_res: Tensor | None = None) -> Tensor:
         """Negative log-likelihood in nats of each image (B,): the sum over pixels and channels of
-        the Bernoulli or softmax cross-entropy of ``self(image, label)``."""
-        logits = self(image, label)  # (B, C, H, W) Bernoulli or (B, C, K, H, W) softmax
+        the Bernoulli or softmax cross-entropy of ``self(image, label)`` (given ``low_res`` for a
+        model with a ``low_res_scale``: the exact NLL of the image given its downscale)."""
+        # (B, C, H, W) Bernoulli or (B, C, K, H, W) softmax
+        logits = self(image, label) if low_res is None else self(image, label, low_res=low_res)
         if self.config.output == "bernoulli":
             nll = F.binary_cross_entropy_with_logits(logits, image, reduction="none")
         else:
@@ -141,7 +192,12 @@ class ImageGenerator(RnnImgModel):
         label = batch.get("label")
         if label is not None and self.config.num_classes:
             self.check_data_labels(label)
-        nats = self.nll_per_image(image, label).mean()
+        low_res = None
+        if low_res_scale(self):  # the NLL given the downscale that the data put beside the image
+            if "low_res" not in batch:
+                raise RnnImgError(self._needs_low_res_data("its batches have none"))
+            low_res = batch["low_res"]
+        nats = self.nll_per_image(image, label, low_res).mean()
         dims = image[0].numel()
         return LossOutput(nats / dims, {"nll_nats": nats.detach(),
                                         "bits_per_dim": nats_to_bits_per_dim(nats.detach(), dims)})
@@ -152,6 +208,8 @@ class ImageGenerator(RnnImgModel):
         Datasets that know all their labels expose them as ``dataset.labels`` (a tensor); for
         others the first item is checked here and every batch by :meth:`check_data_labels`.
         """
+        if low_res_scale(self) and len(dataset) and "low_res" not in dataset[0]:
+            raise RnnImgError(self._needs_low_res_data(f"{name} gives none"))
         num_classes = self.config.num_classes
         if not num_classes or len(dataset) == 0:
             return
@@ -165,6 +223,15 @@ class ImageGenerator(RnnImgModel):
             raise RnnImgError(f"{name} has labels up to {int(labels.max())}, but the model has "
                               f"num_classes={num_classes}; pass --set num_classes="
                               f"{int(labels.max()) + 1}.")
+
+    def _needs_low_res_data(self, why: str) -> str:
+        scale = low_res_scale(self)
+        return (f"the model draws images given their downscale by {scale} (low_res_scale={scale}), "
+                f"but {why}; pass --data-opt low_res={scale}, or train with --set low_res_scale=0.")
+
+    def check_low_res(self, low_res, n: int) -> Tensor | None:
+        """See :func:`check_low_res`."""
+        return check_low_res(self, low_res, n)
 
     def check_data_labels(self, label: Tensor) -> None:
         """The data's class labels must index the label embedding (else a raw IndexError)."""
@@ -193,6 +260,8 @@ class ImageGenerator(RnnImgModel):
             opts["binarize"] = c.binarization
         else:
             opts["levels"] = c.levels
+        if low_res_scale(self):  # each image's downscale beside it (rnnimg.data.lowres)
+            opts["low_res"] = low_res_scale(self)
         return opts
 
     def example_batch(self, batch_size: int = 2, generator: torch.Generator | None = None) -> dict:
@@ -205,6 +274,10 @@ class ImageGenerator(RnnImgModel):
         batch = {"image": image}
         if c.num_classes:
             batch["label"] = torch.randint(0, c.num_classes, (batch_size,), generator=generator)
+        if low_res_scale(self):
+            from rnnimg.data.corrupt import downscale
+
+            batch["low_res"] = downscale(image, low_res_scale(self))
         return batch
 
     def check_image(self, image: Tensor, what: str = "image") -> None:

@@ -35,8 +35,10 @@ Departures. The model as a whole is from no paper: it puts Feng et al.'s cells i
 setting (raster order, masks, colour groups, output head) with the gated PixelCNN's two streams.
 The two directions of the vertical row scan share one set of gates (the input projection is most
 of a layer's cost). Class conditioning adds a learned per-class vector (zero at initialisation)
-to the input of every layer's scans. The image is scaled to [-1, 1]. minGRU's candidate h~ is the
-plain linear map (the exact scans take any sign, see ``nn/minrnn.py``).
+to the input of every layer's scans; with ``low_res_scale`` s the model draws the image given its
+downscale by s (the multi-scale PixelRNN's second stage, section 3.5), whose per-pixel offsets
+(``lowres_condition.py``) enter at the same place. The image is scaled to [-1, 1]. minGRU's
+candidate h~ is the plain linear map (the exact scans take any sign, see ``nn/minrnn.py``).
 Sampling carries the states (``pixelscan_sampling.py``); ``sample_naive`` keeps the full forward
 per pixel as the reference, and both draw the same uniforms in raster order.
 """
@@ -48,6 +50,8 @@ from dataclasses import dataclass
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from rnnimg.errors import RnnImgError
+from rnnimg.models.generate.lowres_condition import LowResEncoder
 from rnnimg.models.generate.raster import RasterGenerator
 from rnnimg.models.registry import register_model
 from rnnimg.nn.masked import MaskedConv2d, colour_groups
@@ -69,6 +73,8 @@ class PixelScanConfig:
     levels: int = 256  # intensity levels of the softmax (categorical output only)
     binarization: str = "fixed"  # "fixed" | "dynamic" binarization of the data (bernoulli only)
     num_classes: int = 0  # > 0 adds a learned per-class vector to every layer's scan inputs
+    low_res_scale: int = 0  # 2 | 3 | 4: model the image given its downscale by this (0: unconditional)
+    low_res_hidden: int = 32  # features of the low-resolution encoder (low_res_scale > 0 only)
 
     def __post_init__(self):
         choices = {"cell": CELLS, "scan_method": SCAN_METHODS, "output": ("bernoulli", "categorical"),
@@ -91,6 +97,13 @@ class PixelScanConfig:
                                  f"got {getattr(self, name)}")
         if self.num_classes < 0:
             raise ValueError(f"num_classes must be >= 0, got {self.num_classes}")
+        if self.low_res_scale not in (0, 2, 3, 4):
+            raise ValueError(f"low_res_scale must be 0 (unconditional), 2, 3 or 4, got {self.low_res_scale}")
+        if self.low_res_scale and self.image_size % self.low_res_scale:
+            raise ValueError(f"image_size must be a multiple of low_res_scale ({self.low_res_scale}), "
+                             f"got {self.image_size}")
+        if self.low_res_hidden < 1:
+            raise ValueError(f"low_res_hidden must be >= 1, got {self.low_res_hidden}")
 
 
 class ScanBlock(nn.Module):
@@ -124,7 +137,7 @@ class ScanBlock(nn.Module):
 
     def vertical(self, v: Tensor, bias: Tensor | None) -> Tensor:
         """(B, H, W, D) -> (B, H, W, D); row i depends on rows <= i only."""
-        x = v if bias is None else v + bias[:, None, None]
+        x = v if bias is None else v + bias
         column = self.column(self.row_scans(x, dim=2), dim=1)  # (B, H, W, D): scan over rows
         return v + self.vertical_out(F.gelu(column))
 
@@ -132,7 +145,7 @@ class ScanBlock(nn.Module):
         """h (B, H, W, D), v the new vertical stream (B, H, W, D) -> the new h."""
         u = h + F.pad(v, (0, 0, 0, 0, 1, 0))[:, :-1]  # (B, H, W, D): row i gets rows < i
         if bias is not None:
-            u = u + bias[:, None, None]
+            u = u + bias
         return h + self.horizontal_out(F.gelu(self.row(u, dim=2)))
 
 
@@ -166,13 +179,26 @@ class PixelScan(RasterGenerator):
                                 if c.num_classes else None)
         if self.label_embedding is not None:
             nn.init.zeros_(self.label_embedding.weight)  # start as the unconditional model
+        self.low_res_encoder = (LowResEncoder(c.channels, c.low_res_scale, c.low_res_hidden,
+                                              c.num_layers * 2 * d) if c.low_res_scale else None)
 
     # --- network ------------------------------------------------------------------------------
-    def layer_biases(self, label: Tensor | None) -> list[tuple[Tensor | None, Tensor | None]]:
-        """Per layer (vertical, horizontal) offsets (B, D) from the labels, or Nones."""
-        if self.label_embedding is None or label is None:
+    def layer_biases(self, label: Tensor | None, low_res: Tensor | None = None
+                     ) -> list[tuple[Tensor | None, Tensor | None]]:
+        """Per layer (vertical, horizontal) offsets from the labels (B, 1, 1, D) plus the
+        low-resolution image (B, H, W, D), or Nones without either."""
+        offsets = None
+        if self.label_embedding is not None and label is not None:
+            offsets = self.label_embedding(label)[:, None, None]  # (B, 1, 1, L*2*D)
+        if self.low_res_encoder is not None:
+            if low_res is None:
+                raise RnnImgError("this pixelscan draws an image given its low-resolution version "
+                                  f"(low_res_scale={self.config.low_res_scale}); pass low_res.")
+            maps = self.low_res_encoder(low_res)  # (B, H, W, L*2*D)
+            offsets = maps if offsets is None else offsets + maps
+        if offsets is None:
             return [(None, None)] * self.config.num_layers
-        parts = self.label_embedding(label).split(self.config.hidden, dim=1)
+        parts = offsets.split(self.config.hidden, dim=-1)
         return list(zip(parts[0::2], parts[1::2]))
 
     def head(self, h: Tensor) -> Tensor:
@@ -180,23 +206,25 @@ class PixelScan(RasterGenerator):
         out = self.head_out(F.relu(self.head_hidden(F.relu(h))))  # (..., C*K)
         return out.unflatten(-1, (self.config.channels, self.k))
 
-    def forward(self, image: Tensor, label: Tensor | None = None) -> Tensor:
+    def forward(self, image: Tensor, label: Tensor | None = None, low_res: Tensor | None = None
+                ) -> Tensor:
         """Per-pixel logits: (B, C, K, H, W) for a softmax, (B, C, H, W) for Bernoulli.
 
         The logit of channel c at pixel (i, j) depends on every pixel before (i, j) in raster
-        order, on channels < c of (i, j) itself, on the label, and on nothing else.
+        order, on channels < c of (i, j) itself, on the label, on the low-resolution image
+        ``low_res`` (B, C, H / s, W / s) of a model with ``low_res_scale`` s, and on nothing else.
         """
         x = image * 2 - 1  # (B, C, H, W)
         h = self.input_conv(x).permute(0, 2, 3, 1)  # (B, H, W, D)
         v = self.vertical_in(x.permute(0, 2, 3, 1))  # (B, H, W, D)
-        for block, (bias_v, bias_h) in zip(self.blocks, self.layer_biases(label)):
+        for block, (bias_v, bias_h) in zip(self.blocks, self.layer_biases(label, low_res)):
             v = block.vertical(v, bias_v)
             h = block.horizontal(h, v, bias_h)
         logits = self.head(h).permute(0, 3, 4, 1, 2)  # (B, H, W, C, K) -> (B, C, K, H, W)
         return logits[:, :, 0] if self.config.output == "bernoulli" else logits
 
     # --- inference ----------------------------------------------------------------------------
-    def pixel_sampler(self, n: int, label: Tensor | None):
+    def pixel_sampler(self, n: int, label: Tensor | None, low_res: Tensor | None = None):
         from rnnimg.models.generate.pixelscan_sampling import ScanSampler
 
-        return ScanSampler(self, n, label)
+        return ScanSampler(self, n, label, low_res)

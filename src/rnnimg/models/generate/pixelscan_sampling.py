@@ -31,12 +31,13 @@ class ScanSampler:
     """The network one pixel at a time. ``start_row(i)``, then per pixel ``pixel(i, j)`` once per
     channel (after ``set_pixel`` of the channels before), ``end_pixel(j)``, then ``end_row(i)``."""
 
-    def __init__(self, model, n: int, label: Tensor | None) -> None:
+    def __init__(self, model, n: int, label: Tensor | None, low_res: Tensor | None = None) -> None:
         c = model.config
         self.model, self.n = model, n
         self.size, self.channels, self.hidden = c.image_size, c.channels, c.hidden
         self.blocks = list(model.blocks)
-        self.biases = model.layer_biases(label)
+        # per layer (vertical, horizontal) offsets (n, H | 1, W | 1, D), or None
+        self.biases = model.layer_biases(label, low_res)
         w0 = model.input_conv.masked_weight()  # (D, C, k, k)
         self.pad = w0.shape[-1] // 2
         # rows i-pad..i of the patch around (i, j); mask A zeroes the rest of row i
@@ -64,12 +65,13 @@ class ScanSampler:
         self.column_state = ref.new_zeros(L, n, w, d)  # the column scans' states
         self.state = ref.new_zeros(L, n, d)  # row-scan states at (i, j-1)
         self.new_state = ref.new_zeros(L, n, d)  # ... at (i, j), from the latest pass
-        self._set_above(ref.new_zeros(L + 1, n, w, d))  # row 0: the zero padding above the image
+        self._set_above(ref.new_zeros(L + 1, n, w, d), 0)  # row 0: the zero padding above the image
 
-    def _set_above(self, v: Tensor) -> None:
-        """``above`` for the next row from its vertical streams v (L + 1, n, W, D) (input, layers)."""
+    def _set_above(self, v: Tensor, row: int) -> None:
+        """``above`` for ``row`` from the vertical streams v (L + 1, n, W, D) (input, layers) of
+        the row before it."""
         for layer, (_, bias_h) in enumerate(self.biases):
-            above = v[layer + 1] if bias_h is None else v[layer + 1] + bias_h[:, None]
+            above = v[layer + 1] if bias_h is None else v[layer + 1] + offsets_of_row(bias_h, row)
             # the row scan's gates are linear in u = h + above: their above part, once per row
             torch.addmm(self.row_b[layer], above.reshape(-1, self.hidden), self.row_w[layer],
                         out=self.above_gates[layer].view(-1, self.above_gates.shape[-1]))
@@ -107,10 +109,16 @@ class ScanSampler:
         v = self.model.vertical_in(x)  # (n, W, D)
         vs = [v]
         for layer, (block, (bias_v, _)) in enumerate(zip(self.blocks, self.biases)):
-            inp = v if bias_v is None else v + bias_v[:, None]
+            inp = v if bias_v is None else v + offsets_of_row(bias_v, i)
             rows = block.row_scans(inp, dim=1)  # (n, W, D): both directions over the row
             self.column_state[layer] = block.column.step(
                 rows, self.column_state[layer] if i else None)
             v = v + block.vertical_out(F.gelu(self.column_state[layer]))
             vs.append(v)
-        self._set_above(torch.stack(vs))
+        self._set_above(torch.stack(vs), i + 1)
+
+
+def offsets_of_row(offsets: Tensor, row: int) -> Tensor:
+    """Row ``row`` (n, W | 1, D) of per-layer offsets (n, H | 1, W | 1, D): a class offset is the
+    same on every row; past the last row (the ``above`` that no pixel reads) the last one."""
+    return offsets[:, min(row, offsets.shape[1] - 1)]

@@ -34,24 +34,32 @@ class RasterGenerator(ImageGenerator):
     extra_tasks = ("complete",)
 
     # --- what a subclass defines ----------------------------------------------------------------
-    def pixel_sampler(self, n: int, label: Tensor | None):
-        """The state-carrying sampler of ``n`` images: an object with ``start_row(i)``,
+    def pixel_sampler(self, n: int, label: Tensor | None, **condition: Tensor):
+        """The state-carrying sampler of ``n`` images (``condition``: ``low_res`` for a model
+        with a ``low_res_scale``): an object with ``start_row(i)``,
         ``pixel(i, j) -> logits (n, C, K)`` of pixel (i, j) given every earlier pixel,
         ``set_pixel(i, j, ch, value)``, ``end_pixel(j)`` and ``end_row(i)``."""
         raise NotImplementedError
 
     # --- shared ---------------------------------------------------------------------------------
+    @staticmethod
+    def condition(low_res: Tensor | None) -> dict[str, Tensor]:
+        """The keyword arguments of ``forward`` and :meth:`pixel_sampler` beyond the label: only
+        what is given, so models without a low-resolution condition keep their signatures."""
+        return {} if low_res is None else {"low_res": low_res}
+
     def generate_cached(self, canvas: Tensor, known: Tensor | None, label: Tensor | None,
                         temperature: float, u: Tensor, compile: bool | str = False,
-                        logits: Tensor | None = None) -> Tensor:
+                        logits: Tensor | None = None, low_res: Tensor | None = None) -> Tensor:
         """Fill ``canvas`` (n, C, H, W) in raster order carrying the recurrent state, keeping the
         pixels where ``known`` (n, 1, H, W) is True; ``u`` holds the uniforms (H, W, C, n).
         ``canvas`` is filled in place and returned. ``compile``: run each pixel through
         :func:`rnnimg.runtime.graphs.compiled_step` of :meth:`raster_pixel` (a mode name, True for
         "default", or False for eager). ``logits`` (n, C, K, H, W), if given, receives every
-        pixel's logits (before the temperature)."""
+        pixel's logits (before the temperature). ``low_res``: the condition of a model with a
+        ``low_res_scale``."""
         n, channels, height, width = canvas.shape
-        sampler = self.pixel_sampler(n, label)
+        sampler = self.pixel_sampler(n, label, **self.condition(low_res))
         pixel_step = graphs.compiled_step(self.raster_pixel, compile) if compile else self.raster_pixel
         for i in range(height):
             sampler.start_row(i)
@@ -84,25 +92,28 @@ class RasterGenerator(ImageGenerator):
 
     def generate_buffered(self, canvas: Tensor, known: Tensor | None, label: Tensor | None,
                           temperature: float, u: Tensor, graph: bool | str = "auto",
-                          compile: bool | str = False) -> Tensor:
+                          compile: bool | str = False, low_res: Tensor | None = None) -> Tensor:
         """:meth:`generate_cached` over static buffers (see the module docstring); ``graph`` and
         ``compile`` as :meth:`sample`'s. Returns a new tensor; ``canvas`` is left as it was unless
         ``graph`` is False (then it is filled in place, as :meth:`generate_cached` does)."""
         capture = check_graph(graph, canvas.device)
         compile = check_compile(compile)
         if graph is False:
-            return self.generate_cached(canvas, known, label, temperature, u, compile)
+            return self.generate_cached(canvas, known, label, temperature, u, compile, low_res=low_res)
         key = ("raster", tuple(canvas.shape), canvas.dtype, canvas.device, known is not None,
-               label is not None, float(temperature), capture, compile)
+               label is not None, float(temperature), capture, compile, low_res is not None)
         values = {"canvas": canvas, "u": u}
         if known is not None:
             values["known"] = known
         if label is not None:
             values["label"] = label
+        if low_res is not None:
+            values["low_res"] = low_res
 
         def build() -> graphs.StaticStep:
-            def fn(canvas, u, known=None, label=None):
-                return self.generate_cached(canvas, known, label, temperature, u, compile)
+            def fn(canvas, u, known=None, label=None, low_res=None):
+                return self.generate_cached(canvas, known, label, temperature, u, compile,
+                                            low_res=low_res)
 
             return graphs.StaticStep(fn, values, graph_backend(canvas.device) if capture else None)
 
@@ -112,7 +123,7 @@ class RasterGenerator(ImageGenerator):
 
     @torch.inference_mode()
     def cached_logits(self, image: Tensor, label: Tensor | None = None,
-                      compile: bool | str = False) -> Tensor:
+                      compile: bool | str = False, low_res: Tensor | None = None) -> Tensor:
         """The logits of ``image`` computed by the cached sampler's per-pixel step (with every
         pixel known, so the image is kept), laid out as ``self(image)``; ``compile`` as
         :meth:`sample`'s. For tests: they must equal the full forward pass."""
@@ -120,7 +131,8 @@ class RasterGenerator(ImageGenerator):
         logits = image.new_zeros(n, channels, self.k, height, width)
         known = torch.ones(n, 1, height, width, dtype=torch.bool, device=image.device)
         u = image.new_full((height, width, channels, n), 0.5)
-        self.generate_cached(image.clone(), known, label, 1.0, u, check_compile(compile), logits)
+        self.generate_cached(image.clone(), known, label, 1.0, u, check_compile(compile), logits,
+                             low_res)
         return logits[:, :, 0] if self.config.output == "bernoulli" else logits
 
     def draw(self, logits: Tensor, u: Tensor, temperature: float, out: Tensor | None = None) -> Tensor:
@@ -153,7 +165,7 @@ class RasterGenerator(ImageGenerator):
     @torch.inference_mode()
     def sample(self, n: int, *, label=None, text=None, temperature: float = 1.0,
                generator: torch.Generator | None = None, graph: bool | str = "auto",
-               compile: bool | str = False) -> Tensor:
+               compile: bool | str = False, low_res: Tensor | None = None) -> Tensor:
         """Draw ``n`` images pixel by pixel, carrying the recurrent state (constant work per pixel).
 
         Args:
@@ -177,30 +189,34 @@ class RasterGenerator(ImageGenerator):
                 graphs per batch size, not one per pixel). The logits agree with the eager ones to
                 rounding (~1e-6), so a sample can differ from the eager one only where a uniform
                 falls that close to a probability.
+            low_res: for a model with a ``low_res_scale`` s (and only for one), the image to draw
+                high-resolution versions of: (C, H / s, W / s), or (1 or n, C, H / s, W / s).
 
         Returns:
             (n, C, H, W) in [0, 1]; equal to :meth:`sample_naive` under the same generator state.
         """
         label = self.check_sample_args(n, label, text, temperature)
+        low_res = self.check_low_res(low_res, n)
         c = self.config
         canvas = torch.zeros(n, c.channels, c.image_size, c.image_size, device=self.device)
         return self.generate_buffered(canvas, None, label, temperature, self.draw_uniforms(n, generator),
-                                      graph, compile)
+                                      graph, compile, low_res)
 
     @torch.inference_mode()
     def sample_naive(self, n: int, *, label=None, text=None, temperature: float = 1.0,
-                     generator: torch.Generator | None = None, max_pixels: int | None = None
-                     ) -> Tensor:
+                     generator: torch.Generator | None = None, max_pixels: int | None = None,
+                     low_res: Tensor | None = None) -> Tensor:
         """The reference sampler: one full forward pass per pixel and channel (slow).
 
         ``max_pixels`` stops after that many pixels (the rest stay 0); benchmarks use it to time a
         few pixels and extrapolate.
         """
         label = self.check_sample_args(n, label, text, temperature)
+        low_res = self.check_low_res(low_res, n)
         c = self.config
         canvas = torch.zeros(n, c.channels, c.image_size, c.image_size, device=self.device)
         return self._generate_naive(canvas, None, label, temperature, self.draw_uniforms(n, generator),
-                                    max_pixels)
+                                    max_pixels, low_res)
 
     @torch.inference_mode()
     def complete_naive(self, image: Tensor, known: Tensor, *, label=None,
@@ -214,12 +230,14 @@ class RasterGenerator(ImageGenerator):
                                     self.draw_uniforms(image.shape[0], generator))
 
     def _generate_naive(self, canvas: Tensor, known: Tensor | None, label: Tensor | None,
-                        temperature: float, u: Tensor, max_pixels: int | None = None) -> Tensor:
+                        temperature: float, u: Tensor, max_pixels: int | None = None,
+                        low_res: Tensor | None = None) -> Tensor:
         c = self.config
+        condition = self.condition(low_res)
         for p in range(c.image_size * c.image_size if max_pixels is None else max_pixels):
             i, j = divmod(p, c.image_size)
             for ch in range(c.channels):
-                logits = self(canvas, label)[:, ch, ..., i, j]  # (n,) or (n, K)
+                logits = self(canvas, label, **condition)[:, ch, ..., i, j]  # (n,) or (n, K)
                 value = self.draw(logits, u[i, j, ch], temperature)
                 if known is not None:
                     value = torch.where(known[:, 0, i, j], canvas[:, ch, i, j], value)
@@ -241,7 +259,8 @@ class RasterGenerator(ImageGenerator):
     @torch.inference_mode()
     def complete(self, image: Tensor, known: Tensor, *, label=None,
                  generator: torch.Generator | None = None, temperature: float = 1.0,
-                 graph: bool | str = "auto", compile: bool | str = False) -> Tensor:
+                 graph: bool | str = "auto", compile: bool | str = False,
+                 low_res: Tensor | None = None) -> Tensor:
         """Fill the unknown pixels of ``image`` in raster order, given every known pixel before them.
 
         Args:
@@ -253,14 +272,16 @@ class RasterGenerator(ImageGenerator):
             graph: "auto" | True | False, as :meth:`sample`'s (one graph per batch size, label or
                 not, and temperature; images and masks are inputs of the graph).
             compile: as :meth:`sample`'s.
+            low_res: as :meth:`sample`'s, for a model with a ``low_res_scale``.
 
         Returns:
             (B, C, H, W): known pixels exactly as given, unknown ones sampled.
         """
         self.check_completion_inputs(image, known)
         label = self.check_sample_args(image.shape[0], label, None, temperature)
+        low_res = self.check_low_res(low_res, image.shape[0])
         canvas = image.to(self.device, torch.float32).clone()
         known = known.to(self.device)
         u = self.draw_uniforms(image.shape[0], generator)
-        out = self.generate_buffered(canvas, known, label, temperature, u, graph, compile)
+        out = self.generate_buffered(canvas, known, label, temperature, u, graph, compile, low_res)
         return torch.where(known, image.to(out), out)  # known pixels bit for bit
