@@ -64,7 +64,7 @@ def preview(model, batch: dict[str, Tensor], generator: torch.Generator | None =
     model.eval()
     try:
         pictures: dict[str, Tensor] = {}
-        for task in model.tasks():
+        for task in getattr(model, "view_tasks", None) or model.tasks():  # voxel generators: their own
             if task in _VIEWS:
                 pictures.update(_VIEWS[task](model, batch, generator))
         return pictures
@@ -494,5 +494,6 @@ def load_model_for(run: str | os.PathLike, verb: str, device: str = "cpu"):
     return model
 
 
-# the reconstruct task's view and pictures live beside this module (tasks.py is at its size limit)
-from rnnimg import tasks_reconstruct  # noqa: E402, F401  (registers the "reconstruct" view)
+# the views and pictures of the reconstruct task and of the voxel generators live beside this
+# module (tasks.py is at its size limit); importing them registers their views
+from rnnimg import tasks_reconstruct, tasks_voxgen  # noqa: E402, F401

@@ -17,6 +17,8 @@ from rnnimg.models import (  # noqa: F401
     svg,
     translator,
     unet,
+    voxcnn,
+    voxscan,
 )
 from rnnimg.models.base import LossOutput, RnnImgModel
 from rnnimg.models.checkpoint import load_pretrained, read_run_config
