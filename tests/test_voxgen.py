@@ -243,3 +243,26 @@ def test_trains_and_evaluates_on_shapes3d_through_the_trainer(tmp_path):
     pictures = preview(model, batch, torch.Generator().manual_seed(0))
     assert set(pictures) == {"samples.png", "completions.png"}
     assert pictures["samples.png"].shape[0] == 3
+
+
+def test_cli_sample_renders_shapes_and_writes_one_mesh_per_sample(tmp_path, capsys):
+    from rnnimg.cli import main
+    from rnnimg.geometry.mesh import read_obj
+
+    torch.manual_seed(0)
+    model = create_model("voxscan", "debug", voxel_size=6, num_classes=2, class_names=("chair", "mug"))
+    with torch.no_grad():
+        model.head_out.bias.fill_(-0.5)  # some voxels filled, some empty
+    model.save_pretrained(tmp_path / "run")
+    grid, meshes = tmp_path / "grid.png", tmp_path / "meshes"
+    args = ["sample", str(tmp_path / "run"), "-n", "3", "-o", str(grid), "--label", "mug"]
+    assert main([*args, "--mesh-dir", str(meshes)]) == 0
+    assert grid.exists()
+    assert sorted(p.name for p in meshes.iterdir()) == [f"sample_00{k}.obj" for k in range(3)]
+    mesh = read_obj(meshes / "sample_000.obj")
+    assert len(mesh.faces) and mesh.faces.max() < len(mesh.vertices) and mesh.faces.shape[1] == 3
+    capsys.readouterr()
+    assert main([*args, "--mesh-dir", str(meshes)]) == 2  # nothing overwritten without --overwrite
+    assert main(["sample", str(tmp_path / "run"), "-o", str(tmp_path / "b.png"), "--label", "sofa"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown class 'sofa'" in err and len(err.strip().splitlines()) == 2
