@@ -3,18 +3,19 @@ class-conditional voxel generators (``voxscan``, ``voxcnn``) the way the digit j
 (:mod:`rnnimg.judge`) scores DRAW: the share of samples whose class is the one asked for.
 
 :class:`ShapeJudge` is a 3D CNN (three 3x3x3 convolutions, two 2x2x2 max-poolings, a global mean
-and a linear layer; 18,000 parameters, about 75 KB as float32 safetensors in
+and a linear layer; 17,816 parameters, 72 KB as float32 safetensors in
 ``rnnimg/data/assets/shape_judge.safetensors``) over 16^3 occupancy grids. It reads shapes3d's 8
 classes (chair, table, lamp, bench, shelf, mug, car, plane; Choy et al. 2016's 32^3 protocol for
 the data). Grids of another size are resampled to 16^3 first (the mean occupancy of each 2x2x2
 block for 32^3; nearest voxels otherwise). It is trained on the shapes3d training split drawn both
 at 16^3 and at 32^3 (pooled to 16^3), mirrored in x and z at random, with
 
-    python -m rnnimg.judge3d --train --out DIR [--epochs 6 --seed 0]
+    python -m rnnimg.judge3d --train --out DIR [--epochs 3 --seed 0]
 
 which writes ``DIR/shape_judge.safetensors`` and prints its accuracy on the test split at both sizes
-(the shipped file is such a run's output copied into the package's assets; the figures it printed
-are in docs/benchmarks.md). ``python -m rnnimg.judge3d`` alone scores the shipped weights.
+(the shipped file is that run's output with the defaults, copied into the package's assets; it
+printed test accuracy 0.970 at 16^3 and 0.995 at 32^3, after 27 CPU seconds on one thread).
+``python -m rnnimg.judge3d`` alone scores the shipped weights.
 
 Scoring (:func:`shape_match_statistics`, additive like ``evaluation_statistics``): per class, the
 number of samples drawn with that label and how many the judge assigns to it.
@@ -118,7 +119,7 @@ def shapes(split: str, size: int, count: int | None = None) -> tuple[Tensor, Ten
     return torch.stack([it["voxels"] for it in items]), torch.stack([it["label"] for it in items])
 
 
-def train_shape_judge(epochs: int = 6, seed: int = 0, train_size: int = 2000
+def train_shape_judge(epochs: int = 3, seed: int = 0, train_size: int = 2000
                       ) -> tuple[ShapeJudge, dict[str, float]]:
     """Train on shapes3d's train split at 16^3 and at 32^3 (pooled); returns the judge and its test
     accuracy at both sizes."""
@@ -158,7 +159,7 @@ def main() -> None:
     parser.add_argument("--train", action="store_true", help="train and write DIR/shape_judge.safetensors")
     parser.add_argument("--out", help="the folder to write the weights to (with --train)")
     parser.add_argument("--weights", help="score these weights instead of the shipped ones")
-    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     torch.set_num_threads(1)
