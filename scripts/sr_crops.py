@@ -40,9 +40,8 @@ def window(height: int, width: int, centre: tuple[float, float], side: int,
 @torch.no_grad()
 def crops(model, photos: tuple[str, ...] = tuple(CENTRES), side: int = 96) -> list[torch.Tensor]:
     """One (3, 3, side, side) tensor per photo: bicubic, the model's output, the original."""
-    from rnnimg.models.superres import bicubic_upscale
-
     from rnnimg.data import load_dataset
+    from rnnimg.models.translate.superres import bicubic_upscale
 
     scale = model.config.scale
     test = load_dataset("photos", "test", corrupt="downscale", scale=scale,

@@ -24,7 +24,9 @@ from rnnimg.train.data import build_datasets
 from rnnimg.train.datashape import fit_to_data
 from rnnimg.train.run import resolve_settings
 
-GENERATORS = list_models("generate")
+# image generators (the voxel generators learn from voxel data: test_voxgen.py)
+GENERATORS = [n for n in list_models("generate")
+              if "image_size" in {f.name for f in dataclasses.fields(get_model_class(n).config_class)}]
 SMALL_SHAPES = {"train_size": 24, "test_size": 10}
 
 

@@ -102,7 +102,12 @@ def _verbs(model) -> list[tuple[str, callable]]:
     calls = []
     if hasattr(model, "sample") and "generate" in model.tasks():
         calls.append(("sample", lambda g: model.sample(2, generator=g)))
-    if "complete" in model.tasks():
+    if "complete" in model.tasks() and hasattr(c, "voxel_size"):  # a voxel generator
+        voxels = torch.zeros(2, *(c.voxel_size,) * 3, device=model.device)
+        known = torch.ones_like(voxels, dtype=torch.bool)
+        known[:, :, c.voxel_size // 2:] = False
+        calls.append(("complete", lambda g: model.complete(voxels, known, generator=g)))
+    elif "complete" in model.tasks():
         image = torch.zeros(2, c.channels, c.image_size, c.image_size, device=model.device)
         known = torch.ones(2, 1, c.image_size, c.image_size, dtype=torch.bool, device=model.device)
         known[:, :, c.image_size // 2:] = False
@@ -119,7 +124,9 @@ def _verbs(model) -> list[tuple[str, callable]]:
                                   & {"generate", "complete"}])
 def test_verbs_take_a_cpu_generator_for_a_model_elsewhere(name, strict_generators):
     """A CPU generator with a model on another device ("meta" stands in for the GPU)."""
-    small = {"image_size": 8} if "image_size" in create_model(name, "debug").config_dict() else {}
+    fields = create_model(name, "debug").config_dict()
+    small = {"image_size": 8} if "image_size" in fields else {}
+    small = {"voxel_size": 4} if "voxel_size" in fields else small
     model = create_model(name, "debug", **small).eval().to("meta")  # meta runs op by op: small
     for verb, call in _verbs(model):
         try:

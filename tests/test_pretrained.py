@@ -242,11 +242,10 @@ def test_sr_crop_windows_are_whole_low_resolution_pixels_inside_the_photo():
 def test_sr_photos_x4_card_states_bicubic_beside_the_model_and_beats_it():
     """The card's "bicubic" column is bicubic, recomputed here on the five held-out photos (PSNR-Y
     shaved by 4, as the card); the model's PSNR-Y is above it."""
-    from rnnimg.models.superres import bicubic_upscale
-
     from rnnimg.cards import load_evaluations
     from rnnimg.data import load_dataset
     from rnnimg.metrics import psnr_y_per_image
+    from rnnimg.models.translate.superres import bicubic_upscale
 
     stated = load_evaluations("pretrained:sr-photos-x4")["photos [test]"]
     bicubic = stated["baselines"]["bicubic"]

@@ -341,6 +341,35 @@ def voxel_iou_pooled(intersection: Tensor, union: Tensor) -> Tensor:
     return torch.where(union > 0, intersection / union.clamp(min=1), torch.full_like(union, float("nan")))
 
 
+def voxel_nll_sums(nats: Tensor, label: Tensor | None = None, num_classes: int = 1
+                   ) -> tuple[Tensor, Tensor]:
+    """A generator's negative log-likelihoods summed per class: additive statistics, so that the
+    bits per voxel of a split are pooled from its totals (:func:`bits_per_voxel_pooled`).
+
+    Args:
+        nats: NLL in nats of each volume (B,), summed over its voxels.
+        label: (B,) long class of each volume, or None (every volume is class 0).
+        num_classes: K.
+
+    Returns:
+        (nats summed per class, volumes per class), float64 (K,) each.
+    """
+    nats = nats.detach().double().flatten()
+    if label is None:
+        label = torch.zeros(len(nats), dtype=torch.long, device=nats.device)
+    k = torch.zeros(num_classes, dtype=torch.float64, device=nats.device)
+    return k.index_add(0, label.long(), nats), k.clone().index_add(0, label.long(), torch.ones_like(nats))
+
+
+def bits_per_voxel_pooled(nats_sum: Tensor, count: Tensor, voxels_per_volume: int) -> Tensor:
+    """bits/voxel = summed nats / (volumes * voxels per volume * ln 2), elementwise (per-class sums
+    too); NaN where no volume was counted. Every volume of a split has the same number of voxels,
+    so this equals the mean of the per-volume bits/voxel, and it is what a split's total gives."""
+    nats_sum, count = nats_sum.double(), count.double()
+    bits = nats_sum / (count.clamp(min=1) * voxels_per_volume * math.log(2.0))
+    return torch.where(count > 0, bits, torch.full_like(bits, float("nan")))
+
+
 def voxel_iou_per_shape(prob: Tensor, target: Tensor, threshold: float = VOXEL_IOU_THRESHOLD) -> Tensor:
     """IoU of each shape (B,) float64 (1 where both prediction and truth are empty)."""
     pred = (prob.detach() > threshold).flatten(1)

@@ -25,7 +25,10 @@ def register(sub) -> None:
     p.add_argument("--temperature", type=float, default=1.0,
                    help="divide the logits by T (0 < T <= 10): < 1 is more conservative, > 1 "
                         "more varied")
-    p.add_argument("--label", type=int, help="class to draw, for a class-conditional model")
+    p.add_argument("--label", help="class to draw, for a class-conditional model: its index, or "
+                   "its name for a voxel generator (e.g. chair)")
+    p.add_argument("--mesh-dir", metavar="DIR", help="voxel generators: also write each sample as "
+                   "DIR/sample_000.obj ... (marching cubes)")
     p.add_argument("--text", help="caption to draw, for a caption model (draw --preset captions), "
                    "e.g. \"the digit 7 is at the top left\"")
     p.add_argument("--low-res", metavar="IMAGE", help="draw N high-resolution versions of this small "
@@ -54,6 +57,16 @@ def cmd_sample(args) -> int:
     gif = outs.add(args.animate, "--animate", (".gif",), "drawing.gif") if args.animate else None
     device = resolve_device(args.device)
     model = load_model_for(args.run_dir, "sample", device)
+    if hasattr(model.config, "voxel_size"):  # a voxel generator: rendered shapes and meshes
+        from rnnimg.cli.volume_cmds import sample_volumes_cmd
+
+        return sample_volumes_cmd(args, model, outs, out, device)
+    if args.mesh_dir is not None:
+        from rnnimg.errors import RnnImgError
+
+        raise RnnImgError(f"a {model.name!r} model draws images, not shapes; drop --mesh-dir "
+                          "(voxel generators such as voxscan write meshes).")
+    args.label = image_label(args.label)
     if gif is not None and not draws_in_steps(model):
         from rnnimg.errors import RnnImgError
 
@@ -84,6 +97,19 @@ def cmd_sample(args) -> int:
     if frames is not None:
         print(f"wrote the drawing ({len(frames)} frames) to {gif}")
     return 0
+
+
+def image_label(label: str | None) -> int | None:
+    """--label of an image generator: a class index."""
+    if label is None:
+        return None
+    try:
+        return int(label)
+    except ValueError:
+        from rnnimg.errors import RnnImgError
+
+        raise RnnImgError(f"--label {label!r} is not a class index; image generators take a number "
+                          "(e.g. --label 3).") from None
 
 
 def register_complete(sub) -> None:

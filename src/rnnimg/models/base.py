@@ -58,6 +58,9 @@ class RnnImgModel(nn.Module):
     name: ClassVar[str] = ""
     task: ClassVar[str] = ""
     extra_tasks: ClassVar[tuple[str, ...]] = ()
+    # Tasks of datasets it also learns from, besides its own (a voxel generator reads the voxels of
+    # reconstruct data): see takes_data_of.
+    data_tasks: ClassVar[tuple[str, ...]] = ()
     config_class: ClassVar[type] = object
     presets: ClassVar[dict[str, dict[str, Any]]] = {}
     # Raised when a change makes older weights mean something else under the same names and
@@ -75,6 +78,11 @@ class RnnImgModel(nn.Module):
     @classmethod
     def tasks(cls) -> tuple[str, ...]:
         return (cls.task, *cls.extra_tasks)
+
+    @classmethod
+    def takes_data_of(cls, task: str) -> bool:
+        """Whether datasets of ``task`` (their batch keys) can feed this model."""
+        return task in cls.tasks() or task in cls.data_tasks
 
     # --- contract -----------------------------------------------------------------------------
     def loss(self, batch: dict[str, Tensor]) -> LossOutput:

@@ -59,3 +59,10 @@ register_recipe(Recipe("draw-mnist", "pretrained", model="draw", preset="mnist",
 register_recipe(Recipe("draw-captions", "pretrained", model="draw", preset="captions",
                        overrides=dict(steps=16, enc_hidden=128, dec_hidden=128, z_size=32),
                        data="mnist-captions", max_steps=2400, batch_size=32, lr=3e-3))
+
+# the voxel generators (shapes3d voxels) and their matched-size baseline train alike
+for model in ("voxscan", "voxcnn"):
+    for defaults in (TrainingDefaults(model, "debug", batch_size=8, lr=3e-3),
+                     TrainingDefaults(model, "shapes16", batch_size=8, lr=3e-3),
+                     TrainingDefaults(model, "shapes32", batch_size=4, lr=2e-3)):
+        register_training_defaults(defaults)

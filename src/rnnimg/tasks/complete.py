@@ -115,7 +115,11 @@ def completion_grid(model, image: Tensor, known: Tensor, n: int = 8,
 
 def completions_view(model, batch, generator) -> dict[str, Tensor]:
     """``completions.png``: up to 4 images with the bottom half hidden; each row is the occluded
-    image, then 5 completions."""
+    image, then 5 completions. (A voxel generator's completions are in its samples view.)"""
+    from rnnimg.tasks import volumes
+
+    if volumes.is_volume_model(model):
+        return {}
     images = quantize_for_model(model, batch["image"][:4].to(model.device))
     b, _, h, w = images.shape
     known = torch.ones(b, 1, h, w, dtype=torch.bool, device=model.device)
@@ -137,7 +141,11 @@ def completions_view(model, batch, generator) -> dict[str, Tensor]:
 
 def contract(model, batch, generator) -> Tensor:
     """The bottom half of ``batch["image"]`` completed: the input's shape, in [0, 1], the known
-    pixels unchanged."""
+    pixels unchanged (a voxel generator: the upper half of ``batch["voxels"]``)."""
+    from rnnimg.tasks import volumes
+
+    if volumes.is_volume_model(model):
+        return volumes.complete_contract(model, batch, generator)
     image = batch["image"]
     b, _, h, w = image.shape
     known = torch.ones(b, 1, h, w, dtype=torch.bool)

@@ -104,7 +104,13 @@ def sample_grid(model, n: int, *, label=None, text=None, temperature: float = 1.
                 generator: torch.Generator | None = None, nrow: int = 8,
                 low_res: Tensor | None = None) -> Tensor:
     """``n`` samples of a generator tiled into one picture (3, H', W'); given ``low_res`` (one
-    image), its bicubic upscale comes first, then the samples."""
+    image), its bicubic upscale comes first, then the samples. A voxel generator's samples are
+    shapes, rendered."""
+    from rnnimg.tasks import volumes
+
+    if volumes.is_volume_model(model):
+        return volumes.volume_grid(volumes.sample_volumes(model, n, label=label, temperature=temperature,
+                                                          generator=generator).cpu(), nrow=nrow)
     images = sample(model, n, label=label, text=text, temperature=temperature, generator=generator,
                     low_res=low_res)
     if low_res is not None:
@@ -176,6 +182,10 @@ def samples_view(model, batch, generator) -> dict[str, Tensor]:
     """``samples.png``: 32 samples, cycling through the classes of a class-conditional model (or
     the captions of ``batch`` for a caption model); ``drawing.gif`` for a model that draws in steps:
     8 of them being drawn, with the write window on each frame."""
+    from rnnimg.tasks import volumes
+
+    if volumes.is_volume_model(model):  # rendered shapes, and completions of real ones
+        return volumes.volume_view(model, batch, generator)
     if low_res_scale(model):  # a row per input: its bicubic upscale, samples, the image itself
         return {"samples.png": low_res_rows(model, batch, generator)}
     n = 32
@@ -205,7 +215,12 @@ def low_res_rows(model, batch, generator, inputs: int = 4, n: int = 5) -> Tensor
 
 
 def contract(model, batch, generator) -> Tensor:
-    """Two samples (labels 0 and 1 for a class-conditional model): (2, C, H, W) in [0, 1]."""
+    """Two samples (labels 0 and 1 for a class-conditional model): (2, C, H, W) in [0, 1]
+    ((2, D, D, D) for a voxel generator)."""
+    from rnnimg.tasks import volumes
+
+    if volumes.is_volume_model(model):
+        return volumes.sample_contract(model, batch, generator)
     c = model.config
     label = torch.tensor([0, 1]) if getattr(c, "num_classes", 0) else None
     more = {"low_res": batch["low_res"][:2]} if low_res_scale(model) else {}

@@ -128,7 +128,7 @@ def build_datasets(settings, model: RnnImgModel) -> tuple[Dataset, Dataset | Non
     entry, _ = get_dataset_entry(settings.data)
     options = {**model.dataset_options(), **settings.data_options}
     task = dataset_task(settings.data, options)  # corrupt=... makes an image dataset a translate one
-    if task not in model.tasks():
+    if not model.takes_data_of(task):
         raise RnnImgError(f"dataset {settings.data!r} is for the {task!r} task, but "
                           f"{model.name!r} does {'/'.join(model.tasks())}; "
                           f"{task_mismatch_hint(task, model.tasks())}.")

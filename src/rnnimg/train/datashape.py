@@ -45,7 +45,7 @@ def fit_to_data(settings: TrainSettings) -> TrainSettings:
         model_options = cls(config).dataset_options()
     # the model's other options (clip length, binarization) apply; the shape is the data's own
     options = {**{k: v for k, v in model_options.items() if k not in cls.data_fields}, **s.data_options}
-    if dataset_task(s.data, options) not in cls.tasks():
+    if not cls.takes_data_of(dataset_task(s.data, options)):
         return dataclasses.replace(s, from_data={})  # build_datasets says which task it is for
     data = describe_data(s.data, **options)
     fitted, notes = cls.fit_to_data(values, data, set(s.overrides))

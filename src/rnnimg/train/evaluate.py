@@ -99,7 +99,7 @@ def _evaluate(run_dir: str | Path, data: str | None = None, split: str = "test",
     data_opts = {**model.dataset_options(), **(saved.get("options", {}) if data is None else {}),
                  **model.evaluation_dataset_options(**options), **(data_options or {})}
     task = dataset_task(name, data_opts)  # corrupt=... makes an image dataset a translate one
-    if task not in model.tasks():
+    if not model.takes_data_of(task):
         raise RnnImgError(f"dataset {name!r} is for the {task!r} task, but {run_dir} holds a "
                           f"{model.name!r} model ({'/'.join(model.tasks())}); "
                           f"{task_mismatch_hint(task, model.tasks())}.")
