@@ -106,15 +106,16 @@ def train(model, budget: float, device: str, clock, scale: int) -> tuple[int, fl
 
 
 @torch.no_grad()
-def consistency(cond, uncond, test, inputs: int, samples: int, scale: int, device: str) -> dict:
+def consistency(cond, uncond, test, inputs: int, samples: int, scale: int, device: str,
+                temperature: float = 1.0) -> dict:
     from rnnimg.data.corrupt import downscale
     from rnnimg.models.translate.superres import bicubic_upscale
 
     low = test["low_res"][:inputs].to(device)  # (I, C, h, w)
     gen = torch.Generator(device=device).manual_seed(0)
     many = low.repeat_interleave(samples, 0)  # (I * S, C, h, w)
-    drawn = cond.sample(len(many), low_res=many, generator=gen)  # (I * S, C, H, W)
-    free = uncond.sample(len(many), generator=gen)
+    drawn = cond.sample(len(many), low_res=many, generator=gen, temperature=temperature)  # (I*S, C, H, W)
+    free = uncond.sample(len(many), generator=gen, temperature=temperature)
 
     def mad_after_downscale(images):
         return (downscale(images.cpu(), scale) - many.cpu()).abs().mean().item()
@@ -126,7 +127,7 @@ def consistency(cond, uncond, test, inputs: int, samples: int, scale: int, devic
     diversity = torch.stack([(per_input[:, a] - per_input[:, b]).abs().mean() for a, b in pairs]).mean()
     truth = test["image"][:inputs].repeat_interleave(samples, 0)
     return {
-        "inputs": inputs, "samples_per_input": samples,
+        "inputs": inputs, "samples_per_input": samples, "temperature": temperature,
         "consistency_mad_conditional": mad_after_downscale(drawn),
         "consistency_mad_bicubic_upscale": (downscale(upscaled.cpu(), scale) - low.cpu()).abs().mean().item(),
         "consistency_mad_unconditional": mad_after_downscale(free),
@@ -162,6 +163,8 @@ def main() -> None:
     parser.add_argument("--out", default="lowres_bench.json")
     parser.add_argument("--grid", default="lowres_samples.png")
     parser.add_argument("--save-dir", help="save the two trained models under this folder")
+    parser.add_argument("--from-dir", help="skip training: load the two models a --save-dir run saved")
+    parser.add_argument("--temperature", type=float, default=1.0, help="of the samples scored")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     clock = time.perf_counter if args.wall_clock or args.device != "cpu" else time.process_time
@@ -174,6 +177,11 @@ def main() -> None:
     wall = time.perf_counter()
     models = {}
     for name, scale in (("conditional", args.scale), ("unconditional", 0)):
+        if args.from_dir:
+            from rnnimg.models import load_pretrained
+
+            models[name] = load_pretrained(Path(args.from_dir) / name).to(args.device).eval()
+            continue
         model = build(scale, args.size, args.device)
         steps, lr, curve = train(model, args.budget, args.device, clock, args.scale)
         models[name] = model.eval()
@@ -184,7 +192,7 @@ def main() -> None:
             model.save_pretrained(Path(args.save_dir) / name)
     test = load(models["conditional"], "test", args.scale)
     stats = consistency(models["conditional"], models["unconditional"], test, args.inputs,
-                        args.samples, args.scale, args.device)
+                        args.samples, args.scale, args.device, args.temperature)
     save_grid(args.grid, stats.pop("_pictures"))
     result["samples"] = stats
     result["load_after"] = os.getloadavg()
