@@ -79,3 +79,25 @@ def test_reconstruct_from_uploads_and_its_readable_errors(served3d, tmp_path):
         core.reconstruct(s, work, index=0, level=1.5)
     obj, _, strip, summary = core.reconstruct(s, work, uploads=[str(a), str(a)], level=0.05)
     assert obj.startswith(str(work)) and "2 uploaded view(s)" in summary
+
+
+def test_the_reconstruct_tab_shows_a_mesh_on_open_and_errors_as_page_messages(served3d, tmp_path,
+                                                                                  monkeypatch):
+    gr = pytest.importorskip("gradio", reason="the web extra is not installed: pip install 'rnnimg[web]'")
+    from rnnimg.serve.app import build_app
+
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio"))
+    app = build_app(served3d, tmp_path / "work")
+    assert any(isinstance(b, gr.Model3D) for b in app.blocks.values())
+    fn = next(f for f in app.fns.values() if f.api_name == "reconstruct_on_open")
+    result = app(*[block.value for block in fn.inputs], api_name="reconstruct_on_open")
+    obj, spin, views, message = result
+    assert obj.endswith(".obj") and spin.endswith(".gif") and views.endswith(".png")
+    assert "triangles" in message and "test item 0" in message
+    s = next(s for s in served3d if s.model.name == "r2n2")
+    a, b = tmp_path / "a.png", tmp_path / "b.png"
+    Image.new("RGB", (40, 40), (200, 10, 10)).save(a)
+    Image.new("RGB", (30, 50), (10, 200, 10)).save(b)
+    with pytest.raises(Exception, match="the views have different sizes") as err:
+        app(s.label, 0, [str(a), str(b)], 0.4, api_name="reconstruct")
+    assert str(tmp_path) not in str(err.value)  # the page shows file names, not the server's folders
