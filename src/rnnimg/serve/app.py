@@ -320,8 +320,10 @@ def _reconstruct_tab(models, workdir) -> TabRun:
         with gr.Column(scale=2):
             message = gr.Markdown(elem_id="reconstruct-message")
             with gr.Row():
-                mesh = gr.Model3D(label="the mesh (.obj; drag to turn it)", clear_color=(0, 0, 0, 1),
-                                  elem_id="reconstruct-mesh", height=320)
+                # Gradio's own light background: where a browser cannot light the mesh, its
+                # silhouette still shows (black on black would show nothing)
+                mesh = gr.Model3D(label="the mesh (.obj; drag to turn it)", elem_id="reconstruct-mesh",
+                                  height=320)
                 spin = gr.Image(label="turntable", type="filepath", interactive=False,
                                 elem_id="reconstruct-spin")
             views = gr.Image(label="the views the model saw", type="filepath", interactive=False,
