@@ -46,3 +46,58 @@ def test_the_sample_tab_draws_a_voxel_generator_without_images(served3d):
     s = next(s for s in served3d if s.model.name == "voxscan")
     grid = core.sample(s, 4, None, 0, 1.0, None)
     assert np.asarray(grid).std() > 0
+
+
+def test_reconstruct_writes_a_mesh_turntable_and_views_under_workdir(served3d, tmp_path):
+    from rnnimg.geometry.mesh import read_obj
+
+    s = next(s for s in served3d if s.model.name == "r2n2")
+    obj, spin, strip, summary = core.reconstruct(s, tmp_path, index=1, level=0.1)
+    assert all(p.startswith(str(tmp_path)) for p in (obj, spin, strip))
+    mesh = read_obj(obj)
+    assert len(mesh.faces) > 0 and mesh.faces.min() >= 0 and mesh.faces.max() < len(mesh.vertices)
+    assert np.abs(mesh.vertices).max() < 1.1  # grid coordinates in [-1, 1] (the pad adds up to a voxel)
+    assert Image.open(spin).n_frames > 1
+    views = np.asarray(Image.open(strip))
+    assert views.std() > 0 and views.shape[1] > views.shape[0]  # the views side by side
+    assert f"{len(mesh.faces)} triangles" in summary and "test item 1" in summary
+
+
+def test_reconstruct_from_uploads_and_its_readable_errors(served3d, tmp_path):
+    s = next(s for s in served3d if s.model.name == "r2n2")
+    rng = np.random.default_rng(0)
+    a, b = tmp_path / "a.png", tmp_path / "b.png"
+    Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(a)
+    Image.fromarray(rng.integers(0, 255, (30, 50, 3), dtype=np.uint8)).save(b)
+    work = tmp_path / "work"
+    with pytest.raises(core.RnnImgError, match="different sizes") as err:
+        core.reconstruct(s, work, uploads=[str(a), str(b)])
+    assert "\n" not in str(err.value)
+    with pytest.raises(core.RnnImgError, match="no voxel reaches the level"):
+        core.reconstruct(s, work, uploads=[str(a)], level=0.999)
+    with pytest.raises(core.RnnImgError, match="between 0 and 1"):
+        core.reconstruct(s, work, index=0, level=1.5)
+    obj, _, strip, summary = core.reconstruct(s, work, uploads=[str(a), str(a)], level=0.05)
+    assert obj.startswith(str(work)) and "2 uploaded view(s)" in summary
+
+
+def test_the_reconstruct_tab_shows_a_mesh_on_open_and_errors_as_page_messages(served3d, tmp_path,
+                                                                                  monkeypatch):
+    gr = pytest.importorskip("gradio", reason="the web extra is not installed: pip install 'rnnimg[web]'")
+    from rnnimg.serve.app import build_app
+
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio"))
+    app = build_app(served3d, tmp_path / "work")
+    assert any(isinstance(b, gr.Model3D) for b in app.blocks.values())
+    fn = next(f for f in app.fns.values() if f.api_name == "reconstruct_on_open")
+    result = app(*[block.value for block in fn.inputs], api_name="reconstruct_on_open")
+    obj, spin, views, message = result
+    assert obj.endswith(".obj") and spin.endswith(".gif") and views.endswith(".png")
+    assert "triangles" in message and "test item 0" in message
+    s = next(s for s in served3d if s.model.name == "r2n2")
+    a, b = tmp_path / "a.png", tmp_path / "b.png"
+    Image.new("RGB", (40, 40), (200, 10, 10)).save(a)
+    Image.new("RGB", (30, 50), (10, 200, 10)).save(b)
+    with pytest.raises(Exception, match="the views have different sizes") as err:
+        app(s.label, 0, [str(a), str(b)], 0.4, api_name="reconstruct")
+    assert str(tmp_path) not in str(err.value)  # the page shows file names, not the server's folders

@@ -5,7 +5,8 @@ opens it, checks that every tab shows a first result without a click, samples, c
 digit, uploads an image in every tab that takes one (Complete, Segment, Translate) and checks the
 result appears, and that a bad upload shows a readable message in the page. A second page serves a
 super-resolution model: its Translate tab shows the input, the upscale and bicubic at twice the
-input's size, for a test photo on open and for an upload. Skipped, with the
+input's size, for a test photo on open and for an upload. A third serves a reconstruction model:
+its Reconstruct 3D tab draws the mesh in Gradio's Model3D canvas on open. Skipped, with the
 reason, without Gradio, Playwright (the pip package) or a chromium executable
 (``apt-get install chromium``; or set RNNIMG_CHROMIUM).
 """
@@ -225,5 +226,45 @@ def test_the_translate_tab_upscales_beside_bicubic(upscale_url, browser, tmp_pat
     assert natural_size(page, "#upscale-bicubic img") == (74, 46)
     assert "37x23 in, 74x46 out" in page.locator("#upscale-caption").inner_text()
     assert not page.locator("#upscale-original").is_visible()  # nothing to compare an upload with
+    assert "Traceback" not in page.content()
+    page.close()
+
+
+@pytest.fixture(scope="module")
+def reconstruct_url(tmp_path_factory):
+    """The page serving one small reconstruction model (r2n2, debug; a few shapes3d objects)."""
+    from rnnimg.serve import serve
+
+    tmp = tmp_path_factory.mktemp("r2n2")
+    torch.manual_seed(0)
+    model = create_model("r2n2", "debug")
+    model.save_pretrained(tmp / "r2n2", extra={"data": {"name": "shapes3d", "options": {
+        **model.dataset_options(), "test_size": 4, "train_size": 4, "val_size": 2}}})
+    port = free_port()
+    app, workdir = serve([str(tmp / "r2n2")], port=port, block=False)
+    yield f"http://127.0.0.1:{port}/"
+    app.close()
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
+def test_the_reconstruct_tab_shows_the_mesh_in_a_3d_viewer_on_open(reconstruct_url, browser):
+    """On open: the mesh drawn in Model3D's canvas, the turntable GIF beside it, the summary."""
+    page = browser.new_page(viewport={"width": 1280, "height": 1000})
+    page.goto(reconstruct_url, wait_until="networkidle", timeout=120_000)
+    page.get_by_role("tab", name="Reconstruct 3D").click()
+    canvas = page.locator("#reconstruct-mesh canvas").first
+    canvas.wait_for(state="visible", timeout=120_000)
+    box = canvas.bounding_box()
+    assert box and box["width"] > 50 and box["height"] > 50
+    for _ in range(30):  # the viewer loads the .obj, then draws it: the canvas stops being uniform
+        drawn = np.asarray(Image.open(io.BytesIO(canvas.screenshot())).convert("L"), dtype=np.float32)
+        drawn = drawn[40:]  # below the label and the buttons drawn over the canvas
+        if drawn.std() > 20:
+            break
+        page.wait_for_timeout(1000)
+    assert drawn.std() > 20, "the 3D viewer shows no mesh"
+    assert not_blank(picture(page.locator("#reconstruct-spin img")))
+    page.wait_for_function("document.querySelector('#reconstruct-message').innerText.includes('triangles')",
+                           timeout=60_000)
     assert "Traceback" not in page.content()
     page.close()

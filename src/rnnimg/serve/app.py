@@ -3,10 +3,11 @@
 Tabs are built per task, not per model, one per registered task (:func:`rnnimg.tasks.list_tasks`,
 in its order, titled by the task's record) that a served model does: a task with a tab builder here
 (sample, complete, predict; translate, which shows super-resolution models as input / output /
-bicubic side by side) gets its controls; any other task (segment, and whatever comes next), and
-translate where no super-resolver is served, gets a tab that runs the model on a test image or an
-uploaded one (where the task's record says what an upload stands for) and shows the task's
-pictures (:func:`rnnimg.tasks.preview`).
+bicubic side by side; reconstruct, which shows the mesh in a 3D viewer beside its turntable)
+gets its controls; any other task (segment, and whatever comes next), and translate where no
+super-resolver is served, gets a tab that runs the model on a test image or an uploaded one
+(where the task's record says what an upload stands for) and shows the task's pictures
+(:func:`rnnimg.tasks.preview`).
 So serving a model of a new task brings its tab without an edit here. Every tab shows a first
 result when the page opens (its default model on the first test item), so nobody meets a page of
 empty panels. The work itself is in :mod:`rnnimg.serve.core`;
@@ -300,6 +301,42 @@ def _translate_tab(models, workdir) -> TabRun:
                 gr.update(value=result.original, visible=result.original is not None)]
 
     return TabRun(run, on_run, [model, source, index, upload, shrink, seed], [gallery, *panels])
+
+
+@web_tab("reconstruct")
+def _reconstruct_tab(models, workdir) -> TabRun:
+    """The shape seen in a test item's views or in uploaded views: the mesh in a 3D viewer, the
+    turntable beside it, the views below."""
+    with gr.Row():
+        with gr.Column(scale=1):
+            model = _model_choice(models)
+            index = gr.Number(0, precision=0, label="test object number (its views are used unless you "
+                              "upload views)")
+            uploads = gr.File(label="or your views of one object (images of one size, in order)",
+                              file_count="multiple", type="filepath", elem_id="reconstruct-upload")
+            level = gr.Slider(0.1, 0.9, value=0.4, step=0.05, label="level: occupancy at which the "
+                              "surface lies (lower: fuller shapes)")
+            run = gr.Button("Reconstruct", variant="primary", elem_id="reconstruct-button")
+        with gr.Column(scale=2):
+            message = gr.Markdown(elem_id="reconstruct-message")
+            with gr.Row():
+                # Gradio's own light background: where a browser cannot light the mesh, its
+                # silhouette still shows (black on black would show nothing)
+                mesh = gr.Model3D(label="the mesh (.obj; drag to turn it)", elem_id="reconstruct-mesh",
+                                  height=320)
+                spin = gr.Image(label="turntable", type="filepath", interactive=False,
+                                elem_id="reconstruct-spin")
+            views = gr.Image(label="the views the model saw", type="filepath", interactive=False,
+                             elem_id="reconstruct-views")
+
+    @_page_errors
+    def on_reconstruct(name, i, paths, lev, progress=gr.Progress()):  # noqa: B008 (Gradio reads the default)
+        progress(0, desc="reconstructing")
+        obj, gif, strip, summary = core.reconstruct(core.pick(models, name, "reconstruct"), workdir, i,
+                                                    paths, lev)
+        return obj, gif, strip, page_message(summary)
+
+    return TabRun(run, on_reconstruct, [model, index, uploads, level], [mesh, spin, views, message])
 
 
 def _run_pictures(served, workdir, key: str, how: str, i, path, s, progress) -> list[str]:
