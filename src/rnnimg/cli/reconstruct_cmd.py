@@ -30,33 +30,13 @@ def register(sub) -> None:
     p.set_defaults(run=cmd_reconstruct)
 
 
-def read_views(paths: list[str], channels: int, size: int):
-    """The view files as float (1, V, C, size, size) in [0, 1]. Views of different sizes are a
-    one-line error (they cannot show one object from one camera distance)."""
-    import torch
-    import torch.nn.functional as F
-
-    from rnnimg.data.images import read_image
-
-    images = [read_image(Path(p), channels) for p in paths]  # (C, h, w) uint8 each
-    first = images[0].shape[-2:]
-    for path, image in zip(paths, images):
-        if image.shape[-2:] != first:
-            raise RnnImgError(f"the views have different sizes: {paths[0]} is {first[1]}x{first[0]}, "
-                              f"{path} is {image.shape[-1]}x{image.shape[-2]}; give views of one size.")
-    views = torch.stack(images).float() / 255  # (V, C, h, w)
-    if tuple(first) != (size, size):
-        views = F.interpolate(views, size=(size, size), mode="bilinear", antialias=True,
-                              align_corners=False).clamp(0, 1)
-    return views.unsqueeze(0)
-
-
 def cmd_reconstruct(args) -> int:
     import numpy as np
 
     from rnnimg.geometry.mesh import obj_text, ply_text, voxels_to_mesh
     from rnnimg.geometry.voxio import binvox_bytes
     from rnnimg.tasks import load_model_for, reconstruct_views, save_picture, shape_turntable
+    from rnnimg.tasks.reconstruct import read_views
 
     if not 0 < args.level < 1:
         raise RnnImgError(f"--level must lie between 0 and 1, got {args.level}.")
@@ -69,7 +49,7 @@ def cmd_reconstruct(args) -> int:
             raise RnnImgError(f"view {path} is not an image file ({', '.join(IMAGE_SUFFIXES[:4])}, ...).")
     model = load_model_for(args.run_dir, "reconstruct", resolve_device(args.device))
     c = model.config
-    views = read_views(args.views, c.channels, c.view_size)
+    views = read_views(args.views, c.channels, c.view_size)  # one size, resized to the model's
     prob = reconstruct_views(model, views)[0].cpu()  # (D, D, D)
     mesh = voxels_to_mesh(prob, level=args.level)
     if not len(mesh.faces):

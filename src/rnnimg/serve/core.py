@@ -569,9 +569,9 @@ def reconstruct(served: ServedModel, workdir: Path, index: int = 0, uploads: lis
         RnnImgError: views of different sizes or not images, a level outside (0, 1), or no voxel
             reaching the level.
     """
-    from rnnimg.cli.reconstruct_cmd import read_views
     from rnnimg.geometry.mesh import voxels_to_mesh, write_mesh
     from rnnimg.tasks import reconstruct_views, save_picture, shape_turntable
+    from rnnimg.tasks.reconstruct import read_views
     from rnnimg.viz import make_grid
 
     try:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from rnnimg.errors import InputError
+from rnnimg.errors import InputError, RnnImgError
 from rnnimg.tasks.registry import Task, register_task
 from rnnimg.viz import make_grid
 
@@ -61,6 +61,29 @@ def reconstruct_view(model, batch, generator) -> dict[str, Tensor]:
         spin = torch.cat([spin, torch.full_like(spin[..., :2], 0.5), truth], dim=-1)
     pictures["reconstruction.gif"] = spin
     return pictures
+
+
+def read_views(paths: list[str], channels: int, size: int):
+    """The view files as float (1, V, C, size, size) in [0, 1]. Views of different sizes are a
+    one-line error (they cannot show one object from one camera distance)."""
+    from pathlib import Path
+
+    import torch
+    import torch.nn.functional as F
+
+    from rnnimg.data.images import read_image
+
+    images = [read_image(Path(p), channels) for p in paths]  # (C, h, w) uint8 each
+    first = images[0].shape[-2:]
+    for path, image in zip(paths, images):
+        if image.shape[-2:] != first:
+            raise RnnImgError(f"the views have different sizes: {paths[0]} is {first[1]}x{first[0]}, "
+                              f"{path} is {image.shape[-1]}x{image.shape[-2]}; give views of one size.")
+    views = torch.stack(images).float() / 255  # (V, C, h, w)
+    if tuple(first) != (size, size):
+        views = F.interpolate(views, size=(size, size), mode="bilinear", antialias=True,
+                              align_corners=False).clamp(0, 1)
+    return views.unsqueeze(0)
 
 
 def reconstruct_views(model, views: Tensor) -> Tensor:
