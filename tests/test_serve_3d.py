@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from rnnimg.serve import core
+from rnnimg.serve import core, shapes
 from test_serve import save
 
 SMALL_3D = {"test_size": 4, "train_size": 4, "val_size": 2}  # the sizes come from the model
@@ -52,7 +52,7 @@ def test_reconstruct_writes_a_mesh_turntable_and_views_under_workdir(served3d, t
     from rnnimg.geometry.mesh import read_obj
 
     s = next(s for s in served3d if s.model.name == "r2n2")
-    obj, spin, strip, summary = core.reconstruct(s, tmp_path, index=1, level=0.1)
+    obj, spin, strip, summary = shapes.reconstruct(s, tmp_path, index=1, level=0.1)
     assert all(p.startswith(str(tmp_path)) for p in (obj, spin, strip))
     mesh = read_obj(obj)
     assert len(mesh.faces) > 0 and mesh.faces.min() >= 0 and mesh.faces.max() < len(mesh.vertices)
@@ -71,13 +71,13 @@ def test_reconstruct_from_uploads_and_its_readable_errors(served3d, tmp_path):
     Image.fromarray(rng.integers(0, 255, (30, 50, 3), dtype=np.uint8)).save(b)
     work = tmp_path / "work"
     with pytest.raises(core.RnnImgError, match="different sizes") as err:
-        core.reconstruct(s, work, uploads=[str(a), str(b)])
+        shapes.reconstruct(s, work, uploads=[str(a), str(b)])
     assert "\n" not in str(err.value)
     with pytest.raises(core.RnnImgError, match="no voxel reaches the level"):
-        core.reconstruct(s, work, uploads=[str(a)], level=0.999)
+        shapes.reconstruct(s, work, uploads=[str(a)], level=0.999)
     with pytest.raises(core.RnnImgError, match="between 0 and 1"):
-        core.reconstruct(s, work, index=0, level=1.5)
-    obj, _, strip, summary = core.reconstruct(s, work, uploads=[str(a), str(a)], level=0.05)
+        shapes.reconstruct(s, work, index=0, level=1.5)
+    obj, _, strip, summary = shapes.reconstruct(s, work, uploads=[str(a), str(a)], level=0.05)
     assert obj.startswith(str(work)) and "2 uploaded view(s)" in summary
 
 

@@ -18,7 +18,7 @@ from rnnimg.data import load_dataset
 from rnnimg.data.corrupt import downscale
 from rnnimg.errors import RnnImgError
 from rnnimg.metrics import psnr_y_per_image
-from rnnimg.serve import core
+from rnnimg.serve import core, upscale
 
 OPTIONS = {"image_size": 16, "channels": 1, "corrupt": "downscale", "scale": 2}
 
@@ -58,9 +58,9 @@ def pil_bicubic(pixels: np.ndarray, scale: int) -> np.ndarray:
 
 def test_an_upload_is_upscaled_at_its_own_size_beside_bicubic(upscaler, tmp_path):
     sr, translator = upscaler
-    assert core.upscales(sr) and not core.upscales(translator)
+    assert upscale.upscales(sr) and not upscale.upscales(translator)
     pixels = grey_png(tmp_path / "small.png")
-    result = core.upscale_file(sr, tmp_path / "small.png", tile=36)  # several tiles (overlap 32)
+    result = upscale.upscale_file(sr, tmp_path / "small.png", tile=36)  # several tiles (overlap 32)
     assert result.output.shape == result.bicubic.shape == result.input.shape == (60, 82, 3)
     assert np.array_equal(result.bicubic[..., 0], pil_bicubic(pixels, 2))
     assert np.array_equal(result.input[::2, ::2, 0], pixels)  # the input's pixels as 2x2 blocks
@@ -75,7 +75,7 @@ def test_an_upload_is_upscaled_at_its_own_size_beside_bicubic(upscaler, tmp_path
 def test_the_page_scores_what_it_downscaled_against_the_original(upscaler, tmp_path):
     sr, _ = upscaler
     pixels = grey_png(tmp_path / "photo.png", 31, 40)
-    result = core.upscale_file(sr, tmp_path / "photo.png", shrink_first=True)
+    result = upscale.upscale_file(sr, tmp_path / "photo.png", shrink_first=True)
     original = pixels[:30, :40]  # cut to a multiple of the scale
     assert np.array_equal(result.original[..., 0], original)
     small = downscale(torch.from_numpy(original)[None].float() / 255, 2).mul(255).round().byte()
@@ -90,7 +90,7 @@ def test_the_page_scores_what_it_downscaled_against_the_original(upscaler, tmp_p
     assert bicubic_db == pytest.approx(psnr(result.bicubic), abs=0.006)
     assert model_db != bicubic_db
     # a test photo: its downscale (from the data) upscaled, scored against the photo
-    photo = core.upscale_test_photo(sr, 4)
+    photo = upscale.upscale_test_photo(sr, 4)
     item = core.test_item(sr, 4)
     assert photo.original.shape[:2] == tuple(item["target"].shape[-2:])
     assert photo.output.shape == photo.original.shape and "PSNR-Y" in photo.caption
@@ -102,24 +102,24 @@ def test_the_page_scores_band_by_band_as_evaluate_scores(channels):
     target = torch.randint(0, 256, (channels, 37, 29), generator=g, dtype=torch.uint8)
     pred = (target.int() + torch.randint(-9, 10, target.shape, generator=g)).clamp(0, 255).byte()
     whole = float(psnr_y_per_image(pred[None].float() / 255, target[None].float() / 255, 3)[0])
-    assert core.banded_psnr_y(pred, target, 3, rows=5) == pytest.approx(whole, abs=1e-9)
-    assert core.banded_psnr_y(target, target, 3) == 100.0  # an exact copy, as evaluate caps it
+    assert upscale.banded_psnr_y(pred, target, 3, rows=5) == pytest.approx(whole, abs=1e-9)
+    assert upscale.banded_psnr_y(target, target, 3) == 100.0  # an exact copy, as evaluate caps it
 
 
 def test_bad_uploads_are_refused_in_one_readable_line(upscaler, tmp_path, monkeypatch):
     sr, _ = upscaler
     Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(tmp_path / "colour.png")
     with pytest.raises(RnnImgError, match="the image is a colour image, but the model takes grey"):
-        core.upscale_file(sr, tmp_path / "colour.png")
-    monkeypatch.setattr(core, "MAX_UPSCALED_PIXELS", 50 * 50)
+        upscale.upscale_file(sr, tmp_path / "colour.png")
+    monkeypatch.setattr(upscale, "MAX_UPSCALED_PIXELS", 50 * 50)
     grey_png(tmp_path / "big.png", 30, 30)
     with pytest.raises(RnnImgError, match="30x30 pixels, 60x60 at x2.*rnnimg translate"):
-        core.upscale_file(sr, tmp_path / "big.png")
+        upscale.upscale_file(sr, tmp_path / "big.png")
     grey_png(tmp_path / "one.png", 1, 1)
     with pytest.raises(RnnImgError, match="smaller than 2x2"):
-        core.upscale_file(sr, tmp_path / "one.png", shrink_first=True)
+        upscale.upscale_file(sr, tmp_path / "one.png", shrink_first=True)
     grey_png(tmp_path / "tiny.png", 4, 9)  # too small to shave 2 pixels from: no score, no error
-    tiny = core.upscale_file(sr, tmp_path / "tiny.png", shrink_first=True)
+    tiny = upscale.upscale_file(sr, tmp_path / "tiny.png", shrink_first=True)
     assert tiny.output.shape == (4, 8, 3) and "PSNR" not in tiny.caption
 
 

@@ -25,7 +25,7 @@ import gradio as gr
 
 from rnnimg import limits
 from rnnimg.errors import RnnImgError
-from rnnimg.serve import core
+from rnnimg.serve import core, shapes, upscale
 from rnnimg.tasks import Task
 
 
@@ -247,9 +247,9 @@ def _translate_tab(models, workdir) -> TabRun:
     from rnnimg.tasks import get_task
 
     pictures = _pictures_tab(get_task("translate"))
-    if not any(core.upscales(m) for m in models):
+    if not any(upscale.upscales(m) for m in models):
         return pictures(models, workdir)
-    first = core.upscales(models[0])
+    first = upscale.upscales(models[0])
     with gr.Row():
         with gr.Column(scale=1):
             model = _model_choice(models)
@@ -278,7 +278,7 @@ def _translate_tab(models, workdir) -> TabRun:
     panels = [caption, shown, output, bicubic, original]  # PNG: Gradio's default WebP is lossy
 
     def on_model(name):
-        up = core.upscales(core.pick(models, name, "translate"))
+        up = upscale.upscales(core.pick(models, name, "translate"))
         return [gr.update(visible=not up), gr.update(visible=up)] + [gr.update(visible=up)] * len(panels)
 
     model.change(on_model, model, [gallery, shrink, *panels], queue=False)
@@ -286,16 +286,16 @@ def _translate_tab(models, workdir) -> TabRun:
     @_page_errors
     def on_run(name, how, i, path, small, s, progress=gr.Progress()):  # noqa: B008 (Gradio reads the default)
         served = core.pick(models, name, "translate")
-        if not core.upscales(served):
+        if not upscale.upscales(served):
             paths = _run_pictures(served, workdir, "translate", how, i, path, s, progress)
             return [gr.update(value=paths, visible=True)] + [gr.update(value=None, visible=False)] * 5
         progress(0, desc="upscaling")
         if how == "upload":
             if not path:
                 raise RnnImgError("upload an image first, or choose 'test image'.")
-            result = core.upscale_file(served, path, shrink_first=bool(small))
+            result = upscale.upscale_file(served, path, shrink_first=bool(small))
         else:
-            result = core.upscale_test_photo(served, i)
+            result = upscale.upscale_test_photo(served, i)
         shows = [result.caption, result.input, result.output, result.bicubic]
         return [gr.update(visible=False), *(gr.update(value=v, visible=True) for v in shows),
                 gr.update(value=result.original, visible=result.original is not None)]
@@ -332,7 +332,7 @@ def _reconstruct_tab(models, workdir) -> TabRun:
     @_page_errors
     def on_reconstruct(name, i, paths, lev, progress=gr.Progress()):  # noqa: B008 (Gradio reads the default)
         progress(0, desc="reconstructing")
-        obj, gif, strip, summary = core.reconstruct(core.pick(models, name, "reconstruct"), workdir, i,
+        obj, gif, strip, summary = shapes.reconstruct(core.pick(models, name, "reconstruct"), workdir, i,
                                                     paths, lev)
         return obj, gif, strip, page_message(summary)
 
