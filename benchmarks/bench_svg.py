@@ -26,15 +26,12 @@ JSON).
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
-import os
-import platform
-import shlex
-import subprocess
 import sys
 import time
 from pathlib import Path
+
+from side_by_side import run_side_by_side
 
 # small enough for a CPU; both at 64x64, 5 -> 10 (set by --context/--horizon)
 CONFIGS = {
@@ -114,12 +111,6 @@ def run_one(args) -> dict:
     return result
 
 
-def machine() -> str:
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    return (f"{platform.processor() or platform.machine()}, {os.cpu_count()} logical CPUs, "
-            f"load average {load:.1f} at the start")
-
-
 def table(results: list[dict]) -> str:
     head = ("model", "params", "CPU s", "steps", "N", "best SSIM", "mean SSIM", "best PSNR", "mean PSNR",
             "best MSE", "mean MSE", "diversity", "sharpness (truth)")
@@ -161,21 +152,7 @@ def main(argv=None) -> int:
         print(text)
         return 0
     out = Path(args.out or "svg-bench.md")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    started = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    where = machine()
-    base = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--pair"]
-    base = [a for i, a in enumerate(base) if a != "--out" and (i == 0 or base[i - 1] != "--out")]
-    procs = []
-    for name in ("svg", "convlstm"):
-        path = out.with_name(f"{out.stem}-{name}.json")
-        cmd = [sys.executable, __file__, *base, "--model", name, "--json", str(path)]
-        procs.append((path, subprocess.Popen(cmd, stdout=subprocess.DEVNULL)))
-    codes = [proc.wait() for _, proc in procs]
-    if any(codes):
-        raise SystemExit(f"a benchmark process failed: exit codes {codes}")
-    results = [json.loads(path.read_text()) for path, _ in procs]
-    command = "python benchmarks/bench_svg.py " + shlex.join(argv if argv is not None else sys.argv[1:])
+    results, started, where, command = run_side_by_side(__file__, argv, ("svg", "convlstm"), out)
     text = (f"# svg vs convlstm at equal CPU time: {args.data}\n\n`{command}`\n\n{started}; {where}; "
             f"one torch thread per process, both processes side by side; {args.context} -> "
             f"{args.horizon} frames at 64x64, {args.num_digits} digits, {args.test_clips} fixed test "

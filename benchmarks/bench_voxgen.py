@@ -26,15 +26,12 @@ the command, machine and date to ``--out`` (the raw numbers beside it as JSON).
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
-import os
-import platform
-import shlex
-import subprocess
 import sys
 import time
 from pathlib import Path
+
+from side_by_side import run_side_by_side
 
 MODELS = ("voxscan", "voxcnn")
 
@@ -106,12 +103,6 @@ def run_one(args) -> dict:
                 sample_cpu_s=round(sample_cpu, 1), curve=curve)
 
 
-def machine() -> str:
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    return (f"{platform.processor() or platform.machine()}, {os.cpu_count()} logical CPUs, "
-            f"load average {load:.1f} at the start")
-
-
 def table(results: list[dict]) -> str:
     from rnnimg.data.shapes3d import SHAPE3D_CLASSES
 
@@ -155,23 +146,10 @@ def main(argv=None) -> int:
         print(text)
         return 0
     out = Path(args.out or "voxgen-bench.md")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    started = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    where = machine()
-    base = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--pair"]
-    base = [a for i, a in enumerate(base) if a != "--out" and (i == 0 or base[i - 1] != "--out")]
-    procs = []
-    for name in MODELS:
-        path = out.with_name(f"{out.stem}-{name}.json")
-        picture = out.with_name(f"{out.stem}-{name}.png")
-        cmd = [sys.executable, __file__, *base, "--model", name, "--json", str(path),
-               "--picture", str(picture)]
-        procs.append((path, subprocess.Popen(cmd, stdout=subprocess.DEVNULL)))
-    codes = [proc.wait() for _, proc in procs]
-    if any(codes):
-        raise SystemExit(f"a benchmark process failed: exit codes {codes}")
-    results = [json.loads(path.read_text()) for path, _ in procs]
-    command = "python benchmarks/bench_voxgen.py " + shlex.join(argv if argv is not None else sys.argv[1:])
+    def picture(name: str) -> list[str]:
+        return ["--picture", str(out.with_name(f"{out.stem}-{name}.png"))]
+
+    results, started, where, command = run_side_by_side(__file__, argv, MODELS, out, extra=picture)
     text = (f"# voxscan vs voxcnn at equal CPU time: shapes3d {args.size}^3, class-conditional\n\n"
             f"`{command}`\n\n{started}; {where}; one torch thread per process, both processes side "
             f"by side; 2,000 training shapes, 200 fixed test shapes, {args.samples_per_class} samples a "
