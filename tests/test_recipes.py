@@ -63,7 +63,7 @@ def test_every_recipe_names_a_registered_model_preset_and_matching_data(recipe):
     assert recipe.kind in KINDS
     assert recipe.preset is None or recipe.preset in cls.presets
     build_config(recipe.model, recipe.preset, **recipe.overrides)
-    assert dataset_task(recipe.data, dict(recipe.data_options)) in cls.tasks()
+    assert cls.takes_data_of(dataset_task(recipe.data, dict(recipe.data_options)))
     assert recipe.max_steps and recipe.max_steps > 0
     if recipe.kind == "demo":
         assert recipe.name == recipe.model and not recipe.evaluate

@@ -66,3 +66,10 @@ for model in ("voxscan", "voxcnn"):
                      TrainingDefaults(model, "shapes16", batch_size=8, lr=3e-3),
                      TrainingDefaults(model, "shapes32", batch_size=4, lr=2e-3)):
         register_training_defaults(defaults)
+
+# the debug voxel generator on 200 shapes of 8^3 (its preset's size): a few seconds, and a preview of
+# rendered samples that is quick to draw (the 32^3 preset's takes minutes on a CPU)
+register_recipe(Recipe("voxscan", "demo", model="voxscan", preset="debug", data="shapes3d",
+                       data_options=dict(train_size=200, val_size=16, voxel_size=8, num_views=1,
+                                         view_size=16),
+                       max_steps=100, batch_size=8, lr=3e-3))

@@ -172,7 +172,7 @@ def register_recipe(recipe: Recipe) -> Recipe:
         task = dataset_task(recipe.data, dict(recipe.data_options))
     except RnnImgError as err:
         raise RnnImgError(f"{what}: {err}") from None
-    if task not in cls.tasks():
+    if not cls.takes_data_of(task):
         raise RnnImgError(f"{what}: {recipe.data!r} gives {task} batches, but {recipe.model!r} is a "
                           f"{'/'.join(cls.tasks())} model.")
     if recipe.max_steps is None and recipe.epochs is None:
