@@ -50,7 +50,7 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--device", default="cpu")
-    p.add_argument("--out", required=True)
+    p.add_argument("--out", default="", help="also write the whole result here as JSON")
     args = p.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -130,8 +130,9 @@ def main() -> None:
                     "torch": torch.__version__},
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2))
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(result, indent=2))
     print(json.dumps({k2: result[k2] for k2 in ("model", "steps", "train_cpu_s")} |
                      {"iou_per_views": scores["iou_per_views"],
                       "perm_change": result["permutation_mean_abs_iou_change"]}))

@@ -15,7 +15,8 @@
 # GPU_CHECK_QUICK=1 is for a short lease: the three stages run at the same time (the tests on
 # half the cores, GPU_CHECK_JOBS trainings at once, default 3), every benchmark gets a small
 # budget and GPU_CHECK_STEP_TIMEOUT seconds (default 120), and the logs are also packed into one
-# gpu-check.tar.gz under $OUT. Timings from a quick run share the GPU and are for smoke, not for
+# gpu-check.tar.gz under $OUT. To run a part again: GPU_CHECK_TESTS (pytest's arguments),
+# GPU_CHECK_MODELS and GPU_CHECK_BENCHES (names, space-separated) narrow the three stages. Timings from a quick run share the GPU and are for smoke, not for
 # docs/benchmarks.md, except the video throughput table, which runs first.
 # Prints a summary last; the full output of each step is in the log folder.
 set -uo pipefail
@@ -31,6 +32,8 @@ DEADLINE=$((SECONDS + ${GPU_CHECK_DEADLINE:-$([ "$QUICK" = 1 ] && echo 380 || ec
 if [ -n "${OUT:-}" ] && [ "$QUICK" = 1 ]; then LOG=$(mktemp -d)/gpu-check; else LOG=${OUT:-./gpu-check}; fi
 mkdir -p "$LOG"
 export PYTHONUNBUFFERED=1
+# quick mode runs many processes at once: a few threads each, not one per core each
+[ "$QUICK" = 1 ] && export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$LOG/gpu.txt" \
   || { echo "no NVIDIA GPU visible (nvidia-smi failed)"; exit 1; }
 "$PY" -c "import sys, torch; print('python', sys.version.split()[0], 'torch', torch.__version__, 'cuda', torch.version.cuda)" | tee -a "$LOG/gpu.txt"
@@ -51,24 +54,38 @@ tests() {
   if "$PY" -c "import xdist" 2>/dev/null; then
     parallel=(-n "$([ "$QUICK" = 1 ] && echo $((cores / 2 > 1 ? cores / 2 : 1)) || echo 8)")
   fi
-  timeout "$([ "$QUICK" = 1 ] && echo 360 || echo 1800)" "$PY" -m pytest -q -m "not slow" "${parallel[@]}" -p no:cacheprovider >"$LOG/pytest.log" 2>&1
+  # shellcheck disable=SC2086  # GPU_CHECK_TESTS: pytest's arguments, e.g. a few test files
+  timeout "$([ "$QUICK" = 1 ] && echo 360 || echo 1800)" "$PY" -m pytest -q -m "not slow" "${parallel[@]}" \
+    -p no:cacheprovider ${GPU_CHECK_TESTS:-} >"$LOG/pytest.log" 2>&1
   echo "pytest with a GPU present: $(tail -1 "$LOG/pytest.log")" >"$work/summary-tests"
 }
 
 # one line per registered model: its name, then its demo recipe's --data and --data-opt flags (a
 # model without one takes those of a model of the same task and data that has one)
-"$PY" - >"$work/models.txt" <<'PY'
+"$PY" - ${GPU_CHECK_MODELS:-} >"$work/models.txt" <<'PY'
+import sys
+
 from rnnimg.models.registry import get_model_class, list_models
+
+only = set(sys.argv[1:])
 from rnnimg.recipes import list_recipes
 
+from rnnimg.models.registry import build_config
+
+
+def kind(name):  # models alike in task, data and scale share a demo (voxcnn takes voxscan's)
+    cls, config = get_model_class(name), build_config(name, "debug")
+    return cls.task, tuple(cls.data_tasks), getattr(config, "scale", 1), hasattr(config, "voxel_size")
+
+
 demos = {r.model: r for r in list_recipes(kind="demo")}
-by_kind = {}  # models alike in task and in the data they take share a demo (voxcnn takes voxscan's)
+by_kind = {}
 for recipe in demos.values():
-    cls = get_model_class(recipe.model)
-    by_kind.setdefault((cls.task, tuple(cls.data_tasks)), recipe)
+    by_kind.setdefault(kind(recipe.model), recipe)
 for name in list_models():
-    cls = get_model_class(name)
-    demo = demos.get(name) or by_kind.get((cls.task, tuple(cls.data_tasks)))
+    if only and name not in only:
+        continue
+    demo = demos.get(name) or by_kind.get(kind(name))
     flags = ["--data", demo.data if demo else "mnist-5k"]
     for key, value in (demo.data_options if demo else {}).items():
         flags += ["--data-opt", f"{key}={value}"]
@@ -121,6 +138,8 @@ benchmarks() {
   for bench in $(ls benchmarks/*.py | grep -v bench_loop) benchmarks/bench_loop.py; do
     grep -q -- "--device" "$bench" || continue
     name=$(basename "$bench" .py)
+    [ -e "$work/summary-bench-$name" ] && continue  # bench_video, run alone first
+    if [ -n "${GPU_CHECK_BENCHES:-}" ] && [[ " $GPU_CHECK_BENCHES " != *" $name "* ]]; then continue; fi
     if [ "$SECONDS" -ge "$DEADLINE" ]; then
       echo "$name: not run (past the check's deadline)" >"$work/summary-bench-$name"; continue
     fi
@@ -133,11 +152,17 @@ benchmarks() {
   done
 }
 
-if [ "$QUICK" = 1 ]; then
+if [ "$QUICK" = 1 ] && [[ -z "${GPU_CHECK_BENCHES:-}" || " $GPU_CHECK_BENCHES " == *" bench_video "* ]]; then
   # the video throughput table first, alone on the GPU, so its numbers can be recorded
   benchmarks_first=benchmarks/bench_video.py
-  timeout "$STEP_TIMEOUT" "$PY" "$benchmarks_first" --device cuda $(bench_args bench_video) \
-    >"$LOG/bench_video_alone.log" 2>&1
+  if timeout "$STEP_TIMEOUT" "$PY" "$benchmarks_first" --device cuda $(bench_args bench_video) \
+       >"$LOG/bench_video.log" 2>&1; then
+    echo "bench_video --device cuda, alone: ok (table in $LOG/bench_video.log)"
+  else
+    echo "bench_video --device cuda: FAILED ($(tail -1 "$LOG/bench_video.log"))"
+  fi >"$work/summary-bench-bench_video"
+fi
+if [ "$QUICK" = 1 ]; then
   tests & trainings & benchmarks & wait
 else
   tests; trainings; benchmarks

@@ -170,7 +170,8 @@ def load_run(directory: str | os.PathLike, map_location: str = "cpu") -> LoadedR
     if not weights.is_file():
         raise RnnImgError(f"{weights} is missing; train the model or copy its weights there.")
     try:
-        missing, unexpected = load_model(model, weights, strict=False, device=map_location)
+        # load_model copies into the parameters where they are (the CPU); .to() below moves them
+        missing, unexpected = load_model(model, weights, strict=False)
     except (SafetensorError, OSError, RuntimeError) as err:
         if "size mismatch" in str(err):
             missing, unexpected = ["(shapes differ)"], []
@@ -181,4 +182,4 @@ def load_run(directory: str | os.PathLike, map_location: str = "cpu") -> LoadedR
             f"{weights} does not fit the config in {CONFIG_FILE} (missing {len(missing)}, "
             f"unexpected {len(unexpected)} tensors); the two files come from different models."
         )
-    return LoadedRun(model.eval(), Path(directory), meta)
+    return LoadedRun(model.to(map_location).eval(), Path(directory), meta)
