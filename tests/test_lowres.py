@@ -289,3 +289,28 @@ def test_evaluate_reports_the_nll_given_the_downscale(tmp_path):
     assert result["num_items"] == 6 and result["data_options"]["low_res"] == 2
     assert result["metrics"]["nll_nats"] == pytest.approx(given, rel=1e-5)
     assert abs(given - shuffled) > 1  # the figure depends on which input goes with which image
+
+
+def test_the_hint_after_training_a_conditional_model_names_low_res_and_its_size(small_runs, capsys):
+    """``rnnimg train`` ends with the next step; for a model that draws from a small image it is
+    ``--low-res`` with an image of the model's size / low_res_scale, and that command works."""
+    import shlex
+
+    from rnnimg.cli import main
+    from rnnimg.cli.train_cmds import next_steps
+
+    runs, folder = small_runs
+    plain = next_steps(runs["plain"])
+    assert plain.endswith(f"rnnimg sample {runs['plain']} -n 64 -o grid.png")
+    cond = next_steps(runs["cond"])
+    hint = cond.split("   |   ")[1]
+    assert hint == (f"rnnimg sample {runs['cond']} --low-res SMALL.png -n 4 -o grid.png  "
+                    "(SMALL.png: a 4x4 colour image)")
+    # the suggested command, with a 4x4 colour image for SMALL.png, runs
+    words = shlex.split(hint.split("  (")[0].replace("SMALL.png", str(folder / "small.png")))
+    assert words[:2] == ["rnnimg", "sample"]
+    assert main([*words[1:], "-o", str(folder / "hinted.png")]) == 0
+    assert (folder / "hinted.png").is_file()
+    # the plain hint, taken as it is, is what fails on the conditional model
+    assert main(["sample", str(runs["cond"]), "-n", "2", "-o", str(folder / "no.png")]) == 2
+    assert "pass one with --low-res" in capsys.readouterr().err

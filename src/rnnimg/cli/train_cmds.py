@@ -245,8 +245,9 @@ def next_steps(run_dir) -> str:
     from rnnimg.models.registry import get_model_class
     from rnnimg.tasks import get_task
 
-    task = get_task(get_model_class(read_run_config(run_dir)["model"]).task)
-    then = f"   |   {task.next_step.format(run=run_dir)}" if task.next_step else ""
+    meta = read_run_config(run_dir)
+    step, _ = get_task(get_model_class(meta["model"]).task).after_training(meta["config"])
+    then = f"   |   {step.format(run=run_dir)}" if step else ""
     return f"next: rnnimg evaluate {run_dir}{then}"
 
 
