@@ -104,7 +104,9 @@ def register(sub) -> None:
     p.add_argument("run_dir", metavar="RUN", help="run folder written by `rnnimg train`")
     p.add_argument("--data", help="dataset (default: the one it was trained on)")
     p.add_argument("--split", default="test", choices=["train", "val", "test"])
-    p.add_argument("--batch-size", type=positive_int, default=64)
+    p.add_argument("--batch-size", type=positive_int, default=64,
+                   help="items per batch (default 64); items of different sizes (whole test photos) "
+                        "are scored one size at a time")
     p.add_argument("--max-batches", type=positive_int, help="score only this many batches")
     p.add_argument("--data-opt", action="append", metavar="KEY=VALUE", help="dataset option")
     p.add_argument("--importance-samples", type=positive_int, metavar="K",
