@@ -85,8 +85,8 @@ def _page_errors(fn):
 # controls more than one tab has
 
 
-def _model_choice(models: list[core.ServedModel]) -> gr.Dropdown:
-    return gr.Dropdown([m.label for m in models], value=models[0].label, label="model")
+def _model_choice(models: list[core.ServedModel], elem_id: str | None = None) -> gr.Dropdown:
+    return gr.Dropdown([m.label for m in models], value=models[0].label, label="model", elem_id=elem_id)
 
 
 def _seed_and_temperature(tab: str, temperature: bool = True):
@@ -123,7 +123,7 @@ def _sample_tab(models, workdir) -> TabRun:
     first = models[0]
     with gr.Row():
         with gr.Column(scale=1):
-            model = _model_choice(models)
+            model = _model_choice(models, "sample-model")
             label = gr.Dropdown(core.labels_of(first), value="any", label="digit to draw (models trained "
                                 "with labels)", visible=len(core.labels_of(first)) > 1)
             text = gr.Textbox(label="sentence to draw (caption models)", visible=core.takes_text(first),
