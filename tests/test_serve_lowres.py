@@ -118,3 +118,32 @@ def test_the_sample_tab_shows_the_upload_only_for_such_a_model(page, tmp_path, m
     assert opened
     with pytest.raises(Exception, match="the small image is a grey image"):
         app(cond.label, "any", "", 2, 0, 1.0, str(folder / "grey.png"), api_name="generate")
+
+
+def test_the_complete_tab_completes_given_the_pictures_own_downscale(page, tmp_path):
+    """A test item of a conditional model comes with its downscale as ``low_res``: the Complete tab
+    draws given exactly that (and given an upload's own downscale), where it used to refuse."""
+    from rnnimg.tasks import completion_grid, quantize_for_model
+
+    (_, plain), _ = page
+    torch.manual_seed(0)
+    model = create_model("pixelscan", "debug", image_size=8, channels=3, output="categorical",
+                         levels=256, low_res_scale=2)
+    with torch.no_grad():  # large random weights: the small image changes the draws
+        for p in model.parameters():
+            p.normal_(0, 0.3)
+    model.save_pretrained(tmp_path / "cond", extra={"data": {"name": "shapes", "options": {
+        **model.dataset_options(), **DATA}}})
+    (cond,) = core.load_served([str(tmp_path / "cond")])
+    item = core.test_item(cond, 0)
+    image = item["image"].unsqueeze(0).float()
+    _, grid = core.complete(cond, image, "bottom half", 3, seed=0, scale=1)
+    known = core.region_mask("bottom half", 8, 8)
+
+    def completions(low_res):
+        return core.to_numpy(completion_grid(cond.model, quantize_for_model(cond.model, image), known, 3,
+                                             torch.Generator().manual_seed(0), low_res=low_res))
+
+    assert np.array_equal(grid, completions(item["low_res"]))
+    assert not np.array_equal(grid, completions(core.test_item(cond, 1)["low_res"]))  # it matters
+    assert core.complete(plain, image, "bottom half", 3, scale=1)[1].shape == grid.shape  # no small image

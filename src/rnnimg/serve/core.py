@@ -383,14 +383,19 @@ def sample(served: ServedModel, n: int = 16, label=None, seed=0, temperature=1.0
 def complete(served: ServedModel, image: Tensor, region: str = "bottom half", n: int = 5, seed=0,
              temperature=1.0, label=None, scale: int = 4) -> tuple[np.ndarray, np.ndarray]:
     """(the model's input, quantized; the occluded input then ``n`` completions), uint8 pictures
-    with pixels enlarged ``scale`` times, via :func:`rnnimg.tasks.completion_grid`."""
+    with pixels enlarged ``scale`` times, via :func:`rnnimg.tasks.completion_grid`. A model that
+    draws given a small image (``low_res_scale`` s) completes given the picture's own downscale by
+    s, as its data pair them (a test item's ``low_res`` is exactly that)."""
+    from rnnimg.data.corrupt import downscale
     from rnnimg.tasks import completion_grid, quantize_for_model
 
     n = _count(n, "n", PAGE_MAX_COMPLETIONS)
     image = quantize_for_model(served.model, image.to(served.model.device))  # (1, C, H, W)
     known = region_mask(region, image.shape[-2], image.shape[-1])
+    low = downscale(image[0], low_res_scale(served)) if low_res_scale(served) else None
     grid = completion_grid(served.model, image, known, n, _generator(seed),
-                           temperature=_temperature(temperature), label=_label(served, label))
+                           temperature=_temperature(temperature), label=_label(served, label),
+                           low_res=low)
     shown = image[0].cpu()
     shown = shown.expand(3, -1, -1) if shown.shape[0] == 1 else shown
     return to_numpy(shown, 2 * scale), to_numpy(grid, scale)
