@@ -1,7 +1,8 @@
-"""Peak memory against image size for tiled inference (issue 19, item 4): ``rnnimg translate`` and
-``rnnimg segment --no-resize`` on a 1000x750 and a 4000x3000 photo, each run in a fresh process
-through the CLI (read, tile, blend, write), so its peak resident set size (``ru_maxrss``; on CUDA
-also ``torch.cuda.max_memory_allocated``) is that of one run.
+"""Peak memory against image size for tiled inference (issue 19, item 4): ``rnnimg translate``,
+``rnnimg segment --no-resize`` and plain ``rnnimg segment`` (the image resized to the training
+size a band of rows at a time, the labels resized back) on a 1000x750 and a 4000x3000 photo, each
+run in a fresh process through the CLI (read, tile, blend, write), so its peak resident set size
+(``ru_maxrss``; on CUDA also ``torch.cuda.max_memory_allocated``) is that of one run.
 
 The photo is scikit-image's ``camera`` (512x512 grey) resized with PIL's bicubic filter to each
 size. Models: the shipped ``pretrained:translator-denoise`` (ConvGRU refiner, receptive radius 50,
@@ -29,6 +30,7 @@ SIZES = ((1000, 750), (4000, 3000))
 VERBS = {
     "translate": ["translate", "pretrained:translator-denoise"],
     "segment": ["segment", "pretrained:reseg-scenes", "--no-resize"],
+    "segment-resize": ["segment", "pretrained:reseg-scenes"],
 }
 
 _CHILD = r"""
@@ -58,7 +60,7 @@ def main() -> int:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--tile", type=int, default=512)
-    ap.add_argument("--verbs", default="translate,segment")
+    ap.add_argument("--verbs", default="translate,segment,segment-resize", help="of " + ", ".join(VERBS))
     ap.add_argument("--out", help="also write the markdown table here")
     args = ap.parse_args()
     rows = []

@@ -289,3 +289,75 @@ def test_evaluate_reports_the_nll_given_the_downscale(tmp_path):
     assert result["num_items"] == 6 and result["data_options"]["low_res"] == 2
     assert result["metrics"]["nll_nats"] == pytest.approx(given, rel=1e-5)
     assert abs(given - shuffled) > 1  # the figure depends on which input goes with which image
+
+
+def test_the_hint_after_training_a_conditional_model_names_low_res_and_its_size(small_runs, capsys):
+    """``rnnimg train`` ends with the next step; for a model that draws from a small image it is
+    ``--low-res`` with an image of the model's size / low_res_scale, and that command works."""
+    import shlex
+
+    from rnnimg.cli import main
+    from rnnimg.cli.train_cmds import next_steps
+
+    runs, folder = small_runs
+    plain = next_steps(runs["plain"])
+    assert plain.endswith(f"rnnimg sample {runs['plain']} -n 64 -o grid.png")
+    cond = next_steps(runs["cond"])
+    hint = cond.split("   |   ")[1]
+    assert hint == (f"rnnimg sample {runs['cond']} --low-res SMALL.png -n 4 -o grid.png  "
+                    "(SMALL.png: a 4x4 colour image)")
+    # the suggested command, with a 4x4 colour image for SMALL.png, runs
+    words = shlex.split(hint.split("  (")[0].replace("SMALL.png", str(folder / "small.png")))
+    assert words[:2] == ["rnnimg", "sample"]
+    assert main([*words[1:], "-o", str(folder / "hinted.png")]) == 0
+    assert (folder / "hinted.png").is_file()
+    # the plain hint, taken as it is, is what fails on the conditional model
+    assert main(["sample", str(runs["cond"]), "-n", "2", "-o", str(folder / "no.png")]) == 2
+    assert "pass one with --low-res" in capsys.readouterr().err
+
+
+def test_complete_low_res_draws_the_hidden_part_given_the_small_image(tmp_path, capsys):
+    """``rnnimg complete RUN INPUT --low-res SMALL``: the known pixels come back, the hidden ones are
+    drawn given SMALL (another small image gives other completions), as the task layer draws them;
+    without --low-res, or with it for a model that takes none: one line, exit 2, nothing written."""
+    import numpy as np
+    from PIL import Image
+
+    from rnnimg.cli import main
+    from rnnimg.data.images import read_image
+    from rnnimg.tasks import completion_grid, quantize_for_model
+
+    model = tiny(channels=3)  # 6x6 colour, 4 levels, x2: the small image is 3x3
+    model.save_pretrained(tmp_path / "run")
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (6, 6, 3), dtype=np.uint8)).save(tmp_path / "in.png")
+    for name in ("a", "b"):
+        Image.fromarray(rng.integers(0, 256, (3, 3, 3), dtype=np.uint8)).save(tmp_path / f"{name}.png")
+
+    def complete(small, out):
+        extra = ["--low-res", str(tmp_path / small)] if small else []
+        return main(["complete", str(tmp_path / "run"), str(tmp_path / "in.png"), *extra, "-n", "3",
+                     "-o", str(tmp_path / out), "--scale", "1", "--seed", "0"])
+
+    assert complete("a.png", "a-grid.png") == 0 and complete("b.png", "b-grid.png") == 0
+    grids = {k: read_image(tmp_path / f"{k}-grid.png") for k in ("a", "b")}  # occluded + 3 completions
+    image = quantize_for_model(model, read_image(tmp_path / "in.png").float().div(255)[None])
+    known = torch.ones(1, 1, 6, 6, dtype=torch.bool)
+    known[..., 3:, :] = False
+    expected = completion_grid(model, image, known, 3, torch.Generator().manual_seed(0),
+                               low_res=read_image(tmp_path / "a.png").float().div(255))
+    assert torch.equal(grids["a"], (expected * 255).round().byte())
+    cells = {k: [g[:, 2:8, 2 + 8 * i:8 + 8 * i] for i in range(1, 4)] for k, g in grids.items()}
+    truth = (image[0] * 255).round().byte()
+    for k in cells:
+        assert all(torch.equal(c[:, :3], truth[:, :3]) for c in cells[k])  # the known top half
+    assert any(not torch.equal(a[:, 3:], b[:, 3:]) for a, b in zip(cells["a"], cells["b"]))
+    capsys.readouterr()
+    assert complete(None, "none.png") == 2
+    assert "pass one with --low-res" in capsys.readouterr().err
+    create_model("pixelscan", "debug", image_size=6, channels=3, output="categorical",
+                 levels=4).save_pretrained(tmp_path / "run")
+    assert complete("a.png", "plain.png") == 2
+    err = capsys.readouterr().err
+    assert "drop --low-res" in err and err.count("\n") == 1
+    assert not (tmp_path / "none.png").exists() and not (tmp_path / "plain.png").exists()

@@ -6,7 +6,8 @@ digit, uploads an image in every tab that takes one (Complete, Segment, Translat
 result appears, and that a bad upload shows a readable message in the page. A second page serves a
 super-resolution model: its Translate tab shows the input, the upscale and bicubic at twice the
 input's size, for a test photo on open and for an upload. A third serves a reconstruction model:
-its Reconstruct 3D tab draws the mesh in Gradio's Model3D canvas on open. Skipped, with the
+its Reconstruct 3D tab draws the mesh in Gradio's Model3D canvas on open. A fourth serves a
+pixelscan given a small image: the Sample tab's small-image upload (slow too). Skipped, with the
 reason, without Gradio, Playwright (the pip package) or a chromium executable
 (``apt-get install chromium``; or set RNNIMG_CHROMIUM).
 """
@@ -266,5 +267,68 @@ def test_the_reconstruct_tab_shows_the_mesh_in_a_3d_viewer_on_open(reconstruct_u
     assert not_blank(picture(page.locator("#reconstruct-spin img")))
     page.wait_for_function("document.querySelector('#reconstruct-message').innerText.includes('triangles')",
                            timeout=60_000)
+    assert "Traceback" not in page.content()
+    page.close()
+
+
+@pytest.fixture(scope="module")
+def lowres_url(tmp_path_factory):
+    """The page serving a pixelscan given a small image (x2: 4x4 -> 8x8 colour, shapes) first and
+    a plain rowrnn second, and small images: one the model takes, a grey one."""
+    from rnnimg.data import load_dataset
+    from rnnimg.serve import serve
+
+    tmp = tmp_path_factory.mktemp("lowres")
+    torch.manual_seed(0)
+    cond = create_model("pixelscan", "debug", image_size=8, channels=3, output="categorical", levels=256,
+                        low_res_scale=2)
+    cond.save_pretrained(tmp / "cond", extra={"data": {"name": "shapes", "options": {
+        **cond.dataset_options(), "image_size": 8, "test_size": 4}}})
+    create_model("rowrnn", "debug").save_pretrained(tmp / "plain", extra={"data": {"name": "mnist-5k"}})
+    low = load_dataset("shapes", "test", image_size=8, low_res=2, test_size=4)[1]["low_res"]
+    pixels = (low.permute(1, 2, 0) * 255).round().byte().numpy()
+    Image.fromarray(pixels).save(tmp / "small.png")
+    Image.fromarray(pixels[:, :, 0]).save(tmp / "grey.png")
+    port = free_port()
+    app, workdir = serve([str(tmp / "cond"), str(tmp / "plain")], port=port, block=False)
+    yield f"http://127.0.0.1:{port}/", tmp
+    app.close()
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_the_sample_tab_takes_the_small_image_of_a_low_res_model(lowres_url, browser):
+    """The small-image upload is there for the conditional model (which opens with a grid drawn
+    from its first test item's small image), gone for the plain one; an uploaded small image gives
+    exactly the page's grid for it (the upscale first, then the samples); a grey one is refused
+    with the task layer's line, naming the control."""
+    from rnnimg.serve import core
+
+    url, folder = lowres_url
+    page = browser.new_page(viewport={"width": 1280, "height": 1000})
+    page.goto(url, wait_until="networkidle", timeout=120_000)
+    assert page.locator("#sample-low-res").is_visible()
+    assert "4x4 colour" in page.locator("#sample-low-res").inner_text()
+    # on open: 16 samples and the upscale, 8 a row, 8x8 pictures with 2-pixel padding, shown 3x
+    assert natural_size(page, "#sample-output img") == ((2 + 8 * 10) * 3, (2 + 3 * 10) * 3)
+
+    before = page.locator("#sample-output img").get_attribute("src")
+    upload(page, "#sample-low-res", str(folder / "small.png"))
+    run_until_changed(page, "#sample-button", "#sample-output img", before)
+    src = page.locator("#sample-output img").get_attribute("src")
+    shown = np.asarray(Image.open(io.BytesIO(page.request.get(src).body())).convert("RGB"))
+    cond = core.load_served([str(folder / "cond")])[0]
+    expected = core.sample(cond, 16, seed=0, low_res=core.low_res_for(cond, str(folder / "small.png")))
+    assert np.array_equal(shown, expected)  # a lossless PNG of the task layer's grid
+
+    page.locator("#sample-low-res").get_by_role("button", name="Clear").first.click()
+    upload(page, "#sample-low-res", str(folder / "grey.png"))
+    page.locator("#sample-button").click()
+    page.get_by_text("the small image is a grey image").first.wait_for(timeout=60_000)
+
+    page.locator("#sample-model input").click()
+    page.get_by_role("option", name=str(folder / "plain")).click()
+    page.wait_for_function("!document.querySelector('#sample-low-res') || "
+                           "document.querySelector('#sample-low-res').offsetParent === null", timeout=60_000)
     assert "Traceback" not in page.content()
     page.close()

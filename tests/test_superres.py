@@ -112,3 +112,39 @@ def test_card_pictures_stack_whole_test_photos_of_different_sizes():
     assert {tuple(it["target"].shape) for it in items} == {(3, 300, 384)}  # coins: 303 -> 300
     assert {tuple(it["source"].shape) for it in items} == {(3, 75, 96)}  # still a x4 pair
     assert torch.equal(items[0]["target"], data[0]["target"][:, :300, :384])
+
+
+def test_collate_by_size_makes_one_batch_per_size_in_order():
+    from rnnimg.train.evaluate import collate_by_size
+
+    items = [{"source": torch.full((1, h, w), float(i)), "target": torch.zeros(1, 2 * h, 2 * w)}
+             for i, (h, w) in enumerate([(4, 6), (5, 5), (4, 6), (5, 5), (4, 6)])]
+    batches = collate_by_size(items)
+    assert [tuple(b["source"].shape) for b in batches] == [(3, 1, 4, 6), (2, 1, 5, 5)]
+    assert batches[0]["source"][:, 0, 0, 0].tolist() == [0, 2, 4]
+    assert batches[1]["target"].shape == (2, 1, 10, 10)
+    same = [{"image": torch.rand(1, 3, 3)} for _ in range(4)]  # one size: what default_collate makes
+    (batch,) = collate_by_size(same)
+    assert torch.equal(batch["image"], default_collate(same)["image"])
+
+
+def test_evaluate_scores_whole_test_photos_of_different_sizes_without_batch_size_1(tmp_path):
+    """The photos test split is five whole photos of four sizes: the default batch size scores
+    them (one size at a time) and gives what batch size 1 gives."""
+    from rnnimg.train.evaluate import evaluate
+
+    torch.manual_seed(0)
+    model = create_model("recursr", "debug", scale=4, in_channels=1, out_channels=1)
+    options = {"corrupt": "downscale", "scale": 4, "channels": 1}
+    model.save_pretrained(tmp_path / "run", extra={"data": {"name": "photos", "options": options}})
+    sizes = {tuple(item["target"].shape) for item in load_dataset("photos", "test", **options)}
+    assert len(sizes) > 1  # the point of the test
+    whole = evaluate(tmp_path / "run", progress=False)
+    one = evaluate(tmp_path / "run", batch_size=1, progress=False)
+    assert whole["num_items"] == one["num_items"] == 5
+    for key in ("psnr_y", "ssim_y", "input_psnr_y"):
+        assert whole["metrics"][key] == pytest.approx(one["metrics"][key], rel=1e-6), key
+    # and what today's code raised on: the default collate cannot stack the split
+    data = load_dataset("photos", "test", **options)
+    with pytest.raises(RuntimeError):
+        default_collate([data[i] for i in range(len(data))])

@@ -171,3 +171,68 @@ def test_segment_cli_tiles_at_the_image_size(tmp_path, capsys):
     assert main(["segment", str(tmp_path / "run"), str(tmp_path / "in.png"), "-o",
                  str(tmp_path / "m2.png"), "--no-resize", "--tile", "16", "--overlap", "16"]) == 2
     assert not (tmp_path / "m2.png").exists()
+
+
+# --- segment's resize path: the image resized to the training size a band of rows at a time ----
+
+
+def _resize_as_before(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """What segment_image did before: the whole image as floats, one antialiased resize."""
+    import torch.nn.functional as F
+
+    x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
+    return F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False).clamp(0, 1)
+
+
+@pytest.mark.parametrize("shape,size,rows", [((1, 3, 150, 190), (32, 32), 7), ((1, 1, 601, 37), (64, 64), 64),
+                                             ((2, 3, 20, 30), (64, 48), 3), ((1, 1, 64, 64), (32, 64), 16)])
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.float32])
+def test_banded_resize_equals_the_one_call_resize(shape, size, rows, dtype):
+    """Tolerance 1e-6 ([0, 1] scale); measured 0: torch's separable filter runs width first, so
+    resizing bands of rows in width, then the whole in height, adds the same terms in the same order."""
+    from rnnimg.tiling import resize_banded
+
+    x = torch.rand(shape, generator=torch.Generator().manual_seed(0))
+    x = (x * 255).round().to(torch.uint8) if dtype == torch.uint8 else x
+    out = resize_banded(x, size, rows=rows)
+    assert out.dtype == torch.float32 and out.shape == (*shape[:2], *size)
+    assert (out - _resize_as_before(x, size)).abs().max() <= 1e-6
+
+
+@pytest.mark.parametrize("src,dst", [((32, 32), (150, 190)), ((150, 190), (32, 32)), ((7, 5), (7, 13)),
+                                     ((64, 64), (3000, 4000)), ((5, 3), (5, 3))])
+def test_mask_resize_gathers_what_nearest_exact_interpolation_picks(src, dst):
+    import torch.nn.functional as F
+
+    from rnnimg.data.segmentation import resize_mask
+
+    mask = torch.randint(0, 21, src, generator=torch.Generator().manual_seed(1), dtype=torch.uint8)
+    old = F.interpolate(mask[None, None].float(), size=dst, mode="nearest-exact")[0, 0].to(mask.dtype)
+    new = resize_mask(mask, dst)
+    assert new.dtype == torch.uint8 and torch.equal(new, old)
+    assert torch.equal(resize_mask(mask.long(), dst), old.long())
+
+
+@pytest.mark.parametrize("name", ["unet", "reseg"])
+def test_segment_with_resize_gives_todays_labels_in_a_byte_a_pixel(name):
+    """segment_image (the CLI without --no-resize) on a uint8 photo: the labels of the one-call
+    float resize, exactly, now uint8 and without a float copy of the whole image."""
+    from skimage import data
+
+    from rnnimg.tasks import segment_image
+
+    torch.manual_seed(0)
+    model = create_model(name, "debug").eval()
+    with torch.no_grad():  # larger weights: an untrained model then sees edges and gives many labels
+        for p in model.parameters():
+            p.mul_(3)
+    pixels = torch.from_numpy(data.camera()[100:100 + H, 150:150 + W].copy())[None]  # a photo crop
+    size = model.config.image_size
+    with torch.no_grad():
+        small = model.segment(_resize_as_before(pixels[None], (size, size)))[0]
+    before = torch.nn.functional.interpolate(small[None, None].float(), size=(H, W),
+                                             mode="nearest-exact")[0, 0].long()
+    labels = segment_image(model, pixels, tile=512)
+    assert labels.dtype == torch.uint8 and labels.shape == (H, W) and len(labels.unique()) >= 4
+    assert torch.equal(labels.long(), before)
+    assert torch.equal(segment_image(model, pixels.float() / 255), before)  # floats keep long labels

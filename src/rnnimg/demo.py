@@ -45,6 +45,7 @@ def run_demo(out: str | Path = "runs/demo", overwrite: bool = False, models: lis
              steps_scale: float = 1.0, progress: bool = True) -> dict[str, list[Path]]:
     """Train each model's demo recipe and write its pictures; returns model -> files written."""
     from rnnimg.data import load_dataset
+    from rnnimg.models.checkpoint import read_run_config
     from rnnimg.tasks import list_tasks, preview, save_picture
     from rnnimg.train import TrainSettings, train
     from rnnimg.viz import plot_curves, read_metrics_csv
@@ -69,6 +70,7 @@ def run_demo(out: str | Path = "runs/demo", overwrite: bool = False, models: lis
             raise RnnImgError(f"{out} already exists; pass --overwrite to replace it (make demo does).")
         shutil.rmtree(out)
     written: dict[str, list[Path]] = {}
+    runs: dict[str, Path] = {}
     train_curves, val_curves = {}, {}
     for name in names:
         recipe = get_recipe(name, kind="demo").settings()
@@ -82,6 +84,7 @@ def run_demo(out: str | Path = "runs/demo", overwrite: bool = False, models: lis
         recipe.setdefault("val_every_n_steps", -(-recipe["max_steps"] // 4))
         run_dir = train(TrainSettings(out=str(out / name), progress=progress,
                                       sample_every_n_steps=0, ckpt_every_n_steps=10_000, **recipe))
+        runs[name] = Path(run_dir)
         from rnnimg.models.checkpoint import load_pretrained
 
         model = load_pretrained(run_dir).eval()
@@ -113,10 +116,12 @@ def run_demo(out: str | Path = "runs/demo", overwrite: bool = False, models: lis
         for f in files:
             print(f"  {f}")
     hint = f"rnnimg evaluate {out / names[0]} --max-batches 2"
-    for task in list_tasks():  # the first task whose next step needs nothing but the run folder
-        tried = next((n for n in names if get_model_class(n).task == task.name), None)
-        if tried is not None and task.next_step and not task.needs_input:
-            hint = task.next_step.format(run=out / tried)
+    for task in list_tasks():  # the first run whose next step needs nothing but the run folder
+        tried = [n for n in names if get_model_class(n).task == task.name]
+        steps = [(runs[n], *task.after_training(read_run_config(runs[n])["config"])) for n in tried]
+        step = next(((run, s) for run, s, needs in steps if s and not needs), None)
+        if step is not None:
+            hint = step[1].format(run=step[0])
             break
     print(f"  {out}/MODEL/  (run folders: try `{hint}`)")
     return written

@@ -172,3 +172,38 @@ def tiled_map(fn: Callable[[Tensor], Tensor], image: Tensor, *, tile: int, overl
 def quantize(band: Tensor) -> Tensor:
     """[0, 1] floats to uint8 by rounding, as rnnimg.viz writes images."""
     return (band.clamp(0, 1) * 255).round().to(torch.uint8)
+
+
+def resize_banded(image: Tensor, size: tuple[int, int], rows: int = 256) -> Tensor:
+    """``F.interpolate(image / 255 if uint8, size, mode="bilinear", antialias=True)`` of (B, C, H, W),
+    clamped to [0, 1], without making the whole image float.
+
+    The antialiased filter is separable and torch applies it width first: each band of ``rows``
+    input rows is converted and resized in width alone (an identity in height), then the (B, C, H,
+    size[1]) result in height. Peak memory is a band plus H x the output's width, not H x W floats;
+    the result equals the one-call resize exactly (the same weights, the same order of sums).
+    """
+    import torch.nn.functional as F
+
+    def floats(x: Tensor) -> Tensor:
+        return x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
+
+    height, width = image.shape[-2:]
+    out_h, out_w = size
+    if width != out_w:
+        image = torch.cat([F.interpolate(floats(image[..., y:y + rows, :]),
+                                         size=(min(rows, height - y), out_w), mode="bilinear",
+                                         antialias=True, align_corners=False)
+                           for y in range(0, height, rows)], dim=-2)
+    out = F.interpolate(floats(image), size=(out_h, out_w), mode="bilinear", antialias=True,
+                        align_corners=False) if height != out_h else floats(image)
+    return out.clamp(0, 1)
+
+
+def nearest_indices(length: int, size: int) -> Tensor:
+    """The source index of each of ``size`` outputs when ``length`` inputs are resized with
+    ``F.interpolate(mode="nearest-exact")``: torch's own choice, from an interpolated ramp."""
+    import torch.nn.functional as F
+
+    ramp = torch.arange(length, dtype=torch.float32).view(1, 1, length)  # as the masks were
+    return F.interpolate(ramp, size=size, mode="nearest-exact")[0, 0].long()

@@ -130,6 +130,9 @@ def register_complete(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--temperature", type=float, default=1.0, help="divide the logits by T (0 < T <= 10)")
     p.add_argument("--label", type=int, help="class, for a class-conditional model")
+    p.add_argument("--low-res", metavar="IMAGE", help="the small image every completion is drawn "
+                   "given, for a model trained with --set low_res_scale=S (INPUT's size / S; "
+                   "e.g. INPUT's own downscale)")
     p.add_argument("--scale", type=positive_int, default=3, help="enlarge pixels (default 3)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     add_device_arg(p)
@@ -154,12 +157,13 @@ def cmd_complete(args) -> int:
     image = read_image(args.input).float().div(255).unsqueeze(0).to(device)  # (1, C, H, W)
     model.check_image(image, what=str(args.input))
     height, width = image.shape[-2:]
+    low_res = None if args.low_res is None else read_image(args.low_res).float().div(255).to(device)
     with out_of_memory_hint(f"completing a {width}x{height} image {args.n} times", "pass a smaller -n"):
         image = quantize_for_model(model, image)
         known = parse_mask(args.mask, height, width).to(device)
         gen = torch.Generator(device=device).manual_seed(args.seed)
         grid = completion_grid(model, image, known.unsqueeze(0), args.n, gen,
-                               temperature=args.temperature, label=args.label)
+                               temperature=args.temperature, label=args.label, low_res=low_res)
     outs.write(out, lambda tmp: save_picture(grid, tmp, scale=args.scale))
     outs.commit()
     print(f"wrote the occluded input and {args.n} completions to {out}")

@@ -104,7 +104,9 @@ def register(sub) -> None:
     p.add_argument("run_dir", metavar="RUN", help="run folder written by `rnnimg train`")
     p.add_argument("--data", help="dataset (default: the one it was trained on)")
     p.add_argument("--split", default="test", choices=["train", "val", "test"])
-    p.add_argument("--batch-size", type=positive_int, default=64)
+    p.add_argument("--batch-size", type=positive_int, default=64,
+                   help="items per batch (default 64); items of different sizes (whole test photos) "
+                        "are scored one size at a time")
     p.add_argument("--max-batches", type=positive_int, help="score only this many batches")
     p.add_argument("--data-opt", action="append", metavar="KEY=VALUE", help="dataset option")
     p.add_argument("--importance-samples", type=positive_int, metavar="K",
@@ -245,8 +247,9 @@ def next_steps(run_dir) -> str:
     from rnnimg.models.registry import get_model_class
     from rnnimg.tasks import get_task
 
-    task = get_task(get_model_class(read_run_config(run_dir)["model"]).task)
-    then = f"   |   {task.next_step.format(run=run_dir)}" if task.next_step else ""
+    meta = read_run_config(run_dir)
+    step, _ = get_task(get_model_class(meta["model"]).task).after_training(meta["config"])
+    then = f"   |   {step.format(run=run_dir)}" if step else ""
     return f"next: rnnimg evaluate {run_dir}{then}"
 
 

@@ -57,11 +57,15 @@ def voc_palette(n: int = 256) -> np.ndarray:
 def resize_mask(mask: Tensor, size: int | tuple[int, int]) -> Tensor:
     """Resize a label map (H, W) (any integer dtype) with nearest neighbour: every output label is
     an input label."""
+    from rnnimg.tiling import nearest_indices
+
     size = (size, size) if isinstance(size, int) else tuple(size)
     if tuple(mask.shape[-2:]) == size:
         return mask
-    out = F.interpolate(mask[None, None].float(), size=size, mode="nearest-exact")
-    return out[0, 0].to(mask.dtype)
+    # F.interpolate(mode="nearest-exact")'s choice of source pixel, gathered in the mask's own
+    # dtype: a uint8 label map of a large photo costs a byte a pixel, no float copy of it
+    rows, cols = (nearest_indices(n, m).to(mask.device) for n, m in zip(mask.shape[-2:], size))
+    return mask[..., rows, :][..., cols]
 
 
 def resize_pair(image: Tensor, mask: Tensor, size: int | None) -> tuple[Tensor, Tensor]:

@@ -32,7 +32,7 @@ register_recipe(Recipe("recursr", "demo", model="recursr", preset="debug", data=
                        data_options=dict(corrupt="downscale", scale=2), max_steps=300, batch_size=16,
                        lr=3e-3))
 # x4 colour photos, 96x96 crops of the 13 training photos; scored on the 5 whole held-out photos
-# (batch 1: they differ in size)
+# (they differ in size: evaluate scores them one size at a time)
 register_recipe(Recipe("sr-photos-x4", "pretrained", model="recursr", preset="photos-x4", data="photos",
                        data_options=dict(corrupt="downscale", scale=4), max_steps=1500, batch_size=16,
                        lr=1e-3, evaluate=dict(batch_size=1),

@@ -2,7 +2,8 @@
 
 Tabs are built per task, not per model, one per registered task (:func:`rnnimg.tasks.list_tasks`,
 in its order, titled by the task's record) that a served model does: a task with a tab builder here
-(sample, complete, predict; translate, which shows super-resolution models as input / output /
+(sample, with an upload for the small image a pixelscan with ``low_res_scale`` draws from; complete,
+predict; translate, which shows super-resolution models as input / output /
 bicubic side by side; reconstruct, which shows the mesh in a 3D viewer beside its turntable)
 gets its controls; any other task (segment, and whatever comes next), and translate where no
 super-resolver is served, gets a tab that runs the model on a test image or an uploaded one
@@ -84,8 +85,8 @@ def _page_errors(fn):
 # controls more than one tab has
 
 
-def _model_choice(models: list[core.ServedModel]) -> gr.Dropdown:
-    return gr.Dropdown([m.label for m in models], value=models[0].label, label="model")
+def _model_choice(models: list[core.ServedModel], elem_id: str | None = None) -> gr.Dropdown:
+    return gr.Dropdown([m.label for m in models], value=models[0].label, label="model", elem_id=elem_id)
 
 
 def _seed_and_temperature(tab: str, temperature: bool = True):
@@ -122,18 +123,21 @@ def _sample_tab(models, workdir) -> TabRun:
     first = models[0]
     with gr.Row():
         with gr.Column(scale=1):
-            model = _model_choice(models)
+            model = _model_choice(models, "sample-model")
             label = gr.Dropdown(core.labels_of(first), value="any", label="digit to draw (models trained "
                                 "with labels)", visible=len(core.labels_of(first)) > 1)
             text = gr.Textbox(label="sentence to draw (caption models)", visible=core.takes_text(first),
                               value=core.example_sentence(first), elem_id="sample-text",
                               placeholder="e.g. the digit 3 is at the top left")
+            small = gr.File(label=_small_label(first), type="filepath", elem_id="sample-low-res",
+                            visible=core.low_res_scale(first) > 0, file_types=["image"])
             n = gr.Slider(1, limits.PAGE_MAX_SAMPLES, value=16, step=1, label="number of pictures")
             seed, temperature = _seed_and_temperature("sample")
             run = gr.Button("Sample", variant="primary", elem_id="sample-button")
         with gr.Column(scale=2):
+            # PNG: Gradio's default WebP is lossy, and smears grids of small pictures
             grid = gr.Image(label="pictures the model made up", type="numpy", elem_id="sample-output",
-                            interactive=False)
+                            interactive=False, format="png")
             more = gr.Button("More: 32 pictures, and an animation for models that draw step by step",
                              size="sm", elem_id="sample-more")
             gallery = gr.Gallery(label="more pictures of this model", columns=2, elem_id="sample-gallery")
@@ -142,14 +146,16 @@ def _sample_tab(models, workdir) -> TabRun:
         served = core.pick(models, name, "generate")
         labels = core.labels_of(served)
         return (gr.update(choices=labels, value="any", visible=len(labels) > 1),
-                gr.update(visible=core.takes_text(served), value=core.example_sentence(served)))
+                gr.update(visible=core.takes_text(served), value=core.example_sentence(served)),
+                gr.update(visible=core.low_res_scale(served) > 0, value=None, label=_small_label(served)))
 
-    model.change(on_model, model, [label, text])
+    model.change(on_model, model, [label, text, small])
 
     @_page_errors
-    def on_sample(name, lab, sentence, count, s, t, progress=gr.Progress()):  # noqa: B008 (Gradio reads the default)
+    def on_sample(name, lab, sentence, count, s, t, path, progress=gr.Progress()):  # noqa: B008 (Gradio reads the default)
+        served = core.pick(models, name, "generate")
         progress(0, desc="making pictures")
-        return core.sample(core.pick(models, name, "generate"), count, lab, s, t, sentence)
+        return core.sample(served, count, lab, s, t, sentence, low_res=core.low_res_for(served, path))
 
     @_page_errors
     def on_more(name, s, progress=gr.Progress()):  # noqa: B008 (Gradio reads the default)
@@ -157,7 +163,18 @@ def _sample_tab(models, workdir) -> TabRun:
         return core.task_pictures(core.pick(models, name, "generate"), workdir, "generate", 0, seed=s)
 
     more.click(on_more, [model, seed], gallery)
-    return TabRun(run, on_sample, [model, label, text, n, seed, temperature], [grid])
+    return TabRun(run, on_sample, [model, label, text, n, seed, temperature, small], [grid])
+
+
+def _small_label(served: core.ServedModel) -> str:
+    """The label of the Sample tab's small-image upload, with the size the model takes."""
+    scale = core.low_res_scale(served)
+    if not scale:
+        return "the small image"
+    c = served.model.config
+    side, kind = c.image_size // scale, "colour" if c.channels == 3 else "grey"
+    return (f"the small image ({side}x{side} {kind}) to draw {c.image_size}x{c.image_size} versions of; "
+            "empty: the first test image's")
 
 
 @web_tab("complete")

@@ -317,15 +317,56 @@ def labels_of(served: ServedModel) -> list[str]:
     return ["any", *(str(i) for i in range(getattr(served.model.config, "num_classes", 0)))]
 
 
+def low_res_scale(served: ServedModel) -> int:
+    """s > 0 for a generator that draws images from a small image (its size / s), else 0."""
+    from rnnimg.models.generate.base import low_res_scale as scale_of
+
+    return scale_of(served.model)
+
+
+def low_res_from_file(path: str | os.PathLike) -> Tensor:
+    """An uploaded small image -> (C, h, w) in [0, 1] as stored: not resized, not converted, as
+    ``rnnimg sample --low-res`` reads it, so the task layer refuses the same files (wrong size,
+    grey for a colour model) with the same line, naming the page's control."""
+    from rnnimg.data.images import read_image
+
+    refuse_huge(path)
+    return read_image(Path(path)).float().div(255)
+
+
+def default_low_res(served: ServedModel) -> Tensor:
+    """The small image of the model's first test item (its data's downscale): what the page draws
+    from until the user uploads one.
+
+    Raises:
+        RnnImgError: where the model's data are not here (the page then asks for an upload).
+    """
+    try:
+        return test_item(served, 0)["low_res"]
+    except (RnnImgError, KeyError, IndexError, OSError):
+        raise RnnImgError(f"{served.label} draws from a small image and its test images are not here; "
+                          "upload one with the small image.") from None
+
+
+def low_res_for(served: ServedModel, path: str | os.PathLike | None) -> Tensor | None:
+    """What the Sample tab draws from: the uploaded small image where there is one (checked by the
+    task layer, for any model: a model that takes none refuses it), else the first test item's for
+    a model that needs one, else None."""
+    if path:
+        return low_res_from_file(path)
+    return default_low_res(served) if low_res_scale(served) else None
+
+
 @named_for_page(n="the number of samples")
 def sample(served: ServedModel, n: int = 16, label=None, seed=0, temperature=1.0, text: str = "",
-           scale: int = 3) -> np.ndarray:
+           scale: int = 3, low_res: Tensor | None = None) -> np.ndarray:
     """A grid of ``n`` samples (uint8 (H, W, 3), pixels enlarged ``scale`` times), via
-    :func:`rnnimg.tasks.sample_grid`."""
+    :func:`rnnimg.tasks.sample_grid`; given ``low_res`` (C, h, w), its bicubic upscale first, then
+    ``n`` large versions of it (a model with a ``low_res_scale``; the task layer checks it)."""
     from rnnimg.tasks import sample_grid
 
     n = _count(n, "n", PAGE_MAX_SAMPLES)
-    kwargs = {}
+    kwargs = {} if low_res is None else {"low_res": low_res}
     if text and text.strip():
         if not takes_text(served):
             raise RnnImgError(f"{served.label} does not take a sentence; leave the text empty.")
@@ -334,7 +375,7 @@ def sample(served: ServedModel, n: int = 16, label=None, seed=0, temperature=1.0
         raise RnnImgError(f"{served.label} draws what a sentence says; type one, e.g. "
                           f"'{example_sentence(served) or 'the digit 3 is at the top left'}'.")
     grid = sample_grid(served.model, n, label=_label(served, label), temperature=_temperature(temperature),
-                       generator=_generator(seed), nrow=min(8, n), **kwargs)
+                       generator=_generator(seed), nrow=min(8, n + (low_res is not None)), **kwargs)
     return to_numpy(grid, scale)
 
 
@@ -342,14 +383,19 @@ def sample(served: ServedModel, n: int = 16, label=None, seed=0, temperature=1.0
 def complete(served: ServedModel, image: Tensor, region: str = "bottom half", n: int = 5, seed=0,
              temperature=1.0, label=None, scale: int = 4) -> tuple[np.ndarray, np.ndarray]:
     """(the model's input, quantized; the occluded input then ``n`` completions), uint8 pictures
-    with pixels enlarged ``scale`` times, via :func:`rnnimg.tasks.completion_grid`."""
+    with pixels enlarged ``scale`` times, via :func:`rnnimg.tasks.completion_grid`. A model that
+    draws given a small image (``low_res_scale`` s) completes given the picture's own downscale by
+    s, as its data pair them (a test item's ``low_res`` is exactly that)."""
+    from rnnimg.data.corrupt import downscale
     from rnnimg.tasks import completion_grid, quantize_for_model
 
     n = _count(n, "n", PAGE_MAX_COMPLETIONS)
     image = quantize_for_model(served.model, image.to(served.model.device))  # (1, C, H, W)
     known = region_mask(region, image.shape[-2], image.shape[-1])
+    low = downscale(image[0], low_res_scale(served)) if low_res_scale(served) else None
     grid = completion_grid(served.model, image, known, n, _generator(seed),
-                           temperature=_temperature(temperature), label=_label(served, label))
+                           temperature=_temperature(temperature), label=_label(served, label),
+                           low_res=low)
     shown = image[0].cpu()
     shown = shown.expand(3, -1, -1) if shown.shape[0] == 1 else shown
     return to_numpy(shown, 2 * scale), to_numpy(grid, scale)

@@ -84,7 +84,8 @@ def complete(model, image: Tensor, known: Tensor, *, label=None, temperature: fl
 
 def completion_grid(model, image: Tensor, known: Tensor, n: int = 8,
                     generator: torch.Generator | None = None, temperature: float = 1.0,
-                    label: int | Tensor | None = None, nrow: int | None = None) -> Tensor:
+                    label: int | Tensor | None = None, nrow: int | None = None,
+                    low_res: Tensor | None = None) -> Tensor:
     """One picture: the occluded input first, then ``n`` completions of it.
 
     Args:
@@ -96,6 +97,8 @@ def completion_grid(model, image: Tensor, known: Tensor, n: int = 8,
         temperature: passed to ``model.complete``.
         label: class index for a class-conditional model (one for all completions).
         nrow: pictures per grid row (default: all n + 1 in one row).
+        low_res: for a model trained with ``low_res_scale`` s (and only for one): the small
+            image (C, H / s, W / s) or (1, C, H / s, W / s) that every completion is drawn given.
 
     Returns:
         (3, H', W') in [0, 1].
@@ -103,11 +106,12 @@ def completion_grid(model, image: Tensor, known: Tensor, n: int = 8,
     image = image[0] if image.dim() == 4 else image  # (C, H, W)
     known = known[0] if known.dim() == 4 else known  # (1, H, W)
     check_count(n, "n")
-    check_complete_inputs(model, image.unsqueeze(0), known.unsqueeze(0), label, temperature)
+    check_complete_inputs(model, image.unsqueeze(0), known.unsqueeze(0), label, temperature, low_res)
     batch = image.unsqueeze(0).expand(n, -1, -1, -1).to(model.device)  # (n, C, H, W)
     masks = known.unsqueeze(0).expand(n, -1, -1, -1).to(model.device)  # (n, 1, H, W)
+    more = {} if low_res is None else {"low_res": check_low_res(model, low_res, n)}  # (n, C, h, w)
     completions = model.complete(batch, masks, label=label, generator=generator,
-                                 temperature=temperature).cpu()
+                                 temperature=temperature, **more).cpu()
     rgb = completions.expand(-1, 3, -1, -1) if completions.shape[1] == 1 else completions
     pictures = torch.cat([occlude(image.cpu(), known.cpu()).unsqueeze(0), rgb])  # (n + 1, 3, H, W)
     return make_grid(pictures, nrow=nrow or n + 1)

@@ -230,7 +230,19 @@ def contract(model, batch, generator) -> Tensor:
     return out
 
 
+def next_step_of(config: dict) -> tuple[str, bool] | None:
+    """A model that draws from a small image (``low_res_scale`` s) is sampled with ``--low-res``
+    and an image of its size / s; every other generator keeps the task's next step."""
+    scale = int(config.get("low_res_scale") or 0)
+    if not scale:
+        return None
+    side = int(config["image_size"]) // scale
+    kind = "colour" if config.get("channels") == 3 else "grey"
+    return (f"rnnimg sample {{run}} --low-res SMALL.png -n 4 -o grid.png  (SMALL.png: a {side}x{side} "
+            f"{kind} image)", True)
+
+
 GENERATE = register_task(Task(
     name="generate", verb="sample", title="Sample", batch_keys=("image",), contract=contract,
     infer=sample, views=(samples_view,), upload="image", hub_tag="unconditional-image-generation",
-    next_step="rnnimg sample {run} -n 64 -o grid.png", needs_input=False))
+    next_step="rnnimg sample {run} -n 64 -o grid.png", needs_input=False, next_step_of=next_step_of))

@@ -48,6 +48,9 @@ class Task:
             for it (None: only ``rnnimg evaluate``).
         needs_input: whether the verb needs an input beside the run folder (an image, a clip);
             the demo suggests trying a verb that does not.
+        next_step_of: for models whose next step departs from ``next_step`` (a generator that
+            draws from a small image needs ``--low-res``): ``f(model config as in config.json)
+            -> (next step, needs_input)``, or None to keep the two fields; see :meth:`after_training`.
     """
 
     name: str
@@ -61,6 +64,13 @@ class Task:
     hub_tag: str | None = None
     next_step: str | None = None
     needs_input: bool = True
+    next_step_of: Callable[[dict], tuple[str, bool] | None] | None = None
+
+    def after_training(self, config: dict) -> tuple[str | None, bool]:
+        """(the next step, with ``{run}``; whether it needs an input beside the run folder) for a
+        model of this task with ``config`` (the ``"config"`` of its config.json)."""
+        departs = self.next_step_of(config) if self.next_step_of is not None else None
+        return departs if departs is not None else (self.next_step, self.needs_input)
 
 
 _TASKS: dict[str, Task] = {}

@@ -81,13 +81,15 @@ def segment_image(model, image: Tensor, resize: bool = True, *, tile: int | None
     the datasets do, and the labels are resized back with nearest neighbour only (no invented
     labels); otherwise the model runs at the image's own size, over overlapping ``tile`` x
     ``tile`` tiles (``model.segment``; None = all at once). A uint8 image gives uint8 labels.
+    Either way memory follows a band of rows or a tile, not the image's area, beyond the labels
+    themselves (a byte a pixel for uint8): the resize converts the image to floats a band of
+    rows at a time (:func:`rnnimg.tiling.resize_banded`, equal to the one-call resize).
 
     Raises:
         InputError: an image that is not (C, H, W) with the model's channels, bad tiles.
     """
-    import torch.nn.functional as F
-
     from rnnimg.data.segmentation import resize_mask
+    from rnnimg.tiling import resize_banded
 
     check_image_channels(image, model.config.channels)
     check_tiles(tile, overlap)
@@ -95,12 +97,12 @@ def segment_image(model, image: Tensor, resize: bool = True, *, tile: int | None
     size = model.config.image_size
     batch = image.unsqueeze(0)
     if resize and (h, w) != (size, size):
-        batch = batch.float() / 255.0 if batch.dtype == torch.uint8 else batch.float()
-        batch = F.interpolate(batch, size=(size, size), mode="bilinear", antialias=True,
-                              align_corners=False).clamp(0, 1)
+        batch = resize_banded(batch, (size, size))
     elif batch.dtype != torch.uint8:
         batch = batch.float()
     labels = model.segment(batch.to(model.device), tile=tile, overlap=overlap, progress=progress)[0]
+    if image.dtype == torch.uint8:  # num_classes <= 255: the labels fit a byte
+        labels = labels.to(torch.uint8)  # before the resize back: a byte a pixel at the image's size
     return resize_mask(labels.cpu(), (h, w))
 
 

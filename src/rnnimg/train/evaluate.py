@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, default_collate
 
 from rnnimg.data.registry import dataset_task, load_dataset, task_mismatch_hint
 from rnnimg.errors import RnnImgError
@@ -49,6 +49,21 @@ def all_reduce_statistics(total: dict[str, torch.Tensor], device) -> dict[str, t
     return out
 
 
+def collate_by_size(items: list[dict]) -> list[dict]:
+    """The items of one loader batch as one batch per shape, in the order each shape first occurs.
+
+    Whole test photos (``photos``, a ``folder:`` of the user's pictures) differ in size and cannot
+    be stacked; the statistics are sums over items, so scoring each group of one size and adding
+    gives what one batch of each item alone gives. Items of one size make one batch, as
+    ``default_collate`` makes it.
+    """
+    groups: dict[tuple, list[dict]] = {}
+    for item in items:
+        key = tuple((k, tuple(getattr(v, "shape", ()))) for k, v in item.items())
+        groups.setdefault(key, []).append(item)
+    return [default_collate(group) for group in groups.values()]
+
+
 @torch.no_grad()
 def evaluate(run_dir: str | Path, *args: Any, seed: int = 0, device: str = "cpu", **kwargs: Any
              ) -> dict[str, Any]:
@@ -69,7 +84,9 @@ def _evaluate(run_dir: str | Path, data: str | None = None, split: str = "test",
     """Score the model in ``run_dir`` on a dataset split.
 
     Each batch gives ``model.evaluation_statistics(batch, **options)`` (sums over its items); the
-    sums of the split go through ``model.reduce_statistics`` once.
+    sums of the split go through ``model.reduce_statistics`` once. A batch whose items differ in
+    size (whole test photos) is scored one size at a time (:func:`collate_by_size`), so no
+    ``batch_size=1`` is needed for such a split.
 
     Args:
         run_dir: a run folder (config.json + model.safetensors).
@@ -107,7 +124,7 @@ def _evaluate(run_dir: str | Path, data: str | None = None, split: str = "test",
         data_opts["binarize"] = "fixed"  # a test set is scored on one fixed binarization
     dataset = load_dataset(name, split, **data_opts)
     check_dataset(model, dataset, name)
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate_by_size)
     total: dict[str, torch.Tensor] = {}
     n_batches = len(loader) if max_batches is None else min(max_batches, len(loader))
     torch.manual_seed(seed)  # inside the caller's fork_rng (see evaluate)
@@ -119,13 +136,14 @@ def _evaluate(run_dir: str | Path, data: str | None = None, split: str = "test",
         draws.total = of * n_batches
         draws.update(i * of + done - draws.n)
 
-    for i, batch in enumerate(tqdm(loader, total=n_batches, desc="evaluate", disable=not progress,
-                                   leave=False)):
+    for i, batches in enumerate(tqdm(loader, total=n_batches, desc="evaluate", disable=not progress,
+                                     leave=False)):
         if i >= n_batches:
             break
-        batch = {k: v.to(device) for k, v in batch.items()}
-        more = {"progress": show_draws} if draws is not None else {}
-        sum_statistics(total, model.evaluation_statistics(batch, **options, **more))
+        for batch in batches:  # one per image size: a single one unless the items differ in size
+            batch = {k: v.to(device) for k, v in batch.items()}
+            more = {"progress": show_draws} if draws is not None else {}
+            sum_statistics(total, model.evaluation_statistics(batch, **options, **more))
     if draws is not None:
         draws.close()
     if not total:
