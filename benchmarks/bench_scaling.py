@@ -4,8 +4,8 @@ which models grow linearly in pixels (constant microseconds per pixel) and which
 
 Every model runs at a small fixed width (its ``debug`` preset, plus the overrides in ``MODELS``),
 so 256x256 fits and a step takes seconds; only the image size changes along a row of the table.
-For each model and size, in a fresh process (forked from a server that has only imported torch
-and rnnimg, so that its peak memory is its own and the imports are paid once):
+For each model, size and phase, in a fresh process (forked from a server that has only imported
+torch and rnnimg, so that its peak memory is its own and the imports are paid once):
 
 - parameters;
 - inference, the model's own: ``nll_per_image`` (the exact NLL forward pass) for the generators,
@@ -23,17 +23,20 @@ and rnnimg, so that its peak memory is its own and the imports are paid once):
   over the phase less the resident size at its start, the peak reset to the current size at the
   start of each phase (/proc/self/clear_refs; where that fails, the peak is the process's so far,
   over the resident size after building the model and the batch). Before the measured model is
-  built, the process runs every phase once on the same model at 8x8, so that the code and buffers
-  torch loads on first use (~150 MiB at the first backward) are not counted as any size's memory.
+  built, the process runs its phase once on the same model at 8x8, so that the code and buffers
+  torch loads on first use (~150 MiB at the first backward) are not counted as any size's memory;
+  the few MiB that this warm-up frees and the allocator keeps can be reused by the phase unseen,
+  so figures of a few MiB are a floor.
   CUDA: ``torch.cuda.max_memory_allocated`` over the phase less what was allocated at its start.
 
 Time is process CPU time on the CPU (one thread by default, so a shared machine slows it less) and
 wall-clock time after ``torch.cuda.synchronize`` on a GPU. Per image: the median step divided by
 the batch; per pixel: that divided by the pixels of one item (size^2; 10 x size^2 for a clip of
 10 frames; the output's size^2 for super-resolution, whose input is size / scale). The summary's
-"growth" is the cost per pixel at the largest size divided by that at the smallest: 1.0 for a cost
-linear in pixels, below 1 where fixed per-call overhead is spread over more pixels, above 1 where
-the cost grows faster than the pixels.
+"growth" is the cost per pixel at the largest size divided by that at the smallest (and, beside it,
+at the largest over the one before): 1.0 for a cost linear in pixels, below 1 where a fixed cost
+per call is spread over more pixels, above 1 where the cost grows faster than the pixels; the
+memory's growth over the last step of sizes is set against the pixels' (4x for a doubled side).
 
 It prints markdown and, with ``--out X.md``, writes it there and the raw figures to ``X.json``.
 
@@ -123,8 +126,8 @@ def _row_sampler(model, n: int, budget: float, clock, sync, generator) -> tuple[
     return per_row, rows
 
 
-def _measure(label: str, size: int, args: dict, queue) -> None:
-    """Runs in a fresh spawned process: one model at one size, every phase."""
+def _measure(label: str, size: int, phase: str, args: dict, queue) -> None:
+    """Runs in a fresh process: one phase of one model at one size."""
     import torch
 
     torch.set_num_threads(args["threads"])
@@ -133,17 +136,16 @@ def _measure(label: str, size: int, args: dict, queue) -> None:
     clock = time.perf_counter if cuda else time.process_time
     # warm-up at 8x8: the first backward, optimizer step and sampler pull in code and buffers
     # (~150 MiB of RSS) that would otherwise count as the phase's memory at every size
-    _phases(build(label, 8).to(device), args | {"steps": 1, "warmup": 0, "sample_budget": 0.0},
-            device, clock)
+    _phase(build(label, 8).to(device), phase, args | {"steps": 1, "warmup": 0, "sample_budget": 0.0},
+           device, clock)
     gc.collect()
     torch.manual_seed(0)
     model = build(label, size).to(device)
-    result = {"label": label, "size": size, **_phases(model, args, device, clock)}
-    queue.put(result)
+    queue.put(_phase(model, phase, args, device, clock))
 
 
-def _phases(model, args: dict, device, clock) -> dict:
-    """Time and measure the phases of ``model``: inference, sampling (pixel generators), training."""
+def _phase(model, phase: str, args: dict, device, clock) -> dict:
+    """Time and measure ``phase`` of ``model``: "infer", "sample" (pixel generators) or "train"."""
     import torch
 
     cuda = device.type == "cuda"
@@ -175,7 +177,7 @@ def _phases(model, args: dict, device, clock) -> dict:
             torch.cuda.reset_peak_memory_stats(device)
             return torch.cuda.memory_allocated(device) / 2**20
         gc.collect()
-        result["peak_reset"] = reset_peak_rss() and result.get("peak_reset", True)
+        result["peak_reset"] = reset_peak_rss()  # else: the peak since the process started
         return rss_mib() if result["peak_reset"] else base
 
     def memory_rise(start: float) -> float:
@@ -198,14 +200,14 @@ def _phases(model, args: dict, device, clock) -> dict:
     base = rss_mib()
     result = {"name": model.name, "task": task,
               "params": sum(p.numel() for p in model.parameters()),
-              "pixels_per_item": pixels_per_item(model, size), "base_rss_mib": base}
+              "pixels_per_item": pixels_per_item(model, size), f"{phase}_base_rss_mib": base}
 
-    model.eval()
-    start = memory_start()
-    result["infer_s"] = statistics.median(timed(infer, args["steps"], args["warmup"]))
-    result["infer_peak_mib"] = memory_rise(start)
-
-    if hasattr(model, "pixel_sampler"):  # the pixel generators' state-carrying sampler
+    model.train(phase == "train")
+    if phase == "infer":
+        start = memory_start()
+        result["infer_s"] = statistics.median(timed(infer, args["steps"], args["warmup"]))
+        result["infer_peak_mib"] = memory_rise(start)
+    elif phase == "sample":  # the pixel generators' state-carrying sampler
         start = memory_start()
         n = args["batch"]
         per_row, rows = _row_sampler(model, n, args["sample_budget"], clock, sync,
@@ -217,43 +219,59 @@ def _phases(model, args: dict, device, clock) -> dict:
             result.update(sample_s=per_row * model.config.image_size, sample_extrapolated=True,
                           sample_rows=rows)
         result["sample_peak_mib"] = memory_rise(start)
+    else:
+        opt = torch.optim.Adam(model.parameters(), lr=1e-4)
 
-    model.train()
-    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+        def train_step() -> None:
+            out = model.loss(batch)
+            opt.zero_grad(set_to_none=True)
+            out.loss.backward()
+            opt.step()
 
-    def train_step() -> None:
-        out = model.loss(batch)
-        opt.zero_grad(set_to_none=True)
-        out.loss.backward()
-        opt.step()
-
-    start = memory_start()
-    result["train_s"] = statistics.median(timed(train_step, args["steps"], args["warmup"]))
-    result["train_peak_mib"] = memory_rise(start)
+        start = memory_start()
+        result["train_s"] = statistics.median(timed(train_step, args["steps"], args["warmup"]))
+        result["train_peak_mib"] = memory_rise(start)
     result["threads"] = torch.get_num_threads()
-    for phase in ("infer", "sample", "train"):
-        if f"{phase}_s" in result:
-            per_item = result[f"{phase}_s"] / args["batch"]
-            result[f"{phase}_ms_per_item"] = 1e3 * per_item
-            result[f"{phase}_us_per_pixel"] = 1e6 * per_item / result["pixels_per_item"]
+    per_item = result[f"{phase}_s"] / args["batch"]
+    result[f"{phase}_ms_per_item"] = 1e3 * per_item
+    result[f"{phase}_us_per_pixel"] = 1e6 * per_item / result["pixels_per_item"]
+    result[f"{phase}_peak_reset"] = result.pop("peak_reset", None)
     return result
 
 
 def measure(label: str, size: int, args: dict) -> dict:
-    """:func:`_measure` in a fresh spawned interpreter."""
-    ctx = mp.get_context("forkserver")  # a fresh process forked from one that imported torch
-    queue = ctx.Queue()
-    proc = ctx.Process(target=_measure, args=(label, size, args, queue))
-    proc.start()
-    result = queue.get()
-    proc.join()
+    """Every phase of ``label`` at ``size``, each by :func:`_measure` in a fresh process (forked
+    from a server that imported torch and rnnimg), merged into one dict."""
+    from rnnimg.models.registry import get_model_class
+
+    sampler = hasattr(get_model_class(MODELS[label][0]), "pixel_sampler")
+    ctx = mp.get_context("forkserver")
+    result = {"label": label, "size": size}
+    for phase in ("infer", *(["sample"] if sampler else []), "train"):
+        queue = ctx.Queue()
+        proc = ctx.Process(target=_measure, args=(label, size, phase, args, queue))
+        proc.start()
+        result.update(queue.get())
+        proc.join()
     return result
 
 
-def growth(rows: list[dict], key: str) -> float | None:
-    """``key`` at the largest size over ``key`` at the smallest (None if either is missing)."""
-    first, last = rows[0].get(key), rows[-1].get(key)
-    return None if first is None or last is None or first == 0 else last / first
+def growth(rows: list[dict], key: str, first: int = 0) -> float | None:
+    """``key`` at the largest size over ``key`` at ``rows[first]`` (the smallest size by default;
+    None if either is missing or zero)."""
+    a, b = rows[first].get(key), rows[-1].get(key)
+    return None if a is None or b is None or a == 0 else b / a
+
+
+def summary(rows: list[dict]) -> dict[str, float | None]:
+    """One model's growths, its ``rows`` sorted by size: the cost per pixel from the smallest to
+    the largest size and over the last step of sizes, and the training memory over that step."""
+    out = {}
+    for key in ("train_us_per_pixel", "infer_us_per_pixel", "sample_us_per_pixel"):
+        out[f"growth_{key}"] = growth(rows, key)
+        out[f"growth_last_{key}"] = growth(rows, key, -2) if len(rows) > 1 else None
+    out["growth_last_train_peak_mib"] = growth(rows, "train_peak_mib", -2) if len(rows) > 1 else None
+    return out
 
 
 def describe(label: str) -> str:
@@ -269,7 +287,11 @@ def _num(x: float | None) -> str:
     return f"{x:,.0f}" if abs(x) >= 100 else f"{x:.3g}"
 
 
-def tables(results: list[dict], sizes: list[int], cuda: bool) -> str:
+def bold(cell: str) -> str:
+    return cell if cell == "-" else f"**{cell}**"
+
+
+def tables(results: list[dict], sizes: list[int], cuda: bool, batch: int) -> str:
     """The markdown: one row per model and size, then one per model with the growth columns."""
     mem = "MiB (CUDA)" if cuda else "+MiB"
     lines = [f"| model (preset, overrides) | size | params | inference | infer ms / item | infer us / px "
@@ -285,29 +307,34 @@ def tables(results: list[dict], sizes: list[int], cuda: bool) -> str:
             f"| {_num(r.get('sample_ms_per_item'))}{ext} | {_num(r.get('sample_us_per_pixel'))}{ext} "
             f"| {_num(r['train_ms_per_item'])} | {_num(r['train_us_per_pixel'])} "
             f"| {r['infer_peak_mib']:.0f} | {_num(r.get('sample_peak_mib'))} | {r['train_peak_mib']:.0f} |")
-    lo, hi = min(sizes), max(sizes)
+    lo, hi = sizes[0], sizes[-1]
+    prev = sizes[-2] if len(sizes) > 1 else lo
     at = "/".join(str(s) for s in sizes)
-    lines += ["", f"Cost per pixel (us) at {at} pixels square and its growth {lo}->{hi} (the cost per "
-              f"pixel at {hi} over that at {lo}: 1.0 = linear in pixels); training peak memory ({mem}) "
-              f"at each size and its growth {lo}->{hi}, against {(hi / lo) ** 2:.0f}x the pixels.", "",
-              f"| model | train us/px | growth {lo}->{hi} per pixel (train) | infer us/px "
-              f"| growth {lo}->{hi} per pixel (infer) | sample us/px | growth {lo}->{hi} per pixel (sample) "
-              f"| train {mem} | memory growth {lo}->{hi} |",
-              "|---|---|---:|---|---:|---|---:|---|---:|"]
+    lines += ["", f"Per model: the cost per pixel (us) at {at} pixels square; its growth {lo}->{hi} (the "
+              f"cost per pixel at {hi} over that at {lo}: 1.0 = linear in pixels, below 1 = a fixed "
+              f"cost per call spread over more pixels) and over the last step {prev}->{hi}; the training "
+              f"memory ({mem}) at each size, its growth {prev}->{hi} against {(hi / prev) ** 2:.0f}x the "
+              f"pixels, and per pixel at {hi} (KiB per pixel of the batch).", "",
+              f"| model | train us/px | growth {lo}->{hi} per pixel (train) | {prev}->{hi} | infer us/px "
+              f"| growth {lo}->{hi} per pixel (infer) | {prev}->{hi} | sample us/px "
+              f"| growth {lo}->{hi} per pixel (sample) | {prev}->{hi} | train {mem} | memory {prev}->{hi} "
+              f"| train KiB / px at {hi} |",
+              "|---|---|---:|---:|---|---:|---:|---|---:|---:|---|---:|---:|"]
     for label in dict.fromkeys(r["label"] for r in results):
         rows = sorted((r for r in results if r["label"] == label), key=lambda r: r["size"])
 
         def series(key: str, rows: list[dict] = rows, num=_num) -> str:
             return " / ".join(num(r.get(key)) for r in rows) if rows[0].get(key) is not None else "-"
 
-        g = {k: growth(rows, k) for k in ("train_us_per_pixel", "infer_us_per_pixel",
-                                          "sample_us_per_pixel", "train_peak_mib")}
-        grown = {k: "-" if v is None else f"{v:.2f}" for k, v in g.items()}
-        memory = "-" if g["train_peak_mib"] is None else f"{g['train_peak_mib']:.1f}x"
-        lines.append(f"| {label} | {series('train_us_per_pixel')} | **{grown['train_us_per_pixel']}** "
-                     f"| {series('infer_us_per_pixel')} | **{grown['infer_us_per_pixel']}** "
-                     f"| {series('sample_us_per_pixel')} | {grown['sample_us_per_pixel']} "
-                     f"| {series('train_peak_mib', num=lambda x: f'{x:.0f}')} | {memory} |")
+        g = {k: "-" if v is None else f"{v:.2f}" for k, v in summary(rows).items()}
+        cells = [f"{series(f'{p}_us_per_pixel')} | {bold(g[f'growth_{p}_us_per_pixel'])} "
+                 f"| {g[f'growth_last_{p}_us_per_pixel']}" for p in ("train", "infer", "sample")]
+        top = rows[-1]
+        per_px = 1024 * top["train_peak_mib"] / (batch * top["pixels_per_item"])
+        memory = g["growth_last_train_peak_mib"]
+        mib = series("train_peak_mib", num=lambda x: f"{x:.0f}")
+        lines.append(f"| {label} | {' | '.join(cells)} | {mib} "
+                     f"| {memory}{'x' if memory != '-' else ''} | {per_px:.2g} |")
     return "\n".join(lines)
 
 
@@ -342,7 +369,9 @@ def main(argv: list[str] | None = None) -> int:
             "warmup": a.warmup, "sample_budget": a.sample_budget}
     command = "PYTHONPATH=src python benchmarks/bench_scaling.py " + shlex.join(
         sys.argv[1:] if argv is None else argv)
-    mp.set_forkserver_preload(["torch", "rnnimg.models"])  # each process saves the import (~3 CPU-s)
+    # each process saves these imports (~3 CPU-s for torch, ~3 more for the torch._dynamo that
+    # torch.optim's first optimizer imports)
+    mp.set_forkserver_preload(["torch", "torch._dynamo", "rnnimg.models"])
     started, load_start = datetime.datetime.now(datetime.timezone.utc), loadavg()
     results = []
     for label in a.models:
@@ -364,7 +393,7 @@ def main(argv: list[str] | None = None) -> int:
             f"- Batch {a.batch}; {a.warmup} warm-up + {a.steps} timed steps (median); "
             f"{'wall-clock time after torch.cuda.synchronize' if cuda else 'process CPU time'}; "
             f"sampling budget {a.sample_budget:g} s per model and size before extrapolating\n")
-    text = head + "\n" + tables(results, sizes, cuda) + "\n"
+    text = head + "\n" + tables(results, sizes, cuda, a.batch) + "\n"
     print("\n" + text)
     if a.out:
         out = Path(a.out)
@@ -373,10 +402,7 @@ def main(argv: list[str] | None = None) -> int:
         by_model = {}
         for label in dict.fromkeys(r["label"] for r in results):
             rows = sorted((r for r in results if r["label"] == label), key=lambda r: r["size"])
-            by_model[label] = {"model": describe(label),
-                               **{f"growth_{k}": growth(rows, k) for k in (
-                                   "train_us_per_pixel", "infer_us_per_pixel", "sample_us_per_pixel",
-                                   "train_peak_mib")}}
+            by_model[label] = {"model": describe(label), **summary(rows)}
         out.with_suffix(".json").write_text(json.dumps(
             {"command": command, "machine": machine(), "device": a.device, "torch": torch.__version__,
              "started": started.isoformat(), "ended": ended.isoformat(), "loadavg_start": load_start,
