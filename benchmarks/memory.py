@@ -19,3 +19,15 @@ def rss_mib() -> float:
 def peak_rss_mib() -> float:
     """Peak resident set size of this process in MiB (``ru_maxrss`` is KiB on Linux)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def reset_peak_rss() -> bool:
+    """Reset this process's peak resident set size to its current one (Linux >= 4.0: writing 5 to
+    /proc/self/clear_refs), so that :func:`peak_rss_mib` then reads the peak of what follows.
+    Returns False where that is not possible (the peak then stays the whole process's)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
