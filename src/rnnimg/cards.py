@@ -154,8 +154,11 @@ def front_matter(meta: dict[str, Any], evaluations: dict[str, dict[str, Any]], n
     from rnnimg.tasks import get_task
 
     model_name = meta["model"]
-    tasks = get_model_class(model_name).tasks()
-    hub_tag = get_task(tasks[0]).hub_tag  # the Hub's pipeline tag, where one fits
+    cls = get_model_class(model_name)
+    tasks = cls.tasks()
+    # the Hub's pipeline tag, where one fits: the task's, unless the model says otherwise (a voxel
+    # generator does the generate task, but the Hub's tag for it names images)
+    hub_tag = getattr(cls, "hub_tag", get_task(tasks[0]).hub_tag)
     data_name = meta.get("data", {}).get("name", "")
     licence, hub_data, _ = data_licence(data_name)
     metrics = sorted({k for r in evaluations.values() for k, v in r["metrics"].items()

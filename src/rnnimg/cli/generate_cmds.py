@@ -14,12 +14,13 @@ from rnnimg.cli.common import (
 
 
 def register(sub) -> None:
-    p = sub.add_parser("sample", help="draw new images from a trained generator",
+    p = sub.add_parser("sample", help="draw new images (or shapes) from a trained generator",
                        description="Sample N images from the generator in RUN and write them as one "
-                                   "grid picture.")
+                                   "grid picture; a voxel generator's N shapes are rendered into the "
+                                   "grid (and written as meshes with --mesh-dir).")
     p.add_argument("run_dir", metavar="RUN", help="run folder (or any folder with config.json + "
                    "model.safetensors)")
-    p.add_argument("-n", type=positive_int, default=64, help="number of images (default 64)")
+    p.add_argument("-n", type=positive_int, default=64, help="number of images or shapes (default 64)")
     p.add_argument("-o", "--output", default="samples.png", help="grid file (default samples.png)")
     p.add_argument("--seed", type=int, default=0, help="seed for the draw (default 0)")
     p.add_argument("--temperature", type=float, default=1.0,
