@@ -47,11 +47,12 @@ def shape(tmp_path):
 
 @pytest.mark.parametrize("suffix", [".npy", ".npz", ".binvox"])
 def test_cli_completes_a_voxel_file_and_keeps_the_known_voxels_exactly(runs, tmp_path, shape, capsys, suffix):
-    out, picture, mesh = tmp_path / "done.npy", tmp_path / "grid.png", tmp_path / "m.obj"
+    out = tmp_path / ("done.npz" if suffix == ".npz" else "done.npy")  # (n, D, D, D) either way
+    picture, mesh = tmp_path / "grid.png", tmp_path / "m.obj"
     args = ["complete", str(runs / "voxscan"), str(tmp_path / f"shape{suffix}"), "-n", "3", "-o", str(out),
             "--picture", str(picture), "--mesh", str(mesh), "--label", "mug"]
     assert main(args) == 0, capsys.readouterr().err
-    done = np.load(out)
+    done = np.load(out)["voxels"] if suffix == ".npz" else np.load(out)
     assert done.shape == (3, D, D, D) and set(np.unique(done)) <= {0.0, 1.0}
     known = parse_volume_mask("upper-half", D).numpy()  # the default: the lower half is kept
     assert np.array_equal(done[:, known], np.broadcast_to(shape, done.shape)[:, known])
