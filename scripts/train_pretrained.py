@@ -12,7 +12,8 @@ for the card's training section) it
    run of exactly this recipe: same model, preset, overrides, data, options, steps, batch, lr, seed);
 2. evaluates it on the test split of its data (and, for frame predictors, scores the copy-last-frame
    and all-black baselines on the same clips; for super-resolution models the evaluation's
-   ``input_*`` scores, bicubic's, become a "bicubic" column beside the model's);
+   ``input_*`` scores, bicubic's, become a "bicubic" column beside the model's; for voxel generators
+   the shipped voxel judge scores class-conditional samples, stated in the card's notes);
 3. writes its model card (``rnnimg.cards.write_model_card``); a super-resolution card shows crops of
    the held-out photos (bicubic | model | truth, ``scripts/sr_crops.py``) instead of the preview
    strip of whole photos (4.8 MB); only the pictures a card shows ship;
@@ -180,6 +181,40 @@ def superres_pictures(run_dir: Path) -> tuple[list[str], str]:
         "downscaled photo (`python scripts/sr_crops.py RUN -o upscale.png`).")
 
 
+def is_voxel_generator(run_dir: Path) -> bool:
+    from rnnimg.models.checkpoint import read_run_config
+
+    return "voxel_size" in read_run_config(run_dir)["config"] and \
+        get_model_class(read_run_config(run_dir)["model"]).task == "generate"
+
+
+@torch.no_grad()
+def voxel_judge(run_dir: Path, per_class: int = 6) -> tuple[dict, str]:
+    """The shipped voxel judge (:mod:`rnnimg.judge3d`) on ``per_class`` class-conditional samples
+    of each class (seed 0, temperature 1) and on the real test shapes at the model's size: the
+    scores for evaluation.json and the card's line."""
+    from rnnimg.judge3d import CLASSES, load_shape_judge, match_counts, shapes
+    from rnnimg.models.checkpoint import load_pretrained
+
+    model = load_pretrained(run_dir).eval()
+    judge = load_shape_judge()
+    x_test, y_test = shapes("test", model.config.voxel_size)
+    real = match_counts(judge.classify(x_test), y_test)
+    label = torch.arange(len(CLASSES)).repeat_interleave(per_class)
+    volumes = model.sample(len(label), label=label, generator=torch.Generator().manual_seed(0))
+    judged = match_counts(judge.classify(volumes), label)
+    per = (judged["match_per_class"] / judged["judged_per_class"]).tolist()
+    scores = {"samples": len(label), "sample_accuracy": float(judged["match_per_class"].sum()) / len(label),
+              "sample_accuracy_per_class": dict(zip(CLASSES, per)),
+              "real_test_shapes": len(y_test),
+              "real_accuracy": float(real["match_per_class"].sum() / real["judged_per_class"].sum())}
+    line = (f"the shipped voxel judge (rnnimg.judge3d) calls {scores['sample_accuracy']:.3f} of "
+            f"{len(label)} class-conditional samples ({per_class} a class, seed 0, temperature 1) the "
+            f"class asked for ({', '.join(f'{c} {a:.2f}' for c, a in zip(CLASSES, per))}); on the "
+            f"{len(y_test)} real test shapes at this size it is right for {scores['real_accuracy']:.3f}")
+    return scores, line
+
+
 def ship(name: str, run_dir: Path) -> Path:
     """Copy the shipped files of ``run_dir`` and the pictures its card shows into the package;
     replaces an older copy of ``name``."""
@@ -258,6 +293,9 @@ def main(argv: list[str] | None = None) -> int:
                                        or prediction_baselines(run_dir, evaluate_kw))
             elif superres_scale(run_dir) > 1:
                 result["baselines"] = bicubic_baseline(result)
+        if is_voxel_generator(run_dir):  # do the samples look like the class asked for? (seeded)
+            result["judge"], line = voxel_judge(run_dir)
+            notes.append(line)
         print(f"[{name}] evaluated in {time.perf_counter() - start:.0f} s: "
               f"{json.dumps({k: v for k, v in result['metrics'].items() if not isinstance(v, list)})}",
               flush=True)

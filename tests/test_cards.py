@@ -137,3 +137,13 @@ def test_read_card_refuses_a_file_without_front_matter(tmp_path):
     (tmp_path / "README.md").write_text("# just a readme\n")
     with pytest.raises(RnnImgError, match="no YAML front matter"):
         read_card(tmp_path / "README.md")
+
+
+def test_a_voxel_generator_card_claims_no_image_pipeline_tag():
+    from rnnimg.cards import front_matter
+
+    meta = {"data": {"name": "shapes3d"}}
+    assert "pipeline_tag" not in front_matter({**meta, "model": "voxscan"}, {}, "voxscan")
+    image_tag = front_matter({**meta, "model": "pixelscan"}, {}, "x")["pipeline_tag"]
+    assert image_tag == "unconditional-image-generation"
+    assert front_matter({**meta, "model": "r2n2"}, {}, "x")["pipeline_tag"] == "image-to-3d"

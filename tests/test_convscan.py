@@ -160,7 +160,7 @@ def test_evaluate_scores_any_horizon_and_prints_the_curve(tmp_path, capsys):
     long enough without a --data-opt), the first frames' scores equal those of the trained
     horizon, and the CLI prints the per-horizon curve as a table (ranges past 20 frames)."""
     from rnnimg.cli import main
-    from rnnimg.cli.train_cmds import horizon_bins
+    from rnnimg.tasks.predict import horizon_bins
     from rnnimg.train import evaluate
 
     model = _model()

@@ -302,3 +302,14 @@ def test_super_resolution_takes_its_scale_from_the_downscaled_data(name):
     _, config, _ = fit(name, "mnist-5k", overrides={"scale": 2},
                        data_options={"corrupt": "downscale", "scale": 4})
     assert config.scale == 2  # --set wins; the batch check then says what is wrong
+
+
+def test_summary_of_voxel_data_names_grids_and_views_only_for_a_model_of_views():
+    from rnnimg.data.properties import DataProperties
+
+    data = DataProperties(name="shapes3d", image_hw=(8, 8), channels=1, view_size=8, voxel_size=16,
+                          num_classes=8)
+    assert data.summary() == "16^3 voxel grids, 8x8 views with 1 channel, 8 classes"
+    generator_fields = {"voxel_size": "voxel_size", "num_classes": "num_classes"}
+    assert data.summary(generator_fields) == "16^3 voxel grids, 8 classes"
+    assert "images" not in data.summary({"view_size": "view_size", "voxel_size": "voxel_size"})

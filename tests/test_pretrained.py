@@ -257,3 +257,21 @@ def test_sr_photos_x4_card_states_bicubic_beside_the_model_and_beats_it():
     assert stated["metrics"]["psnr_y"] > bicubic["psnr_y"] + 0.5
     body = (checkpoint.PRETRAINED_ROOT / "sr-photos-x4" / "README.md").read_text()
     assert "| metric | this model | bicubic |" in body
+
+
+def test_train_pretrained_judges_a_voxel_generators_samples(tmp_path):
+    """The line a voxel generator's card states: the shipped judge on 6 class-conditional samples a
+    class (seeded: the same line twice) and on the real test shapes (0.970 at 16^3 when shipped)."""
+    from rnnimg.judge3d import CLASSES
+
+    script = _script("train_pretrained")
+    torch.manual_seed(0)
+    create_model("voxscan", "debug", voxel_size=16, class_names=CLASSES).save_pretrained(tmp_path / "run")
+    assert script.is_voxel_generator(tmp_path / "run")
+    scores, line = script.voxel_judge(tmp_path / "run", per_class=2)
+    assert scores["samples"] == 16 and list(scores["sample_accuracy_per_class"]) == list(CLASSES)
+    assert scores["sample_accuracy"] == pytest.approx(
+        sum(scores["sample_accuracy_per_class"].values()) / len(CLASSES))
+    assert scores["real_test_shapes"] == 200 and scores["real_accuracy"] >= 0.9
+    assert f"{scores['sample_accuracy']:.3f} of 16" in line
+    assert script.voxel_judge(tmp_path / "run", per_class=2)[1] == line

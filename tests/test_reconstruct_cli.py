@@ -65,3 +65,11 @@ def test_bad_input_is_one_line(run_dir, tmp_path, capsys, problem, message):
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
     assert not (tmp_path / "s.obj").exists()
+
+
+def test_views_beyond_max_views_are_taken_since_no_model_has_a_limit(run_dir, tmp_path, capsys):
+    """Issue 20's "more views than the model takes, where it has a limit": r2n2 and viewpool take
+    any number (max_views bounds training only), so 8 views of a max_views=5 model reconstruct."""
+    views = write_views(tmp_path, [64] * 8)
+    assert main(["reconstruct", str(run_dir), *views, "-o", str(tmp_path / "s.obj"), "--level", "0.3"]) == 0
+    assert "from 8 view(s)" in capsys.readouterr().out

@@ -23,7 +23,8 @@ def served3d(tmp_path_factory):
 
 def test_3d_models_get_their_tabs(served3d):
     tasks = {t for s in served3d for t in s.tasks}
-    assert {"reconstruct", "generate", "complete"} <= tasks
+    assert {"reconstruct", "generate"} <= tasks
+    assert "complete" not in tasks  # the Complete tab takes images (see the voxel generator test below)
 
 
 def test_reconstruct_tab_pictures_show_views_prediction_and_truth(served3d, tmp_path):
@@ -101,3 +102,15 @@ def test_the_reconstruct_tab_shows_a_mesh_on_open_and_errors_as_page_messages(se
     with pytest.raises(Exception, match="the views have different sizes") as err:
         app(s.label, 0, [str(a), str(b)], 0.4, api_name="reconstruct")
     assert str(tmp_path) not in str(err.value)  # the page shows file names, not the server's folders
+
+
+def test_a_voxel_generator_samples_on_the_page_but_has_no_image_complete_tab(tmp_path):
+    """The Complete tab takes images; a voxel generator (voxscan) is offered in Sample only, and
+    with it alone the page has no Complete tab."""
+    from rnnimg import create_model
+
+    create_model("voxscan", "debug", voxel_size=6).save_pretrained(tmp_path / "vox")
+    served = core.load_served([str(tmp_path / "vox")])
+    assert [t.name for t in core.page_tasks(served)] == ["generate"]
+    assert core.for_task(served, "complete") == []
+    assert core.sample(core.pick(served, None, "generate"), 2).ndim == 3

@@ -14,12 +14,13 @@ from rnnimg.cli.common import (
 
 
 def register(sub) -> None:
-    p = sub.add_parser("sample", help="draw new images from a trained generator",
+    p = sub.add_parser("sample", help="draw new images (or shapes) from a trained generator",
                        description="Sample N images from the generator in RUN and write them as one "
-                                   "grid picture.")
+                                   "grid picture; a voxel generator's N shapes are rendered into the "
+                                   "grid (and written as meshes with --mesh-dir).")
     p.add_argument("run_dir", metavar="RUN", help="run folder (or any folder with config.json + "
                    "model.safetensors)")
-    p.add_argument("-n", type=positive_int, default=64, help="number of images (default 64)")
+    p.add_argument("-n", type=positive_int, default=64, help="number of images or shapes (default 64)")
     p.add_argument("-o", "--output", default="samples.png", help="grid file (default samples.png)")
     p.add_argument("--seed", type=int, default=0, help="seed for the draw (default 0)")
     p.add_argument("--temperature", type=float, default=1.0,
@@ -114,57 +115,93 @@ def image_label(label: str | None) -> int | None:
 
 def register_complete(sub) -> None:
     p = sub.add_parser(
-        "complete", help="fill in the hidden part of an image",
-        description="Hide part of INPUT with --mask and let the model in RUN draw the hidden pixels "
-                    "N times. Writes one grid: the occluded input (hidden part grey), then the N "
-                    "completions. Known pixels come back unchanged. For a model trained on binarized "
-                    "data the input is thresholded at 0.5; otherwise it is quantized to the model's "
-                    "levels.")
-    p.add_argument("run_dir", metavar="RUN", help="run folder of a model that can complete (pixelrnn)")
-    p.add_argument("input", metavar="INPUT", help="image file of the model's size and channels")
-    p.add_argument("--mask", default="bottom-half",
-                   help="bottom-half (default), right-half, box:x,y,w,h (the box is hidden), or a "
-                        "mask PNG of the image's size (white = hidden)")
+        "complete", help="fill in the hidden part of an image or a voxel grid",
+        description="Hide part of INPUT with --mask and let the model in RUN draw the hidden part N "
+                    "times; the known part comes back unchanged. An image (pixelrnn, pixelscan): "
+                    "writes one grid, the occluded input (hidden part grey) then the N completions; "
+                    "for a model trained on binarized data the input is thresholded at 0.5, "
+                    "otherwise quantized to the model's levels. A voxel file (.npy, .npz, .binvox; "
+                    "voxscan, voxcnn): writes the N completed grids (-o), and optionally a picture "
+                    "of the known voxels then the completions from two cameras (--picture) and "
+                    "meshes (--mesh); the grid is thresholded at 0.5.")
+    p.add_argument("run_dir", metavar="RUN", help="run folder of a model that can complete (pixelrnn, "
+                   "pixelscan; voxscan, voxcnn for voxel files)")
+    p.add_argument("input", metavar="INPUT", help="image file of the model's size and channels, or a "
+                   "voxel file (.npy, .npz, .binvox) of a voxel generator's size")
+    p.add_argument("--mask", help="the hidden part. Images: bottom-half (default), right-half, "
+                   "box:x,y,w,h, or a mask PNG of the image's size (white = hidden). Voxel grids: "
+                   "upper-half (default; the generators draw from the floor up), lower-half, "
+                   "front-half, back-half, left-half, right-half, box:x,y,z,w,h,d, or a mask grid "
+                   "(.npy/.npz/.binvox) of the grid's size (nonzero = hidden)")
     p.add_argument("-n", type=positive_int, default=8, help="number of completions (default 8)")
-    p.add_argument("-o", "--output", default="completions.png", help="grid file")
+    p.add_argument("-o", "--output", help="images: the grid picture (default completions.png); voxel "
+                   "files: the completed grids, .npy or .npz holding (N, D, D, D), or (D, D, D) "
+                   "with -n 1, or .binvox with -n 1 (default completed.npy)")
+    p.add_argument("--picture", metavar="GRID.png", help="voxel files: also write the known voxels "
+                   "and the completions, rendered from two cameras")
+    p.add_argument("--mesh", metavar="OUT.obj", help="voxel files: also write each completion as a "
+                   "mesh (.obj or .ply; with -n > 1, OUT_000.obj, OUT_001.obj, ...)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--temperature", type=float, default=1.0, help="divide the logits by T (0 < T <= 10)")
-    p.add_argument("--label", type=int, help="class, for a class-conditional model")
+    p.add_argument("--label", help="class, for a class-conditional model: its index, or its name for "
+                   "a voxel generator (e.g. chair)")
     p.add_argument("--low-res", metavar="IMAGE", help="the small image every completion is drawn "
                    "given, for a model trained with --set low_res_scale=S (INPUT's size / S; "
                    "e.g. INPUT's own downscale)")
-    p.add_argument("--scale", type=positive_int, default=3, help="enlarge pixels (default 3)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    p.add_argument("--scale", type=positive_int, help="enlarge the picture's pixels (default 3 for "
+                   "images, 1 for the voxel picture)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     add_device_arg(p)
     p.set_defaults(run=cmd_complete)
 
 
 def cmd_complete(args) -> int:
+    from pathlib import Path
+
     import torch
 
     from rnnimg.data.images import read_image
     from rnnimg.data.masks import parse_mask
+    from rnnimg.errors import RnnImgError
+    from rnnimg.geometry.voxio import VOXEL_SUFFIXES
     from rnnimg.limits import check_seed
     from rnnimg.tasks import completion_grid, load_model_for, quantize_for_model, save_picture
+    from rnnimg.tasks.volumes import is_volume_model
 
     args.argument_flags = {"known": "--mask", "image": str(args.input)}
     check_seed(args.seed)
-    check_scale(args.scale)
+    if args.scale is not None:
+        check_scale(args.scale)
+    if Path(args.input).suffix.lower() in VOXEL_SUFFIXES:  # a voxel grid, for a voxel generator
+        from rnnimg.cli.volume_cmds import complete_volumes_cmd
+
+        if args.low_res is not None:
+            raise RnnImgError("--low-res is for images drawn from a small image; a voxel grid is "
+                              "completed from its known voxels alone, so drop --low-res.")
+        return complete_volumes_cmd(args)
+    for flag, value in (("--picture", args.picture), ("--mesh", args.mesh)):
+        if value is not None:
+            raise RnnImgError(f"{flag} is for voxel files (.npy, .npz, .binvox); an image's completions "
+                              f"are the -o picture, so drop {flag}.")
     outs = Outputs(args.overwrite)
-    out = outs.add(args.output, "-o", IMAGE_SUFFIXES, "completions.png")
+    out = outs.add(args.output or "completions.png", "-o", IMAGE_SUFFIXES, "completions.png")
     device = resolve_device(args.device)
     model = load_model_for(args.run_dir, "complete", device)
+    if is_volume_model(model):
+        raise RnnImgError(f"{args.run_dir} holds a {model.name!r} voxel generator, which completes voxel "
+                          f"grids, not the image {args.input}; give it a {', '.join(VOXEL_SUFFIXES)} file.")
+    label = image_label(args.label)
     image = read_image(args.input).float().div(255).unsqueeze(0).to(device)  # (1, C, H, W)
     model.check_image(image, what=str(args.input))
     height, width = image.shape[-2:]
     low_res = None if args.low_res is None else read_image(args.low_res).float().div(255).to(device)
     with out_of_memory_hint(f"completing a {width}x{height} image {args.n} times", "pass a smaller -n"):
         image = quantize_for_model(model, image)
-        known = parse_mask(args.mask, height, width).to(device)
+        known = parse_mask(args.mask or "bottom-half", height, width).to(device)
         gen = torch.Generator(device=device).manual_seed(args.seed)
         grid = completion_grid(model, image, known.unsqueeze(0), args.n, gen,
-                               temperature=args.temperature, label=args.label, low_res=low_res)
-    outs.write(out, lambda tmp: save_picture(grid, tmp, scale=args.scale))
+                               temperature=args.temperature, label=label, low_res=low_res)
+    outs.write(out, lambda tmp: save_picture(grid, tmp, scale=args.scale or 3))
     outs.commit()
     print(f"wrote the occluded input and {args.n} completions to {out}")
     return 0

@@ -100,7 +100,11 @@ def register(sub) -> None:
                                    "(generators: NLL in nats per image and bits per dimension). "
                                    "Metrics are pooled over the whole split. A list is printed as "
                                    "its values and their mean; a name ending in _per_step or "
-                                   "_per_class says what it runs over.")
+                                   "_per_class says what it runs over. Below, the tables of the "
+                                   "model's task: a reconstruction model's IoU per number of views, "
+                                   "per class and the view-order change; a voxel generator's bits "
+                                   "per voxel per class; a frame predictor's scores per predicted "
+                                   "frame.")
     p.add_argument("run_dir", metavar="RUN", help="run folder written by `rnnimg train`")
     p.add_argument("--data", help="dataset (default: the one it was trained on)")
     p.add_argument("--split", default="test", choices=["train", "val", "test"])
@@ -303,7 +307,7 @@ def cmd_evaluate(args) -> int:
         extra = "".join(f"; {k}={v}" for k, v in result.get("options", {}).items())
         print(f"{result['model']} on {result['data']} [{result['split']}], {result['num_items']} items"
               + (f"; {how}" if how else "") + extra)
-        _print_metrics(result)
+        _print_metrics(result, class_names_of(args.run_dir))
     if args.max_batches is None and not str(args.run_dir).startswith(("pretrained:", "hf:")):
         import sys
 
@@ -318,41 +322,29 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
-def _print_metrics(result: dict) -> None:
-    """The metrics as a table; a frame predictor's per-step curves as a second table over the
-    predicted frames (--json has every value)."""
+def class_names_of(run_dir) -> tuple[str, ...]:
+    """The class names in the run's config (empty where it names none)."""
+    from rnnimg.models.checkpoint import read_run_config
+
+    names = read_run_config(run_dir)["config"].get("class_names") or ()
+    return tuple(str(n) for n in names) if isinstance(names, list | tuple) else ()
+
+
+def _print_metrics(result: dict, class_names=()) -> None:
+    """The metrics as a table, then the tables of the model's task (``Task.tables``: per class,
+    per number of views, per predicted frame ...), whose metrics the first table leaves out
+    (--json has every value)."""
     from rnnimg.models.registry import get_model_class
+    from rnnimg.tasks import get_task
 
     metrics = result["metrics"]
-    curves = {k: v for k, v in metrics.items() if k.endswith("_per_step") and isinstance(v, list)}
-    if get_model_class(result["model"]).task != "predict" or not curves:
-        print_table([(k, format_value(v, k)) for k, v in metrics.items()])
-        return
-    print_table([(k, format_value(v, k)) for k, v in metrics.items() if k not in curves])
-    print()
-    print_horizon_table(curves)
-
-
-def horizon_bins(length: int, max_rows: int = 20) -> list[tuple[int, int]]:
-    """(first, last) 1-based predicted frames of each row of the per-horizon table: one row per
-    frame up to ``max_rows`` frames, else ``max_rows`` nearly equal ranges."""
-    if length <= max_rows:
-        return [(i, i) for i in range(1, length + 1)]
-    edges = [round(i * length / max_rows) for i in range(max_rows + 1)]
-    return [(edges[i] + 1, edges[i + 1]) for i in range(max_rows)]
-
-
-def print_horizon_table(curves: dict[str, list[float]]) -> None:
-    """The per-step scores of a prediction, one row per predicted frame (or range of frames,
-    averaged), one column per score."""
-    names = [k.removesuffix("_per_step") for k in curves]
-    length = len(next(iter(curves.values())))
-    print("per predicted frame" + (" (means over ranges)" if length > 20 else "") + ":")
-    print("  ".join([f"{'frame':>9}"] + [f"{n:>9}" for n in names]))
-    for first, last in horizon_bins(length):
-        label = f"{first}" if first == last else f"{first}-{last}"
-        cells = [sum(v[first - 1:last]) / (last - first + 1) for v in curves.values()]
-        print("  ".join([f"{label:>9}"] + [f"{x:>9.4g}" for x in cells]))
+    task = get_task(get_model_class(result["model"]).task)
+    tables = task.tables(metrics, class_names) if task.tables else []
+    shown = {k for table in tables for k in table.metrics}
+    print_table([(k, format_value(v, k)) for k, v in metrics.items() if k not in shown])
+    for table in tables:
+        print()
+        print("\n".join(table.lines()))
 
 
 def cmd_demo(args) -> int:

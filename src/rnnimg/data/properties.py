@@ -62,10 +62,16 @@ class DataProperties:
     voxel_size: int | None = None
 
     def summary(self, properties: Collection[str] | None = None) -> str:
-        """A few words for messages, e.g. ``32x32 images with 3 channels, 3 classes``; only the
-        classes and captions among ``properties`` (None: all) are named."""
+        """A few words for messages, e.g. ``32x32 images with 3 channels, 3 classes`` or ``32^3
+        voxel grids, 64x64 views with 1 channel, 8 classes``; only the classes, captions and
+        views among ``properties`` (None: all) are named (a voxel generator reads no views)."""
         parts = []
         hw, what = (self.image_hw, "images") if self.image_hw else (self.frame_hw, "frames")
+        if self.voxel_size:  # reconstruct data: the grids, and the views only for a model of them
+            parts.append(f"{self.voxel_size}^3 voxel grids")
+            what = "views"
+            if properties is not None and "view_size" not in properties:
+                hw = None
         if hw:
             parts.append(f"{hw[0]}x{hw[1]} {what} with {self.channels} channel"
                          + ("s" if self.channels != 1 else ""))

@@ -79,7 +79,12 @@ class ServedModel:
 
     @property
     def tasks(self) -> tuple[str, ...]:
-        return self.model.tasks()
+        """The tabs the model appears in: its tasks, less ``complete`` for a voxel generator (the
+        Complete tab completes images; ``rnnimg complete RUN shape.npy`` completes voxel grids)."""
+        from rnnimg.tasks.volumes import is_volume_model
+
+        tasks = self.model.tasks()
+        return tuple(t for t in tasks if t != "complete") if is_volume_model(self.model) else tasks
 
 
 def default_specs() -> list[str]:

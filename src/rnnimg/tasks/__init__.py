@@ -23,8 +23,10 @@ Adding a task
    * the views, ``f(model, batch, generator) -> {file name: picture}``;
    * the contract, ``f(model, batch, generator) -> output``: run the verb on a batch of the model's
      ``example_batch`` and assert the output's shape and range;
+   * optionally the evaluation tables, ``f(metrics, class_names) -> [Table]``: what
+     ``rnnimg evaluate`` prints below its summary (per class, per number of views, ...);
    * ``register_task(Task(name=..., verb=..., title=..., batch_keys=..., contract=..., infer=...,
-     views=(...), upload=..., hub_tag=..., next_step=...))``.
+     views=(...), upload=..., hub_tag=..., next_step=..., tables=...))``.
 
 2. Import it in this ``__init__.py``: importing a task module registers its task, and the order of
    registration is the order of the web page's tabs.
@@ -66,6 +68,7 @@ from rnnimg.tasks.generate import (
 from rnnimg.tasks.predict import pad_truth, predict_futures, prediction_media
 from rnnimg.tasks.reconstruct import reconstruct_views, shape_renders, shape_turntable
 from rnnimg.tasks.registry import (
+    Table,
     Task,
     get_task,
     list_tasks,
@@ -86,7 +89,7 @@ from rnnimg.tasks.segment import (
 from rnnimg.tasks.translate import translate_image, translation_strip
 
 __all__ = [
-    "IGNORE_COLOUR", "UNKNOWN_FILL", "WINDOW_COLOUR", "Task", "class_legend", "complete",
+    "IGNORE_COLOUR", "UNKNOWN_FILL", "WINDOW_COLOUR", "Table", "Task", "class_legend", "complete",
     "completion_grid", "drawing_animation", "draws_in_steps", "get_task", "list_tasks",
     "load_model_for", "mask_colours", "mask_overlay", "occlude", "outline_boxes", "pad_truth",
     "predict_futures", "prediction_media", "preview", "quantize_for_model", "reconstruct_views",

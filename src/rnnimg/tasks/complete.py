@@ -73,9 +73,19 @@ def complete(model, image: Tensor, known: Tensor, *, label=None, temperature: fl
     """The image (B, C, H, W) in [0, 1] with the pixels where ``known`` (B, 1, H, W) is False
     drawn by the model; the known pixels come back unchanged.
 
+    A voxel generator takes voxel grids (B, D, D, D) and ``known`` (B, D, D, D) instead, and a
+    class index or name as ``label`` (:func:`rnnimg.tasks.volumes.complete_volumes`).
+
     Raises:
         RnnImgError: an argument the model cannot take (see :func:`check_complete_inputs`).
     """
+    from rnnimg.tasks import volumes
+
+    if volumes.is_volume_model(model):
+        if low_res is not None:
+            raise InputError("low_res", f"a {model.name!r} model completes voxel grids; drop {{arg}}.")
+        return volumes.complete_volumes(model, image, known, label=label, temperature=temperature,
+                                        generator=generator)
     check_complete_inputs(model, image, known, label, temperature, low_res)
     more = {} if low_res is None else {"low_res": low_res}  # a model with a low_res_scale
     return model.complete(image, known, label=label, generator=generator, temperature=temperature,

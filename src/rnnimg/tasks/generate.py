@@ -14,7 +14,7 @@ from torch import Tensor
 from rnnimg.errors import InputError, RnnImgError
 from rnnimg.limits import check_count, check_temperature
 from rnnimg.models.generate.base import check_low_res, low_res_scale
-from rnnimg.tasks.registry import Task, assert_unit_range, register_task
+from rnnimg.tasks.registry import Table, Task, assert_unit_range, per_class_table, register_task
 from rnnimg.viz import make_grid
 
 # the colour of the write window in drawing animations
@@ -242,7 +242,18 @@ def next_step_of(config: dict) -> tuple[str, bool] | None:
             f"{kind} image)", True)
 
 
+def evaluation_tables(metrics: dict, class_names=()) -> list[Table]:
+    """What ``rnnimg evaluate`` prints for a generator below its summary: the NLL per class where
+    the model reports one (a voxel generator's bits per voxel, pooled over each class's shapes)."""
+    if metrics.get("bits_per_voxel_per_class"):
+        return [per_class_table("bits per voxel per class (pooled over each class's shapes)",
+                                "bits/voxel", metrics["bits_per_voxel_per_class"], class_names,
+                                "bits_per_voxel_per_class")]
+    return []
+
+
 GENERATE = register_task(Task(
     name="generate", verb="sample", title="Sample", batch_keys=("image",), contract=contract,
     infer=sample, views=(samples_view,), upload="image", hub_tag="unconditional-image-generation",
-    next_step="rnnimg sample {run} -n 64 -o grid.png", needs_input=False, next_step_of=next_step_of))
+    next_step="rnnimg sample {run} -n 64 -o grid.png", needs_input=False, next_step_of=next_step_of,
+    tables=evaluation_tables))

@@ -13,7 +13,7 @@ from torch import Tensor
 
 from rnnimg.errors import InputError
 from rnnimg.limits import check_count, check_seed
-from rnnimg.tasks.registry import Task, assert_unit_range, register_task
+from rnnimg.tasks.registry import Table, Task, assert_unit_range, register_task
 from rnnimg.viz import comparison_frames, frames_strip, make_grid
 
 # the stand-in for a true frame the clip does not have, and for the context in a prediction's row
@@ -133,7 +133,33 @@ def contract(model, batch, generator) -> Tensor:
     return out
 
 
+def horizon_bins(length: int, max_rows: int = 20) -> list[tuple[int, int]]:
+    """(first, last) 1-based predicted frames of each row of the per-horizon table: one row per
+    frame up to ``max_rows`` frames, else ``max_rows`` nearly equal ranges."""
+    if length <= max_rows:
+        return [(i, i) for i in range(1, length + 1)]
+    edges = [round(i * length / max_rows) for i in range(max_rows + 1)]
+    return [(edges[i] + 1, edges[i + 1]) for i in range(max_rows)]
+
+
+def evaluation_tables(metrics: dict, class_names=()) -> list[Table]:
+    """What ``rnnimg evaluate`` prints for a frame predictor below its summary: the per-step
+    scores (``*_per_step``), one row per predicted frame (or range of frames, averaged), one
+    column per score."""
+    curves = {k: v for k, v in metrics.items() if k.endswith("_per_step") and isinstance(v, list) and v}
+    if not curves:
+        return []
+    length = len(next(iter(curves.values())))
+    rows = []
+    for first, last in horizon_bins(length):
+        label = f"{first}" if first == last else f"{first}-{last}"
+        rows.append((label, *(f"{sum(v[first - 1:last]) / (last - first + 1):.4g}" for v in curves.values())))
+    title = "per predicted frame" + (" (means over ranges)" if length > 20 else "")
+    return [Table(title, ("frame", *(k.removesuffix("_per_step") for k in curves)), tuple(rows),
+                  tuple(curves))]
+
+
 PREDICT = register_task(Task(
     name="predict", verb="predict", title="Predict", batch_keys=("frames",), contract=contract,
     infer=predict_futures, views=(prediction_view,),
-    next_step="rnnimg predict {run} CLIP -o prediction.gif"))
+    next_step="rnnimg predict {run} CLIP -o prediction.gif", tables=evaluation_tables))

@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 
 from rnnimg.errors import InputError, RnnImgError
-from rnnimg.tasks.registry import Task, register_task
+from rnnimg.tasks.registry import Table, Task, per_class_table, register_task
 from rnnimg.viz import make_grid
 
 SHAPE_CAMERAS = ((30.0, 25.0), (210.0, 25.0))  # (azimuth, elevation) of the shape renders
@@ -112,7 +112,31 @@ def contract(model, batch, generator) -> Tensor:
     return out
 
 
+def evaluation_tables(metrics: dict, class_names=()) -> list[Table]:
+    """What ``rnnimg evaluate`` prints for a reconstruction model below its summary: voxel IoU at
+    0.4 (3D-R2N2's protocol, pooled over the split) per number of views, per class (all eval
+    views), and how much the prediction changes when the views come in reverse order."""
+    tables = []
+    per_views = metrics.get("iou_per_views")
+    if per_views:
+        rows = [(str(k), f"{v:.4f}", "" if k == 1 else f"{v - per_views[0]:+.4f}")
+                for k, v in enumerate(per_views, 1)]
+        tables.append(Table("IoU by number of views (the first k of the evaluation order)",
+                            ("views", "IoU", "vs 1 view"), tuple(rows), ("iou_per_views",)))
+    if metrics.get("iou_per_class"):
+        tables.append(per_class_table(f"IoU per class ({len(per_views) if per_views else 'all'} views)",
+                                      "IoU", metrics["iou_per_class"], class_names, "iou_per_class"))
+    if "order_iou_change" in metrics:
+        rows = (("IoU", f"{metrics['order_iou_change']:.4f}"),)
+        if "order_prob_change" in metrics:
+            rows += (("occupancy", f"{metrics['order_prob_change']:.4f}"),)
+        tables.append(Table("view order: mean change per shape when the views come in reverse order",
+                            ("change of", "mean"), rows, ("order_iou_change", "order_prob_change")))
+    return tables
+
+
 RECONSTRUCT = register_task(Task(
     name="reconstruct", verb="reconstruct", title="Reconstruct 3D", batch_keys=("views", "voxels"),
     contract=contract, infer=reconstruct_views, views=(reconstruct_view,), upload=None, hub_tag="image-to-3d",
-    next_step="rnnimg reconstruct {run} VIEW.png [VIEW2.png ...] -o shape.obj --turntable spin.gif"))
+    next_step="rnnimg reconstruct {run} VIEW.png [VIEW2.png ...] -o shape.obj --turntable spin.gif",
+    tables=evaluation_tables))

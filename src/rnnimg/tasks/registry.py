@@ -26,6 +26,53 @@ Contract = Callable[..., Tensor]
 
 
 @dataclass(frozen=True)
+class Table:
+    """A table of scores that ``rnnimg evaluate`` prints below its summary (see ``Task.tables``).
+
+    Attributes:
+        title: one line above the table (what its rows run over).
+        columns: the column headers.
+        rows: the cells, already formatted, one tuple per row (as long as ``columns``).
+        metrics: the metrics the table shows in full; the summary leaves them out.
+    """
+
+    title: str
+    columns: tuple[str, ...]
+    rows: tuple[tuple[str, ...], ...]
+    metrics: tuple[str, ...] = ()
+
+    def lines(self) -> list[str]:
+        """The title, the header, a rule and the rows; the first column left-aligned, the others
+        right-aligned."""
+        cells = [self.columns, *self.rows]
+        widths = [max(len(row[k]) for row in cells) for k in range(len(self.columns))]
+
+        def line(row) -> str:
+            return "  ".join(c.ljust(w) if k == 0 else c.rjust(w)
+                             for k, (c, w) in enumerate(zip(row, widths))).rstrip()
+
+        return [f"{self.title}:", line(self.columns), "  ".join("-" * w for w in widths),
+                *(line(r) for r in self.rows)]
+
+
+# f(metrics, class_names) -> the task's tables of one evaluation (``rnnimg evaluate``): metrics as
+# the model's reduce_statistics returns them, class_names the run's (possibly empty)
+Tables = Callable[..., list[Table]]
+
+
+def per_class_table(title: str, column: str, values: list[float], class_names, metric: str,
+                    digits: int = 4) -> Table:
+    """A per-class metric as a table: one row per class (named where ``class_names`` names it),
+    ``-`` for a class absent from the split (NaN), then the mean over the classes present."""
+    names = list(class_names or ())
+    rows = [(names[k] if k < len(names) else str(k), "-" if v != v else f"{v:.{digits}f}")
+            for k, v in enumerate(values)]
+    kept = [v for v in values if v == v]
+    rows.append(("mean over classes", f"{sum(kept) / len(kept):.{digits}f}" if kept else "-"))
+    return Table(title, ("class", column), tuple(rows), (metric,))
+
+
+@dataclass(frozen=True)
 class Task:
     """What the layers above the models know of a task.
 
@@ -51,6 +98,9 @@ class Task:
         next_step_of: for models whose next step departs from ``next_step`` (a generator that
             draws from a small image needs ``--low-res``): ``f(model config as in config.json)
             -> (next step, needs_input)``, or None to keep the two fields; see :meth:`after_training`.
+        tables: ``f(metrics, class_names) -> [Table]``: what ``rnnimg evaluate`` prints below its
+            summary for a model of the task (per class, per number of views, ...); None: the
+            summary alone.
     """
 
     name: str
@@ -65,6 +115,7 @@ class Task:
     next_step: str | None = None
     needs_input: bool = True
     next_step_of: Callable[[dict], tuple[str, bool] | None] | None = None
+    tables: Tables | None = None
 
     def after_training(self, config: dict) -> tuple[str | None, bool]:
         """(the next step, with ``{run}``; whether it needs an input beside the run folder) for a

@@ -69,6 +69,7 @@ class VolumeGenerator(RnnImgModel):
     data_fields: ClassVar[dict[str, str]] = {"voxel_size": "voxel_size", "num_classes": "num_classes",
                                              "class_names": "class_names"}
     pooled_validation_metrics = ("bits_per_voxel",)
+    hub_tag = None  # model cards: the generate task's Hub tag names images, and none names 3D samples
 
     # --- what a subclass defines ----------------------------------------------------------------
     def raster_logits(self, x: Tensor, label: Tensor | None) -> Tensor:
