@@ -13,14 +13,17 @@ preset, each in a fresh spawned process so that peak memory is its own:
 
 ``quality``: the PSNR gain over the noisy input (Gaussian noise, sigma on the 0-255 scale, drawn
 once per test image from the fixed corrupt_seed 0) of translator, translator+gan and dncnn, each
-trained from the same seed for the same number of steps, batch size and learning rate, on the same
-training images with fresh noise, then scored on the whole test split with
+trained from the same seed for the same number of steps (or, ``--cpu-budget S``, until S seconds
+of this process's CPU time are spent on training, fair on a shared machine), batch size and
+learning rate, on the same training images with fresh noise, then scored on the whole test split with
 ``evaluation_statistics`` (PSNR and SSIM with data range 1, all channels, no border crop for PSNR).
 The training loop here is the trainer's scheme in a dozen lines (Adam, gradient norm clipped to
 1, the discriminator step before the generator step), so all three see exactly the same batches.
 
     PYTHONPATH=src python benchmarks/bench_translate.py speed --device cpu
     PYTHONPATH=src python benchmarks/bench_translate.py quality --data mnist-5k --steps 300
+    PYTHONPATH=src python benchmarks/bench_translate.py quality --cpu-budget 240 --threads 1 \
+        --variants translator+scan --json scan.json
 """
 
 from __future__ import annotations
@@ -64,6 +67,29 @@ def train_step(model, batch, opt_g, opt_d, clip: float = 1.0) -> float:
     torch.nn.utils.clip_grad_norm_(params, clip)
     opt_g.step()
     return float(loss.detach())
+
+
+def train_for(model, loader, opt_g, opt_d, device, steps: int, cpu_budget: float = 0.0) -> dict:
+    """Train on ``loader`` (epoch after epoch) for ``steps`` steps or, if ``cpu_budget`` > 0, until
+    this process's CPU time spent here reaches ``cpu_budget`` seconds (``steps`` then ignored).
+    Returns the steps taken and the CPU and wall seconds they took."""
+    import torch
+
+    def done(step: int) -> bool:
+        return time.process_time() - cpu0 >= cpu_budget if cpu_budget > 0 else step >= steps
+
+    cpu0, wall0, step = time.process_time(), time.perf_counter(), 0
+    while not done(step):
+        for batch in loader:
+            batch = {k: v.to(device) for k, v in batch.items()}
+            train_step(model, batch, opt_g, opt_d)
+            if device.type == "cuda":  # a budget counts finished steps, not queued ones
+                torch.cuda.synchronize(device)
+            step += 1
+            if done(step):
+                break
+    return {"steps": step, "train_cpu_seconds": time.process_time() - cpu0,
+            "train_seconds": time.perf_counter() - wall0}
 
 
 def _speed(variant: str, preset: str, mode: str, args: dict, queue) -> None:
@@ -154,15 +180,7 @@ def quality(a) -> None:
         loader = DataLoader(train_set, batch_size=a.batch_size, shuffle=True, drop_last=True,
                             generator=generator)
         model.train()
-        start, step = time.perf_counter(), 0
-        while step < a.steps:
-            for batch in loader:
-                batch = {k: v.to(device) for k, v in batch.items()}
-                train_step(model, batch, opt_g, opt_d)
-                step += 1
-                if step >= a.steps:
-                    break
-        seconds = time.perf_counter() - start
+        spent = train_for(model, loader, opt_g, opt_d, device, a.steps, a.cpu_budget)
         model.eval()
         total: dict = {}
         for batch in DataLoader(test_set, batch_size=100):
@@ -170,15 +188,17 @@ def quality(a) -> None:
             for k, v in model.evaluation_statistics(batch).items():
                 total[k] = total.get(k, 0) + v
         metrics = model.reduce_statistics(total)
-        metrics.update(train_seconds=seconds, params=sum(p.numel() for p in model.parameters()))
+        metrics.update(spent, params=sum(p.numel() for p in model.parameters()))
         results[variant] = metrics
         print(f"| {a.data} | {variant} | {metrics['params'] / 1e3:.1f} k | {metrics['input_psnr']:.2f} | "
               f"{metrics['psnr']:.2f} | **{metrics['psnr_gain']:+.2f}** | {metrics['input_ssim']:.3f} | "
-              f"{metrics['ssim']:.3f} | {seconds:.0f} |", flush=True)
+              f"{metrics['ssim']:.3f} | {spent['steps']} | {spent['train_cpu_seconds']:.0f} | "
+              f"{spent['train_seconds']:.0f} |", flush=True)
     if a.json:
         with open(a.json, "w") as f:
             json.dump({"data": a.data, "preset": a.preset, "sigma": a.sigma, "steps": a.steps,
-                       "batch_size": a.batch_size, "lr": a.lr, "results": results}, f, indent=2)
+                       "cpu_budget": a.cpu_budget, "threads": a.threads, "batch_size": a.batch_size,
+                       "lr": a.lr, "results": results}, f, indent=2)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -197,6 +217,8 @@ def main(argv: list[str] | None = None) -> int:
                    choices=list(VARIANTS))
     q.add_argument("--sigma", type=float, default=25.0)
     q.add_argument("--steps", type=int, default=300)
+    q.add_argument("--cpu-budget", type=float, default=0.0, help="train each variant until this "
+                   "many seconds of this process's CPU time are spent (overrides --steps)")
     q.add_argument("--batch-size", type=int, default=32)
     q.add_argument("--lr", type=float, default=2e-3)
     q.add_argument("--seed", type=int, default=0)
@@ -212,8 +234,8 @@ def main(argv: list[str] | None = None) -> int:
         speed(a)
     else:
         a.preset = a.preset or ("colour" if a.data in ("shapes", "cifar10") else "denoise")
-        print("| data | model | params | input PSNR | PSNR | gain | input SSIM | SSIM | train s |\n"
-              "|---|---|---:|---:|---:|---:|---:|---:|---:|")
+        print("| data | model | params | input PSNR | PSNR | gain | input SSIM | SSIM | steps | train CPU-s "
+              "| train s |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         quality(a)
     return 0
 
