@@ -238,7 +238,7 @@ def reconstruct_url(tmp_path_factory):
 
     tmp = tmp_path_factory.mktemp("r2n2")
     torch.manual_seed(0)
-    model = create_model("r2n2", "debug")
+    model = create_model("r2n2", "debug", prior_occupancy=0.5)  # untrained: ~0.5 everywhere, a cube at 0.4
     model.save_pretrained(tmp / "r2n2", extra={"data": {"name": "shapes3d", "options": {
         **model.dataset_options(), "test_size": 4, "train_size": 4, "val_size": 2}}})
     port = free_port()

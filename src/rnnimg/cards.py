@@ -52,7 +52,7 @@ DATA_LICENCES: dict[str, tuple[str, str | None, str]] = {
 UNKNOWN_DATA = ("other", None, "the user's own data: state its source and licence here")
 
 # metrics for which lower is better (the others: higher)
-LOWER_IS_BETTER = ("nll", "bits", "mse", "mae", "loss")
+LOWER_IS_BETTER = ("nll", "bits", "mse", "mae", "loss", "change")  # change: order sensitivity
 
 
 def data_licence(name: str) -> tuple[str, str | None, str]:

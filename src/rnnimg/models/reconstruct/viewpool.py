@@ -52,6 +52,8 @@ class ViewPoolConfig:
     max_views: int = 5  # training shows 1..max_views views per batch
     eval_views: int = 5  # evaluation scores IoU with 1..eval_views views
     pos_weight: float = 1.0  # weight of the filled voxels' cross-entropy (1: the paper's loss)
+    prior_occupancy: float = 0.02  # the output bias starts at this fraction filled (0.5: no prior)
+    input_norm: bool = True  # layer-normalise each view's input grid (false: the first version)
     order_augment: bool = True  # random view order in training (pooling ignores order anyway)
 
     def __post_init__(self):
