@@ -31,7 +31,7 @@ import sys
 import time
 from pathlib import Path
 
-from side_by_side import run_side_by_side
+from side_by_side import report_one, run_side_by_side
 
 # small enough for a CPU; both at 64x64, 5 -> 10 (set by --context/--horizon)
 CONFIGS = {
@@ -145,12 +145,7 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=None, help="(--pair) markdown table; raw JSON beside it")
     args = p.parse_args(argv)
     if not args.pair:
-        result = run_one(args)
-        text = json.dumps(result, indent=1)
-        if args.json:
-            Path(args.json).write_text(text)
-        print(text)
-        return 0
+        return report_one(run_one(args), args.json)
     out = Path(args.out or "svg-bench.md")
     results, started, where, command = run_side_by_side(__file__, argv, ("svg", "convlstm"), out)
     text = (f"# svg vs convlstm at equal CPU time: {args.data}\n\n`{command}`\n\n{started}; {where}; "

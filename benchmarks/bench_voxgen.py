@@ -26,12 +26,11 @@ the command, machine and date to ``--out`` (the raw numbers beside it as JSON).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 
-from side_by_side import run_side_by_side
+from side_by_side import report_one, run_side_by_side
 
 MODELS = ("voxscan", "voxcnn")
 
@@ -139,12 +138,7 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=None, help="(--pair) markdown table; raw JSON and pictures beside it")
     args = p.parse_args(argv)
     if not args.pair:
-        result = run_one(args)
-        text = json.dumps(result, indent=1)
-        if args.json:
-            Path(args.json).write_text(text)
-        print(text)
-        return 0
+        return report_one(run_one(args), args.json)
     out = Path(args.out or "voxgen-bench.md")
     def picture(name: str) -> list[str]:
         return ["--picture", str(out.with_name(f"{out.stem}-{name}.png"))]

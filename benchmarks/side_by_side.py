@@ -22,6 +22,16 @@ def machine() -> str:
             f"load average {load:.1f} at the start")
 
 
+def report_one(result: dict, json_path: str | None) -> int:
+    """The one-model branch of a side-by-side benchmark (a process :func:`run_side_by_side`
+    starts, or a user's single run): print ``result`` as JSON, also into ``json_path`` if given."""
+    text = json.dumps(result, indent=1)
+    if json_path:
+        Path(json_path).write_text(text)
+    print(text)
+    return 0
+
+
 def run_side_by_side(script: str, argv: list[str] | None, models, out: Path,
                      extra: Callable[[str], list[str]] = lambda name: []) -> tuple[list[dict], str, str, str]:
     """Run ``script`` with this call's arguments (less ``--pair`` and ``--out``) plus ``--model NAME
