@@ -250,6 +250,19 @@ class RnnImgModel(nn.Module):
         atomic_write_text(directory / CONFIG_FILE, json.dumps(meta, indent=2))
 
 
+def first_item(dataset: Any, name: str, keys: tuple[str, ...], empty: str, absent: str,
+               hint: str) -> dict:
+    """The first item of ``dataset`` for a model's ``check_dataset``, after the two checks every
+    task makes: the data are not empty ("NAME is empty; EMPTY."), and the item has the batch
+    ``keys`` ("NAME has no ABSENT (its keys); HINT")."""
+    if len(dataset) == 0:
+        raise RnnImgError(f"{name} is empty; {empty}.")
+    item = dataset[0]
+    if any(key not in item for key in keys):
+        raise RnnImgError(f"{name} has no {absent} ({', '.join(item)}); {hint}")
+    return item
+
+
 def check_compile_mode(mode: str | None) -> None:
     """Raise RnnImgError unless ``mode`` is None or one of :data:`COMPILE_MODES`."""
     if mode is not None and mode not in COMPILE_MODES:

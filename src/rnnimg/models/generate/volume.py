@@ -33,7 +33,7 @@ from torch import Tensor
 
 from rnnimg.errors import RnnImgError
 from rnnimg.metrics import bits_per_voxel_pooled, voxel_nll_sums
-from rnnimg.models.base import LossOutput, RnnImgModel
+from rnnimg.models.base import LossOutput, RnnImgModel, first_item
 from rnnimg.models.generate.base import check_labels, check_temperature, uniforms
 
 if TYPE_CHECKING:
@@ -299,12 +299,8 @@ class VolumeGenerator(RnnImgModel):
 
     def check_dataset(self, dataset, name: str) -> None:
         """The data must give voxel grids of the model's size, and labels for a conditional model."""
-        if len(dataset) == 0:
-            raise RnnImgError(f"{name} is empty; a voxel generator needs voxel grids.")
-        item = dataset[0]
-        if "voxels" not in item:
-            raise RnnImgError(f"{name} has no voxel grids ({', '.join(item)}); {self.name} learns from "
-                              "voxel data such as shapes3d.")
+        item = first_item(dataset, name, ("voxels",), "a voxel generator needs voxel grids",
+                          "voxel grids", f"{self.name} learns from voxel data such as shapes3d.")
         self.check_voxels(item["voxels"].unsqueeze(0), f"{name}'s voxel grids")
         if self.config.num_classes and "label" not in item:
             raise RnnImgError(f"{name} has no class labels, but the model is class-conditional "

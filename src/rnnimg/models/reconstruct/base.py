@@ -47,7 +47,7 @@ from torch import Tensor, nn
 
 from rnnimg.errors import RnnImgError
 from rnnimg.metrics import voxel_iou_per_shape, voxel_iou_pooled, voxel_iou_sums
-from rnnimg.models.base import LossOutput, RnnImgModel
+from rnnimg.models.base import LossOutput, RnnImgModel, first_item
 
 EVAL_ORDER_SEED = 20  # the fixed permutation of cameras whose first k views are scored
 
@@ -280,12 +280,9 @@ class ShapeReconstructor(RnnImgModel):
     def check_dataset(self, dataset, name: str) -> None:
         """The data must have views of the model's size and channels and voxel grids of its size."""
         c = self.config
-        if len(dataset) == 0:
-            raise RnnImgError(f"{name} is empty; a reconstruction model needs views with voxels.")
-        item = dataset[0]
-        if "views" not in item or "voxels" not in item:
-            raise RnnImgError(f"{name} has no views with voxels ({', '.join(item)}); {self.name} needs a "
-                              "reconstruct dataset such as shapes3d or voxels:PATH.")
+        item = first_item(dataset, name, ("views", "voxels"), "a reconstruction model needs views with "
+                          "voxels", "views with voxels", f"{self.name} needs a reconstruct dataset such "
+                          "as shapes3d or voxels:PATH.")
         self.check_views(item["views"].unsqueeze(0), f"{name}'s views")
         if tuple(item["voxels"].shape) != (c.voxel_size,) * 3:
             raise RnnImgError(f"{name} has voxel grids of {tuple(item['voxels'].shape)}, but the model "

@@ -17,7 +17,7 @@ from torch import Tensor
 
 from rnnimg.errors import RnnImgError
 from rnnimg.metrics import confusion_matrix, segmentation_scores
-from rnnimg.models.base import LossOutput, RnnImgModel
+from rnnimg.models.base import LossOutput, RnnImgModel, first_item
 from rnnimg.tiling import tile_settings, tiled_map
 
 IGNORE_INDEX = 255
@@ -190,12 +190,9 @@ class ImageSegmenter(RnnImgModel):
         masks (``label_error``); for others the first item is checked."""
         c = self.config
         base = _base_dataset(dataset)
-        if len(dataset) == 0:
-            raise RnnImgError(f"{name} is empty; a segmentation model needs images with masks.")
-        item = dataset[0]
-        if "mask" not in item or "image" not in item:
-            raise RnnImgError(f"{name} has no masks ({', '.join(item)}); {self.name} needs a "
-                              "segmentation dataset such as mnist-scenes or masks:IMAGES,MASKS.")
+        item = first_item(dataset, name, ("mask", "image"), "a segmentation model needs images with "
+                          "masks", "masks", f"{self.name} needs a segmentation dataset such as "
+                          "mnist-scenes or masks:IMAGES,MASKS.")
         if item["image"].shape[0] != c.channels:
             raise RnnImgError(f"{name} has {item['image'].shape[0]}-channel images, but the model "
                               f"takes {c.channels}; pass --set channels={item['image'].shape[0]}.")
