@@ -62,3 +62,16 @@ def test_scale_with_steps_still_enlarges_the_strip(colour_x4, tmp_path):
                      "--scale", scale]) == 0
     one, two = (Image.open(tmp_path / f"strip{s}.png").size for s in ("1", "2"))
     assert two == (2 * one[0], 2 * one[1])
+
+
+def test_a_model_scale_that_is_not_2_3_or_4_is_one_line_naming_the_data_option(tmp_path, capsys):
+    """Issue 19's "a scale that is not 2, 3 or 4" through the model's config (``--set scale=5``), not
+    only through the data option (test_photos.py): one line that says where the scale comes from."""
+    out = tmp_path / "run"
+    assert main(["train", "espcn", "--preset", "debug", "--data", "mnist-5k", "--data-opt",
+                 "corrupt=downscale", "--data-opt", "scale=2", "--set", "scale=5", "--out", str(out),
+                 "--max-steps", "1", "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "scale must be 2, 3 or 4, got 5" in err and len(err.splitlines()) == 1
+    assert "--data-opt scale=" in err  # the next step: the data decides a super-resolver's scale
+    assert not out.exists()
