@@ -165,6 +165,7 @@ def test_segment_cli_tiles_at_the_image_size(tmp_path, capsys):
     Image.fromarray(pixels).save(tmp_path / "in.png")
     assert main(["segment", str(tmp_path / "run"), str(tmp_path / "in.png"), "-o",
                  str(tmp_path / "mask.png"), "--no-resize", "--tile", "64", "--overlap", "24"]) == 0
+    assert "segmenting" in capsys.readouterr().err  # the progress bar over the tiles (issue 19)
     mask = np.asarray(Image.open(tmp_path / "mask.png"))
     expected = model.eval().segment(torch.from_numpy(pixels)[None, None].float() / 255)[0]
     assert mask.shape == (H, W) and np.array_equal(mask, expected.numpy())
