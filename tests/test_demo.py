@@ -90,3 +90,19 @@ def test_demo_out_naming_a_file_is_a_clear_error(tmp_path):
     with pytest.raises(RnnImgError, match="is a file"):  # was NotADirectoryError
         run_demo(a_file, models=["rowrnn"], steps_scale=0.01, progress=False)
     assert a_file.read_text() == "mine"
+
+
+def test_the_readme_names_every_demo_recipe_and_its_pictures():
+    """README's `make demo` paragraph counts and lists the models the demo trains: it must follow
+    the demo recipes (it once left out voxscan), and name a picture of each."""
+    import re
+    from pathlib import Path
+
+    text = " ".join((Path(__file__).parents[1] / "README.md").read_text().split())
+    found = re.search(r"The demo now trains (\d+) models \(the demo recipes: ([^)]*)\)", text)
+    assert found, "README no longer states the demo's models"
+    named = [n.strip() for n in found.group(2).split(",")]
+    demos = sorted(r.name for r in list_recipes(kind="demo"))
+    assert sorted(named) == demos and int(found.group(1)) == len(demos)
+    pictures = text[text.index("`make demo` writes"):found.start()]
+    assert all(name in pictures for name in demos), [n for n in demos if n not in pictures]

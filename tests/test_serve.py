@@ -307,3 +307,23 @@ def test_serve_stopped_with_sigterm_removes_its_temp_folder(served, tmp_path):
     # still starting: either way one clean stop, no traceback, nothing left behind
     assert server.returncode in (0, 130) and "Traceback" not in output, output
     assert list(temp.iterdir()) == []
+
+
+def test_issue_18s_scan_models_work_on_the_page(tmp_path):
+    """Issue 18, "Done when": each new model appears on the web page. The page picks its tabs by
+    task, so convscan gets the Predict tab and scanseg the Segment tab; their work runs here."""
+    runs = tmp_path / "runs"
+    served = core.load_served([
+        save(runs, "convscan", data="moving-mnist", data_options={"test_clips": 4}, frame_size=16,
+             context=3, horizon=2),
+        save(runs, "scanseg", data="mnist-scenes")])
+    assert core.tasks_of(served) == ["predict", "segment"]
+    work = tmp_path / "work"
+    work.mkdir()
+    scan = by_name(served, "convscan")
+    gif, strip = core.predict(scan, core.test_item(scan, 0)["frames"], work, horizon=6)
+    with Image.open(gif) as im:
+        assert im.n_frames == 3 + 6  # the context, then a closed-loop horizon past the training one
+    assert strip.dtype == np.uint8 and strip.std() > 0
+    paths = core.task_pictures(by_name(served, "scanseg"), work, "segment", index=1)
+    assert paths and all(p.startswith(str(work)) and os.path.getsize(p) > 0 for p in paths)

@@ -148,3 +148,13 @@ def test_evaluate_scores_whole_test_photos_of_different_sizes_without_batch_size
     data = load_dataset("photos", "test", **options)
     with pytest.raises(RuntimeError):
         default_collate([data[i] for i in range(len(data))])
+
+
+def test_evaluate_help_explains_the_super_resolution_and_low_res_scores(capsys):
+    """`rnnimg evaluate --help` says what a super-resolution run reports (psnr_y / ssim_y, shaved,
+    against bicubic's input_*) and what a low-res conditional generator's NLL is given."""
+    with pytest.raises(SystemExit):
+        main(["evaluate", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "psnr_y" in text and "input_psnr_y" in text and "shaved" in text and "bicubic" in text
+    assert "low_res_scale" in text and "given its downscale" in text

@@ -165,11 +165,15 @@ def test_segment_cli_tiles_at_the_image_size(tmp_path, capsys):
     Image.fromarray(pixels).save(tmp_path / "in.png")
     assert main(["segment", str(tmp_path / "run"), str(tmp_path / "in.png"), "-o",
                  str(tmp_path / "mask.png"), "--no-resize", "--tile", "64", "--overlap", "24"]) == 0
+    assert "segmenting" in capsys.readouterr().err  # the progress bar over the tiles (issue 19)
     mask = np.asarray(Image.open(tmp_path / "mask.png"))
     expected = model.eval().segment(torch.from_numpy(pixels)[None, None].float() / 255)[0]
     assert mask.shape == (H, W) and np.array_equal(mask, expected.numpy())
+    capsys.readouterr()
     assert main(["segment", str(tmp_path / "run"), str(tmp_path / "in.png"), "-o",
                  str(tmp_path / "m2.png"), "--no-resize", "--tile", "16", "--overlap", "16"]) == 2
+    err = capsys.readouterr().err.strip()  # issue 19: one line, exit 2, nothing written
+    assert "--tile 16 is not larger than the overlap" in err and len(err.splitlines()) == 1
     assert not (tmp_path / "m2.png").exists()
 
 

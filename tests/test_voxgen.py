@@ -263,6 +263,8 @@ def test_cli_sample_renders_shapes_and_writes_one_mesh_per_sample(tmp_path, caps
     assert len(mesh.faces) and mesh.faces.max() < len(mesh.vertices) and mesh.faces.shape[1] == 3
     capsys.readouterr()
     assert main([*args, "--mesh-dir", str(meshes)]) == 2  # nothing overwritten without --overwrite
+    assert "already exists" in capsys.readouterr().err
     assert main(["sample", str(tmp_path / "run"), "-o", str(tmp_path / "b.png"), "--label", "sofa"]) == 2
-    err = capsys.readouterr().err
-    assert "unknown class 'sofa'" in err and len(err.strip().splitlines()) == 2
+    err = capsys.readouterr().err  # issue 20: an unknown class is one line, and nothing is written
+    assert "unknown class 'sofa'" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "b.png").exists()

@@ -104,7 +104,14 @@ def register(sub) -> None:
                                    "model's task: a reconstruction model's IoU per number of views, "
                                    "per class and the view-order change; a voxel generator's bits "
                                    "per voxel per class; a frame predictor's scores per predicted "
-                                   "frame.")
+                                   "frame. A translator scores its output (psnr, ssim) beside its "
+                                   "untouched input's (input_psnr, input_ssim; the bicubic upscale's "
+                                   "for super-resolution); a super-resolution model adds "
+                                   "the protocol's psnr_y and ssim_y (the Y channel, scale pixels "
+                                   "shaved from each border) against bicubic's input_psnr_y and "
+                                   "input_ssim_y, means over the test images. A generator trained "
+                                   "with --set low_res_scale=S reports the exact NLL of each image "
+                                   "given its downscale, which the data supplies.")
     p.add_argument("run_dir", metavar="RUN", help="run folder written by `rnnimg train`")
     p.add_argument("--data", help="dataset (default: the one it was trained on)")
     p.add_argument("--split", default="test", choices=["train", "val", "test"])

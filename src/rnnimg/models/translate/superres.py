@@ -32,7 +32,8 @@ def check_superres_config(config: Any) -> None:
     ``image_size`` (the target's side in the data) that the scale divides."""
     check_translation_config(config)
     if config.scale not in SCALES:
-        raise ValueError(f"scale must be 2, 3 or 4, got {config.scale}")
+        raise ValueError(f"scale must be 2, 3 or 4, got {config.scale}; a super-resolution model takes its "
+                         "scale from the data: --data-opt corrupt=downscale --data-opt scale=2 (or 3, 4)")
     if config.in_channels != config.out_channels:
         raise ValueError(f"in_channels and out_channels must match for super-resolution, got "
                          f"{config.in_channels} and {config.out_channels}")
