@@ -80,6 +80,12 @@ def test_pretrained_table_reads_the_headline_from_the_card(shipped):
     rows = {r[0]: r for r in pretrained_table()}
     assert rows["pretrained:alpha"] == ("pretrained:alpha", "rowrnn", "mnist-5k", "nll_nats 123.5 (test)")
     assert rows["pretrained:beta"][3] == "not evaluated"
+    # super-resolution is headlined on the Y channel (its protocol), though RGB PSNR comes first
+    result.update(model="recursr", data="photos",
+                  metrics={"loss": 0.1, "psnr": 25.67, "input_psnr": 24.7, "psnr_y": 27.05})
+    write_model_card(root / "alpha", evaluation=result, pictures=False)
+    rows = {r[0]: r for r in pretrained_table()}
+    assert rows["pretrained:alpha"][3] == "psnr_y 27.05 (test)"
 
 
 def test_every_recipe_builds_its_model_and_names_are_unique():

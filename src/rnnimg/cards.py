@@ -104,10 +104,17 @@ def evaluation_table(result: dict[str, Any]) -> list[str]:
     return lines
 
 
+# Metrics that stand for the model where present, ahead of the task's first one: super-resolution
+# is reported on the Y channel with shaved borders (the literature's protocol), not in RGB.
+HEADLINE_FIRST = ("psnr_y",)
+
+
 def headline(result: dict[str, Any]) -> tuple[str, float] | None:
-    """The first scalar metric other than the loss: what tables show for a model."""
+    """The metric tables show for a model: one of HEADLINE_FIRST if the result has it, else the
+    first scalar metric other than the loss."""
     scalars = [(k, v) for k, v in result.get("metrics", {}).items() if isinstance(v, (int, float))]
-    chosen = [kv for kv in scalars if kv[0] != "loss"] or scalars
+    chosen = [kv for kv in scalars if kv[0] in HEADLINE_FIRST]
+    chosen = chosen or [kv for kv in scalars if kv[0] != "loss"] or scalars
     return chosen[0] if chosen else None
 
 
