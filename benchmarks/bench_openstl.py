@@ -298,7 +298,7 @@ def table(rows: list[dict]) -> str:
         lines += [f"| `{r['model']}` | {r['frames']} | {r['params']:,} | {r['cpu_s_per_step']:.3f} | "
                   f"{r['clips_per_cpu_s']:.2f} |" for r in rows]
         return "\n".join(lines)
-    late = sorted({k for r in rows for k in r if k.startswith(("mse_", "long_mse", "long_ssim_"))
+    late = sorted({k for r in rows for k in r if k.startswith(("mse_", "ssim_", "long_mse", "long_ssim_"))
                    and not k.endswith("per_step")})
     head = "| tag | model | seed | parameters | steps | test MSE / frame | SSIM | MAE | PSNR |" + \
         "".join(f" {k} |" for k in late)
