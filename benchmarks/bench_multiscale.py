@@ -17,6 +17,10 @@ trainer). Then:
   ``--out`` (multiscale: its 32x32 first-stage draws, upscaled, above the 64x64 images drawn from them);
 - the trained model as a run folder under ``--save-dir`` (``rnnimg sample`` / ``evaluate`` take it).
 
+``--data photos``: the same on scikit-image's photographs (:mod:`rnnimg.data.photos`): random
+``--size`` crops of the 13 training photos (grey ones repeated to colour), and as the test set every
+non-overlapping ``--size`` tile, from the top left, of the 5 whole held-out photos (270 at 64).
+
 ``--pair`` runs both side by side (two processes started together, one thread each; run the whole
 command under ``flock /work/timing.lock`` on the shared machine) and writes a markdown table with
 the command, machine and date to ``--out`` (the raw numbers beside it as JSON).
@@ -41,16 +45,40 @@ BASELINE = dict(image_size=64, channels=3, output="categorical", levels=256, hid
 
 
 def data_options(args) -> dict:
+    if args.data == "photos":
+        return {"image_size": args.size, "channels": 3}
     return {"native_size": args.size, "image_size": args.size, "channels": 3, "levels": 256}
 
 
 def images(split: str, args):
+    """shapes: the whole split (N, 3, S, S); photos: the test photos' tiles, or for ``train`` a
+    dataset of random crops."""
     import torch
 
     from rnnimg.data import load_dataset
 
-    data = load_dataset("shapes", split, **data_options(args))
+    data = load_dataset(args.data, split, **data_options(args))
+    if args.data == "photos" and split == "train":
+        return data
+    if args.data == "photos":
+        s = args.size
+        return torch.cat([data[i]["image"].unfold(1, s, s).unfold(2, s, s).permute(1, 2, 0, 3, 4)
+                          .reshape(-1, 3, s, s) for i in range(len(data))])
     return torch.stack([data[i]["image"] for i in range(len(data))])
+
+
+def batches(x, args, gen):
+    """Batches of training images for ever: shuffled epochs of shapes, random photo crops."""
+    import torch
+
+    while True:
+        if args.data == "photos":
+            yield torch.stack([x[int(i)]["image"] for i in torch.randint(0, 10 ** 6, (args.batch_size,),
+                                                                        generator=gen)]), False
+            continue
+        for idx in torch.randperm(len(x), generator=gen).split(args.batch_size):
+            yield x[idx], False
+        yield None, True  # an epoch ended
 
 
 def run_one(args) -> dict:
@@ -74,21 +102,21 @@ def run_one(args) -> dict:
     start_cpu, start_wall = time.process_time(), time.perf_counter()
     steps, epochs, curve = 0, 0, []
     model.train()
+    stream = batches(x, args, gen)
     while time.process_time() - start_cpu < args.budget:
-        for idx in torch.randperm(len(x), generator=gen).split(args.batch_size):
-            if time.process_time() - start_cpu >= args.budget:
-                break
-            out = model.loss({"image": x[idx]})
-            opt.zero_grad(set_to_none=True)
-            out.loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            steps += 1
-            if steps % 25 == 0:
-                curve.append((steps, round(time.process_time() - start_cpu, 1),
-                              round(float(out.metrics["bits_per_dim"]), 4)))
-        else:
+        batch, epoch_end = next(stream)
+        if epoch_end:
             epochs += 1
+            continue
+        out = model.loss({"image": batch})
+        opt.zero_grad(set_to_none=True)
+        out.loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        steps += 1
+        if steps % 25 == 0:
+            curve.append((steps, round(time.process_time() - start_cpu, 1),
+                          round(float(out.metrics["bits_per_dim"]), 4)))
     train_cpu, train_wall = time.process_time() - start_cpu, time.perf_counter() - start_wall
     model.eval()
     t0 = time.process_time()
@@ -119,7 +147,7 @@ def run_one(args) -> dict:
         save_picture(make_grid(shown, nrow=args.samples), args.picture, scale=1)
     if args.save_dir:
         model.save_pretrained(Path(args.save_dir) / args.model, extra={
-            "preset": preset, "data": {"name": "shapes", "options": data_options(args)},
+            "preset": preset, "data": {"name": args.data, "options": data_options(args)},
             "steps_trained": steps})
     result = dict(model=args.model, preset=preset, overrides=overrides, size=args.size,
                   params=sum(p.numel() for p in model.parameters()), steps=steps, epochs=epochs,
@@ -156,6 +184,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", choices=MODELS, default="multiscale")
     p.add_argument("--pair", action="store_true", help="multiscale and pixelscan side by side")
+    p.add_argument("--data", choices=("shapes", "photos"), default="shapes")
     p.add_argument("--size", type=int, default=64, help="image side (shapes drawn at this size)")
     p.add_argument("--scale", type=int, choices=(2, 3, 4), default=2, help="multiscale's scale")
     p.add_argument("--budget", type=float, default=600.0, help="process CPU seconds of training")
@@ -177,9 +206,10 @@ def main(argv=None) -> int:
         return ["--picture", str(out.with_name(f"{out.stem}-{name}.png"))]
 
     results, started, where, command = run_side_by_side(__file__, argv, MODELS, out, extra=picture)
-    text = (f"# multiscale vs pixelscan at equal CPU time: shapes {args.size}x{args.size} colour\n\n"
+    train = "random crops of 13 photos" if args.data == "photos" else "5,000 training images"
+    text = (f"# multiscale vs pixelscan at equal CPU time: {args.data} {args.size}x{args.size} colour\n\n"
             f"`{command}`\n\n{started}; {where}; one torch thread per process, both processes side "
-            f"by side; 5,000 training images, {results[0]['test_images']} test images, 256 levels\n\n"
+            f"by side; {train}, {results[0]['test_images']} test images, 256 levels\n\n"
             f"{table(results)}\n")
     out.write_text(text)
     print(text)
