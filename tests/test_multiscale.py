@@ -70,3 +70,22 @@ def test_config_refusals_and_the_cli_draws_large_images(tmp_path, capsys):
     assert main(["sample", str(tmp_path / "run"), "--low-res", str(tmp_path / "g.png"), "-n", "1",
                  "-o", str(tmp_path / "h.png")]) == 2
     assert "drop --low-res" in capsys.readouterr().err
+
+
+def test_shapes_drawn_at_64_are_the_same_scenes_at_twice_the_resolution():
+    """``--data-opt native_size=64`` (the 64x64 multiscale runs) draws the 32x32 scenes again at
+    64x64: same labels, and averaged 2x2 they are the 32x32 images up to the antialiasing."""
+    import torch.nn.functional as F
+
+    from rnnimg.data import load_dataset
+
+    big = load_dataset("shapes", "test", test_size=6, native_size=64)
+    small = load_dataset("shapes", "test", test_size=6)
+    x64 = torch.stack([big[i]["image"] for i in range(6)])
+    x32 = torch.stack([small[i]["image"] for i in range(6)])
+    assert x64.shape == (6, 3, 64, 64)
+    assert [int(big[i]["label"]) for i in range(6)] == [int(small[i]["label"]) for i in range(6)]
+    assert (F.avg_pool2d(x64, 2) - x32).abs().mean() < 0.01
+    assert (F.avg_pool2d(x64, 2) - torch.roll(x32, 1, 0)).abs().mean() > 0.1  # other scenes differ
+    with pytest.raises(RnnImgError, match="native_size"):
+        load_dataset("shapes", "test", test_size=2, native_size=4)

@@ -7,7 +7,9 @@ Shapes are drawn at twice the size and averaged down 2x2, so their edges are ant
 label is the class of the last (topmost) shape: 0 disc, 1 square, 2 triangle.
 
 Every image is a function of (seed, split, index): the same on every machine and run. Options:
-``train_size`` (default 5000), ``test_size`` (500), ``seed`` (0), and the image options of
+``train_size`` (default 5000), ``test_size`` (500), ``seed`` (0), ``native_size`` (32: the side the
+images are drawn at; ``--data-opt native_size=64`` draws the same scenes at 64x64 with sharp edges,
+where ``image_size=64`` would upscale the 32x32 ones), and the image options of
 :class:`rnnimg.data.images.ImageDataset` (``image_size``, ``channels``, ``binarize``, ``levels``).
 """
 
@@ -78,12 +80,14 @@ def shape_image(rng: np.random.Generator, size: int = NATIVE_SIZE) -> tuple[np.n
 
 
 @lru_cache(maxsize=8)
-def shape_images(split: str, count: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``count`` images uint8 (N, 3, 32, 32) and labels (N,) of ``split``; cached per process."""
+def shape_images(split: str, count: int, seed: int,
+                 size: int = NATIVE_SIZE) -> tuple[torch.Tensor, torch.Tensor]:
+    """``count`` images uint8 (N, 3, size, size) and labels (N,) of ``split``; cached per process.
+    The scenes do not depend on ``size`` (the same random draws), only their resolution does."""
     split_id = {"train": 0, "test": 1}[split]
     images, labels = [], []
     for i in range(count):
-        image, label = shape_image(np.random.default_rng([seed, split_id, i]))
+        image, label = shape_image(np.random.default_rng([seed, split_id, i]), size)
         images.append(image)
         labels.append(label)
     return torch.from_numpy(np.stack(images)), torch.tensor(labels, dtype=torch.long)
@@ -92,13 +96,17 @@ def shape_images(split: str, count: int, seed: int) -> tuple[torch.Tensor, torch
 @register_dataset("shapes", description="generated colour shapes (disc, square, triangle) on "
                   "textures, 32x32 RGB, 5,000 train / 500 test; no download")
 def shapes(split: str, train_size: int = 5000, test_size: int = 500, seed: int = 0, image_size=None,
-           channels=None, binarize=None, binarize_seed: int = 0, levels=None) -> ImageDataset:
+           channels=None, binarize=None, binarize_seed: int = 0, levels=None,
+           native_size: int = NATIVE_SIZE) -> ImageDataset:
     count = train_size if split == "train" else test_size
     for name, value in (("train_size", train_size), ("test_size", test_size), ("seed", seed)):
         if not isinstance(value, int) or isinstance(value, bool) or value < (0 if name == "seed" else 1):
             raise RnnImgError(f"shapes: {name} must be a whole number >= "
                               f"{0 if name == 'seed' else 1}, got {value!r}.")
-    images, labels = shape_images(split, count, seed)
+    if not isinstance(native_size, int) or isinstance(native_size, bool) or not 8 <= native_size <= 512:
+        raise RnnImgError(f"shapes: native_size must be a whole number from 8 to 512, got {native_size!r}; "
+                          "e.g. --data-opt native_size=64.")
+    images, labels = shape_images(split, count, seed, native_size)
     offset = 0 if split == "train" else 10_000_000  # distinct binarization seeds per split
     return ImageDataset(images, labels, torch.arange(count) + offset, image_size=image_size,
                         channels=channels, binarize=binarize, binarize_seed=binarize_seed,

@@ -13,6 +13,7 @@ for defaults in (
     TrainingDefaults("pixelscan", "cifar10", batch_size=16, lr=1e-3),
     TrainingDefaults("multiscale", "debug", batch_size=32, lr=3e-3),
     TrainingDefaults("multiscale", "shapes", batch_size=16, lr=2e-3),
+    TrainingDefaults("multiscale", "shapes64", batch_size=8, lr=2e-3),
     TrainingDefaults("draw", "debug", batch_size=32, lr=3e-3),
     TrainingDefaults("draw", "mnist", batch_size=64, lr=1e-3),
     TrainingDefaults("draw", "colour", batch_size=32, lr=1e-3),

@@ -78,6 +78,9 @@ class MultiScale(ImageGenerator):
                       low_res_hidden=8, output="bernoulli"),
         # shapes at 16x16 from 8x8, colour, pixelscan's mnist widths per stage
         "shapes": dict(image_size=16, channels=3, scale=2),
+        # 64x64 colour from 32x32 (section 3.5's ImageNet 64 split), the same widths: a step of
+        # batch 8 costs ~2 CPU-s on one thread of the 2-core test machine (docs/benchmarks.md)
+        "shapes64": dict(image_size=64, channels=3, scale=2),
     }
 
     def __init__(self, config: MultiScaleConfig) -> None:
