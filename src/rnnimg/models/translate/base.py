@@ -194,13 +194,15 @@ class ImageTranslator(RnnImgModel):
 
     # --- evaluation ---------------------------------------------------------------------------
     @torch.no_grad()
-    def evaluation_statistics(self, batch: dict[str, Tensor], **options) -> dict[str, Tensor]:
+    def evaluation_statistics(self, batch: dict[str, Tensor], per_item: bool = False,
+                              **options) -> dict[str, Tensor]:
         """Sums over the batch: PSNR and SSIM (data range 1, all channels, see rnnimg.metrics) of
         the output and of the untouched input (grey repeated to colour where the model colours),
         squared error per pixel, and PSNR after each refinement step. Super-resolution models
         (``scale`` > 1) add the protocol's scores: PSNR and SSIM on the Y channel with ``scale``
         pixels shaved from each border, of the output (``psnr_y``, ``ssim_y``) and of the bicubic
-        upscale (``input_psnr_y``, ``input_ssim_y``)."""
+        upscale (``input_psnr_y``, ``input_ssim_y``); with ``per_item`` also each image's, as
+        ``psnr_y_per_image`` ... (B,), the values those sums add up."""
         source, target = batch["source"], batch["target"]
         steps = self.translate(source, return_steps=True)  # (B, K, C_out, H, W)
         output = steps[:, -1]
@@ -219,11 +221,15 @@ class ImageTranslator(RnnImgModel):
             stats["input_ssim"] = ssim_per_image(given, target).sum()
         s = self.scale
         if s > 1 and min(target.shape[-2:]) > 2 * s:
-            stats["psnr_y"] = psnr_y_per_image(output, target, s).sum()
-            stats["input_psnr_y"] = psnr_y_per_image(given, target, s).sum()
+            each = {"psnr_y": psnr_y_per_image(output, target, s),
+                    "input_psnr_y": psnr_y_per_image(given, target, s)}
             if min(target.shape[-2:]) - 2 * s >= 11:
-                stats["ssim_y"] = ssim_y_per_image(output, target, s).sum()
-                stats["input_ssim_y"] = ssim_y_per_image(given, target, s).sum()
+                each["ssim_y"] = ssim_y_per_image(output, target, s)
+                each["input_ssim_y"] = ssim_y_per_image(given, target, s)
+            for key, values in each.items():
+                stats[key] = values.sum()
+                if per_item:
+                    stats[f"{key}_per_image"] = values
         return {k: v.double().cpu() for k, v in stats.items()}
 
     def reduce_statistics(self, stats: dict[str, Tensor]) -> dict[str, float | list[float]]:
