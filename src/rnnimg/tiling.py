@@ -127,7 +127,8 @@ def tiled_map(fn: Callable[[Tensor], Tensor], image: Tensor, *, tile: int, overl
         scale: output pixels per input pixel (super-resolution; 1 otherwise).
         finish: maps a finished band of the blended output (B, C', rows, W * scale) to what is
             stored (for example quantised to uint8, or the argmax over classes (B, rows, W)); the
-            identity by default.
+            identity by default. The band is never read again, so ``finish`` may overwrite it
+            (:func:`quantize_` does, and needs no band-sized temporaries).
         progress: show a progress bar over the tiles (stderr) when there is more than one.
 
     Returns:
@@ -163,7 +164,10 @@ def tiled_map(fn: Callable[[Tensor], Tensor], image: Tensor, *, tile: int, overl
             if out is None:
                 out = part.new_empty(*part.shape[:-2], height * scale, width * scale)
             out[..., ys * scale:ys * scale + done, :] = part
-            carry = band[..., done:, :]
+            # a copy of the rows the next band shares, not a view, which would keep this whole
+            # band alive beside the next one (two bands: 2 x 400 MB at 4000 pixels wide, x4)
+            carry = band[..., done:, :].clone()
+            del band, part
     finally:
         bar.close()
     return out
@@ -172,6 +176,12 @@ def tiled_map(fn: Callable[[Tensor], Tensor], image: Tensor, *, tile: int, overl
 def quantize(band: Tensor) -> Tensor:
     """[0, 1] floats to uint8 by rounding, as rnnimg.viz writes images."""
     return (band.clamp(0, 1) * 255).round().to(torch.uint8)
+
+
+def quantize_(band: Tensor) -> Tensor:
+    """:func:`quantize` computed in ``band``'s own memory (which it overwrites): the same bytes
+    with no float temporaries the band's size (a finished band of tiled_map is read no more)."""
+    return band.clamp_(0, 1).mul_(255).round_().to(torch.uint8)
 
 
 def resize_banded(image: Tensor, size: tuple[int, int], rows: int = 256) -> Tensor:

@@ -17,7 +17,7 @@ from torch import Tensor
 from rnnimg.errors import RnnImgError
 from rnnimg.metrics import psnr_per_image, psnr_y_per_image, ssim_per_image, ssim_y_per_image
 from rnnimg.models.base import LossOutput, RnnImgModel
-from rnnimg.tiling import quantize, tile_settings, tiled_map
+from rnnimg.tiling import quantize_, tile_settings, tiled_map
 
 TRANSLATION_LOSSES = ("l1", "l2")
 # ITU-R BT.601 luma weights (the ones PIL's "L" and rnnimg.data use).
@@ -178,8 +178,7 @@ class ImageTranslator(RnnImgModel):
         self.check_source(source)
         as_bytes = source.dtype == torch.uint8
         if tile is None and not as_bytes:
-            steps = self.refine(source)
-            return steps if return_steps else steps[:, -1]
+            return self.refine(source) if return_steps else self(source)
         if return_steps:
             raise RnnImgError("return_steps needs the whole image at once: pass tile=None and a float "
                               "source.")
@@ -187,9 +186,9 @@ class ImageTranslator(RnnImgModel):
             tile = -(-max(source.shape[-2:]) // self.size_multiple) * self.size_multiple  # one tile
             overlap = 0
         tile, overlap, margin = tile_settings(tile, overlap, self.receptive_radius, self.size_multiple)
-        return tiled_map(lambda x: self.refine(x.to(self.device))[:, -1], source, tile=tile,
+        return tiled_map(lambda x: self(x.to(self.device)), source, tile=tile,
                          overlap=overlap, margin=margin, multiple=self.size_multiple, scale=self.scale,
-                         finish=quantize if as_bytes else None, progress=progress,
+                         finish=quantize_ if as_bytes else None, progress=progress,
                          desc="translating")
 
     # --- evaluation ---------------------------------------------------------------------------
