@@ -173,17 +173,19 @@ def _fail_on_write(monkeypatch, number: int, err_no: int):
     import rnnimg.fileio
     import rnnimg.viz
 
-    original = rnnimg.fileio.atomic_write_bytes
+    original, original_fill = rnnimg.fileio.atomic_write_bytes, rnnimg.viz.atomic_write
     calls = []
 
-    def write(path, data):
+    def write(path, data, writer=original):
         calls.append(path)
         if len(calls) == number:
             raise OSError(err_no, os.strerror(err_no), str(path))
-        return original(path, data)
+        return writer(path, data)
 
     monkeypatch.setattr(rnnimg.fileio, "atomic_write_bytes", write)
     monkeypatch.setattr(rnnimg.viz, "atomic_write_bytes", write)
+    # save_image encodes straight into its file: atomic_write(path, fill)
+    monkeypatch.setattr(rnnimg.viz, "atomic_write", lambda path, fill: write(path, fill, original_fill))
     return calls
 
 

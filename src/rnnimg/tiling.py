@@ -19,9 +19,11 @@ sweeps) have ``receptive_radius = None``: their tiled output is an approximation
 only its own context, and the blending only hides the seams.
 
 Memory: the input may stay uint8 (converted to [0, 1] floats one tile at a time); the blended output
-is accumulated one band of tile rows at a time (a band is ``tile + overlap`` rows by the image's
-width) and handed to ``finish`` (quantise, argmax) as soon as no later tile touches it, so peak
-memory grows with the tile and the image's width, not with its area.
+is accumulated a tile at a time and handed to ``finish`` (quantise, argmax) as soon as no later tile
+touches it: the columns of a tile row up to the next tile's start once that tile is done, except
+the rows the next tile row shares, which are carried (``overlap`` rows by the image's width). Peak
+memory grows with the tile, and with the image's width only through that carried strip, not with
+its area.
 
 Only torch here (and tqdm for the progress bar); ``rnnimg.models`` builds its verbs on this.
 """
@@ -125,9 +127,10 @@ def tiled_map(fn: Callable[[Tensor], Tensor], image: Tensor, *, tile: int, overl
             pixels) along every edge shared with a neighbour.
         multiple: tile starts fall on multiples of it (the model's ``size_multiple``).
         scale: output pixels per input pixel (super-resolution; 1 otherwise).
-        finish: maps a finished band of the blended output (B, C', rows, W * scale) to what is
-            stored (for example quantised to uint8, or the argmax over classes (B, rows, W)); the
-            identity by default.
+        finish: maps a finished block of the blended output (B, C', rows, columns) to what is
+            stored, pixel by pixel (for example quantised to uint8, or the argmax over classes (B,
+            rows, columns)); the identity by default. The block is never read again, so
+            ``finish`` may overwrite it (:func:`quantize_` does, and needs no float temporaries).
         progress: show a progress bar over the tiles (stderr) when there is more than one.
 
     Returns:
@@ -141,29 +144,44 @@ def tiled_map(fn: Callable[[Tensor], Tensor], image: Tensor, *, tile: int, overl
     wy = blend_weights(rows, height, overlap, margin, scale)
     wx = blend_weights(cols, width, overlap, margin, scale)
     finish = finish or (lambda band: band)
-    out, carry = None, None
+    out, carry = None, None  # carry: the rows a tile row shares with the next, blended so far
     bar = tqdm(total=len(rows) * len(cols), desc=desc, unit="tile",
                disable=not progress or len(rows) * len(cols) == 1, leave=False)
     try:
         for i, (ys, ye) in enumerate(rows):
-            band = None
+            done = ((rows[i + 1][0] if i + 1 < len(rows) else height) - ys) * scale  # rows it finishes
+            shared, left = None, 0  # the open columns [left, previous tile's end), all rows
+            below = None  # the rows shared with the next tile row, over the image's width
             for j, (xs, xe) in enumerate(cols):
                 piece = image[..., ys:ye, xs:xe]
                 piece = piece.float() / 255.0 if piece.dtype == torch.uint8 else piece
                 y = fn(piece)  # (B, C', (ye - ys) * scale, (xe - xs) * scale)
-                if band is None:
-                    band = y.new_zeros(*y.shape[:-1], width * scale)
-                    if carry is not None:
-                        band[..., :carry.shape[-2], :] += carry
+                # the columns [left, xe) of this tile row: the open ones, then the tile's new ones
+                # with the carried rows added first (the order of sums of one whole-width band)
+                acc = y.new_zeros(*y.shape[:-1], (xe - left) * scale)
+                opened = 0 if shared is None else shared.shape[-1]
+                if shared is not None:
+                    acc[..., :opened] = shared
+                if carry is not None:
+                    acc[..., :carry.shape[-2], opened:] += carry[..., left * scale + opened:xe * scale]
                 weight = (wy[i].to(y.device)[:, None] * wx[j].to(y.device)[None, :])
-                band[..., xs * scale:xe * scale] += y * weight
+                acc[..., (xs - left) * scale:] += y * weight
+                del y, weight
+                # columns before the next tile's start get nothing more from this tile row: the
+                # rows it finishes go out, the rows it shares with the next tile row are carried
+                closed = ((cols[j + 1][0] if j + 1 < len(cols) else width) - left) * scale
+                part = finish(acc[..., :done, :closed]).cpu()
+                if out is None:
+                    out = part.new_empty(*part.shape[:-2], height * scale, width * scale)
+                if below is None:
+                    below = acc.new_empty(*acc.shape[:-2], acc.shape[-2] - done, width * scale)
+                out[..., ys * scale:ys * scale + done, left * scale:left * scale + closed] = part
+                below[..., left * scale:left * scale + closed] = acc[..., done:, :closed]
+                shared = acc[..., closed:].clone()  # a copy: acc itself is freed
+                left += closed // scale
+                del acc, part
                 bar.update()
-            done = ((rows[i + 1][0] if i + 1 < len(rows) else height) - ys) * scale
-            part = finish(band[..., :done, :]).cpu()
-            if out is None:
-                out = part.new_empty(*part.shape[:-2], height * scale, width * scale)
-            out[..., ys * scale:ys * scale + done, :] = part
-            carry = band[..., done:, :]
+            carry = below
     finally:
         bar.close()
     return out
@@ -172,6 +190,12 @@ def tiled_map(fn: Callable[[Tensor], Tensor], image: Tensor, *, tile: int, overl
 def quantize(band: Tensor) -> Tensor:
     """[0, 1] floats to uint8 by rounding, as rnnimg.viz writes images."""
     return (band.clamp(0, 1) * 255).round().to(torch.uint8)
+
+
+def quantize_(band: Tensor) -> Tensor:
+    """:func:`quantize` computed in ``band``'s own memory (which it overwrites): the same bytes
+    with no float temporaries of its size (a finished block of tiled_map is read no more)."""
+    return band.clamp_(0, 1).mul_(255).round_().to(torch.uint8)
 
 
 def resize_banded(image: Tensor, size: tuple[int, int], rows: int = 256) -> Tensor:

@@ -109,7 +109,8 @@ def register(sub) -> None:
                                    "for super-resolution); a super-resolution model adds "
                                    "the protocol's psnr_y and ssim_y (the Y channel, scale pixels "
                                    "shaved from each border) against bicubic's input_psnr_y and "
-                                   "input_ssim_y, means over the test images. A generator trained "
+                                   "input_ssim_y, means over the test images, then a table of "
+                                   "them per test image (up to 100 images). A generator trained "
                                    "with --set low_res_scale=S reports the exact NLL of each image "
                                    "given its downscale, which the data supplies.")
     p.add_argument("run_dir", metavar="RUN", help="run folder written by `rnnimg train`")
@@ -346,7 +347,8 @@ def _print_metrics(result: dict, class_names=()) -> None:
 
     metrics = result["metrics"]
     task = get_task(get_model_class(result["model"]).task)
-    tables = task.tables(metrics, class_names) if task.tables else []
+    named = {"item_names": result["item_names"]} if result.get("item_names") else {}
+    tables = task.tables(metrics, class_names, **named) if task.tables else []
     shown = {k for table in tables for k in table.metrics}
     print_table([(k, format_value(v, k)) for k, v in metrics.items() if k not in shown])
     for table in tables:

@@ -151,6 +151,10 @@ class RnnImgModel(nn.Module):
     # True: evaluation_statistics also takes progress=callable(done, total), called as its inner
     # draws finish (done of the batch's total): one batch can take minutes
     evaluation_reports_progress: ClassVar[bool] = False
+    # metrics that evaluation_statistics(batch, per_item=True) also gives item by item, each as
+    # "<name>_per_image": a (B,) tensor in the batch's order, not a sum; ``evaluate`` takes them
+    # out of the sums and lists them per item of the split (super-resolution's PSNR-Y per photo)
+    item_scores: ClassVar[tuple[str, ...]] = ()
 
     def evaluation_dataset_options(self, **options: Any) -> dict[str, Any]:
         """Dataset options that evaluation ``options`` need beyond :meth:`dataset_options` (a

@@ -56,7 +56,8 @@ class Table:
 
 
 # f(metrics, class_names) -> the task's tables of one evaluation (``rnnimg evaluate``): metrics as
-# the model's reduce_statistics returns them, class_names the run's (possibly empty)
+# the model's reduce_statistics returns them, class_names the run's (possibly empty); a task whose
+# models have item_scores also takes item_names= (the scored items' names, when the data keep them)
 Tables = Callable[..., list[Table]]
 
 

@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 
 from rnnimg.tasks.common import check_image_channels, check_tiles
-from rnnimg.tasks.registry import Task, assert_unit_range, register_task
+from rnnimg.tasks.registry import Table, Task, assert_unit_range, register_task
 from rnnimg.viz import frames_strip
 
 
@@ -68,7 +68,35 @@ def contract(model, batch, generator) -> Tensor:
     return out
 
 
+def evaluation_tables(metrics: dict, class_names=(), item_names=()) -> list[Table]:
+    """What ``rnnimg evaluate`` prints for a super-resolution model below its summary: each test
+    image's PSNR and SSIM on the Y channel (``scale`` pixels shaved from each border) of the model
+    and of bicubic, the PSNR gain, then their means over the images, which are the summary's
+    psnr_y, input_psnr_y, ssim_y and input_ssim_y. Rows are named by ``item_names`` where the data
+    name the images (``photos``), else numbered from 0 in the split's order."""
+    columns = {"psnr_y": "PSNR-Y", "input_psnr_y": "bicubic PSNR-Y", "gain": "gain dB",
+               "ssim_y": "SSIM-Y", "input_ssim_y": "bicubic SSIM-Y"}
+    lists = {k: metrics[f"{k}_per_image"] for k in columns if f"{k}_per_image" in metrics}
+    if "psnr_y" not in lists or "input_psnr_y" not in lists:
+        return []
+    lists["gain"] = [a - b for a, b in zip(lists["psnr_y"], lists["input_psnr_y"], strict=True)]
+    lists = {k: lists[k] for k in columns if k in lists}  # the columns' order
+    names = list(item_names or ())
+
+    def cell(value: float, key: str) -> str:
+        return "-" if value != value else (f"{value:+.2f}" if key == "gain" else
+                                           f"{value:.2f}" if "psnr" in key else f"{value:.4f}")
+
+    rows = [(names[i] if i < len(names) else str(i), *(cell(v[i], k) for k, v in lists.items()))
+            for i in range(len(lists["psnr_y"]))]
+    means = {k: [x for x in v if x == x] for k, v in lists.items()}
+    rows.append(("mean", *(cell(sum(v) / len(v) if v else float("nan"), k) for k, v in means.items())))
+    return [Table("per test image (Y channel, scale pixels shaved from each border; bicubic is the floor)",
+                  ("image", *(columns[k] for k in lists)), tuple(rows),
+                  tuple(f"{k}_per_image" for k in lists if k != "gain"))]
+
+
 TRANSLATE = register_task(Task(
     name="translate", verb="translate", title="Translate", batch_keys=("source", "target"),
     contract=contract, infer=translate_image, views=(translation_view,), upload="source",
-    hub_tag="image-to-image"))
+    hub_tag="image-to-image", tables=evaluation_tables))

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, default_collate
+from torch.utils.data import DataLoader, Dataset, default_collate
 
 from rnnimg.data.registry import dataset_task, load_dataset, task_mismatch_hint
 from rnnimg.errors import RnnImgError
@@ -49,6 +49,40 @@ def all_reduce_statistics(total: dict[str, torch.Tensor], device) -> dict[str, t
     return out
 
 
+# a model's item_scores are listed per item up to this many scored items (a table of five test
+# photos, or of Set14's fourteen, reads well; one of a 10,000-image test set does not)
+MAX_ITEM_SCORES = 100
+_ITEM = "_item"  # the key that carries an item's position in the split through the loader
+
+
+class _Numbered(Dataset):
+    """``dataset``'s items, each with its position in the split under ``_ITEM`` (a 0-dim tensor,
+    the same shape for every item, so :func:`collate_by_size` groups as before)."""
+
+    def __init__(self, dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> dict:
+        return {**self.dataset[index], _ITEM: torch.tensor(index)}
+
+
+def item_names(dataset) -> list[str] | None:
+    """The names of a dataset's items where it keeps them (``photos``' test photo names, the stems
+    of paired files), looking through wrappers (``corrupt=``'s ``base``); None where it keeps none."""
+    for _ in range(4):
+        for attr in ("names", "stems"):
+            names = getattr(dataset, attr, None)
+            if isinstance(names, list | tuple) and len(names) == len(dataset):
+                return [str(n) for n in names]
+        dataset = getattr(dataset, "base", None)
+        if dataset is None:
+            return None
+    return None
+
+
 def collate_by_size(items: list[dict]) -> list[dict]:
     """The items of one loader batch as one batch per shape, in the order each shape first occurs.
 
@@ -86,7 +120,10 @@ def _evaluate(run_dir: str | Path, data: str | None = None, split: str = "test",
     Each batch gives ``model.evaluation_statistics(batch, **options)`` (sums over its items); the
     sums of the split go through ``model.reduce_statistics`` once. A batch whose items differ in
     size (whole test photos) is scored one size at a time (:func:`collate_by_size`), so no
-    ``batch_size=1`` is needed for such a split.
+    ``batch_size=1`` is needed for such a split. A model with ``item_scores`` (super-resolution)
+    is asked for them item by item too, when at most :data:`MAX_ITEM_SCORES` items are scored:
+    the metrics then hold ``NAME_per_image``, one value per scored item in the split's order (NaN
+    where an item had none), whose mean is the split's ``NAME``.
 
     Args:
         run_dir: a run folder (config.json + model.safetensors).
@@ -103,7 +140,8 @@ def _evaluate(run_dir: str | Path, data: str | None = None, split: str = "test",
 
     Returns:
         {"model", "data", "split", "num_items", "metrics": {name: float or list}, "data_options",
-        "options"}.
+        "options"}, and "item_names" (the scored items' names, where the dataset keeps them) with
+        per-item scores.
     """
     from tqdm.auto import tqdm
 
@@ -124,9 +162,14 @@ def _evaluate(run_dir: str | Path, data: str | None = None, split: str = "test",
         data_opts["binarize"] = "fixed"  # a test set is scored on one fixed binarization
     dataset = load_dataset(name, split, **data_opts)
     check_dataset(model, dataset, name)
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate_by_size)
+    n_batches = -(-len(dataset) // batch_size)
+    n_batches = n_batches if max_batches is None else min(max_batches, n_batches)
+    scored = min(len(dataset), n_batches * batch_size)  # the first ones: the loader keeps the order
+    item_scores = tuple(model.item_scores) if scored <= MAX_ITEM_SCORES else ()
+    each: dict[str, dict[int, float]] = {metric: {} for metric in item_scores}
+    loader = DataLoader(_Numbered(dataset) if item_scores else dataset, batch_size=batch_size,
+                        shuffle=False, collate_fn=collate_by_size)
     total: dict[str, torch.Tensor] = {}
-    n_batches = len(loader) if max_batches is None else min(max_batches, len(loader))
     torch.manual_seed(seed)  # inside the caller's fork_rng (see evaluate)
     # K importance samples (DRAW): one batch can take minutes, so a bar counts the draws as well
     draws = tqdm(desc="draws", unit="draw", disable=not progress, leave=False, position=1,
@@ -141,9 +184,17 @@ def _evaluate(run_dir: str | Path, data: str | None = None, split: str = "test",
         if i >= n_batches:
             break
         for batch in batches:  # one per image size: a single one unless the items differ in size
+            index = batch.pop(_ITEM).tolist() if item_scores else []
             batch = {k: v.to(device) for k, v in batch.items()}
             more = {"progress": show_draws} if draws is not None else {}
-            sum_statistics(total, model.evaluation_statistics(batch, **options, **more))
+            if item_scores:
+                more["per_item"] = True
+            stats = model.evaluation_statistics(batch, **options, **more)
+            for metric in item_scores:
+                values = stats.pop(f"{metric}_per_image", None)
+                if values is not None:
+                    each[metric].update(zip(index, values.tolist(), strict=True))
+            sum_statistics(total, stats)
     if draws is not None:
         draws.close()
     if not total:
@@ -153,6 +204,13 @@ def _evaluate(run_dir: str | Path, data: str | None = None, split: str = "test",
     for key, value in metrics.items():
         if isinstance(value, float) and not math.isfinite(value):
             warnings.warn(f"metric {key} is {value}", stacklevel=2)
-    return {"model": model.name, "data": name, "split": split,
-            "num_items": int(total["count"].item()), "data_options": data_opts,
-            "options": options, "metrics": metrics}
+    for key, values in each.items():
+        if values:
+            metrics[f"{key}_per_image"] = [values.get(i, math.nan) for i in range(scored)]
+    result = {"model": model.name, "data": name, "split": split,
+              "num_items": int(total["count"].item()), "data_options": data_opts,
+              "options": options, "metrics": metrics}
+    names = item_names(dataset) if any(each.values()) else None
+    if names:
+        result["item_names"] = names[:scored]
+    return result

@@ -17,7 +17,7 @@ from torch import Tensor
 from rnnimg.errors import RnnImgError
 from rnnimg.metrics import psnr_per_image, psnr_y_per_image, ssim_per_image, ssim_y_per_image
 from rnnimg.models.base import LossOutput, RnnImgModel
-from rnnimg.tiling import quantize, tile_settings, tiled_map
+from rnnimg.tiling import quantize_, tile_settings, tiled_map
 
 TRANSLATION_LOSSES = ("l1", "l2")
 # ITU-R BT.601 luma weights (the ones PIL's "L" and rnnimg.data use).
@@ -178,8 +178,7 @@ class ImageTranslator(RnnImgModel):
         self.check_source(source)
         as_bytes = source.dtype == torch.uint8
         if tile is None and not as_bytes:
-            steps = self.refine(source)
-            return steps if return_steps else steps[:, -1]
+            return self.refine(source) if return_steps else self(source)
         if return_steps:
             raise RnnImgError("return_steps needs the whole image at once: pass tile=None and a float "
                               "source.")
@@ -187,20 +186,22 @@ class ImageTranslator(RnnImgModel):
             tile = -(-max(source.shape[-2:]) // self.size_multiple) * self.size_multiple  # one tile
             overlap = 0
         tile, overlap, margin = tile_settings(tile, overlap, self.receptive_radius, self.size_multiple)
-        return tiled_map(lambda x: self.refine(x.to(self.device))[:, -1], source, tile=tile,
+        return tiled_map(lambda x: self(x.to(self.device)), source, tile=tile,
                          overlap=overlap, margin=margin, multiple=self.size_multiple, scale=self.scale,
-                         finish=quantize if as_bytes else None, progress=progress,
+                         finish=quantize_ if as_bytes else None, progress=progress,
                          desc="translating")
 
     # --- evaluation ---------------------------------------------------------------------------
     @torch.no_grad()
-    def evaluation_statistics(self, batch: dict[str, Tensor], **options) -> dict[str, Tensor]:
+    def evaluation_statistics(self, batch: dict[str, Tensor], per_item: bool = False,
+                              **options) -> dict[str, Tensor]:
         """Sums over the batch: PSNR and SSIM (data range 1, all channels, see rnnimg.metrics) of
         the output and of the untouched input (grey repeated to colour where the model colours),
         squared error per pixel, and PSNR after each refinement step. Super-resolution models
         (``scale`` > 1) add the protocol's scores: PSNR and SSIM on the Y channel with ``scale``
         pixels shaved from each border, of the output (``psnr_y``, ``ssim_y``) and of the bicubic
-        upscale (``input_psnr_y``, ``input_ssim_y``)."""
+        upscale (``input_psnr_y``, ``input_ssim_y``); with ``per_item`` also each image's, as
+        ``psnr_y_per_image`` ... (B,), the values those sums add up."""
         source, target = batch["source"], batch["target"]
         steps = self.translate(source, return_steps=True)  # (B, K, C_out, H, W)
         output = steps[:, -1]
@@ -219,11 +220,15 @@ class ImageTranslator(RnnImgModel):
             stats["input_ssim"] = ssim_per_image(given, target).sum()
         s = self.scale
         if s > 1 and min(target.shape[-2:]) > 2 * s:
-            stats["psnr_y"] = psnr_y_per_image(output, target, s).sum()
-            stats["input_psnr_y"] = psnr_y_per_image(given, target, s).sum()
+            each = {"psnr_y": psnr_y_per_image(output, target, s),
+                    "input_psnr_y": psnr_y_per_image(given, target, s)}
             if min(target.shape[-2:]) - 2 * s >= 11:
-                stats["ssim_y"] = ssim_y_per_image(output, target, s).sum()
-                stats["input_ssim_y"] = ssim_y_per_image(given, target, s).sum()
+                each["ssim_y"] = ssim_y_per_image(output, target, s)
+                each["input_ssim_y"] = ssim_y_per_image(given, target, s)
+            for key, values in each.items():
+                stats[key] = values.sum()
+                if per_item:
+                    stats[f"{key}_per_image"] = values
         return {k: v.double().cpu() for k, v in stats.items()}
 
     def reduce_statistics(self, stats: dict[str, Tensor]) -> dict[str, float | list[float]]:

@@ -54,6 +54,8 @@ class SuperResolver(ImageTranslator):
 
     # the data's scale (corrupt=downscale's scale=2|3|4) decides the model's, like its sizes
     data_fields: ClassVar[dict[str, str]] = {**ImageTranslator.data_fields, "scale": "scale"}
+    # ``rnnimg evaluate`` lists these per test image too (the protocol: per image and averaged)
+    item_scores: ClassVar[tuple[str, ...]] = ("psnr_y", "input_psnr_y", "ssim_y", "input_ssim_y")
 
     @classmethod
     def fit_to_data(cls, values: dict[str, Any], data, user) -> tuple[dict[str, Any], list[str]]:
