@@ -51,6 +51,7 @@ class ScanSegConfig:
     scan_blocks: int = 2  # residual scan blocks at the coarsest level
     bottleneck_convs: int = 1  # 3x3 convolutions (with ReLU) before the scan blocks; 2 = the U-Net's
     layout: str = "renet"  # "renet" (rows, then columns, both ways) | "cross" (VMamba's cross-scan)
+    local_conv: bool = False  # VMamba's 3x3 depthwise convolution + SiLU before each scan
     scan_method: str = "auto"  # linear_scan method (nn/scan.py)
 
     def __post_init__(self):
@@ -90,7 +91,8 @@ class ScanSeg(ImageSegmenter):
         for i in range(c.bottleneck_convs):
             convs += [nn.Conv2d(w[-2] if i == 0 else w[-1], w[-1], 3, padding=1), nn.ReLU()]
         self.bottleneck = nn.Sequential(*convs)
-        self.scans = nn.Sequential(*(Scan2DBlock(w[-1], c.scan_hidden, c.layout, c.scan_method)
+        self.scans = nn.Sequential(*(Scan2DBlock(w[-1], c.scan_hidden, c.layout, c.scan_method,
+                                                 local=c.local_conv)
                                      for _ in range(c.scan_blocks)))
         self.up = nn.ModuleList(nn.ConvTranspose2d(w[i + 1], w[i], 2, stride=2)
                                 for i in range(len(w) - 1))
