@@ -168,12 +168,12 @@ def test_baseline_is_parameter_matched(name):
     assert abs(count[0] - count[1]) / count[0] < 0.05, count
 
 
-@pytest.mark.parametrize("layout", ["renet", "cross"])
-def test_scanseg_logit_in_one_corner_depends_on_the_opposite_corner(layout):
+@pytest.mark.parametrize("layout, local_conv", [("renet", False), ("cross", False), ("renet", True)])
+def test_scanseg_logit_in_one_corner_depends_on_the_opposite_corner(layout, local_conv):
     """The scan blocks give every pixel's logits the whole image, far beyond the convolutions'
     reach: the logits at (0, 0) change with the pixel at (31, 31), and those at (31, 0) with (0, 31)."""
     torch.manual_seed(0)
-    model = create_model("scanseg", "debug", layout=layout).double().eval()
+    model = create_model("scanseg", "debug", layout=layout, local_conv=local_conv).double().eval()
     image = torch.rand(1, 1, 32, 32, dtype=torch.float64, requires_grad=True)
     logits = model(image)
     for (i, j), (y, x) in (((0, 0), (31, 31)), ((31, 0), (0, 31))):

@@ -146,7 +146,7 @@ class Scan2D(nn.Module):
 
 
 class Scan2DBlock(nn.Module):
-    """A residual four-direction scan, x + W_out Scan2D(norm(x)): (B, C, H, W) -> (B, C, H, W).
+    """A residual four-direction scan, x + W_out Scan2D(local(norm(x))): (B, C, H, W) -> (B, C, H, W).
     Every output position sees the whole input map; used as global context (models/segment/scanseg.py,
     and the translator's ``context="scan"`` option, where it plays NLRN's non-local block).
 
@@ -155,14 +155,20 @@ class Scan2DBlock(nn.Module):
         hidden: state features per scan direction.
         layout, scan_method: as :class:`Scan2D`.
         norm: batch-normalise the scan's input.
+        local: VMamba's local mixing before the scan (its SS2D block: in-projection, 3x3 depthwise
+            convolution, SiLU, scan): a 3x3 depthwise convolution and SiLU, 10 C parameters. Without
+            it the block is linear in its input but for the gates; with it, every scan step reads a
+            3x3 neighbourhood and the block gains a nonlinearity.
     """
 
     def __init__(self, channels: int, hidden: int, layout: str = "renet", scan_method: str = "auto",
-                 norm: bool = True) -> None:
+                 norm: bool = True, local: bool = False) -> None:
         super().__init__()
         self.norm = nn.BatchNorm2d(channels) if norm else nn.Identity()
+        self.local = (nn.Sequential(nn.Conv2d(channels, channels, 3, padding=1, groups=channels), nn.SiLU())
+                      if local else nn.Identity())
         self.scan = Scan2D(channels, hidden, layout=layout, scan_method=scan_method)
         self.out = nn.Conv2d(self.scan.out_channels, channels, 1)
 
     def forward(self, x: Tensor) -> Tensor:
-        return x + self.out(self.scan(self.norm(x)))
+        return x + self.out(self.scan(self.local(self.norm(x))))
