@@ -94,7 +94,8 @@ def run_one(args) -> dict:
         preset, overrides = "shapes64", dict(image_size=args.size, scale=args.scale)
     else:
         preset, overrides = "mnist", dict(BASELINE, image_size=args.size)
-    model = create_model(args.model, preset, **overrides)
+    device = torch.device(args.device)
+    model = create_model(args.model, preset, **overrides).to(device)
     x = images("train", args)
     x_test = images("test", args)[:args.test_count]
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
@@ -108,7 +109,7 @@ def run_one(args) -> dict:
         if epoch_end:
             epochs += 1
             continue
-        out = model.loss({"image": batch})
+        out = model.loss({"image": batch.to(device)})
         opt.zero_grad(set_to_none=True)
         out.loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -123,6 +124,7 @@ def run_one(args) -> dict:
     nats, stages = 0.0, [0.0, 0.0]
     with torch.no_grad():
         for batch in x_test.split(25):
+            batch = batch.to(device)
             if args.model == "multiscale":
                 first, second = model.stage_nlls(batch)
                 stages[0] += first.sum().item()
@@ -142,11 +144,12 @@ def run_one(args) -> dict:
     else:
         drawn = model.sample(args.samples, generator=sgen)
         shown = drawn
+    shown = shown.cpu()
     sample_cpu = time.process_time() - t0
     if args.picture:
         save_picture(make_grid(shown, nrow=args.samples), args.picture, scale=1)
     if args.save_dir:
-        model.save_pretrained(Path(args.save_dir) / args.model, extra={
+        model.cpu().save_pretrained(Path(args.save_dir) / args.model, extra={
             "preset": preset, "data": {"name": args.data, "options": data_options(args)},
             "steps_trained": steps})
     result = dict(model=args.model, preset=preset, overrides=overrides, size=args.size,
@@ -193,6 +196,7 @@ def main(argv=None) -> int:
     p.add_argument("--test-count", type=int, default=500, help="test images scored (of 500)")
     p.add_argument("--samples", type=int, default=8)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu", help="cpu | cuda (the budget stays process CPU time)")
     p.add_argument("--save-dir", default=None, help="save each trained model as SAVE_DIR/MODEL")
     p.add_argument("--picture", default=None, help="(one model) write its samples here (PNG)")
     p.add_argument("--json", default=None, help="(one model) write its result here")

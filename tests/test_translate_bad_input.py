@@ -84,7 +84,7 @@ def test_a_model_scale_that_is_not_2_3_or_4_is_one_line_naming_the_data_option(t
     out = tmp_path / "run"
     assert main(["train", "espcn", "--preset", "debug", "--data", "mnist-5k", "--data-opt",
                  "corrupt=downscale", "--data-opt", "scale=2", "--set", "scale=5", "--out", str(out),
-                 "--max-steps", "1", "--no-progress"]) == 2
+                 "--max-steps", "1", "--no-progress", "--accelerator", "cpu"]) == 2
     err = capsys.readouterr().err.strip()
     assert "scale must be 2, 3 or 4, got 5" in err and len(err.splitlines()) == 1
     assert "--data-opt scale=" in err  # the next step: the data decides a super-resolver's scale
