@@ -38,7 +38,7 @@ import sys
 import time
 from pathlib import Path
 
-from side_by_side import report_one, run_side_by_side
+from side_by_side import add_report_args, pictures_beside, report_one, run_side_by_side, write_report
 
 MODELS = ("multiscale", "pixelscan")
 BASELINE = dict(image_size=64, channels=3, output="categorical", levels=256, hidden=64, head_hidden=48)
@@ -198,26 +198,19 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu", help="cpu | cuda (the budget stays process CPU time)")
     p.add_argument("--save-dir", default=None, help="save each trained model as SAVE_DIR/MODEL")
-    p.add_argument("--picture", default=None, help="(one model) write its samples here (PNG)")
-    p.add_argument("--json", default=None, help="(one model) write its result here")
-    p.add_argument("--out", default=None, help="(--pair) markdown table; raw JSON and pictures beside it")
+    add_report_args(p, pictures=True)
     args = p.parse_args(argv)
     if not args.pair:
         return report_one(run_one(args), args.json)
     out = Path(args.out or "multiscale-bench.md")
-
-    def picture(name: str) -> list[str]:
-        return ["--picture", str(out.with_name(f"{out.stem}-{name}.png"))]
-
-    results, started, where, command = run_side_by_side(__file__, argv, MODELS, out, extra=picture)
+    results, started, where, command = run_side_by_side(__file__, argv, MODELS, out,
+                                                        extra=pictures_beside(out))
     train = "random crops of 13 photos" if args.data == "photos" else "5,000 training images"
     text = (f"# multiscale vs pixelscan at equal CPU time: {args.data} {args.size}x{args.size} colour\n\n"
             f"`{command}`\n\n{started}; {where}; one torch thread per process, both processes side "
             f"by side; {train}, {results[0]['test_images']} test images, 256 levels\n\n"
             f"{table(results)}\n")
-    out.write_text(text)
-    print(text)
-    return 0
+    return write_report(out, text)
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ import sys
 import time
 from pathlib import Path
 
-from side_by_side import report_one, run_side_by_side
+from side_by_side import add_report_args, report_one, run_side_by_side, write_report
 
 # small enough for a CPU; both at 64x64, 5 -> 10 (set by --context/--horizon)
 CONFIGS = {
@@ -141,8 +141,7 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
     p.add_argument("--save", default=None, help="save the trained model into SAVE/MODEL")
-    p.add_argument("--json", default=None, help="(one model) write its result here")
-    p.add_argument("--out", default=None, help="(--pair) markdown table; raw JSON beside it")
+    add_report_args(p)
     args = p.parse_args(argv)
     if not args.pair:
         return report_one(run_one(args), args.json)
@@ -152,9 +151,7 @@ def main(argv=None) -> int:
             f"one torch thread per process, both processes side by side; {args.context} -> "
             f"{args.horizon} frames at 64x64, {args.num_digits} digits, {args.test_clips} fixed test "
             f"clips\n\n{table(results)}\n")
-    out.write_text(text)
-    print(text)
-    return 0
+    return write_report(out, text)
 
 
 if __name__ == "__main__":

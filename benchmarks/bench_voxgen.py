@@ -30,7 +30,7 @@ import sys
 import time
 from pathlib import Path
 
-from side_by_side import report_one, run_side_by_side
+from side_by_side import add_report_args, pictures_beside, report_one, run_side_by_side, write_report
 
 MODELS = ("voxscan", "voxcnn")
 
@@ -133,24 +133,18 @@ def main(argv=None) -> int:
     p.add_argument("--judge", default=None, help="judge weights (default: the shipped ones)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
-    p.add_argument("--picture", default=None, help="(one model) write its samples here (PNG)")
-    p.add_argument("--json", default=None, help="(one model) write its result here")
-    p.add_argument("--out", default=None, help="(--pair) markdown table; raw JSON and pictures beside it")
+    add_report_args(p, pictures=True)
     args = p.parse_args(argv)
     if not args.pair:
         return report_one(run_one(args), args.json)
     out = Path(args.out or "voxgen-bench.md")
-    def picture(name: str) -> list[str]:
-        return ["--picture", str(out.with_name(f"{out.stem}-{name}.png"))]
-
-    results, started, where, command = run_side_by_side(__file__, argv, MODELS, out, extra=picture)
+    results, started, where, command = run_side_by_side(__file__, argv, MODELS, out,
+                                                        extra=pictures_beside(out))
     text = (f"# voxscan vs voxcnn at equal CPU time: shapes3d {args.size}^3, class-conditional\n\n"
             f"`{command}`\n\n{started}; {where}; one torch thread per process, both processes side "
             f"by side; 2,000 training shapes, 200 fixed test shapes, {args.samples_per_class} samples a "
             f"class judged by the shipped voxel judge\n\n{table(results)}\n")
-    out.write_text(text)
-    print(text)
-    return 0
+    return write_report(out, text)
 
 
 if __name__ == "__main__":

@@ -32,6 +32,28 @@ def report_one(result: dict, json_path: str | None) -> int:
     return 0
 
 
+def add_report_args(p, pictures: bool = False) -> None:
+    """The output flags every side-by-side benchmark shares: ``--json`` (one model's result),
+    ``--out`` (the pair's markdown table) and, with ``pictures``, ``--picture`` (one model's samples)."""
+    if pictures:
+        p.add_argument("--picture", default=None, help="(one model) write its samples here (PNG)")
+    p.add_argument("--json", default=None, help="(one model) write its result here")
+    p.add_argument("--out", default=None, help="(--pair) markdown table; raw JSON "
+                   + ("and pictures " if pictures else "") + "beside it")
+
+
+def pictures_beside(out: Path) -> Callable[[str], list[str]]:
+    """``extra`` for :func:`run_side_by_side`: each model writes its samples to OUT-NAME.png."""
+    return lambda name: ["--picture", str(out.with_name(f"{out.stem}-{name}.png"))]
+
+
+def write_report(out: Path, text: str) -> int:
+    """Write the pair's markdown report to ``out`` and print it; the exit code 0."""
+    out.write_text(text)
+    print(text)
+    return 0
+
+
 def run_side_by_side(script: str, argv: list[str] | None, models, out: Path,
                      extra: Callable[[str], list[str]] = lambda name: []) -> tuple[list[dict], str, str, str]:
     """Run ``script`` with this call's arguments (less ``--pair`` and ``--out``) plus ``--model NAME
